@@ -1,0 +1,28 @@
+# Every target that needs Python creates .venv itself, so a fresh clone needs only python3 and make.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install eval test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the whole ladder offline (embedded local provider) on every bundled test set.
+eval: $(STAMP)
+	$(VENV)/bin/evalkit eval-bundled testsets
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check evalkit tests
+
+clean:
+	rm -rf $(VENV) reports/*/ .evalkit-cache

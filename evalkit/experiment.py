@@ -1,0 +1,215 @@
+"""One experiment: a test set through a ladder of variants, into a run folder.
+
+This wires the one-way flow together and owns the run folder's files; each step's work lives
+in its own module (testset, variants, runner, scoring, summary).
+
+Run folder `reports/<run-id>/`: run.json, predictions.jsonl, scores.csv, summary.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from evalkit import finetune
+from evalkit.cache import ResponseCache
+from evalkit.journal import Journal, latest
+from evalkit.leakage import find_leaks
+from evalkit.providers import get_provider
+from evalkit.runner import Job, RunStats, run_jobs
+from evalkit.scoring import score_predictions
+from evalkit.summary import build_summary
+from evalkit.testset import Testset, load_testset
+from evalkit.variants import LADDER, VariantContext, default_variant
+
+
+@dataclass
+class RunConfig:
+    testset: str
+    variants: list[str] = field(default_factory=lambda: list(LADDER))
+    provider: str = "local"
+    provider_options: dict[str, Any] = field(default_factory=dict)
+    concurrency: int = 8
+    max_cost_usd: float | None = None
+    allow_leakage: bool = False
+    leakage_threshold: float = 0.9
+    reports_dir: str = "reports"
+    cache_dir: str = ".evalkit-cache"
+    finetune_dir: str = "finetunes"
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    summary: dict[str, Any]
+    stats: RunStats
+
+
+class LeakageRefused(RuntimeError):
+    """The test set leaks into train and the user did not pass --allow-leakage."""
+
+
+def run_experiment(config: RunConfig, *, resume: str | None = None,
+                   progress: bool = True) -> RunResult:
+    """Run (or resume) one experiment and write every file of its run folder."""
+    if resume:
+        run_dir = Path(config.reports_dir) / resume
+        saved = json.loads((run_dir / "run.json").read_text())["config"]
+        config = RunConfig(**{**saved, "concurrency": config.concurrency,
+                              "max_cost_usd": config.max_cost_usd})
+    testset = load_testset(config.testset)
+    leaks = find_leaks(testset.test, testset.train, threshold=config.leakage_threshold)
+    if leaks and not config.allow_leakage:
+        listing = "\n".join(f"  {p.test_id} ~ {p.train_id} (cosine {p.similarity:.3f})"
+                            for p in leaks[:20])
+        raise LeakageRefused(f"{testset.path}: {len(leaks)} test items leak into train:\n"
+                             f"{listing}\nfix the split, or pass --allow-leakage")
+    if not resume:
+        run_dir = _new_run_dir(Path(config.reports_dir), testset.name)
+
+    variants = [default_variant(name, testset) for name in config.variants]
+    setup = _prepare_fine_tune(config, testset) if any(v.fine_tuned for v in variants) else {}
+    ctx = VariantContext(testset, cache_dir=Path(config.cache_dir),
+                         fine_tuned_model=setup.get("fine_tuned_model"))
+    if any(v.rag_k for v in variants):
+        t0 = time.perf_counter()
+        _ = ctx.index
+        setup["indexing_time_s"] = round(time.perf_counter() - t0, 4)
+
+    journal = Journal(run_dir / "predictions.jsonl")
+    done = {(p.variant, p.item_id) for p in latest(journal.read()) if p.error_class is None}
+    jobs = [Job(v.name, item, lambda it, v=v: v.build(it, ctx))
+            for v in variants for item in testset.test if (v.name, item.id) not in done]
+    provider = get_provider(config.provider, **_provider_options(config))
+    cache = ResponseCache(Path(config.cache_dir) / "responses.sqlite")
+    _write_run_json(run_dir, config, testset, setup, sessions_add=None)
+    try:
+        stats = asyncio.run(run_jobs(jobs, total=len(jobs), provider=provider, cache=cache,
+                                     journal=journal, concurrency=config.concurrency,
+                                     max_cost_usd=config.max_cost_usd, progress=progress))
+    finally:
+        cache.close()
+    _write_run_json(run_dir, config, testset, setup, sessions_add=stats)
+    summary = write_scores_and_summary(run_dir, testset, config.variants)
+    _point_latest(run_dir)
+    return RunResult(run_dir, summary, stats)
+
+
+def write_scores_and_summary(run_dir: Path, testset: Testset, variants: list[str]) -> dict:
+    """Score the journal and write scores.csv and summary.json (no provider involved)."""
+    preds = latest(Journal(run_dir / "predictions.jsonl").read())
+    items = {it.id: it for it in testset.test}
+    scores = score_predictions(run_dir.name, testset.task, items, preds)
+    scores.to_csv(run_dir / "scores.csv", index=False)
+    summary = build_summary(run_id=run_dir.name, task=testset.task, variants=variants,
+                            scores=scores, predictions=preds,
+                            items_expected={i: it.expected for i, it in items.items()})
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n")
+    return summary
+
+
+def _provider_options(config: RunConfig) -> dict[str, Any]:
+    opts = dict(config.provider_options)
+    if config.provider == "local":
+        opts.setdefault("finetune_dir", config.finetune_dir)
+    return opts
+
+
+def _prepare_fine_tune(config: RunConfig, testset: Testset) -> dict[str, Any]:
+    """The fine-tuned model the fine-tuned rungs call; local ones are trained on demand."""
+    if config.provider == "local":
+        record = finetune.ensure_local(testset, config.finetune_dir)
+    else:
+        name = finetune.default_name(testset, config.provider)
+        record = finetune.load_record(Path(config.finetune_dir), name)
+        if record is None or not record.fine_tuned_model:
+            raise FileNotFoundError(f"{finetune.record_path(Path(config.finetune_dir), name)}: "
+                                    f"no fine-tuned model recorded; run `evalkit finetune` "
+                                    f"or `evalkit finetune register` first")
+    return {"fine_tuned_model": record.fine_tuned_model, "fine_tune": asdict(record)}
+
+
+def _new_run_dir(reports: Path, name: str) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    base = reports / f"{stamp}-{name}"
+    run_dir, n = base, 1
+    while run_dir.exists():
+        n += 1
+        run_dir = Path(f"{base}-{n}")
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def _write_run_json(run_dir: Path, config: RunConfig, testset: Testset, setup: dict,
+                    sessions_add: RunStats | None) -> None:
+    path = run_dir / "run.json"
+    previous = json.loads(path.read_text()) if path.is_file() else {}
+    sessions = previous.get("sessions", [])
+    if sessions_add is not None:
+        sessions.append({"finished_at": _now(), **asdict(sessions_add)})
+    totals = {k: sum(s[k] for s in sessions) for k in
+              ("jobs", "calls", "cache_hits", "errors", "skipped_budget", "spent_usd",
+               "notional_usd", "wall_s")}
+    record = {
+        "run_id": run_dir.name,
+        "created_at": previous.get("created_at", _now()),
+        "config": asdict(config),
+        "testset": {"name": testset.name, "path": str(testset.path), "hash": testset.hash,
+                    "n_test": len(testset.test), "n_train": len(testset.train),
+                    "n_docs": len(testset.docs), "files": testset.file_hashes},
+        "setup": setup,
+        "git_commit": _git_commit(),
+        "versions": _versions(),
+        "sessions": sessions,
+        "totals": totals,
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _point_latest(run_dir: Path) -> None:
+    link = run_dir.parent / "latest"
+    tmp = run_dir.parent / ".latest.tmp"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(run_dir.name, tmp)
+    os.replace(tmp, link)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=False)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("evalkit", "pandas", "numpy", "scikit-learn", "jinja2", "click", "openai"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def read_scores(run_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(run_dir / "scores.csv")

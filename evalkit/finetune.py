@@ -1,0 +1,149 @@
+"""Fine-tunes: training the local model, and the record every fine-tuned rung runs on.
+
+A record `finetunes/<name>.json` says which model the fine-tuned variants call, what it cost to
+train and on which data; the same shape serves a local artifact, an API fine-tuning job, or a
+model trained elsewhere and registered. The local "fine-tune" is a scikit-learn model trained
+on the train split's inputs, exactly as the prompt-only rung presents them.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import normalize
+
+from evalkit.leakage import find_leaks
+from evalkit.retrieval import make_vectorizer
+from evalkit.testset import Testset
+
+LOCAL_MODEL_PREFIX = "local-ft:"
+LOCAL_USD_PER_HOUR = 0.10  # the notional price of the CPU that trains the local model
+
+
+@dataclass
+class FineTuneRecord:
+    name: str
+    provider: str
+    base_model: str
+    fine_tuned_model: str
+    status: str
+    train_hash: str
+    trained_examples: int
+    training_time_s: float = 0.0
+    training_cost_usd: float = 0.0
+    created_at: str = ""
+    job_id: str | None = None
+    trained_tokens: int | None = None
+
+
+class LeakageError(ValueError):
+    """Test items found in the data a model would be trained on."""
+
+
+def record_path(finetune_dir: Path, name: str) -> Path:
+    return Path(finetune_dir) / f"{name}.json"
+
+
+def load_record(finetune_dir: Path, name: str) -> FineTuneRecord | None:
+    path = record_path(finetune_dir, name)
+    if not path.is_file():
+        return None
+    return FineTuneRecord(**json.loads(path.read_text()))
+
+
+def save_record(finetune_dir: Path, record: FineTuneRecord) -> Path:
+    path = record_path(finetune_dir, record.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asdict(record), indent=2) + "\n")
+    return path
+
+
+def default_name(testset: Testset, provider: str) -> str:
+    return f"{testset.name}-{provider}"
+
+
+def train_hash(testset: Testset) -> str:
+    return testset.file_hashes.get("train.jsonl", "")
+
+
+class QAMemory:
+    """The local fine-tune for QA: recalls the answer of the most similar training question."""
+
+    def __init__(self, questions: list[str], answers: list[str]):
+        self.vectorizer = make_vectorizer().fit(questions)
+        self.matrix = normalize(self.vectorizer.transform(questions))
+        self.answers = answers
+
+    def recall(self, question: str) -> tuple[str, float]:
+        sims = (self.matrix @ normalize(self.vectorizer.transform([question])).T).toarray().ravel()
+        i = int(np.argmax(sims))
+        return self.answers[i], float(sims[i])
+
+
+def train_local(testset: Testset, finetune_dir: Path | str, *, name: str | None = None,
+                allow_leakage: bool = False) -> FineTuneRecord:
+    """Train the local model on the train split, save artifact + record, return the record."""
+    finetune_dir = Path(finetune_dir)
+    name = name or default_name(testset, "local")
+    if not testset.train:
+        raise ValueError(f"{testset.path}: cannot fine-tune without train.jsonl")
+    leaks = find_leaks(testset.test, testset.train)
+    if leaks and not allow_leakage:
+        raise LeakageError(f"{len(leaks)} test items leak into the training data, e.g. "
+                           f"{leaks[0].test_id} ~ {leaks[0].train_id} "
+                           f"(cosine {leaks[0].similarity:.2f}); refusing to train")
+    start = time.perf_counter()
+    inputs = [it.input for it in testset.train]
+    if testset.task.type == "classification":
+        model = Pipeline([("tfidf", make_vectorizer()),
+                          ("clf", LogisticRegression(C=10.0, max_iter=2000))])
+        model.fit(inputs, [str(it.expected) for it in testset.train])
+    elif testset.task.type == "qa":
+        model = QAMemory(inputs, [it.references[0] for it in testset.train])
+    else:
+        raise NotImplementedError(f"local fine-tuning supports classification and qa, "
+                                  f"not {testset.task.type!r}")
+    elapsed = time.perf_counter() - start
+    finetune_dir.mkdir(parents=True, exist_ok=True)
+    artifact = finetune_dir / f"{name}.pkl"
+    with artifact.with_suffix(".tmp").open("wb") as fh:
+        pickle.dump(model, fh)
+    artifact.with_suffix(".tmp").replace(artifact)
+    record = FineTuneRecord(
+        name=name, provider="local", base_model="local-tfidf",
+        # the train hash in the id makes a retrained model a new model for the response cache
+        fine_tuned_model=f"{LOCAL_MODEL_PREFIX}{name}@{train_hash(testset)[:12]}", status="succeeded",
+        train_hash=train_hash(testset), trained_examples=len(inputs),
+        training_time_s=round(elapsed, 4),
+        training_cost_usd=elapsed * LOCAL_USD_PER_HOUR / 3600.0,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    save_record(finetune_dir, record)
+    return record
+
+
+def ensure_local(testset: Testset, finetune_dir: Path | str) -> FineTuneRecord:
+    """The local fine-tune for this test set, trained now if missing or stale."""
+    record = load_record(Path(finetune_dir), default_name(testset, "local"))
+    artifact = Path(finetune_dir) / f"{default_name(testset, 'local')}.pkl"
+    if record and record.train_hash == train_hash(testset) and artifact.is_file():
+        return record
+    return train_local(testset, finetune_dir)
+
+
+def load_local_model(finetune_dir: Path, model: str):
+    name = model.removeprefix(LOCAL_MODEL_PREFIX).split("@", 1)[0]
+    path = Path(finetune_dir) / f"{name}.pkl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no local fine-tune named {name!r}; "
+                                f"run `evalkit finetune --provider local TESTSET`")
+    with path.open("rb") as fh:
+        return pickle.load(fh)

@@ -1,0 +1,84 @@
+"""The run journal, `predictions.jsonl`: one line per finished (variant, item), appended.
+
+Each line is flushed as soon as the item finishes, so a killed run loses at most the items in
+flight; `--resume` reads the journal back and skips what it holds. A torn last line (the
+process died mid-write) is ignored on read rather than failing the resume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Prediction:
+    variant: str
+    item_id: str
+    output: str | None
+    model: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    latency_s: float = 0.0
+    cost_usd: float = 0.0
+    cached: bool = False
+    error_class: str | None = None
+    error: str | None = None
+    retrieved: list[str] = field(default_factory=list)  # doc ids of passages, in rank order
+
+
+class Journal:
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self._fh = None
+
+    def read(self) -> list[Prediction]:
+        if not self.path.is_file():
+            return []
+        out = []
+        with self.path.open(encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    out.append(Prediction(**json.loads(line)))
+                except (json.JSONDecodeError, TypeError):
+                    continue  # torn final line of a killed run
+        return out
+
+    def append(self, prediction: Prediction) -> None:
+        if self._fh is None:
+            self._repair_tail()
+            self._fh = self.path.open("a", encoding="utf-8")
+        self._fh.write(json.dumps(asdict(prediction), ensure_ascii=False) + "\n")
+        self._fh.flush()
+
+    def _repair_tail(self) -> None:
+        """Cut a torn last line so the next append starts on a line of its own."""
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            return
+        with self.path.open("rb+") as fh:
+            data = fh.read()
+            if not data.endswith(b"\n"):
+                fh.truncate(data.rfind(b"\n") + 1)
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            self._fh = None
+
+
+def to_records(preds: list[Prediction]) -> list[dict[str, Any]]:
+    return [asdict(p) for p in preds]
+
+
+def latest(preds: list[Prediction]) -> list[Prediction]:
+    """One prediction per (variant, item): the last one journaled (a retry replaces an error)."""
+    last: dict[tuple[str, str], Prediction] = {}
+    for p in preds:
+        last[(p.variant, p.item_id)] = p
+    return list(last.values())

@@ -1,0 +1,202 @@
+"""The embedded offline provider: classical scikit-learn models, not an LLM.
+
+It answers only from what the Request carries, so each rung's gain is the gain of the
+information that rung adds:
+- classification: similarity to the label descriptions (zero-shot), a similarity-weighted vote
+  over the few-shot examples, evidence from retrieved passages (each passage speaks for the
+  label whose description it resembles), and, for the fine-tuned rung, a logistic regression
+  trained on the train split (`evalkit finetune --provider local`).
+- qa: "unknown" without evidence; the answer of a near-identical example question; an
+  extractive reader that picks the best-supported sentence of the passages and the span in it
+  that fits the question; and, for the fine-tuned rung, a nearest-question memory of the train
+  split (which is all a small "fine-tune" can learn about facts it was shown).
+Costs are notional: CPU seconds priced at `usd_per_hour` (a small VM), tokens counted by
+whitespace, so the economics sections have honest, non-zero numbers to work with.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import normalize
+
+from evalkit.finetune import LOCAL_MODEL_PREFIX, load_local_model
+from evalkit.providers.base import Completion, Usage
+from evalkit.request import Request
+
+UNKNOWN = "unknown"
+
+
+class LocalProvider:
+    """Offline provider. `finetune_dir` is where `local-ft:NAME` models are looked up."""
+
+    name = "local"
+
+    def __init__(self, *, model: str = "local-tfidf", finetune_dir: Path | str = "finetunes",
+                 usd_per_hour: float = 0.10, qa_min_support: float = 0.12):
+        self.model = model
+        self.finetune_dir = Path(finetune_dir)
+        self.usd_per_hour = usd_per_hour
+        self.qa_min_support = qa_min_support
+        self._models: dict[str, Any] = {}
+
+    def model_for(self, request: Request) -> str:
+        return request.model or self.model
+
+    def cache_params(self) -> dict[str, Any]:
+        return {"qa_min_support": self.qa_min_support}
+
+    async def complete(self, request: Request) -> Completion:
+        start = time.perf_counter()
+        ft = self._fine_tuned(request.model)
+        if request.task_type == "classification":
+            text = classify(request, ft)
+        elif request.task_type == "qa":
+            text = answer_question(request, ft, min_support=self.qa_min_support)
+        else:
+            raise NotImplementedError(
+                f"the local provider handles classification and qa, not {request.task_type!r}")
+        latency = time.perf_counter() - start
+        prompt_tokens = sum(len(m["content"].split()) for m in request.messages())
+        return Completion(
+            text=text,
+            usage=Usage(input_tokens=prompt_tokens, output_tokens=len(text.split())),
+            latency_s=latency,
+            cost_usd=latency * self.usd_per_hour / 3600.0,
+            model=self.model_for(request),
+        )
+
+    def _fine_tuned(self, model: str | None):
+        if not model or not model.startswith(LOCAL_MODEL_PREFIX):
+            return None
+        if model not in self._models:
+            self._models[model] = load_local_model(self.finetune_dir, model)
+        return self._models[model]
+
+
+# --- classification ---------------------------------------------------------------------------
+
+def classify(request: Request, ft=None) -> str:
+    labels = [label for label, _ in request.labels]
+    if not labels:
+        raise ValueError("a classification request needs labels")
+    descriptions = [f"{label.replace('_', ' ')}: {desc}" for label, desc in request.labels]
+    texts = [request.input, *descriptions, *(e.input for e in request.examples),
+             *(p.text for p in request.passages)]
+    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True)
+    m = normalize(vec.fit_transform(texts))
+    q, d = m[0], m[1:1 + len(labels)]
+    ex = m[1 + len(labels):1 + len(labels) + len(request.examples)]
+    ps = m[1 + len(labels) + len(request.examples):]
+
+    if ft is not None:
+        proba = ft.predict_proba([request.input])[0]
+        index = {c: i for i, c in enumerate(ft.classes_)}
+        scores = np.array([proba[index[label]] if label in index else 0.0 for label in labels])
+    else:
+        scores = _cos(q, d)
+    if request.examples:
+        sims = _cos(q, ex)
+        for e, s in zip(request.examples, sims):
+            if e.output in labels:
+                scores[labels.index(e.output)] += 2.0 * s
+    if request.passages:
+        passage_sims = _cos(q, ps)
+        passage_label = np.asarray((ps @ d.T).todense()).argmax(axis=1)
+        for s, li in zip(passage_sims, passage_label):
+            scores[li] += 0.5 * s
+    return labels[int(np.argmax(scores))]
+
+
+def _cos(q, m) -> np.ndarray:
+    return np.asarray((m @ q.T).todense()).ravel()
+
+
+# --- question answering -----------------------------------------------------------------------
+
+def answer_question(request: Request, ft=None, *, min_support: float) -> str:
+    question = request.input
+    if ft is not None:
+        remembered, confidence = ft.recall(question)
+        if confidence >= 0.75 or (confidence >= 0.5 and not request.passages):
+            return remembered
+    if request.examples:
+        best = _best_example(question, request)
+        if best is not None:
+            return best
+    if request.passages:
+        found = extract_answer(question, [p.text for p in request.passages],
+                               min_support=min_support)
+        if found is not None:
+            return found
+    return UNKNOWN
+
+
+def _best_example(question: str, request: Request, threshold: float = 0.6) -> str | None:
+    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+    m = normalize(vec.fit_transform([question, *(e.input for e in request.examples)]))
+    sims = _cos(m[0], m[1:])
+    i = int(np.argmax(sims))
+    return request.examples[i].output if sims[i] >= threshold else None
+
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+_SPANS = {
+    "money": r"(?:[€$£]\s?\d[\d,]*(?:\.\d+)?|\d[\d,]*(?:\.\d+)?\s?(?:EUR|USD|GBP|euros?|dollars?))"
+             r"(?:\s?(?:per|/)\s?[a-z]+(?:\s(?:per|/)\s?[a-z]+)?)?",
+    "percent": r"\d+(?:\.\d+)?\s?%",
+    "date": r"(?:\d{1,2}\s)?(?:January|February|March|April|May|June|July|August|September|"
+            r"October|November|December)(?:\s\d{1,2})?,?\s\d{4}|\d{4}-\d{2}-\d{2}",
+    "duration": r"\d[\d,]*\s(?:business\s|calendar\s|working\s)?"
+                r"(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?)",
+    "time": r"\d{1,2}:\d{2}(?:\s?[–-]\s?\d{1,2}:\d{2})?(?:\s?[A-Z]{2,4})?",
+    "number": r"\d[\d,]*(?:\.\d+)?(?:\s?(?:[KMGT]B|requests?|seats?|users?|projects?|"
+              r"calls?|members?|GB|MB|TB))?",
+}
+_QUESTION_KINDS = [
+    (r"\b(price|cost|how much|fee|charge|pay)\b", ("money", "percent", "number")),
+    (r"\b(percent|percentage|uptime|discount|credit)\b", ("percent", "money", "number")),
+    (r"\b(when|what date|which date|since|effective)\b", ("date", "time", "duration")),
+    (r"\b(how long|how many days|how many hours|within|period|retain|kept|window)\b",
+     ("duration", "number", "date")),
+    (r"\b(what time|hours|open)\b", ("time", "duration")),
+    (r"\b(how many|how much|limit|maximum|max|minimum|quota)\b", ("number", "duration", "money")),
+]
+
+
+def extract_answer(question: str, passages: list[str], *, min_support: float) -> str | None:
+    """The span in the best-supported passage sentence that fits the question, or None."""
+    sentences = [s.strip(" #*-\t") for p in passages for s in _SENTENCE.split(p)]
+    sentences = [s for s in sentences if len(s.split()) >= 3]
+    if not sentences:
+        return None
+    vec = TfidfVectorizer(stop_words="english", sublinear_tf=True)
+    try:
+        m = normalize(vec.fit_transform([question, *sentences]))
+    except ValueError:  # only stop words
+        return None
+    sims = _cos(m[0], m[1:])
+    best = int(np.argmax(sims))
+    if sims[best] < min_support:
+        return None
+    return _best_span(question, sentences[best])
+
+
+def _best_span(question: str, sentence: str) -> str:
+    q = question.lower()
+    kinds: tuple[str, ...] = ("money", "percent", "date", "duration", "time", "number")
+    for pattern, preferred in _QUESTION_KINDS:
+        if re.search(pattern, q):
+            kinds = preferred
+            break
+    for kind in kinds:
+        for match in re.finditer(_SPANS[kind], sentence):
+            span = match.group(0).strip(" ,.")
+            if span.lower() not in q:
+                return span
+    return sentence

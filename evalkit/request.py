@@ -1,0 +1,58 @@
+"""The structured Request a variant builds for one item, and its rendering to chat messages.
+
+Providers see only the Request: instructions, label descriptions, few-shot examples, passages
+and the input. The local provider reads its fields directly; LLM providers get `messages()`,
+rendered through jinja2 templates. The fine-tuning file is built from the same rendering, so
+the fine-tuned rung sees at inference exactly what it was trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+
+from evalkit.retrieval import Passage
+
+
+@dataclass(frozen=True)
+class Example:
+    input: str
+    output: str
+
+
+@dataclass(frozen=True)
+class Request:
+    task_type: str
+    instructions: str
+    input: str
+    labels: tuple[tuple[str, str], ...] = ()  # (label, description) pairs, in task order
+    examples: tuple[Example, ...] = ()
+    passages: tuple[Passage, ...] = ()
+    model: str | None = None  # a variant may pin a model (the fine-tuned rungs do)
+    params: tuple[tuple[str, object], ...] = field(default=())
+
+    def messages(self) -> list[dict[str, str]]:
+        """Chat messages: system (instructions + labels), example turns, then the input."""
+        msgs = [{"role": "system", "content": _render("system.j2", instructions=self.instructions,
+                                                       labels=self.labels)}]
+        for ex in self.examples:
+            msgs.append({"role": "user", "content": ex.input})
+            msgs.append({"role": "assistant", "content": ex.output})
+        msgs.append({"role": "user", "content": _render("user.j2", input=self.input,
+                                                         passages=self.passages)})
+        return msgs
+
+
+@lru_cache(maxsize=1)
+def _env() -> jinja2.Environment:
+    loader = jinja2.FileSystemLoader(Path(__file__).parent / "templates")
+    # Prompts are plain text, not HTML: no autoescape here (the report escapes on its side).
+    return jinja2.Environment(loader=loader, autoescape=False, keep_trailing_newline=False,
+                              undefined=jinja2.StrictUndefined)
+
+
+def _render(name: str, **ctx) -> str:
+    return _env().get_template(name).render(**ctx).strip()

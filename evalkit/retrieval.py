@@ -1,0 +1,102 @@
+"""Retrieval for the RAG rungs: chunk a corpus, index it with TF-IDF, return top-k passages.
+
+The index combines word (1-2 gram) and character (3-5 gram, word-bounded) TF-IDF, so it
+survives typos and inflections without any model download. It is built once per corpus
+hash and chunking settings, kept in memory and pickled under the cache folder for reuse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.pipeline import FeatureUnion
+
+from evalkit.testset import Document
+
+
+@dataclass(frozen=True)
+class Passage:
+    doc_id: str
+    chunk: int
+    text: str
+    score: float = 0.0
+
+
+def chunk_document(doc: Document, *, size: int, overlap: int) -> list[Passage]:
+    """Split a document into overlapping windows of `size` words."""
+    words = doc.text.split()
+    if not words:
+        return []
+    step = max(1, size - overlap)
+    out = []
+    for i, start in enumerate(range(0, max(1, len(words) - overlap), step)):
+        out.append(Passage(doc.id, i, " ".join(words[start:start + size])))
+        if start + size >= len(words):
+            break
+    return out
+
+
+def make_vectorizer() -> FeatureUnion:
+    return FeatureUnion([
+        ("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, lowercase=True)),
+        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True)),
+    ])
+
+
+class TfidfIndex:
+    """A fitted TF-IDF index over passages. `search(query, k)` returns scored passages."""
+
+    def __init__(self, passages: list[Passage]):
+        if not passages:
+            raise ValueError("cannot index an empty corpus")
+        self.passages = passages
+        self.vectorizer = make_vectorizer()
+        self.matrix = self.vectorizer.fit_transform([p.text for p in passages])
+        self.matrix = _l2_normalise(self.matrix)
+
+    def search(self, query: str, k: int) -> list[Passage]:
+        if k <= 0:
+            return []
+        q = _l2_normalise(self.vectorizer.transform([query]))
+        scores = (self.matrix @ q.T).toarray().ravel()
+        top = np.argsort(-scores, kind="stable")[:k]
+        return [Passage(self.passages[i].doc_id, self.passages[i].chunk,
+                        self.passages[i].text, float(scores[i])) for i in top]
+
+
+def _l2_normalise(m):
+    from sklearn.preprocessing import normalize
+    return normalize(m)
+
+
+_MEMO: dict[str, TfidfIndex] = {}
+
+
+def build_index(docs: tuple[Document, ...] | list[Document], *, chunk_size: int,
+                chunk_overlap: int, corpus_hash: str,
+                cache_dir: Path | None = None) -> TfidfIndex:
+    """The index for this corpus and chunking, from memory, disk, or built fresh."""
+    key = hashlib.sha256(f"tfidf:{corpus_hash}:{chunk_size}:{chunk_overlap}".encode()).hexdigest()
+    if key in _MEMO:
+        return _MEMO[key]
+    path = cache_dir / "index" / f"{key}.pkl" if cache_dir else None
+    if path and path.is_file():
+        with path.open("rb") as fh:
+            index = pickle.load(fh)
+    else:
+        passages = [p for d in docs for p in chunk_document(d, size=chunk_size,
+                                                            overlap=chunk_overlap)]
+        index = TfidfIndex(passages)
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            with tmp.open("wb") as fh:
+                pickle.dump(index, fh)
+            tmp.replace(path)
+    _MEMO[key] = index
+    return index

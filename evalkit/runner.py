@@ -1,0 +1,112 @@
+"""The runner: every (variant, item) job through the provider, concurrently, exactly once.
+
+A fixed pool of `concurrency` workers pulls jobs from one iterator, so memory stays flat for
+any number of items. For each job: build the Request, look it up in the cache, else call the
+provider; journal the result the moment it is known. A call that raises is journaled as an
+error for that item and the run goes on. With `max_cost_usd`, no call is issued once the
+spend so far plus the dearest call seen would cross the cap; those jobs are left unjournaled,
+so `--resume` can finish them later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from tqdm import tqdm
+
+from evalkit.cache import ResponseCache, cache_key
+from evalkit.journal import Journal, Prediction
+from evalkit.providers.base import Completion, Provider
+from evalkit.request import Request
+from evalkit.testset import Item
+
+
+@dataclass
+class Job:
+    variant: str
+    item: Item
+    build: Callable[[Item], Request]
+
+
+@dataclass
+class RunStats:
+    jobs: int = 0
+    calls: int = 0          # provider calls made (including failed ones)
+    cache_hits: int = 0
+    errors: int = 0
+    skipped_budget: int = 0
+    spent_usd: float = 0.0  # what this run actually paid (cache hits are free)
+    notional_usd: float = 0.0  # what every answer would have cost uncached
+    wall_s: float = 0.0
+
+
+async def run_jobs(jobs: Iterable[Job], *, total: int, provider: Provider,
+                   cache: ResponseCache | None, journal: Journal, concurrency: int = 8,
+                   max_cost_usd: float | None = None, progress: bool = True) -> RunStats:
+    stats = RunStats()
+    it = iter(jobs)
+    bar = tqdm(total=total, disable=not progress, unit="item", leave=False)
+    max_call_cost = 0.0
+    start = time.perf_counter()
+
+    async def worker() -> None:
+        nonlocal max_call_cost
+        for job in it:  # a shared iterator: each job goes to exactly one worker
+            stats.jobs += 1
+            try:
+                request = job.build(job.item)
+                key = cache_key(provider=provider.name, model=provider.model_for(request),
+                                messages=request.messages(), params=provider.cache_params())
+            except Exception as exc:  # a variant that cannot build or render this item
+                _record_error(journal, stats, job, exc)
+                bar.update()
+                continue
+            completion = cache.get(key) if cache else None
+            if completion is None:
+                if max_cost_usd is not None and stats.spent_usd + max_call_cost > max_cost_usd:
+                    stats.skipped_budget += 1
+                    bar.update()
+                    continue
+                stats.calls += 1
+                try:
+                    completion = await provider.complete(request)
+                except Exception as exc:
+                    _record_error(journal, stats, job, exc)
+                    bar.update()
+                    continue
+                stats.spent_usd += completion.cost_usd
+                max_call_cost = max(max_call_cost, completion.cost_usd)
+                if cache:
+                    cache.put(key, completion)
+            else:
+                stats.cache_hits += 1
+            stats.notional_usd += completion.cost_usd
+            journal.append(_prediction(job, request, completion))
+            bar.update()
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
+    finally:
+        bar.close()
+        journal.close()
+    stats.wall_s = time.perf_counter() - start
+    return stats
+
+
+def _prediction(job: Job, request: Request, c: Completion) -> Prediction:
+    return Prediction(
+        variant=job.variant, item_id=job.item.id, output=c.text, model=c.model,
+        input_tokens=c.usage.input_tokens, output_tokens=c.usage.output_tokens,
+        cached_input_tokens=c.usage.cached_input_tokens, latency_s=c.latency_s,
+        cost_usd=c.cost_usd, cached=c.cached,
+        retrieved=list(dict.fromkeys(p.doc_id for p in request.passages)),  # docs, ranked
+    )
+
+
+def _record_error(journal: Journal, stats: RunStats, job: Job, exc: Exception) -> None:
+    stats.errors += 1
+    journal.append(Prediction(variant=job.variant, item_id=job.item.id, output=None,
+                              error_class=type(exc).__name__, error=str(exc)[:500]))

@@ -1,0 +1,131 @@
+"""Variants: the rungs of the ladder, each turning an item into a Request.
+
+A variant is a small value object (how many examples, how many passages, which model), and
+`build(item)` is the only thing the runner asks of it. What the variant needs from the test set
+(the few-shot pool, the retrieval index) is prepared once in `VariantContext`, not per item.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import normalize
+
+from evalkit.request import Example, Request
+from evalkit.retrieval import TfidfIndex, build_index
+from evalkit.testset import Item, Testset
+
+LADDER = ("prompt-only", "few-shot", "rag", "fine-tuned", "rag+fine-tuned")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One rung. `fine_tuned` variants run on the model recorded for the test set's fine-tune."""
+
+    name: str
+    few_shot_k: int = 0
+    few_shot_selection: str = "similar"  # "similar" (nearest train items) or "fixed"
+    rag_k: int = 0
+    fine_tuned: bool = False
+    model: str | None = None
+
+    def build(self, item: Item, ctx: VariantContext) -> Request:
+        task = ctx.testset.task
+        examples = ()
+        if self.few_shot_k:
+            examples = ctx.examples_for(item, k=self.few_shot_k, selection=self.few_shot_selection)
+        passages = tuple(ctx.index.search(item.input, self.rag_k)) if self.rag_k else ()
+        return Request(
+            task_type=task.type,
+            instructions=task.instructions,
+            input=item.input,
+            labels=tuple(task.labels.items()),
+            examples=examples,
+            passages=passages,
+            model=ctx.fine_tuned_model if self.fine_tuned else self.model,
+        )
+
+
+def default_variant(name: str, testset: Testset) -> Variant:
+    """The bundled ladder's rungs, with k taken from task.yaml."""
+    task = testset.task
+    factories = {
+        "prompt-only": lambda: Variant("prompt-only"),
+        "few-shot": lambda: Variant("few-shot", few_shot_k=task.few_shot_k),
+        "few-shot-fixed": lambda: Variant("few-shot-fixed", few_shot_k=task.few_shot_k,
+                                          few_shot_selection="fixed"),
+        "rag": lambda: Variant("rag", rag_k=task.corpus.k),
+        "fine-tuned": lambda: Variant("fine-tuned", fine_tuned=True),
+        "rag+fine-tuned": lambda: Variant("rag+fine-tuned", rag_k=task.corpus.k, fine_tuned=True),
+    }
+    if name not in factories:
+        raise ValueError(f"unknown variant {name!r}; known: {', '.join(factories)}")
+    variant = factories[name]()
+    if variant.rag_k and not testset.docs:
+        raise ValueError(f"variant {name!r} needs a docs/ corpus, and {testset.path} has none")
+    return variant
+
+
+class VariantContext:
+    """What variants share for one test set: few-shot pool, retrieval index, fine-tuned model."""
+
+    def __init__(self, testset: Testset, *, cache_dir: Path | None = None,
+                 fine_tuned_model: str | None = None, seed: int = 0):
+        self.testset = testset
+        self.cache_dir = cache_dir
+        self.fine_tuned_model = fine_tuned_model
+        self.seed = seed
+
+    @cached_property
+    def index(self) -> TfidfIndex:
+        c = self.testset.task.corpus
+        return build_index(self.testset.docs, chunk_size=c.chunk_size,
+                           chunk_overlap=c.chunk_overlap, corpus_hash=self.testset.corpus_hash,
+                           cache_dir=self.cache_dir)
+
+    @cached_property
+    def _pool(self):
+        train = self.testset.train
+        if not train:
+            raise ValueError(f"{self.testset.path}: few-shot needs a train.jsonl")
+        vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+        matrix = normalize(vec.fit_transform([it.input for it in train]))
+        return vec, matrix
+
+    def examples_for(self, item: Item, *, k: int, selection: str) -> tuple[Example, ...]:
+        train = self.testset.train
+        if selection == "fixed":
+            chosen = self._fixed_examples(k)
+        else:
+            vec, matrix = self._pool
+            sims = (matrix @ normalize(vec.transform([item.input])).T).toarray().ravel()
+            chosen = [train[i] for i in np.argsort(-sims, kind="stable")[:k]]
+        return tuple(Example(it.input, _example_output(it)) for it in chosen)
+
+    @cached_property
+    def _fixed_order(self) -> list[Item]:
+        """Seeded shuffle, round-robin over labels so a fixed set covers as many as it can."""
+        items = list(self.testset.train)
+        random.Random(self.seed).shuffle(items)
+        by_label: dict[str, list[Item]] = {}
+        for it in items:
+            by_label.setdefault(str(it.expected), []).append(it)
+        order = []
+        while any(by_label.values()):
+            for bucket in by_label.values():
+                if bucket:
+                    order.append(bucket.pop(0))
+        return order
+
+    def _fixed_examples(self, k: int) -> list[Item]:
+        return self._fixed_order[:k]
+
+
+def _example_output(item: Item) -> str:
+    """What the assistant 'said' in an example: the label, or the canonical answer."""
+    return item.references[0]
