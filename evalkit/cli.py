@@ -41,9 +41,11 @@ def _fail(message: str, code: int = 2) -> None:
 @click.option("--reports-dir", default="reports", show_default=True)
 @click.option("--cache-dir", default=".evalkit-cache", show_default=True)
 @click.option("--finetune-dir", default="finetunes", show_default=True)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Experiment config YAML (economics, gate, pricing, provider sections).")
 @click.option("--progress/--no-progress", default=True)
 def run(testsets, variants, provider, concurrency, max_cost_usd, resume, allow_leakage,
-        reports_dir, cache_dir, finetune_dir, progress):
+        reports_dir, cache_dir, finetune_dir, config_path, progress):
     """Run TESTSETS through each variant of the ladder and score them."""
     if not testsets and not resume:
         _fail("give at least one test set folder, or --resume RUN_ID")
@@ -52,7 +54,8 @@ def run(testsets, variants, provider, concurrency, max_cost_usd, resume, allow_l
         config = RunConfig(testset=str(target), variants=variants.split(","), provider=provider,
                            concurrency=concurrency, max_cost_usd=max_cost_usd,
                            allow_leakage=allow_leakage, reports_dir=reports_dir,
-                           cache_dir=cache_dir, finetune_dir=finetune_dir)
+                           cache_dir=cache_dir, finetune_dir=finetune_dir,
+                           config_path=config_path)
         try:
             result = run_experiment(config, resume=resume, progress=progress)
         except (TestsetError, LeakageRefused, ft.LeakageError, FileNotFoundError,

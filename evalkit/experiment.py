@@ -24,6 +24,7 @@ import pandas as pd
 
 from evalkit import finetune
 from evalkit.cache import ResponseCache
+from evalkit.config import load_config
 from evalkit.journal import Journal, latest
 from evalkit.leakage import find_leaks
 from evalkit.providers import get_provider
@@ -47,6 +48,7 @@ class RunConfig:
     reports_dir: str = "reports"
     cache_dir: str = ".evalkit-cache"
     finetune_dir: str = "finetunes"
+    config_path: str | None = None  # the experiment config (economics, gate, pricing, ...)
 
 
 @dataclass
@@ -165,6 +167,7 @@ def _write_run_json(run_dir: Path, config: RunConfig, testset: Testset, setup: d
         "run_id": run_dir.name,
         "created_at": previous.get("created_at", _now()),
         "config": asdict(config),
+        "experiment_config": load_config(config.config_path).sections,
         "testset": {"name": testset.name, "path": str(testset.path), "hash": testset.hash,
                     "n_test": len(testset.test), "n_train": len(testset.train),
                     "n_docs": len(testset.docs), "files": testset.file_hashes},
