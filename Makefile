@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## Run the whole ladder offline (embedded local provider) on every bundled test set.
+TESTSETS := $(patsubst %/task.yaml,%,$(wildcard testsets/*/task.yaml))
+
 eval: $(STAMP)
-	$(VENV)/bin/evalkit eval-bundled testsets
+	$(VENV)/bin/evalkit run $(TESTSETS)
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -104,7 +104,7 @@ def run_experiment(config: RunConfig, *, resume: str | None = None,
         cache.close()
     _write_run_json(run_dir, config, testset, setup, sessions_add=stats)
     summary = write_scores_and_summary(run_dir, testset, config.variants)
-    _point_latest(run_dir)
+    _point_latest(run_dir, testset.name)
     return RunResult(run_dir, summary, stats)
 
 
@@ -182,13 +182,14 @@ def _write_run_json(run_dir: Path, config: RunConfig, testset: Testset, setup: d
     tmp.replace(path)
 
 
-def _point_latest(run_dir: Path) -> None:
-    link = run_dir.parent / "latest"
-    tmp = run_dir.parent / ".latest.tmp"
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    os.symlink(run_dir.name, tmp)
-    os.replace(tmp, link)
+def _point_latest(run_dir: Path, testset_name: str) -> None:
+    """`reports/latest` -> newest run; `reports/latest-<testset>` -> newest run of that set."""
+    for name in ("latest", f"latest-{testset_name}"):
+        link, tmp = run_dir.parent / name, run_dir.parent / f".{name}.tmp"
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(run_dir.name, tmp)
+        os.replace(tmp, link)
 
 
 def _now() -> str:
