@@ -96,6 +96,7 @@ def run_experiment(config: RunConfig, *, resume: str | None = None,
     provider = get_provider(config.provider, **_provider_options(config))
     cache = ResponseCache(Path(config.cache_dir) / "responses.sqlite")
     _write_run_json(run_dir, config, testset, setup, sessions_add=None)
+    _write_items(run_dir, testset)
     try:
         stats = asyncio.run(run_jobs(jobs, total=len(jobs), provider=provider, cache=cache,
                                      journal=journal, concurrency=config.concurrency,
@@ -180,6 +181,18 @@ def _write_run_json(run_dir: Path, config: RunConfig, testset: Testset, setup: d
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")
     tmp.replace(path)
+
+
+def _write_items(run_dir: Path, testset: Testset) -> None:
+    """The test items beside the predictions, so the run folder alone can be reported on."""
+    path = run_dir / "items.jsonl"
+    if path.is_file():
+        return
+    with path.open("w", encoding="utf-8") as fh:
+        for it in testset.test:
+            fh.write(json.dumps({"id": it.id, "input": it.input, "expected": it.expected,
+                                 "doc_ids": list(it.doc_ids), "cluster": it.cluster},
+                                ensure_ascii=False) + "\n")
 
 
 def _point_latest(run_dir: Path, testset_name: str) -> None:
