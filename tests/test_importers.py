@@ -1,0 +1,74 @@
+"""The CSV importer: rows become items with stable ids; errors name file, line and column."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from evalkit.importers import from_csv, write_jsonl
+from evalkit.testset import TestsetError, load_items
+
+
+def test_text_label_csv_becomes_items_with_stable_ids(tmp_path):
+    path = tmp_path / "intents.csv"
+    path.write_text('text,label\n"refund me, please",refund\nlocked out,login\n')
+    items = from_csv(path)
+    assert items == [
+        {"id": "intents-00001", "input": "refund me, please", "expected": "refund"},
+        {"id": "intents-00002", "input": "locked out", "expected": "login"},
+    ]
+    assert from_csv(path) == items  # same file, same ids
+
+
+def test_configurable_columns_and_id_column(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("uid,message,intent\na7,where is my money,refund\n")
+    items = from_csv(path, text_column="message", label_column="intent", id_column="uid")
+    assert items == [{"id": "a7", "input": "where is my money", "expected": "refund"}]
+
+
+def test_written_jsonl_loads_as_items(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("text,label\nrefund me,refund\nlocked out,login\n")
+    out = tmp_path / "test.jsonl"
+    write_jsonl(from_csv(path), out)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["expected"] for r in rows] == ["refund", "login"]
+    items = load_items(out, labels={"refund", "login"})
+    assert [it.input for it in items] == ["refund me", "locked out"]
+
+
+def test_missing_column_names_file_line_and_column(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("text,category\nrefund me,refund\n")
+    with pytest.raises(TestsetError) as info:
+        from_csv(path)
+    msg = str(info.value)
+    assert f"{path}:1:" in msg
+    assert "field 'label'" in msg
+    assert "header has text, category" in msg
+
+
+def test_empty_value_names_the_row_line(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("text,label\nrefund me,refund\nlocked out,\n")
+    with pytest.raises(TestsetError) as info:
+        from_csv(path)
+    assert f"{path}:3:" in str(info.value) and "field 'label'" in str(info.value)
+
+
+def test_multiline_quoted_cell_reports_the_line_the_row_ends_on(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text('text,label\n"line one\nline two",refund\n" ",login\n')
+    with pytest.raises(TestsetError) as info:
+        from_csv(path)
+    assert f"{path}:4:" in str(info.value) and "field 'text'" in str(info.value)
+
+
+def test_header_only_csv_is_an_error(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("text,label\n")
+    with pytest.raises(TestsetError) as info:
+        from_csv(path)
+    assert str(path) in str(info.value) and "no rows" in str(info.value)

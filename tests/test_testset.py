@@ -1,0 +1,243 @@
+"""Loading and validating test sets: every bad input names its file, line and field."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from conftest import append_jsonl, write_jsonl
+
+from evalkit.testset import TestsetError, load_testset
+
+
+def _error(path) -> TestsetError:
+    with pytest.raises(TestsetError) as info:
+        load_testset(path)
+    return info.value
+
+
+def _lines(path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+# --- the good fixtures load -------------------------------------------------------------------
+
+def test_fixture_loads_with_items_labels_docs_and_hashes(intents_dir):
+    ts = load_testset(intents_dir)
+    assert ts.name == "tiny-intents" and ts.task.type == "classification"
+    assert [it.id for it in ts.test] == [f"te-0{i}" for i in range(1, 9)]
+    assert len(ts.train) == 12
+    assert set(ts.task.labels) == {"refund", "login", "export", "bug"}
+    assert ts.task.labels["export"].startswith("Wants to download")
+    assert {d.id for d in ts.docs} == {"refunds", "signing-in", "exporting-data",
+                                       "reporting-bugs"}
+    assert ts.test[2].doc_ids == ("signing-in",) and ts.test[2].line == 3
+    assert ts.task.corpus.chunk_size == 60 and ts.task.corpus.k == 2 and ts.task.few_shot_k == 3
+    assert ts.task.metrics == ("accuracy", "macro_f1")
+    assert set(ts.file_hashes) == {"task.yaml", "test.jsonl", "train.jsonl",
+                                   "docs/refunds.md", "docs/signing-in.md",
+                                   "docs/exporting-data.md", "docs/reporting-bugs.md"}
+    assert all(re.fullmatch(r"[0-9a-f]{64}", h) for h in ts.file_hashes.values())
+
+
+def test_qa_fixture_keeps_list_answers_and_clusters(qa_dir):
+    ts = load_testset(qa_dir)
+    first = ts.test[0]
+    assert first.expected == ["€12 per user per month", "€12"]
+    assert first.references == ["€12 per user per month", "€12"]
+    assert first.cluster == "pricing"
+    assert ts.task.primary_metric == "token_f1"
+
+
+def test_hashes_follow_content(copy_fixture):
+    root = copy_fixture("tiny-intents")
+    before = load_testset(root)
+    assert load_testset(root).hash == before.hash  # deterministic
+    (root / "test.jsonl").write_text((root / "test.jsonl").read_text().replace(
+        "locked out of my account", "locked out of my account again"))
+    after_test = load_testset(root)
+    assert after_test.hash != before.hash
+    assert after_test.corpus_hash == before.corpus_hash  # docs unchanged
+    (root / "docs" / "refunds.md").write_text("# Refunds\nNo refunds after 7 days.\n")
+    after_doc = load_testset(root)
+    assert after_doc.corpus_hash != before.corpus_hash
+    assert after_doc.file_hashes["docs/refunds.md"] != before.file_hashes["docs/refunds.md"]
+
+
+def test_train_split_is_optional(copy_fixture):
+    root = copy_fixture("tiny-intents")
+    (root / "train.jsonl").unlink()
+    ts = load_testset(root)
+    assert ts.train == () and len(ts.test) == 8
+
+
+def test_blank_lines_are_skipped_but_line_numbers_stay_physical(copy_fixture):
+    root = copy_fixture("tiny-intents")
+    lines = _lines(root / "test.jsonl")
+    write_jsonl(root / "test.jsonl", [lines[0], "", lines[1]])
+    ts = load_testset(root)
+    assert [it.line for it in ts.test] == [1, 3]
+
+
+# --- bad inputs -------------------------------------------------------------------------------
+
+def test_malformed_json_names_file_and_line(copy_fixture):
+    root = copy_fixture("tiny-intents")
+    lines = _lines(root / "test.jsonl")
+    lines[2] = lines[2][:-1]  # drop the closing brace of line 3
+    write_jsonl(root / "test.jsonl", lines)
+    err = _error(root)
+    assert str(root / "test.jsonl") in str(err)
+    assert "test.jsonl:3:" in str(err)
+    assert "malformed JSON" in str(err)
+    assert (err.line, err.field) == (3, None)
+
+
+def test_missing_field_names_file_line_and_field(copy_fixture):
+    root = copy_fixture("tiny-intents")
+    write_jsonl(root / "test.jsonl", [
+        _lines(root / "test.jsonl")[0],
+        {"id": "te-x", "input": "where is my refund"},  # no expected
+    ])
+    err = _error(root)
+    assert "test.jsonl:2:" in str(err)
+    assert "field 'expected'" in str(err)
+    assert "missing required field" in str(err)
+    assert (err.line, err.field) == (2, "expected")
+
+
+@pytest.mark.parametrize("field", ["id", "input"])
+def test_missing_or_empty_id_and_input(copy_fixture, field):
+    root = copy_fixture("tiny-intents")
+    row = {"id": "te-x", "input": "where is my refund", "expected": "refund"}
+    row[field] = ""
+    write_jsonl(root / "test.jsonl", [row])
+    err = _error(root)
+    assert "test.jsonl:1:" in str(err) and f"field '{field}'" in str(err)
+
+
+def test_non_string_input_is_an_error(copy_fixture):
+    root = copy_fixture("tiny-intents")
+    write_jsonl(root / "test.jsonl", [{"id": "te-x", "input": 42, "expected": "refund"}])
+    err = _error(root)
+    assert "test.jsonl:1:" in str(err) and "field 'input'" in str(err)
+    assert "must be a string" in str(err)
+
+
+def test_duplicate_id_names_both_lines(copy_fixture):
+    root = copy_fixture("tiny-intents")
+    append_jsonl(root / "test.jsonl",
+                 {"id": "te-02", "input": "another message", "expected": "bug"})
+    err = _error(root)
+    assert "test.jsonl:9:" in str(err)
+    assert "field 'id'" in str(err)
+    assert "duplicate id 'te-02'" in str(err)
+    assert "first on line 2" in str(err)
+
+
+def test_unknown_label_names_label_line_and_known_labels(copy_fixture):
+    root = copy_fixture("tiny-intents")
+    append_jsonl(root / "train.jsonl",
+                 {"id": "tr-99", "input": "please give me my money", "expected": "refnd"})
+    err = _error(root)
+    assert "train.jsonl:13:" in str(err)  # train is validated too, and named as such
+    assert "field 'expected'" in str(err)
+    assert "unknown label 'refnd'" in str(err)
+    assert "bug, export, login, refund" in str(err)
+
+
+@pytest.mark.parametrize("content", ["", "\n\n   \n"])
+def test_empty_file_names_the_file(copy_fixture, content):
+    root = copy_fixture("tiny-intents")
+    (root / "test.jsonl").write_text(content)
+    err = _error(root)
+    assert str(err).startswith(str(root / "test.jsonl") + ":")
+    assert "empty" in str(err)
+
+
+def test_missing_test_file_names_it(copy_fixture):
+    root = copy_fixture("tiny-intents")
+    (root / "test.jsonl").unlink()
+    err = _error(root)
+    assert str(root / "test.jsonl") in str(err) and "not found" in str(err)
+
+
+def test_missing_task_yaml_names_it(copy_fixture):
+    root = copy_fixture("tiny-intents")
+    (root / "task.yaml").unlink()
+    err = _error(root)
+    assert str(root / "task.yaml") in str(err)
+    assert "missing task.yaml" in str(err)
+
+
+def test_missing_folder(tmp_path):
+    err = _error(tmp_path / "nope")
+    assert str(tmp_path / "nope") in str(err) and "not found" in str(err)
+
+
+@pytest.mark.parametrize("field", ["name", "type", "instructions"])
+def test_task_yaml_required_fields(copy_fixture, field):
+    root = copy_fixture("tiny-intents")
+    lines = [ln for ln in _lines(root / "task.yaml") if not ln.startswith(f"{field}:")]
+    (root / "task.yaml").write_text("\n".join(lines) + "\n")
+    err = _error(root)
+    assert "task.yaml" in str(err) and f"field '{field}'" in str(err)
+    assert "is required" in str(err)
+
+
+def test_task_yaml_bad_type_and_too_few_labels(copy_fixture):
+    root = copy_fixture("tiny-intents")
+    text = (root / "task.yaml").read_text()
+    (root / "task.yaml").write_text(text.replace("type: classification", "type: ranking"))
+    err = _error(root)
+    assert "field 'type'" in str(err) and "'ranking'" in str(err)
+
+    labels_block = text[text.index("labels:"):text.index("metrics:")]
+    (root / "task.yaml").write_text(text.replace(
+        labels_block, "labels:\n  refund: Wants money back.\n"))
+    err = _error(root)
+    assert "task.yaml" in str(err) and "field 'labels'" in str(err)
+    assert "at least two labels" in str(err)
+
+
+def test_task_yaml_invalid_yaml_names_line(copy_fixture):
+    root = copy_fixture("tiny-intents")
+    lines = _lines(root / "task.yaml")
+    lines.insert(3, "labels: [unclosed")
+    (root / "task.yaml").write_text("\n".join(lines) + "\n")
+    err = _error(root)
+    assert "task.yaml:" in str(err) and "invalid YAML" in str(err)
+    assert err.line is not None and err.line >= 4
+
+
+def test_unknown_doc_id_names_file_line_field_and_item(copy_fixture):
+    root = copy_fixture("tiny-intents")
+    lines = _lines(root / "test.jsonl")
+    lines[4] = lines[4].replace('"exporting-data"', '"exporting"')  # te-05, line 5
+    write_jsonl(root / "test.jsonl", lines)
+    err = _error(root)
+    assert "test.jsonl:5:" in str(err)
+    assert "field 'doc_ids'" in str(err)
+    assert "'exporting'" in str(err) and "'te-05'" in str(err)
+
+
+def test_doc_ids_must_be_a_list(copy_fixture):
+    root = copy_fixture("tiny-intents")
+    write_jsonl(root / "test.jsonl", [
+        {"id": "te-x", "input": "refund me", "expected": "refund", "doc_ids": "refunds"}])
+    err = _error(root)
+    assert "test.jsonl:1:" in str(err) and "field 'doc_ids'" in str(err)
+
+
+def test_empty_document_is_an_error(copy_fixture):
+    root = copy_fixture("tiny-intents")
+    (root / "docs" / "refunds.md").write_text("  \n")
+    err = _error(root)
+    assert str(root / "docs" / "refunds.md") in str(err) and "empty" in str(err)
+
+
+def test_non_object_line(copy_fixture):
+    root = copy_fixture("tiny-intents")
+    write_jsonl(root / "test.jsonl", ['["te-1", "refund me", "refund"]'])
+    err = _error(root)
+    assert "test.jsonl:1:" in str(err) and "JSON object" in str(err)
