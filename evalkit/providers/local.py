@@ -10,8 +10,9 @@ information that rung adds:
   extractive reader that picks the best-supported sentence of the passages and the span in it
   that fits the question; and, for the fine-tuned rung, a nearest-question memory of the train
   split (which is all a small "fine-tune" can learn about facts it was shown).
-Costs are notional: CPU seconds priced at `usd_per_hour` (a small VM), tokens counted by
-whitespace, so the economics sections have honest, non-zero numbers to work with.
+Costs are notional and deterministic: tokens are counted by whitespace and priced per million
+like a hosted small model (a fine-tuned model at a premium, as hosted fine-tunes are), so the
+economics sections have non-zero numbers that do not drift with the machine's load.
 """
 
 from __future__ import annotations
@@ -38,10 +39,12 @@ class LocalProvider:
     name = "local"
 
     def __init__(self, *, model: str = "local-tfidf", finetune_dir: Path | str = "finetunes",
-                 usd_per_hour: float = 0.10, qa_min_support: float = 0.12):
+                 usd_per_m_input: float = 0.05, usd_per_m_output: float = 0.20,
+                 fine_tuned_markup: float = 2.0, qa_min_support: float = 0.12):
         self.model = model
         self.finetune_dir = Path(finetune_dir)
-        self.usd_per_hour = usd_per_hour
+        self.usd_per_m_input, self.usd_per_m_output = usd_per_m_input, usd_per_m_output
+        self.fine_tuned_markup = fine_tuned_markup
         self.qa_min_support = qa_min_support
         self._models: dict[str, Any] = {}
 
@@ -49,7 +52,8 @@ class LocalProvider:
         return request.model or self.model
 
     def cache_params(self) -> dict[str, Any]:
-        return {"qa_min_support": self.qa_min_support}
+        return {"qa_min_support": self.qa_min_support, "prices": [
+            self.usd_per_m_input, self.usd_per_m_output, self.fine_tuned_markup]}
 
     async def complete(self, request: Request) -> Completion:
         start = time.perf_counter()
@@ -62,14 +66,13 @@ class LocalProvider:
             raise NotImplementedError(
                 f"the local provider handles classification and qa, not {request.task_type!r}")
         latency = time.perf_counter() - start
-        prompt_tokens = sum(len(m["content"].split()) for m in request.messages())
-        return Completion(
-            text=text,
-            usage=Usage(input_tokens=prompt_tokens, output_tokens=len(text.split())),
-            latency_s=latency,
-            cost_usd=latency * self.usd_per_hour / 3600.0,
-            model=self.model_for(request),
-        )
+        usage = Usage(input_tokens=sum(len(m["content"].split()) for m in request.messages()),
+                      output_tokens=len(text.split()))
+        markup = self.fine_tuned_markup if ft is not None else 1.0
+        cost = markup * (usage.input_tokens * self.usd_per_m_input
+                         + usage.output_tokens * self.usd_per_m_output) / 1e6
+        return Completion(text=text, usage=usage, latency_s=latency, cost_usd=cost,
+                          model=self.model_for(request))
 
     def _fine_tuned(self, model: str | None):
         if not model or not model.startswith(LOCAL_MODEL_PREFIX):
