@@ -19,6 +19,7 @@ TESTSETS := $(patsubst %/task.yaml,%,$(wildcard testsets/*/task.yaml))
 
 eval: $(STAMP)
 	$(VENV)/bin/evalkit run $(TESTSETS)
+	@for t in $(notdir $(TESTSETS)); do $(VENV)/bin/evalkit report reports/latest-$$t; done
 
 test: $(STAMP)
 	$(PY) -m pytest

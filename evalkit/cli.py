@@ -88,6 +88,20 @@ def variant_table(summary: dict) -> pd.DataFrame:
 
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the HTML (default: RUN_DIR/index.html).")
+def report(run_dir, out):
+    """Write the self-contained HTML report of RUN_DIR (no model call)."""
+    from evalkit.report import render_report
+
+    for name in ("summary.json", "scores.csv", "run.json", "predictions.jsonl"):
+        if not (Path(run_dir) / name).is_file():
+            _fail(f"{Path(run_dir) / name}: missing; is {run_dir} a finished run folder?")
+    click.echo(f"report: {render_report(run_dir, out=out)}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 def summarize(run_dir):
     """Recompute scores.csv and summary.json for RUN_DIR from its journal (no model call)."""
     run_dir = Path(run_dir)

@@ -1,0 +1,196 @@
+"""Build the self-contained HTML report of a run folder.
+
+Reads only the run folder — summary.json, scores.csv, predictions.jsonl, items.jsonl, run.json —
+and never calls a model, so a report can be re-rendered at any time. Everything shown is
+escaped: the template autoescapes, and the item explorer's data is embedded as JSON with `<`,
+`>` and `&` written as \\u escapes and rendered by the page's script through `textContent` only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pandas as pd
+
+from evalkit.journal import Journal, latest
+from evalkit.report import charts
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def render_report(run_dir: Path | str, *, out: Path | str | None = None) -> Path:
+    """Write `index.html` (or `out`) for the run in `run_dir`; return its path."""
+    run_dir = Path(run_dir)
+    ctx = build_context(run_dir)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
+                             autoescape=jinja2.select_autoescape(["html", "j2"]),
+                             undefined=jinja2.StrictUndefined)
+    env.filters["num"] = _num
+    env.filters["usd"] = _usd
+    html = env.get_template("report.html.j2").render(**ctx)
+    path = Path(out) if out else run_dir / "index.html"
+    path.write_text(html, encoding="utf-8")
+    return path
+
+
+def build_context(run_dir: Path) -> dict[str, Any]:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    run = json.loads((run_dir / "run.json").read_text())
+    scores = pd.read_csv(run_dir / "scores.csv")
+    preds = latest(Journal(run_dir / "predictions.jsonl").read())
+    items = _read_items(run_dir / "items.jsonl")
+    primary = summary.get("primary_metric", "accuracy")
+    ladder = summary.get("ladder") or list(summary["variants"])
+    steps = summary.get("steps") or []
+    return {
+        "summary": summary,
+        "run": run,
+        "primary": primary,
+        "ladder": ladder,
+        "steps": steps,
+        "variant_rows": _variant_rows(summary, ladder, primary),
+        "metric_names": _metric_names(summary, ladder),
+        "charts": _charts(summary, ladder, primary, steps),
+        "rag": _rag_diagnostics(scores, ladder, primary),
+        "errors_by_class": _errors_by_class(preds),
+        "explorer_json": _explorer_json(items, preds, scores, ladder, primary),
+        "n_items": len(items),
+        "economics": summary.get("economics") or {},
+    }
+
+
+def _read_items(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def _metric_names(summary: dict, ladder: list[str]) -> list[str]:
+    names: list[str] = []
+    for v in ladder:
+        for m in summary["variants"].get(v, {}).get("metrics", {}):
+            if m not in names:
+                names.append(m)
+    return names
+
+
+def _variant_rows(summary: dict, ladder: list[str], primary: str) -> list[dict]:
+    rows = []
+    for name in ladder:
+        v = summary["variants"].get(name, {})
+        cost = v.get("cost", {})
+        pm = v.get("metrics", {}).get(primary, {})
+        per_query = cost.get("per_query_usd")
+        mean = pm.get("mean")
+        per_1k_correct = (1000 * per_query / mean
+                          if _ok(per_query) and _ok(mean) and mean > 0 else None)
+        rows.append({"name": name, "metrics": v.get("metrics", {}), "latency": v.get("latency", {}),
+                     "tokens": v.get("tokens", {}), "cost": cost, "calls": v.get("calls", {}),
+                     "per_1k_correct": per_1k_correct})
+    return rows
+
+
+def _charts(summary: dict, ladder: list[str], primary: str, steps: list[dict]) -> dict[str, str]:
+    vs = [summary["variants"].get(n, {}) for n in ladder]
+    pm = [v.get("metrics", {}).get(primary, {}) for v in vs]
+    cost = [v.get("cost", {}) for v in vs]
+    out = {"quality_cost": charts.quality_vs_cost(
+        ladder, [c.get("per_query_usd") for c in cost], [m.get("mean") for m in pm],
+        [m.get("ci_low") for m in pm], [m.get("ci_high") for m in pm], metric=primary)}
+    econ = summary.get("economics") or {}
+    if all("setup_usd" in c for c in cost):
+        out["tco"] = charts.tco_vs_volume(
+            ladder, [c.get("setup_usd") for c in cost], [c.get("fixed_monthly_usd", 0) for c in cost],
+            [c.get("per_query_usd") for c in cost],
+            horizon_months=float(econ.get("horizon_months", 12)),
+            break_evens=[(f"{s['from']}→{s['to']}", s.get("break_even_queries_per_month"))
+                         for s in steps])
+    if steps:
+        out["deltas"] = charts.step_deltas(
+            [f"{s['from']} → {s['to']}" for s in steps], [s.get("delta") for s in steps],
+            [s.get("ci_low") for s in steps], [s.get("ci_high") for s in steps], metric=primary)
+    return out
+
+
+def is_wrong(value: float, metric: str) -> bool:
+    """An item counts as wrong when a 0/1 metric is 0, or a graded one is below 0.5."""
+    return value < 0.5 if metric not in ("accuracy", "exact_match", "contains") else value < 1
+
+
+def _rag_diagnostics(scores: pd.DataFrame, ladder: list[str], primary: str) -> list[dict]:
+    """Per retrieval rung: recall@k, MRR, and wrong answers split by whether gold was retrieved."""
+    out = []
+    for name in ladder:
+        mine = scores[scores["variant"] == name]
+        wide = mine.pivot_table(index="item_id", columns="metric", values="value", aggfunc="first")
+        if "recall_at_k" not in wide or primary not in wide:
+            continue
+        both = wide[[primary, "recall_at_k"]].dropna()
+        wrong = both[both[primary].map(lambda v: is_wrong(v, primary))]
+        out.append({
+            "variant": name,
+            "recall_at_k": float(wide["recall_at_k"].mean()),
+            "mrr": float(wide["mrr"].mean()) if "mrr" in wide else math.nan,
+            "n": int(wide["recall_at_k"].notna().sum()),
+            "wrong": len(wrong),
+            "generation_failures": int((wrong["recall_at_k"] > 0).sum()),
+            "retrieval_failures": int((wrong["recall_at_k"] == 0).sum()),
+        })
+    return out
+
+
+def _errors_by_class(preds) -> list[tuple[str, str, int]]:
+    counts = Counter((p.variant, p.error_class) for p in preds if p.error_class)
+    return [(v, c, n) for (v, c), n in sorted(counts.items())]
+
+
+def _explorer_json(items: list[dict], preds, scores: pd.DataFrame, ladder: list[str],
+                   primary: str) -> str:
+    """Compact per-item data for the explorer: input, expected, each variant's output and score."""
+    prim = scores[scores["metric"] == primary]
+    score_of = {(v, i): s for v, i, s in zip(prim["variant"], prim["item_id"], prim["value"])}
+    out_of = {(p.variant, p.item_id): (p.output if p.output is not None
+                                       else f"[error] {p.error_class}: {p.error}")
+              for p in preds}
+    rows = []
+    for it in items:
+        outs = []
+        for v in ladder:
+            s = score_of.get((v, it["id"]))
+            outs.append([out_of.get((v, it["id"])), None if s is None or math.isnan(s)
+                         else round(float(s), 4)])
+        expected = it["expected"]
+        rows.append({"id": it["id"], "in": it["input"],
+                     "exp": expected if isinstance(expected, str) else " | ".join(map(str, expected)),
+                     "grp": it.get("cluster") or (expected if isinstance(expected, str) else ""),
+                     "o": outs})
+    data = json.dumps({"variants": ladder, "metric": primary, "items": rows},
+                      ensure_ascii=False, separators=(",", ":"))
+    # Safe inside <script type="application/json">: no "</script>", no HTML-significant chars.
+    return data.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def _ok(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _num(x, digits: int = 3) -> str:
+    return f"{x:.{digits}f}" if _ok(x) else "–"
+
+
+def _usd(x) -> str:
+    if not _ok(x):
+        return "–"
+    if x == 0:
+        return "$0"
+    if abs(x) >= 100:
+        return f"${x:,.0f}"
+    if abs(x) >= 0.01:
+        return f"${x:,.2f}"
+    return f"${x:.2e}"
