@@ -1,0 +1,116 @@
+"""Leakage: a planted near-duplicate is caught by find_leaks, `testset check` and `run`."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from conftest import append_jsonl
+
+from evalkit.cli import main
+from evalkit.leakage import find_leaks, max_similarity
+from evalkit.testset import Item, load_testset
+
+# tr-05 is "my account is locked after too many sign in attempts"; this is it lightly edited
+NEAR_DUP = "My account is locked after too many sign-in attempts!"
+
+
+@pytest.fixture
+def leaking_set(copy_fixture):
+    root = copy_fixture("tiny-intents")
+    append_jsonl(root / "test.jsonl", {"id": "te-09", "input": NEAR_DUP, "expected": "login"})
+    return root
+
+
+def test_clean_fixture_has_no_leaks(intents_dir):
+    ts = load_testset(intents_dir)
+    assert find_leaks(ts.test, ts.train) == []
+    assert max_similarity(ts.test, ts.train) < 0.9
+
+
+def test_planted_near_duplicate_is_found(leaking_set):
+    ts = load_testset(leaking_set)
+    leaks = find_leaks(ts.test, ts.train)
+    assert [(p.test_id, p.train_id) for p in leaks] == [("te-09", "tr-05")]
+    assert 0.9 <= leaks[0].similarity < 1.0
+    assert leaks[0].exact is False
+
+
+def test_threshold_controls_near_duplicates(leaking_set):
+    ts = load_testset(leaking_set)
+    sim = find_leaks(ts.test, ts.train)[0].similarity
+    assert find_leaks(ts.test, ts.train, threshold=sim + 0.01) == []
+    assert find_leaks(ts.test, ts.train, threshold=sim - 0.01)[0].test_id == "te-09"
+
+
+def test_exact_duplicate_after_case_and_space_folding():
+    test = (Item("t1", "  Reset   my PASSWORD please ", "login"),
+            Item("t2", "export everything to csv", "export"))
+    train = (Item("r1", "reset my password please", "login"),
+             Item("r2", "the page crashes on save", "bug"))
+    leaks = find_leaks(test, train)
+    assert [(p.test_id, p.train_id, p.exact) for p in leaks] == [("t1", "r1", True)]
+    assert leaks[0].similarity == pytest.approx(1.0)
+
+
+def test_pairs_are_sorted_most_similar_first():
+    train = (Item("r1", "cancel my subscription today", "x"),
+             Item("r2", "where do I change my billing address", "x"))
+    test = (Item("t1", "Where do I change my billing address?", "x"),   # punctuation only
+            Item("t2", "cancel my subscription today", "x"))             # exact
+    leaks = find_leaks(test, train)
+    assert [(p.test_id, p.train_id) for p in leaks] == [("t2", "r1"), ("t1", "r2")]
+    assert leaks[0].similarity >= leaks[1].similarity
+
+
+def test_empty_split_has_no_leaks():
+    assert find_leaks((Item("t", "a b c", "x"),), ()) == []
+    assert max_similarity((), (Item("t", "a b c", "x"),)) == 0.0
+
+
+def test_testset_check_exits_1_and_lists_the_pair(leaking_set):
+    result = CliRunner().invoke(main, ["testset", "check", str(leaking_set)])
+    assert result.exit_code == 1, result.output
+    assert "leak: te-09 ~ tr-05 cosine 0.9" in result.output
+    assert "problem: 1 test/train pairs at cosine >= 0.9" in result.output
+
+
+def test_testset_check_passes_clean_fixture(intents_dir):
+    result = CliRunner().invoke(main, ["testset", "check", str(intents_dir)])
+    assert result.exit_code == 0, result.output
+    assert "tiny-intents: classification, 8 test, 12 train, 4 docs" in result.output
+    assert "leak:" not in result.output
+    assert result.output.strip().endswith(
+        "ok: no leakage, every label in both splits, every doc id resolves")
+
+
+def test_testset_check_reports_label_missing_from_a_split(copy_fixture):
+    root = copy_fixture("tiny-intents")
+    lines = (root / "test.jsonl").read_text().splitlines()
+    (root / "test.jsonl").write_text("\n".join(ln for ln in lines if '"bug"' not in ln) + "\n")
+    result = CliRunner().invoke(main, ["testset", "check", str(root)])
+    assert result.exit_code == 1
+    assert "problem: labels with no test items: bug" in result.output
+
+
+def test_testset_check_bad_set_exits_2_with_location(copy_fixture):
+    root = copy_fixture("tiny-intents")
+    append_jsonl(root / "test.jsonl", {"id": "te-01", "input": "dup", "expected": "bug"})
+    result = CliRunner().invoke(main, ["testset", "check", str(root)])
+    assert result.exit_code == 2
+    assert "test.jsonl:9:" in result.output and "duplicate id" in result.output
+
+
+def test_run_refuses_leaking_set_and_lists_pairs(leaking_set, run_dirs, tmp_path):
+    args = ["run", str(leaking_set), "--variants", "prompt-only", "--no-progress",
+            "--reports-dir", run_dirs["reports_dir"], "--cache-dir", run_dirs["cache_dir"],
+            "--finetune-dir", run_dirs["finetune_dir"]]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 2
+    assert "te-09 ~ tr-05" in refused.output
+    assert "--allow-leakage" in refused.output
+    assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").iterdir())
+
+    allowed = CliRunner().invoke(main, [*args, "--allow-leakage"])
+    assert allowed.exit_code == 0, allowed.output
+    assert "run folder:" in allowed.output
+    assert "calls made: 9" in allowed.output
