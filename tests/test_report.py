@@ -1,0 +1,110 @@
+"""The HTML report: built from the run folder alone, self-contained, escaped, and usable in Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from evalkit.experiment import RunConfig, run_experiment, write_scores_and_summary
+from evalkit.report import render_report
+from evalkit.testset import load_testset
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+OUTPUT = Path(__file__).parent.parent / "test-output"
+
+PLANTED = [
+    "<script>window.__pwned = 1</script>",
+    '"><img src=x onerror="window.__pwned = 2">',
+    "{{ 7 * 7 }} {% raw %}",
+]
+
+
+def _run(tmp_path: Path, name: str = "tiny-intents") -> Path:
+    cfg = RunConfig(testset=str(FIXTURES / name), reports_dir=str(tmp_path / "reports"),
+                    cache_dir=str(tmp_path / "cache"), finetune_dir=str(tmp_path / "ft"))
+    return run_experiment(cfg, progress=False).run_dir
+
+
+def _plant(run_dir: Path) -> None:
+    """Journal hostile outputs for three items (a later line replaces the earlier answer)."""
+    preds = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
+    with (run_dir / "predictions.jsonl").open("a") as fh:
+        for p, text in zip([p for p in preds if p["variant"] == "rag"], PLANTED):
+            fh.write(json.dumps({**p, "output": text}) + "\n")
+    config = json.loads((run_dir / "run.json").read_text())["config"]
+    write_scores_and_summary(run_dir, load_testset(config["testset"]), config["variants"])
+
+
+def test_report_is_self_contained_and_complete(tmp_path):
+    run_dir = _run(tmp_path)
+    html = render_report(run_dir).read_text()
+    assert not re.search(r"""(src|href)=["']?https?://""", html), "no network resources"
+    assert html.count("<svg") >= 1, "charts are inline SVG"
+    for variant in ("prompt-only", "few-shot", "rag", "fine-tuned", "rag+fine-tuned"):
+        assert f"<td>{variant}</td>" in html
+    assert "tiny-intents" in html and load_testset(FIXTURES / "tiny-intents").hash[:12] in html
+
+
+def test_planted_markup_is_escaped_in_the_html(tmp_path):
+    run_dir = _run(tmp_path)
+    _plant(run_dir)
+    html = render_report(run_dir).read_text()
+    assert "window.__pwned" in html  # the text is there ...
+    assert "<script>window.__pwned" not in html  # ... but never as markup
+    assert "<img src=x" not in html
+    # the explorer's JSON cannot close its own <script> element
+    data = html.split('<script type="application/json" id="data">', 1)[1].split("</script>", 1)[0]
+    assert "<" not in data and ">" not in data
+    parsed = json.loads(data)
+    outputs = [o[0] for it in parsed["items"] for o in it["o"]]
+    assert set(PLANTED) <= set(outputs), "the hostile strings survive intact as data"
+
+
+def _browser():
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs it (apt-get install chromium)")
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    return sync_api
+
+
+def test_report_in_headless_chromium(tmp_path):
+    sync_api = _browser()
+    run_dir = _run(tmp_path)
+    _plant(run_dir)
+    path = render_report(run_dir)
+    OUTPUT.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.goto(path.resolve().as_uri())
+        page.screenshot(path=str(OUTPUT / "report-first-screen.png"))
+
+        assert problems == []
+        assert page.evaluate("typeof window.__pwned") == "undefined", "planted script ran"
+        assert page.locator("#charts svg").count() >= 1
+        assert page.locator("#verdicts li").count() >= 1
+        total = page.locator("#items .item").count()
+        assert total == 8
+        # the planted strings show as text
+        assert page.get_by_text("<script>window.__pwned = 1</script>").count() == 1
+        assert page.get_by_text("{{ 7 * 7 }} {% raw %}").count() == 1
+        # a filter narrows the list: items where variants disagree (the planted answers are wrong)
+        page.select_option("#filter", "disagree")
+        narrowed = page.locator("#items .item").count()
+        assert 0 < narrowed < total
+        page.fill("#search", "te-0")
+        assert page.locator("#items .item").count() <= narrowed
+        page.fill("#search", "no item says this 1234")
+        assert page.locator("#items .item").count() == 0
+        browser.close()
