@@ -27,5 +27,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check evalkit tests
 
+## Benchmarks (not part of `make test`): each prints its figure and the ratio to its target.
+bench: $(STAMP)
+	$(PY) benchmarks/bench_report.py
+
 clean:
 	rm -rf $(VENV) reports/*/ .evalkit-cache
