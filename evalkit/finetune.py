@@ -42,6 +42,7 @@ class FineTuneRecord:
     created_at: str = ""
     job_id: str | None = None
     trained_tokens: int | None = None
+    base_url: str | None = None  # the server that serves fine_tuned_model, if not the run's
 
 
 class LeakageError(ValueError):

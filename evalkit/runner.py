@@ -4,8 +4,9 @@ A fixed pool of `concurrency` workers pulls jobs from one iterator, so memory st
 any number of items. For each job: build the Request, look it up in the cache, else call the
 provider; journal the result the moment it is known. A call that raises is journaled as an
 error for that item and the run goes on. With `max_cost_usd`, no call is issued once the
-spend so far plus the dearest call seen would cross the cap; those jobs are left unjournaled,
-so `--resume` can finish them later.
+spend so far, plus the expected cost of the calls still in flight, plus this call's expected
+cost (the provider's `estimate_cost(request)` if it has one, and never less than the dearest
+call seen) would cross the cap; those jobs are left unjournaled, so `--resume` can finish them.
 """
 
 from __future__ import annotations
@@ -50,10 +51,12 @@ async def run_jobs(jobs: Iterable[Job], *, total: int, provider: Provider,
     it = iter(jobs)
     bar = tqdm(total=total, disable=not progress, unit="item", leave=False)
     max_call_cost = 0.0
+    reserved = 0.0  # expected cost of the calls in flight
+    estimate = getattr(provider, "estimate_cost", None)  # optional: a per-request cost guess
     start = time.perf_counter()
 
     async def worker() -> None:
-        nonlocal max_call_cost
+        nonlocal max_call_cost, reserved
         for job in it:  # a shared iterator: each job goes to exactly one worker
             stats.jobs += 1
             try:
@@ -66,17 +69,28 @@ async def run_jobs(jobs: Iterable[Job], *, total: int, provider: Provider,
                 continue
             completion = cache.get(key) if cache else None
             if completion is None:
-                if max_cost_usd is not None and stats.spent_usd + max_call_cost > max_cost_usd:
-                    stats.skipped_budget += 1
-                    bar.update()
-                    continue
+                guess = 0.0  # this call's expected cost, reserved while it is in flight
+                if max_cost_usd is not None:
+                    try:
+                        guess = max(max_call_cost, estimate(request) if estimate else 0.0)
+                    except Exception as exc:  # e.g. no price known for the model: don't call
+                        _record_error(journal, stats, job, exc)
+                        bar.update()
+                        continue
+                    if stats.spent_usd + reserved + guess > max_cost_usd:
+                        stats.skipped_budget += 1
+                        bar.update()
+                        continue
                 stats.calls += 1
+                reserved += guess
                 try:
                     completion = await provider.complete(request)
                 except Exception as exc:
                     _record_error(journal, stats, job, exc)
                     bar.update()
                     continue
+                finally:
+                    reserved -= guess
                 stats.spent_usd += completion.cost_usd
                 max_call_cost = max(max_call_cost, completion.cost_usd)
                 if cache:

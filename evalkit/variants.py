@@ -8,6 +8,7 @@ A variant is a small value object (how many examples, how many passages, which m
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -75,14 +76,18 @@ class VariantContext:
     """What variants share for one test set: few-shot pool, retrieval index, fine-tuned model."""
 
     def __init__(self, testset: Testset, *, cache_dir: Path | None = None,
-                 fine_tuned_model: str | None = None, seed: int = 0):
+                 fine_tuned_model: str | None = None, seed: int = 0,
+                 index_factory: Callable[[], TfidfIndex] | None = None):
         self.testset = testset
         self.cache_dir = cache_dir
         self.fine_tuned_model = fine_tuned_model
         self.seed = seed
+        self.index_factory = index_factory  # another retriever (embeddings); None: TF-IDF
 
     @cached_property
     def index(self) -> TfidfIndex:
+        if self.index_factory is not None:  # anything with search(query, k) -> [Passage]
+            return self.index_factory()
         c = self.testset.task.corpus
         return build_index(self.testset.docs, chunk_size=c.chunk_size,
                            chunk_overlap=c.chunk_overlap, corpus_hash=self.testset.corpus_hash,

@@ -13,4 +13,7 @@ def get_provider(name: str, **options: Any) -> Provider:
     if name == "local":
         from evalkit.providers.local import LocalProvider
         return LocalProvider(**options)
-    raise ValueError(f"unknown provider {name!r}; known: local")
+    if name == "openai":  # OpenAI and any OpenAI-compatible server (vLLM, Ollama, llama.cpp)
+        from evalkit.providers.openai import OpenAIProvider
+        return OpenAIProvider(**options)
+    raise ValueError(f"unknown provider {name!r}; known: local, openai")

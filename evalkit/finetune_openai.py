@@ -1,0 +1,286 @@
+"""Fine-tuning through an OpenAI-compatible API, and registering models trained elsewhere.
+
+`prepare`: the chat-format JSONL from the train split, one line per train item with exactly
+the messages the prompt-only rung sends (`Request.messages()`) plus the reference answer as the
+assistant turn, so the fine-tuned model sees at inference what it was trained on. It is
+validated (at least 10 examples, roles, no empty turns), its tokens are estimated, and the
+training cost is estimated from the price per trained token × epochs. Refused when any test
+item leaks into the train split (evalkit.leakage).
+
+`start` uploads the file (`files.create(purpose="fine-tune")`), creates the job
+(`fine_tuning.jobs.create`) and writes `finetunes/<name>.json` at once, so a crash while
+polling loses nothing: `poll` (also `evalkit finetune status NAME`) resumes from the record,
+prints new job events, and on success records `fine_tuned_model`, `trained_tokens` and the
+training cost (trained tokens × the base model's training price).
+
+`register` records a model trained somewhere else (a LoRA served by vLLM, Ollama or llama.cpp)
+with its GPU-hours × hourly price; the fine-tuned rungs then call it like any other, on its own
+server when `base_url` is given.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from evalkit.finetune import (
+    FineTuneRecord,
+    LeakageError,
+    default_name,
+    load_record,
+    save_record,
+    train_hash,
+)
+from evalkit.leakage import find_leaks
+from evalkit.pricing import PriceBook
+from evalkit.providers.openai import NO_KEY_PLACEHOLDER, approx_tokens, redact_url
+from evalkit.testset import Testset
+from evalkit.variants import VariantContext, default_variant
+
+MIN_EXAMPLES = 10  # OpenAI's minimum for a fine-tuning file
+DEFAULT_EPOCHS = 3  # for the estimate when n_epochs is "auto" (OpenAI may pick more for tiny files)
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+class FineTuneError(RuntimeError):
+    """A fine-tuning job could not be prepared, started or finished."""
+
+
+@dataclass(frozen=True)
+class TrainingFile:
+    """The JSONL to upload, and what the validation found."""
+
+    lines: list[dict[str, Any]]
+    tokens_per_epoch: int
+    epochs: int
+    usd_per_mtok: float | None  # training price of the base model, if known
+    estimated_cost_usd: float | None
+
+    def jsonl(self) -> bytes:
+        return "".join(json.dumps(line, ensure_ascii=False) + "\n"
+                       for line in self.lines).encode()
+
+
+def build_lines(testset: Testset) -> list[dict[str, Any]]:
+    """One chat example per train item: the prompt-only rung's messages + the reference."""
+    ctx = VariantContext(testset)
+    rung = default_variant("prompt-only", testset)
+    lines = []
+    for item in testset.train:
+        messages = rung.build(item, ctx).messages()
+        lines.append({"messages": [*messages,
+                                   {"role": "assistant", "content": item.references[0]}]})
+    return lines
+
+
+def validate(lines: list[dict[str, Any]], where: str) -> None:
+    """OpenAI's format rules that fail a job late if not checked early."""
+    if len(lines) < MIN_EXAMPLES:
+        raise FineTuneError(f"{where}: {len(lines)} training examples; fine-tuning needs at "
+                            f"least {MIN_EXAMPLES}")
+    for n, line in enumerate(lines, 1):
+        msgs = line.get("messages")
+        if not isinstance(msgs, list) or not msgs:
+            raise FineTuneError(f"{where}: line {n}: field 'messages' must be a non-empty list")
+        for m in msgs:
+            if m.get("role") not in ("system", "user", "assistant"):
+                raise FineTuneError(f"{where}: line {n}: field 'role' is {m.get('role')!r}")
+            if not isinstance(m.get("content"), str) or not m["content"].strip():
+                raise FineTuneError(f"{where}: line {n}: field 'content' is empty "
+                                    f"({m.get('role')} turn)")
+        if msgs[-1]["role"] != "assistant":
+            raise FineTuneError(f"{where}: line {n}: the last turn must be the assistant's")
+
+
+def prepare(testset: Testset, *, base_model: str, prices: PriceBook,
+            n_epochs: int | None = None, allow_leakage: bool = False) -> TrainingFile:
+    """Build, check and cost the training file. Raises before anything is uploaded."""
+    where = str(Path(testset.path) / "train.jsonl")
+    if not testset.train:
+        raise FineTuneError(f"{where}: no train split to fine-tune on")
+    leaks = find_leaks(testset.test, testset.train)
+    if leaks and not allow_leakage:
+        raise LeakageError(f"{len(leaks)} test items leak into the training data, e.g. "
+                           f"{leaks[0].test_id} ~ {leaks[0].train_id} "
+                           f"(cosine {leaks[0].similarity:.2f}); refusing to fine-tune")
+    lines = build_lines(testset)
+    validate(lines, where)
+    tokens = sum(approx_tokens(line["messages"]) for line in lines)
+    epochs = n_epochs or DEFAULT_EPOCHS
+    per_mtok = prices.training_price(base_model)
+    cost = None if per_mtok is None else tokens * epochs * per_mtok / 1e6
+    return TrainingFile(lines, tokens, epochs, per_mtok, cost)
+
+
+def client(base_url: str | None, *, api_key_env: str = "OPENAI_API_KEY", max_retries: int = 5,
+           timeout_s: float = 60.0):
+    """A sync SDK client; the key comes from the environment only."""
+    from openai import OpenAI
+
+    key = os.environ.get(api_key_env)
+    if not key and not base_url:
+        raise FineTuneError(f"set {api_key_env} in the environment to fine-tune on OpenAI")
+    return OpenAI(api_key=key or NO_KEY_PLACEHOLDER, base_url=base_url,
+                  max_retries=max_retries, timeout=timeout_s)
+
+
+def start(testset: Testset, finetune_dir: Path | str, *, sdk, base_model: str,
+          training: TrainingFile, name: str | None = None, base_url: str | None = None,
+          n_epochs: int | None = None, suffix: str | None = None,
+          seed: int | None = 0) -> FineTuneRecord:
+    """Upload the file, create the job, and write the record before any polling."""
+    name = name or default_name(testset, "openai")
+    uploaded = sdk.files.create(file=(f"{name}.jsonl", io.BytesIO(training.jsonl())),
+                                purpose="fine-tune")
+    kwargs: dict[str, Any] = {"model": base_model, "training_file": uploaded.id}
+    if n_epochs:
+        kwargs["method"] = {"type": "supervised",
+                            "supervised": {"hyperparameters": {"n_epochs": n_epochs}}}
+    if suffix:
+        kwargs["suffix"] = suffix
+    if seed is not None:
+        kwargs["seed"] = seed
+    job = sdk.fine_tuning.jobs.create(**kwargs)
+    record = FineTuneRecord(
+        name=name, provider="openai", base_model=base_model,
+        fine_tuned_model=job.fine_tuned_model or "", status=job.status,
+        train_hash=train_hash(testset), trained_examples=len(training.lines),
+        created_at=_now(), job_id=job.id, base_url=redact_url(base_url))
+    save_record(Path(finetune_dir), record)
+    return record
+
+
+def poll(finetune_dir: Path | str, name: str, *, sdk, prices: PriceBook,
+         interval_s: float = 30.0, timeout_s: float | None = None,
+         echo: Callable[[str], None] = print, sleep: Callable[[float], None] = time.sleep,
+         ) -> FineTuneRecord:
+    """Follow the job until it ends (or `timeout_s`), printing new events; update the record."""
+    finetune_dir = Path(finetune_dir)
+    record = load_record(finetune_dir, name)
+    if record is None:
+        raise FineTuneError(f"{finetune_dir / (name + '.json')}: no such fine-tune record")
+    if not record.job_id:
+        raise FineTuneError(f"{finetune_dir / (name + '.json')}: field 'job_id' is empty: "
+                            f"this model was registered, not trained by a job")
+    seen: set[str] = set()
+    started = time.monotonic()
+    while True:
+        job = sdk.fine_tuning.jobs.retrieve(record.job_id)
+        events = sdk.fine_tuning.jobs.list_events(record.job_id, limit=50).data  # newest page
+        for event in sorted(events, key=lambda e: (e.created_at, e.id)):
+            if event.id not in seen:
+                seen.add(event.id)
+                echo(f"  event: {event.message}")
+        if job.status != record.status or not seen:
+            echo(f"status: {job.status}")
+        record = _update(record, job, prices)
+        save_record(finetune_dir, record)
+        if job.status in TERMINAL:
+            break
+        if timeout_s is not None and time.monotonic() - started > timeout_s:
+            echo(f"still {job.status}; resume with `evalkit finetune status {name}`")
+            break
+        sleep(interval_s)
+    if record.status != "succeeded" and record.status in TERMINAL:
+        error = getattr(job, "error", None)
+        raise FineTuneError(f"fine-tuning job {record.job_id} {record.status}: "
+                            f"{getattr(error, 'message', None) or 'no error message'}")
+    return record
+
+
+def train(testset: Testset, finetune_dir: Path | str, *, base_model: str,
+          base_url: str | None = None, config_path: str | None = None, name: str | None = None,
+          n_epochs: int | None = None, suffix: str | None = None, allow_leakage: bool = False,
+          dry_run: bool = False, out: Path | str | None = None, interval_s: float = 30.0,
+          timeout_s: float | None = None, max_retries: int = 5,
+          echo: Callable[[str], None] = print) -> FineTuneRecord | None:
+    """`evalkit finetune --provider openai`: prepare, report the estimate, start, follow."""
+    from evalkit.config import load_config
+
+    cfg = load_config(config_path)
+    prices = PriceBook.from_section(cfg.section("pricing"), path=cfg.path)
+    training = prepare(testset, base_model=base_model, prices=prices, n_epochs=n_epochs,
+                       allow_leakage=allow_leakage)
+    cost = ("unknown (set pricing.training_per_mtok for this base model)"
+            if training.estimated_cost_usd is None else f"${training.estimated_cost_usd:.4f}")
+    echo(f"{len(training.lines)} examples, ~{training.tokens_per_epoch} tokens per epoch, "
+         f"{training.epochs} epochs: estimated training cost {cost}")
+    if out:
+        Path(out).write_bytes(training.jsonl())
+        echo(f"wrote {out}")
+    if dry_run:
+        return None
+    sdk = client(base_url, max_retries=max_retries)
+    record = start(testset, finetune_dir, sdk=sdk, base_model=base_model, training=training,
+                   name=name, base_url=base_url, n_epochs=n_epochs, suffix=suffix)
+    echo(f"job {record.job_id} created ({record.status}); record: "
+         f"{Path(finetune_dir) / (record.name + '.json')}")
+    return poll(finetune_dir, record.name, sdk=sdk, prices=prices, interval_s=interval_s,
+                timeout_s=timeout_s, echo=echo)
+
+
+def status(finetune_dir: Path | str, name: str, *, base_url: str | None = None,
+           config_path: str | None = None, interval_s: float = 30.0,
+           timeout_s: float | None = None, echo: Callable[[str], None] = print
+           ) -> FineTuneRecord:
+    """`evalkit finetune status NAME`: resume following a job from its record."""
+    from evalkit.config import load_config
+
+    record = load_record(Path(finetune_dir), name)
+    if record is None:
+        raise FineTuneError(f"{Path(finetune_dir) / (name + '.json')}: no such fine-tune")
+    if record.status in TERMINAL or not record.job_id:
+        return record
+    cfg = load_config(config_path)
+    prices = PriceBook.from_section(cfg.section("pricing"), path=cfg.path)
+    sdk = client(base_url or record.base_url)
+    return poll(finetune_dir, name, sdk=sdk, prices=prices, interval_s=interval_s,
+                timeout_s=timeout_s, echo=echo)
+
+
+def _update(record: FineTuneRecord, job: Any, prices: PriceBook) -> FineTuneRecord:
+    trained = getattr(job, "trained_tokens", None)
+    cost = record.training_cost_usd
+    per_mtok = prices.training_price(record.base_model)
+    if trained and per_mtok is not None:
+        cost = trained * per_mtok / 1e6
+    elapsed = record.training_time_s
+    if getattr(job, "finished_at", None) and getattr(job, "created_at", None):
+        elapsed = float(job.finished_at - job.created_at)
+    return replace(record, status=job.status, fine_tuned_model=job.fine_tuned_model or "",
+                   trained_tokens=trained, training_cost_usd=cost, training_time_s=elapsed)
+
+
+def register(finetune_dir: Path | str, name: str, *, model: str, base_url: str | None = None,
+             base_model: str = "", gpu_hours: float | None = None,
+             usd_per_hour: float | None = None, testset: Testset | None = None,
+             ) -> FineTuneRecord:
+    """Record a model trained elsewhere, with its training cost (GPU-hours × $/hour)."""
+    if (gpu_hours is None) != (usd_per_hour is None):
+        raise FineTuneError("give both --gpu-hours and --usd-per-hour, or neither")
+    for field, value in (("gpu_hours", gpu_hours), ("usd_per_hour", usd_per_hour)):
+        if value is not None and (not math.isfinite(value) or value < 0):
+            raise FineTuneError(f"{field} must be a number >= 0, got {value!r}")
+    if base_url and redact_url(base_url) != base_url:
+        raise FineTuneError("no credentials in --base-url: the record is written to disk")
+    record = FineTuneRecord(
+        name=name, provider="openai", base_model=base_model, fine_tuned_model=model,
+        status="succeeded", train_hash=train_hash(testset) if testset else "",
+        trained_examples=len(testset.train) if testset else 0,
+        training_time_s=(gpu_hours or 0.0) * 3600.0,  # GPU time
+        training_cost_usd=(gpu_hours or 0.0) * (usd_per_hour or 0.0),
+        created_at=_now(), job_id=None, base_url=base_url)
+    save_record(Path(finetune_dir), record)
+    return record
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

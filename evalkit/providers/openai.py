@@ -1,0 +1,254 @@
+"""The `openai` provider: OpenAI and every OpenAI-compatible server through the official SDK.
+
+One `AsyncOpenAI` client per base URL (vLLM, llama.cpp server, Ollama, LM Studio all speak
+Chat Completions). The key comes from the environment only (`api_key_env`, default
+OPENAI_API_KEY) and is never stored: not in the cache key, not in run.json, and it is scrubbed
+from any error message before the runner journals it. The SDK does the retrying — 408/409/429/
+5xx, timeouts and connection errors, with exponential backoff or the server's `Retry-After` /
+`retry-after-ms` (up to 120 s; longer ones are not retried) — `max_retries` times; whatever still
+fails is raised as an error named after the SDK's class, so the journal says e.g.
+`RateLimitError: Error code: 429 ...` for that item and the run goes on.
+
+Costs come from a `PriceBook` (evalkit.pricing), resolved *before* the call, so a model with no
+known price fails without spending anything. `usage.prompt_tokens_details.cached_tokens` is
+recorded apart and priced at the cached rate.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from evalkit.pricing import PriceBook
+from evalkit.providers.base import Completion, Usage
+from evalkit.request import Request
+
+NO_KEY_PLACEHOLDER = "not-needed"  # local servers without auth still need a non-empty key
+_OPENAI_HOSTS = ("api.openai.com",)
+_KEY_LIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-*]{6,})")
+
+
+class OpenAIProviderError(RuntimeError):
+    """Base of the errors this provider raises; subclasses carry the SDK's class name."""
+
+
+class MalformedResponse(OpenAIProviderError):
+    """The server answered 2xx with a body that is not a chat completion."""
+
+
+_ERROR_CLASSES: dict[str, type[OpenAIProviderError]] = {}
+
+
+def _named_error(name: str) -> type[OpenAIProviderError]:
+    """An exception class named like the SDK's (RateLimitError, ...), for the journal."""
+    if name not in _ERROR_CLASSES:
+        _ERROR_CLASSES[name] = type(name, (OpenAIProviderError,), {"__module__": __name__})
+    return _ERROR_CLASSES[name]
+
+
+def approx_tokens(messages: list[dict[str, str]]) -> int:
+    """A tokenizer-free token estimate: ~4 characters a token plus OpenAI's per-message framing.
+
+    No tokenizer is bundled on purpose (tiktoken downloads its vocabularies at run time); the
+    estimate is for budgets and `evalkit estimate`, never for billing — bills use `usage`.
+    """
+    return sum(math.ceil(len(m.get("content", "")) / 4) + 4 for m in messages) + 3
+
+
+def redact_url(url: str | None) -> str | None:
+    """The URL without user:password@, for anything that may be written down."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return url
+
+
+class OpenAIProvider:
+    """Chat Completions against OpenAI or an OpenAI-compatible server.
+
+    `routes` maps a model name to the base URL that serves it (a LoRA registered on another
+    server); every other model goes to `base_url`.
+    """
+
+    name = "openai"
+
+    def __init__(self, *, model: str = "gpt-4o-mini", base_url: str | None = None,
+                 api_key_env: str = "OPENAI_API_KEY", temperature: float | None = 0.0,
+                 seed: int | None = 0, max_completion_tokens: int | None = None,
+                 max_tokens_param: str = "max_completion_tokens", max_retries: int = 5,
+                 timeout_s: float = 60.0, routes: Mapping[str, str] | None = None,
+                 pricing: PriceBook | Mapping[str, Any] | None = None,
+                 default_output_tokens: int = 256, require_key: bool = True):
+        if max_tokens_param not in ("max_completion_tokens", "max_tokens"):
+            raise ValueError("max_tokens_param must be 'max_completion_tokens' or 'max_tokens' "
+                             "(older OpenAI-compatible servers only know max_tokens)")
+        if not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+        self.model = model
+        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        for url in (self.base_url, *(routes or {}).values()):
+            if url and redact_url(url) != url:
+                raise ValueError("put credentials in the environment (api_key_env), not in the "
+                                 "base URL: the URL is recorded in run.json")
+        self.api_key_env = api_key_env
+        self.temperature = temperature
+        self.seed = seed
+        self.max_completion_tokens = max_completion_tokens
+        self.max_tokens_param = max_tokens_param
+        self.max_retries = max_retries
+        self.timeout_s = float(timeout_s)
+        self.routes = dict(routes or {})
+        self.prices = pricing if isinstance(pricing, PriceBook) else PriceBook.from_section(pricing)
+        self.default_output_tokens = default_output_tokens
+        self._clients: dict[str | None, tuple[Any, Any]] = {}
+        self._max_output_seen = 0
+        for url in {self.base_url, *self.routes.values()} if require_key else ():
+            self._api_key(url)  # fail now, not once per item, when OpenAI itself has no key
+
+    # --- the Provider protocol --------------------------------------------------------------
+
+    def model_for(self, request: Request) -> str:
+        return request.model or self.model
+
+    def cache_params(self) -> dict[str, Any]:
+        """What changes an answer besides model and messages. Never the key."""
+        return {"base_url": redact_url(self.base_url), "temperature": self.temperature,
+                "seed": self.seed, "max_completion_tokens": self.max_completion_tokens,
+                "routes": {m: redact_url(u) for m, u in sorted(self.routes.items())}}
+
+    async def complete(self, request: Request) -> Completion:
+        model = self.model_for(request)
+        price = self.prices.price(model)  # before the call: no spend on an unpriceable model
+        client = self._client(self.routes.get(model, self.base_url))
+        messages = request.messages()
+        kwargs: dict[str, Any] = {}
+        if self.temperature is not None:
+            kwargs["temperature"] = self.temperature
+        if self.seed is not None:
+            kwargs["seed"] = self.seed
+        if self.max_completion_tokens is not None:
+            kwargs[self.max_tokens_param] = self.max_completion_tokens
+        start = time.perf_counter()
+        try:
+            response = await client.chat.completions.create(model=model, messages=messages,
+                                                            **kwargs)
+        except Exception as exc:
+            raise self._translate(exc) from None
+        latency = time.perf_counter() - start
+        text, usage = self._read(response, messages)
+        self._max_output_seen = max(self._max_output_seen, usage.output_tokens)
+        return Completion(text=text, usage=usage, latency_s=latency, cost_usd=price.cost(usage),
+                          model=model)
+
+    def estimate_cost(self, request: Request) -> float:
+        """An upper-end guess of one call's cost, for the runner's budget check."""
+        model = self.model_for(request)
+        out = self.max_completion_tokens or max(self._max_output_seen,
+                                                self.default_output_tokens)
+        usage = Usage(input_tokens=approx_tokens(request.messages()), output_tokens=out)
+        return self.prices.price(model).cost(usage)
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _api_key(self, base_url: str | None) -> str:
+        key = os.environ.get(self.api_key_env, "")
+        if key:
+            return key
+        host = urlsplit(base_url).hostname if base_url else "api.openai.com"
+        if host in _OPENAI_HOSTS:
+            raise ValueError(f"set {self.api_key_env} in the environment to call "
+                                      f"{host}; the key is never read from flags or files")
+        return NO_KEY_PLACEHOLDER  # vLLM/Ollama/llama.cpp without --api-key accept anything
+
+    def _client(self, base_url: str | None):
+        """One client per base URL and event loop (each `asyncio.run` gets fresh connections)."""
+        import asyncio
+
+        from openai import AsyncOpenAI
+
+        loop = asyncio.get_running_loop()
+        held = self._clients.get(base_url)
+        if held is None or held[0] is not loop:
+            client = AsyncOpenAI(api_key=self._api_key(base_url), base_url=base_url,
+                                 max_retries=self.max_retries, timeout=self.timeout_s)
+            self._clients[base_url] = held = (loop, client)
+        return held[1]
+
+    def _read(self, response: Any, messages: list[dict[str, str]]) -> tuple[str, Usage]:
+        """Text and usage from a ChatCompletion; anything else is a MalformedResponse."""
+        if isinstance(response, str):
+            raise MalformedResponse(f"expected a JSON chat completion, got {response[:200]!r}")
+        try:
+            text = response.choices[0].message.content
+        except (AttributeError, IndexError, TypeError, KeyError):
+            text = None
+        if not isinstance(text, str):
+            raise MalformedResponse("the response has no choices[0].message.content string: "
+                                    f"{_short(response)}")
+        u = getattr(response, "usage", None)
+        if u is None or not isinstance(getattr(u, "prompt_tokens", None), int):
+            # some servers omit usage; estimate rather than pretend the call was free
+            return text, Usage(input_tokens=approx_tokens(messages),
+                               output_tokens=math.ceil(len(text) / 4))
+        details = getattr(u, "prompt_tokens_details", None)
+        cached = getattr(details, "cached_tokens", None) or 0
+        return text, Usage(input_tokens=u.prompt_tokens,
+                           output_tokens=int(getattr(u, "completion_tokens", 0) or 0),
+                           cached_input_tokens=int(cached))
+
+    def _translate(self, exc: Exception) -> Exception:
+        """The SDK's error as ours, same class name, key scrubbed from the message."""
+        message = self._scrub(str(exc))
+        if isinstance(exc, json.JSONDecodeError):
+            return MalformedResponse(f"the response body is not valid JSON: {message}")
+        if isinstance(exc, OpenAIProviderError):
+            return type(exc)(message)
+        return _named_error(type(exc).__name__)(message)
+
+    def _scrub(self, text: str) -> str:
+        key = os.environ.get(self.api_key_env, "")
+        if key:
+            text = text.replace(key, "[redacted]")
+        return _KEY_LIKE.sub("[redacted]", text)
+
+
+def _short(obj: Any) -> str:
+    try:
+        return json.dumps(obj.model_dump(), default=str)[:200]
+    except Exception:
+        return repr(obj)[:200]
+
+
+# Keys of the config's `provider:` section that are the retriever's, not the chat provider's.
+RETRIEVAL_KEYS = ("embedding_model", "embedding_base_url", "embedding_batch_size")
+
+
+def options_from_config(config_path: str | None, cli_options: Mapping[str, Any],
+                        fine_tune: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Provider options for a run: config `provider:` section < CLI flags, plus prices and the
+    route to a fine-tuned model served elsewhere. Nothing secret passes through here."""
+    from evalkit.config import ConfigError, load_config
+
+    cfg = load_config(config_path)
+    section = {k: v for k, v in cfg.section("provider").items() if k not in RETRIEVAL_KEYS}
+    for secret in ("api_key", "key", "token"):
+        if secret in section:
+            raise ConfigError(cfg.path, "keys never go in files; set the environment variable "
+                              "named by provider.api_key_env (default OPENAI_API_KEY)",
+                              field=f"provider.{secret}")
+    opts = {**section, **{k: v for k, v in cli_options.items() if v is not None}}
+    opts["pricing"] = PriceBook.from_section(cfg.section("pricing"), path=cfg.path)
+    if fine_tune and fine_tune.get("base_url") and fine_tune.get("fine_tuned_model"):
+        opts["routes"] = {**opts.get("routes", {}),
+                          fine_tune["fine_tuned_model"]: fine_tune["base_url"]}
+    return opts

@@ -1,0 +1,458 @@
+"""An OpenAI-compatible HTTP server on 127.0.0.1 for tests: no network, no real key.
+
+Serves what evalkit calls — chat completions (with usage and simulated prompt caching),
+embeddings, file uploads, fine-tuning jobs that move validating_files -> queued -> running ->
+succeeded over a few polls, job events, models — and injects faults on demand:
+
+- `fault_rate`: that fraction of distinct chat requests (chosen by a hash of their content, so
+  the choice is reproducible) fail their first `fault_attempts` attempts with a 429 carrying
+  `Retry-After` or a 500 without one, alternately;
+- `permanent_400`: requests whose last user message contains one of these strings get a 400;
+- `slow`: {substring: seconds} delays the answer (past the client's timeout, if you like);
+  `slow_attempts` limits how many attempts are slow (None: all);
+- `malformed`: substrings whose answer is a 200 with a body that is not JSON;
+- `retry_after`: {substring: seconds} a 429 with exactly that Retry-After on the first attempt.
+
+Every request is recorded (path, model, a hash of the messages, status, time), so tests can
+count calls and duplicates. The server checks the bearer key when `api_key` is set and keeps
+everything in memory: nothing it receives reaches the disk.
+
+The "model": for classification prompts it picks the label whose description shares the most
+words with the message (a weak zero-shot model); with few-shot examples or passages it also
+votes with them; a fine-tuned model (created by a job) answers from the uploaded training
+file's nearest example. QA prompts get the best-overlapping passage sentence, else "unknown".
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import hashlib
+import json
+import math
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+WORD = re.compile(r"[a-z0-9]+")
+
+
+def words(text: str) -> list[str]:
+    return WORD.findall(text.lower())
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    status: int
+    model: str | None = None
+    content_key: str | None = None  # sha256 of the chat messages (or embedding input)
+    last_user: str | None = None
+    at: float = 0.0
+    body: dict[str, Any] | None = None
+
+
+@dataclass
+class FineTuneJob:
+    id: str
+    model: str
+    training_file: str
+    suffix: str | None
+    n_epochs: int
+    polls: int = 0
+    created_at: int = field(default_factory=lambda: int(time.time()))
+
+
+class FakeOpenAI:
+    """The server's state and behaviour. Start with `with FakeOpenAI(...) as server:`."""
+
+    def __init__(self, *, api_key: str | None = None, fault_rate: float = 0.0,
+                 fault_attempts: int = 1, fault_retry_after: float = 0.05,
+                 permanent_400: tuple[str, ...] = (), slow: dict[str, float] | None = None,
+                 slow_attempts: int | None = None, malformed: tuple[str, ...] = (),
+                 retry_after: dict[str, float] | None = None, polls_per_stage: int = 1,
+                 served_models: tuple[str, ...] | None = None, cached_prompts: bool = True):
+        self.api_key = api_key
+        self.fault_rate = fault_rate
+        self.fault_attempts = fault_attempts
+        self.fault_retry_after = fault_retry_after
+        self.permanent_400 = permanent_400
+        self.slow = slow or {}
+        self.slow_attempts = slow_attempts
+        self.malformed = malformed
+        self.retry_after = retry_after or {}
+        self.polls_per_stage = polls_per_stage
+        self.served_models = served_models  # None: any model name is served
+        self.cached_prompts = cached_prompts
+        self.requests: list[Recorded] = []
+        self.files: dict[str, bytes] = {}
+        self.jobs: dict[str, FineTuneJob] = {}
+        self.fine_tuned: dict[str, list[tuple[str, str]]] = {}  # model -> (user, assistant)
+        self._attempts: Counter[str] = Counter()
+        self._seen_prefixes: set[str] = set()
+        self._lock = threading.Lock()
+        self._faults = 0
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> FakeOpenAI:
+        state = self
+
+        class Handler(_Handler):
+            server_state = state
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        assert self._httpd is not None
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    @property
+    def base_url(self) -> str:
+        assert self._httpd is not None
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    # --- what tests ask ----------------------------------------------------------------------
+
+    def chat_calls(self, status: int | None = None) -> list[Recorded]:
+        with self._lock:
+            return [r for r in self.requests if r.path == "/v1/chat/completions"
+                    and (status is None or r.status == status)]
+
+    def answered_twice(self) -> list[str]:
+        """Content keys that got more than one 200: a call repeated after it had succeeded."""
+        counts = Counter(r.content_key for r in self.chat_calls(status=200))
+        return [k for k, n in counts.items() if n > 1]
+
+    def record(self, rec: Recorded) -> None:
+        with self._lock:
+            self.requests.append(rec)
+
+    # --- chat --------------------------------------------------------------------------------
+
+    def chat(self, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes, Recorded]:
+        messages = body.get("messages") or []
+        model = body.get("model")
+        last_user = next((m.get("content", "") for m in reversed(messages)
+                          if m.get("role") == "user"), "")
+        key = hashlib.sha256(json.dumps([model, messages], sort_keys=True).encode()).hexdigest()
+        rec = Recorded("POST", "/v1/chat/completions", 200, model, key, last_user, time.time(),
+                       {k: v for k, v in body.items() if k != "messages"})
+        with self._lock:
+            self._attempts[key] += 1
+            attempt = self._attempts[key]
+        for needle, delay in self.slow.items():
+            if needle in last_user and (self.slow_attempts is None
+                                        or attempt <= self.slow_attempts):
+                time.sleep(delay)
+        for needle, seconds in self.retry_after.items():
+            if needle in last_user and attempt == 1:
+                return self._error(rec, 429, "rate_limit_exceeded", "slow down",
+                                   {"retry-after": str(seconds)})
+        if any(n in last_user for n in self.permanent_400):
+            return self._error(rec, 400, "invalid_request_error",
+                               "This item is refused by the test server (permanent 400).")
+        if self.served_models is not None and model not in self.served_models \
+                and model not in self.fine_tuned:
+            return self._error(rec, 404, "model_not_found", f"The model {model!r} does not exist")
+        if self._faulty(key) and attempt <= self.fault_attempts:
+            with self._lock:
+                self._faults += 1
+                n = self._faults
+            if n % 2:
+                return self._error(rec, 429, "rate_limit_exceeded", "Rate limit reached",
+                                   {"retry-after": str(self.fault_retry_after)})
+            return self._error(rec, 500, "server_error", "The server had an error")
+        if any(n in last_user for n in self.malformed):
+            rec.status = 200
+            self.record(rec)
+            return 200, {"content-type": "application/json"}, b'{"id": "x", "choices": [', rec
+        text = self.answer(model, messages)
+        usage = self.usage(messages, text)
+        payload = {
+            "id": f"chatcmpl-{key[:12]}", "object": "chat.completion", "created": int(time.time()),
+            "model": model, "system_fingerprint": "fp_test",
+            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                         "message": {"role": "assistant", "content": text, "refusal": None}}],
+            "usage": usage,
+        }
+        self.record(rec)
+        return 200, {"content-type": "application/json"}, json.dumps(payload).encode(), rec
+
+    def _faulty(self, key: str) -> bool:
+        return int(key[:8], 16) / 0xFFFFFFFF < self.fault_rate
+
+    def _error(self, rec: Recorded, status: int, code: str, message: str,
+               headers: dict[str, str] | None = None):
+        rec.status = status
+        self.record(rec)
+        body = {"error": {"message": message, "type": code, "param": None, "code": code}}
+        return status, {"content-type": "application/json", **(headers or {})}, \
+            json.dumps(body).encode(), rec
+
+    def usage(self, messages: list[dict[str, str]], text: str) -> dict[str, Any]:
+        prompt = sum(len(words(m.get("content", ""))) + 4 for m in messages) + 3
+        cached = 0
+        if self.cached_prompts and messages and messages[0].get("role") == "system":
+            prefix = messages[0]["content"]
+            with self._lock:
+                if prefix in self._seen_prefixes:
+                    cached = len(words(prefix))
+                self._seen_prefixes.add(prefix)
+        completion = max(1, len(words(text)))
+        return {"prompt_tokens": prompt, "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+                "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0}}
+
+    def answer(self, model: str, messages: list[dict[str, str]]) -> str:
+        system = messages[0]["content"] if messages and messages[0]["role"] == "system" else ""
+        user = messages[-1]["content"] if messages else ""
+        question = user.rsplit("Question:", 1)[-1]
+        if model in self.fine_tuned:
+            memory = self.fine_tuned[model]
+            return max(memory, key=lambda ex: _overlap(ex[0], user))[1]
+        if '"verdict"' in system:  # acting as an LLM judge
+            return self.judge(user)
+        labels = re.findall(r"^- ([A-Za-z0-9_\-]+): (.+)$", system, flags=re.M)
+        if labels:
+            scores = {label: _overlap(question, f"{label} {desc}") for label, desc in labels}
+            shots = list(zip(messages[1:-1:2], messages[2:-1:2], strict=True))
+            for u, a in shots:
+                if a["content"] in scores:
+                    scores[a["content"]] += 2 * _overlap(question, u["content"])
+            for passage in re.findall(r"^\[\d+\] \(([^)]*)\) (.+)$", user, flags=re.M):
+                for label, desc in labels:
+                    scores[label] += 0.5 * _overlap(passage[1], desc) * _overlap(question,
+                                                                                 passage[1])
+            return max(scores, key=lambda k: (scores[k], k))
+        sentences = [s for p in re.findall(r"^\[\d+\] \([^)]*\) (.+)$", user, flags=re.M)
+                     for s in re.split(r"(?<=[.!?])\s+", p)]
+        if sentences:
+            best = max(sentences, key=lambda s: _overlap(question, s))
+            if _overlap(question, best) > 0.2:
+                return best
+        return "unknown"
+
+    def judge(self, user: str) -> str:
+        """Grades by word overlap with the best reference; `GARBLE` in the answer: no JSON."""
+        candidate = user.split("Candidate answer:", 1)[-1].strip()
+        refs = re.findall(r"^- (.+)$", user.split("Reference answer(s):", 1)[-1]
+                          .split("Candidate answer:", 1)[0], flags=re.M)
+        if "GARBLE" in candidate:
+            return "Hmm, hard to say. It might be right."
+        best = max((_overlap(candidate, r) for r in refs), default=0.0)
+        verdict = "correct" if best >= 0.5 else "incorrect"
+        return json.dumps({"verdict": verdict, "reason": f"overlap {best:.2f} with a reference"})
+
+    # --- embeddings --------------------------------------------------------------------------
+
+    def embeddings(self, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes, Recorded]:
+        inputs = body.get("input")
+        inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
+        key = hashlib.sha256(json.dumps(inputs).encode()).hexdigest()
+        rec = Recorded("POST", "/v1/embeddings", 200, body.get("model"), key, None, time.time(),
+                       {k: v for k, v in body.items() if k != "input"} | {"n": len(inputs)})
+        if body.get("encoding_format") != "float":
+            # many OpenAI-compatible servers reject base64; so does this one
+            return self._error(rec, 400, "invalid_request_error",
+                               "only encoding_format=float is supported")
+        data = [{"object": "embedding", "index": i, "embedding": embed(text)}
+                for i, text in enumerate(inputs)]
+        tokens = sum(len(words(t)) for t in inputs)
+        self.record(rec)
+        payload = {"object": "list", "data": data, "model": body.get("model"),
+                   "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return 200, {"content-type": "application/json"}, json.dumps(payload).encode(), rec
+
+    # --- files and fine-tuning ---------------------------------------------------------------
+
+    def upload(self, content_type: str, raw: bytes) -> dict[str, Any]:
+        msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+        fields: dict[str, Any] = {}
+        filename = "upload.jsonl"
+        for part in msg.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            if part.get_filename():
+                filename = part.get_filename()
+            fields[name] = part.get_payload(decode=True)
+        with self._lock:
+            file_id = f"file-{len(self.files) + 1:04d}"
+            self.files[file_id] = fields.get("file", b"")
+        return {"id": file_id, "object": "file", "bytes": len(self.files[file_id]),
+                "created_at": int(time.time()), "filename": filename,
+                "purpose": (fields.get("purpose") or b"").decode(), "status": "processed"}
+
+    def create_job(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if body.get("training_file") not in self.files:
+            return 400, {"error": {"message": "training_file not found", "type": "invalid",
+                                   "param": "training_file", "code": None}}
+        epochs = (((body.get("method") or {}).get("supervised") or {}).get("hyperparameters")
+                  or {}).get("n_epochs", 3)
+        with self._lock:
+            job = FineTuneJob(f"ftjob-{len(self.jobs) + 1:04d}", body["model"],
+                              body["training_file"], body.get("suffix"),
+                              epochs if isinstance(epochs, int) else 3)
+            self.jobs[job.id] = job
+        return 200, self.job_json(job)
+
+    def stage(self, job: FineTuneJob) -> str:
+        stages = ["validating_files", "queued", "running", "succeeded"]
+        return stages[min(job.polls // self.polls_per_stage, len(stages) - 1)]
+
+    def poll(self, job_id: str) -> tuple[int, dict[str, Any]]:
+        job = self.jobs.get(job_id)
+        if job is None:
+            return 404, {"error": {"message": "no such job", "type": "invalid", "param": None,
+                                   "code": None}}
+        job.polls += 1
+        data = self.job_json(job)
+        if data["status"] == "succeeded" and data["fine_tuned_model"] not in self.fine_tuned:
+            self.fine_tuned[data["fine_tuned_model"]] = self._training_pairs(job)
+        return 200, data
+
+    def _training_pairs(self, job: FineTuneJob) -> list[tuple[str, str]]:
+        pairs = []
+        for line in self.files[job.training_file].decode().splitlines():
+            msgs = json.loads(line)["messages"]
+            pairs.append((msgs[-2]["content"], msgs[-1]["content"]))
+        return pairs
+
+    def trained_tokens(self, job: FineTuneJob) -> int:
+        text = self.files[job.training_file].decode()
+        per_epoch = sum(len(words(m["content"])) + 4 for line in text.splitlines()
+                        for m in json.loads(line)["messages"])
+        return per_epoch * job.n_epochs
+
+    def job_json(self, job: FineTuneJob) -> dict[str, Any]:
+        status = self.stage(job)
+        done = status == "succeeded"
+        ft_model = f"ft:{job.model}:evalkit:{job.suffix or ''}:{job.id}" if done else None
+        return {"id": job.id, "object": "fine_tuning.job", "created_at": job.created_at,
+                "error": None, "fine_tuned_model": ft_model,
+                "finished_at": int(time.time()) if done else None,
+                "hyperparameters": {"n_epochs": job.n_epochs, "batch_size": 1,
+                                    "learning_rate_multiplier": 1.0},
+                "model": job.model, "organization_id": "org-test", "result_files": [],
+                "seed": 0, "status": status,
+                "trained_tokens": self.trained_tokens(job) if done else None,
+                "training_file": job.training_file, "validation_file": None,
+                "estimated_finish": None, "integrations": [], "metadata": None, "method": None}
+
+    def events(self, job_id: str) -> tuple[int, dict[str, Any]]:
+        job = self.jobs.get(job_id)
+        if job is None:
+            return 404, {"error": {"message": "no such job", "type": "invalid", "param": None,
+                                   "code": None}}
+        reached = ["validating_files", "queued", "running", "succeeded"]
+        reached = reached[:reached.index(self.stage(job)) + 1]
+        events = [{"id": f"ftevent-{job.id}-{i}", "object": "fine_tuning.job.event",
+                   "created_at": job.created_at + i, "level": "info",
+                   "message": f"Job entered {s}", "type": "message", "data": {}}
+                  for i, s in enumerate(reached)]
+        return 200, {"object": "list", "data": list(reversed(events)), "has_more": False}
+
+
+def _overlap(a: str, b: str) -> float:
+    wa, wb = set(words(a)), set(words(b))
+    if not wa or not wb:
+        return 0.0
+    return len(wa & wb) / math.sqrt(len(wa) * len(wb))
+
+
+def embed(text: str, dims: int = 64) -> list[float]:
+    """A deterministic bag-of-words embedding: hashed word counts, L2-normalised."""
+    vec = [0.0] * dims
+    for w in words(text):
+        vec[int(hashlib.md5(w.encode()).hexdigest()[:8], 16) % dims] += 1.0
+    norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+    return [v / norm for v in vec]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_state: FakeOpenAI
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        try:
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (timeout): nothing to do
+
+    def _json(self, status: int, payload: dict[str, Any]) -> None:
+        self._send(status, {"content-type": "application/json"}, json.dumps(payload).encode())
+
+    def _authorised(self) -> bool:
+        expected = self.server_state.api_key
+        if expected is None or self.headers.get("authorization") == f"Bearer {expected}":
+            return True
+        self._json(401, {"error": {"message": "Incorrect API key provided", "type":
+                                   "invalid_request_error", "param": None,
+                                   "code": "invalid_api_key"}})
+        return False
+
+    def _body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("content-length") or 0))
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        state, path = self.server_state, self.path.split("?")[0]
+        raw = self._body()
+        if not self._authorised():
+            return
+        if path == "/v1/files":
+            self._json(200, state.upload(self.headers.get("content-type", ""), raw))
+            state.record(Recorded("POST", path, 200, at=time.time()))
+            return
+        body = json.loads(raw or b"{}")
+        if path == "/v1/chat/completions":
+            status, headers, payload, _ = state.chat(body)
+            self._send(status, headers, payload)
+        elif path == "/v1/embeddings":
+            status, headers, payload, _ = state.embeddings(body)
+            self._send(status, headers, payload)
+        elif path == "/v1/fine_tuning/jobs":
+            status, data = state.create_job(body)
+            state.record(Recorded("POST", path, status, body.get("model"), at=time.time(),
+                                  body=body))
+            self._json(status, data)
+        else:
+            self._json(404, {"error": {"message": f"no route {path}", "type": "invalid",
+                                       "param": None, "code": None}})
+
+    def do_GET(self) -> None:  # noqa: N802
+        state, path = self.server_state, self.path.split("?")[0]
+        if not self._authorised():
+            return
+        m = re.fullmatch(r"/v1/fine_tuning/jobs/([^/]+)(/events)?", path)
+        if m:
+            status, data = state.events(m.group(1)) if m.group(2) else state.poll(m.group(1))
+            state.record(Recorded("GET", path, status, at=time.time()))
+            self._json(status, data)
+        elif path == "/v1/models":
+            names = list(state.served_models or ()) + list(state.fine_tuned)
+            self._json(200, {"object": "list", "data": [
+                {"id": n, "object": "model", "created": 0, "owned_by": "test"} for n in names]})
+        else:
+            self._json(404, {"error": {"message": f"no route {path}", "type": "invalid",
+                                       "param": None, "code": None}})
