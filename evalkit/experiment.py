@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from evalkit import finetune
+from evalkit import embeddings, finetune
 from evalkit.cache import ResponseCache
 from evalkit.config import load_config
 from evalkit.journal import Journal, latest
@@ -82,18 +82,23 @@ def run_experiment(config: RunConfig, *, resume: str | None = None,
 
     variants = [default_variant(name, testset) for name in config.variants]
     setup = _prepare_fine_tune(config, testset) if any(v.fine_tuned for v in variants) else {}
+    retriever = embeddings.from_config(config.config_path, config.provider_options, testset,
+                                       cache_dir=Path(config.cache_dir))  # None: TF-IDF
     ctx = VariantContext(testset, cache_dir=Path(config.cache_dir),
-                         fine_tuned_model=setup.get("fine_tuned_model"))
+                         fine_tuned_model=setup.get("fine_tuned_model"),
+                         index_factory=retriever.build if retriever else None)
     if any(v.rag_k for v in variants):
         t0 = time.perf_counter()
         _ = ctx.index
         setup["indexing_time_s"] = round(time.perf_counter() - t0, 4)
+        if retriever:  # indexing cost is setup; query embeddings are a per-query cost
+            setup["retrieval"] = ctx.index.embed_queries([it.input for it in testset.test])
 
     journal = Journal(run_dir / "predictions.jsonl")
     done = {(p.variant, p.item_id) for p in latest(journal.read()) if p.error_class is None}
     jobs = [Job(v.name, item, lambda it, v=v: v.build(it, ctx))
             for v in variants for item in testset.test if (v.name, item.id) not in done]
-    provider = get_provider(config.provider, **_provider_options(config))
+    provider = get_provider(config.provider, **_provider_options(config, setup))
     cache = ResponseCache(Path(config.cache_dir) / "responses.sqlite")
     _write_run_json(run_dir, config, testset, setup, sessions_add=None)
     _write_items(run_dir, testset)
@@ -122,10 +127,13 @@ def write_scores_and_summary(run_dir: Path, testset: Testset, variants: list[str
     return summary
 
 
-def _provider_options(config: RunConfig) -> dict[str, Any]:
+def _provider_options(config: RunConfig, setup: dict[str, Any]) -> dict[str, Any]:
     opts = dict(config.provider_options)
     if config.provider == "local":
         opts.setdefault("finetune_dir", config.finetune_dir)
+    if config.provider == "openai":  # config provider/pricing sections, route to a fine-tune
+        from evalkit.providers.openai import options_from_config
+        opts = options_from_config(config.config_path, opts, setup.get("fine_tune"))
     return opts
 
 
