@@ -1,0 +1,387 @@
+"""The runner: per-item errors, the response cache, the journal, resume, budget and the run folder.
+
+Providers here are fakes that count their calls, installed where `run_experiment` gets its
+provider, so every "no call was made" claim is counted, not assumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import FakeProvider
+
+from evalkit.cache import ResponseCache, cache_key
+from evalkit.experiment import RunConfig, run_experiment
+from evalkit.journal import Journal, Prediction, latest
+from evalkit.providers.base import Completion, Usage
+from evalkit.request import Request
+from evalkit.runner import Job, run_jobs
+from evalkit.testset import Item, load_testset
+
+FAIL_INPUT = "password reset link never shows up and I cannot sign in"  # te-03
+
+
+def _config(testset, run_dirs, **kw) -> RunConfig:
+    return RunConfig(testset=str(testset), variants=kw.pop("variants", ["prompt-only",
+                                                                        "few-shot"]),
+                     concurrency=kw.pop("concurrency", 4), **run_dirs, **kw)
+
+
+def _journal(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
+
+
+def _run_json(run_dir: Path) -> dict:
+    return json.loads((run_dir / "run.json").read_text())
+
+
+# --- errors are per item ----------------------------------------------------------------------
+
+def test_exception_in_one_item_is_recorded_and_the_others_finish(intents_dir, run_dirs,
+                                                                 fake_provider_factory):
+    provider = fake_provider_factory(fail_inputs=[FAIL_INPUT])
+    result = run_experiment(_config(intents_dir, run_dirs), progress=False)
+    rows = _journal(result.run_dir)
+    assert len(rows) == 16 and len(provider.calls) == 16
+    failed = [r for r in rows if r["error_class"]]
+    assert {(r["variant"], r["item_id"]) for r in failed} == {("prompt-only", "te-03"),
+                                                              ("few-shot", "te-03")}
+    assert all(r["error_class"] == "RuntimeError" and "injected failure" in r["error"]
+               and r["output"] is None for r in failed)
+    ok = [r for r in rows if not r["error_class"]]
+    assert len(ok) == 14 and all(r["output"] == "refund" for r in ok)
+
+    assert result.stats.errors == 2 and result.stats.calls == 16
+    totals = _run_json(result.run_dir)["totals"]
+    assert totals["calls"] == 16 and totals["errors"] == 2 and totals["cache_hits"] == 0
+    assert totals["jobs"] == 16
+
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    for name in ("prompt-only", "few-shot"):
+        v = summary["variants"][name]
+        assert v["calls"]["errors"] == 1 and v["calls"]["items"] == 8
+        assert v["metrics"]["accuracy"]["n"] == 7 and v["metrics"]["accuracy"]["n_nan"] == 1
+        assert v["metrics"]["accuracy"]["mean"] == pytest.approx(2 / 7)  # 2 refund items of 7
+
+    scores = pd.read_csv(result.run_dir / "scores.csv")
+    acc = scores[(scores.metric == "accuracy") & (scores.variant == "prompt-only")]
+    assert math.isnan(acc.set_index("item_id").loc["te-03", "value"])
+
+
+def test_a_variant_that_cannot_build_an_item_is_an_error_not_a_crash(tmp_path):
+    items = [Item(f"i{n}", f"input {n}", "a") for n in range(4)]
+
+    def build(item):
+        if item.id == "i2":
+            raise KeyError("template needs a field this item lacks")
+        return Request("classification", "Classify.", item.input, labels=(("a", "x"),))
+
+    provider = FakeProvider()
+    journal = Journal(tmp_path / "predictions.jsonl")
+    stats = asyncio.run(run_jobs([Job("v", it, build) for it in items], total=4,
+                                 provider=provider, cache=None, journal=journal,
+                                 concurrency=2, progress=False))
+    rows = _journal(tmp_path)
+    assert stats.errors == 1 and stats.calls == 3 and len(provider.calls) == 3
+    assert [r["error_class"] for r in rows if r["item_id"] == "i2"] == ["KeyError"]
+    assert sorted(r["item_id"] for r in rows) == ["i0", "i1", "i2", "i3"]
+
+
+# --- the response cache -----------------------------------------------------------------------
+
+def test_second_run_is_served_from_the_cache_with_zero_calls(intents_dir, run_dirs,
+                                                             fake_provider_factory):
+    first_provider = fake_provider_factory()
+    first = run_experiment(_config(intents_dir, run_dirs), progress=False)
+    assert len(first_provider.calls) == 16
+
+    second_provider = fake_provider_factory()
+    second = run_experiment(_config(intents_dir, run_dirs), progress=False)
+    assert second.run_dir != first.run_dir
+    assert second_provider.calls == []
+    totals = _run_json(second.run_dir)["totals"]
+    assert totals["calls"] == 0 and totals["cache_hits"] == 16 and totals["errors"] == 0
+    assert totals["spent_usd"] == 0.0
+    assert totals["notional_usd"] == pytest.approx(_run_json(first.run_dir)
+                                                   ["totals"]["notional_usd"])
+    rows = _journal(second.run_dir)
+    assert len(rows) == 16 and all(r["cached"] for r in rows)
+    assert all(r["cost_usd"] == pytest.approx(0.001) for r in rows)  # notional cost kept
+    first_out = {(r["variant"], r["item_id"]): r["output"] for r in _journal(first.run_dir)}
+    assert {(r["variant"], r["item_id"]): r["output"] for r in rows} == first_out
+
+
+def test_failed_calls_are_not_cached(intents_dir, run_dirs, fake_provider_factory):
+    fake_provider_factory(fail_inputs=[FAIL_INPUT])
+    run_experiment(_config(intents_dir, run_dirs), progress=False)
+    retry = fake_provider_factory()
+    result = run_experiment(_config(intents_dir, run_dirs), progress=False)
+    assert [r.input for r in retry.calls] == [FAIL_INPUT, FAIL_INPUT]
+    assert result.stats.cache_hits == 14 and result.stats.errors == 0
+
+
+def test_cache_key_changes_with_what_changes_the_answer():
+    msgs = [{"role": "user", "content": "hi"}]
+    base = dict(provider="p", model="m", messages=msgs, params={"t": 0})
+    key = cache_key(**base)
+    assert cache_key(**base) == key
+    assert cache_key(**{**base, "params": {"t": 0}}) == key  # equal content, equal key
+    for change in ({"provider": "q"}, {"model": "m2"}, {"params": {"t": 1}},
+                   {"messages": [{"role": "user", "content": "hi!"}]}):
+        assert cache_key(**{**base, **change}) != key
+
+
+def test_cache_round_trip_marks_hits_cached(tmp_path):
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    c = Completion("login", Usage(5, 1, 2), latency_s=0.3, cost_usd=0.02, model="m")
+    cache.put("k", c)
+    cache.close()
+    reopened = ResponseCache(tmp_path / "c.sqlite")
+    hit = reopened.get("k")
+    assert hit == Completion("login", Usage(5, 1, 2), 0.3, 0.02, "m", cached=True)
+    assert reopened.get("other") is None
+    reopened.close()
+
+
+# --- concurrency, budget, journal -------------------------------------------------------------
+
+def test_concurrency_is_bounded_and_used(intents_dir, run_dirs, fake_provider_factory):
+    provider = fake_provider_factory(delay_s=0.01)
+    run_experiment(_config(intents_dir, run_dirs, concurrency=3), progress=False)
+    assert provider.max_in_flight == 3
+
+
+def test_budget_cap_stops_calls_before_crossing_and_resume_finishes(intents_dir, run_dirs,
+                                                                   fake_provider_factory):
+    provider = fake_provider_factory(cost_usd=0.01)
+    cfg = _config(intents_dir, run_dirs, concurrency=1, max_cost_usd=0.035)
+    result = run_experiment(cfg, progress=False)
+    # 0 + 0 -> call; 0.01 + 0.01 -> call; 0.02 + 0.01 -> call; 0.03 + 0.01 > 0.035 -> stop
+    assert len(provider.calls) == 3 and result.stats.calls == 3
+    assert result.stats.skipped_budget == 13
+    assert result.stats.spent_usd == pytest.approx(0.03)
+    assert len(_journal(result.run_dir)) == 3  # skipped jobs are left for --resume
+
+    rest = fake_provider_factory(cost_usd=0.01)
+    resumed = run_experiment(_config(intents_dir, run_dirs, concurrency=1),
+                             resume=result.run_dir.name, progress=False)
+    assert len(rest.calls) == 13 and resumed.stats.jobs == 13
+    assert len(latest(Journal(result.run_dir / "predictions.jsonl").read())) == 16
+
+
+def test_resume_retries_only_errors_and_unfinished_items(intents_dir, run_dirs,
+                                                         fake_provider_factory):
+    fake_provider_factory(fail_inputs=[FAIL_INPUT])
+    first = run_experiment(_config(intents_dir, run_dirs), progress=False)
+    retry = fake_provider_factory()
+    resumed = run_experiment(_config(intents_dir, run_dirs), resume=first.run_dir.name,
+                             progress=False)
+    assert resumed.run_dir == first.run_dir
+    assert [r.input for r in retry.calls] == [FAIL_INPUT, FAIL_INPUT]
+    assert resumed.stats.jobs == 2
+    run = _run_json(first.run_dir)
+    assert [s["jobs"] for s in run["sessions"]] == [16, 2]
+    assert run["totals"]["calls"] == 18 and run["totals"]["errors"] == 2
+    final = latest(Journal(first.run_dir / "predictions.jsonl").read())
+    assert len(final) == 16 and not any(p.error_class for p in final)
+    summary = json.loads((first.run_dir / "summary.json").read_text())
+    assert summary["variants"]["prompt-only"]["calls"]["errors"] == 0
+
+
+def test_journal_ignores_and_repairs_a_torn_last_line(tmp_path):
+    path = tmp_path / "predictions.jsonl"
+    good = json.dumps({"variant": "v", "item_id": "a", "output": "x"})
+    path.write_text(good + "\n" + '{"variant": "v", "item_id": "b", "outp')
+    journal = Journal(path)
+    assert [p.item_id for p in journal.read()] == ["a"]
+    journal.append(Prediction("v", "c", "y"))
+    journal.close()
+    lines = path.read_text().splitlines()
+    assert len(lines) == 2 and json.loads(lines[1])["item_id"] == "c"
+
+
+def test_latest_keeps_the_last_prediction_per_item():
+    preds = [Prediction("v", "a", None, error_class="E"), Prediction("v", "b", "1"),
+             Prediction("v", "a", "2")]
+    assert {(p.item_id, p.output) for p in latest(preds)} == {("a", "2"), ("b", "1")}
+
+
+# --- the run folder ---------------------------------------------------------------------------
+
+def test_run_folder_records_config_hashes_versions_and_counts(intents_dir, run_dirs,
+                                                              fake_provider_factory):
+    fake_provider_factory()
+    result = run_experiment(_config(intents_dir, run_dirs), progress=False)
+    run_dir = result.run_dir
+    assert run_dir.parent == Path(run_dirs["reports_dir"])
+    for name in ("run.json", "predictions.jsonl", "scores.csv", "summary.json"):
+        assert (run_dir / name).is_file(), name
+    latest_link = run_dir.parent / "latest"
+    assert latest_link.is_symlink() and latest_link.resolve() == run_dir.resolve()
+
+    run = _run_json(run_dir)
+    ts = load_testset(intents_dir)
+    assert run["run_id"] == run_dir.name
+    assert run["config"]["variants"] == ["prompt-only", "few-shot"]
+    assert run["testset"]["hash"] == ts.hash and run["testset"]["files"] == ts.file_hashes
+    assert run["testset"]["n_test"] == 8
+    assert {"python", "pandas", "scikit-learn"} <= set(run["versions"])
+    assert "git_commit" in run
+    assert len(run["sessions"]) == 1 and run["sessions"][0]["wall_s"] > 0
+
+    scores = pd.read_csv(run_dir / "scores.csv")
+    assert list(scores.columns) == ["run", "variant", "item_id", "metric", "value"]
+    assert set(scores["run"]) == {run_dir.name}
+    assert len(scores[scores.metric == "accuracy"]) == 16
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert isinstance(summary["schema_version"], int) and summary["schema_version"] >= 1
+    assert summary["ladder"] == ["prompt-only", "few-shot"]
+    acc = summary["variants"]["few-shot"]["metrics"]["accuracy"]
+    assert acc == {**acc, "mean": pytest.approx(0.25), "n": 8}  # "refund" is right for 2 of 8
+
+
+# --- SIGKILL mid-run, then --resume -----------------------------------------------------------
+
+SCRIPT = textwrap.dedent('''
+    """Run or resume an experiment with a slow provider that logs every call it receives."""
+    import asyncio, json, os, sys
+
+    from evalkit import experiment
+    from evalkit.providers.base import Completion, Usage
+
+    args = json.loads(sys.argv[1])
+
+    class SlowCountingProvider:
+        name = "slow-counting"
+
+        def model_for(self, request):
+            return "slow-1"
+
+        def cache_params(self):
+            return {}
+
+        async def complete(self, request):
+            with open(args["calls_log"], "a") as fh:
+                fh.write(json.dumps({"session": args["session"], "model": "slow-1",
+                                     "input": request.input}) + "\\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            await asyncio.sleep(0.05)
+            return Completion(text=request.labels[0][0], usage=Usage(5, 1), model="slow-1")
+
+    experiment.get_provider = lambda name, **options: SlowCountingProvider()
+    config = experiment.RunConfig(testset=args["testset"], variants=["prompt-only"],
+                                  concurrency=args["concurrency"], **args["dirs"])
+    result = experiment.run_experiment(config, resume=args["resume"], progress=False)
+    print(result.run_dir)
+''')
+
+N_ITEMS, CONCURRENCY, KILL_AFTER = 120, 4, 30
+
+
+def _big_testset(root: Path) -> dict[str, str]:
+    """A classification set of N_ITEMS distinct inputs (no train split, so nothing leaks)."""
+    root.mkdir(parents=True)
+    (root / "task.yaml").write_text(
+        "name: many\ntype: classification\ninstructions: Classify.\n"
+        "labels: {even: an even number, odd: an odd number}\n")
+    inputs = {}
+    with (root / "test.jsonl").open("w") as fh:
+        for n in range(N_ITEMS):
+            item_id, text = f"m{n:03d}", f"message {n} asks about item {n * 7919 % 1000}"
+            inputs[text] = item_id
+            fh.write(json.dumps({"id": item_id, "input": text,
+                                 "expected": "even" if n % 2 == 0 else "odd"}) + "\n")
+    return inputs
+
+
+def _journaled_ids(path: Path) -> set[str]:
+    """Item ids of complete journal lines (a torn last line does not count as finished)."""
+    ids = set()
+    for line in path.read_text().splitlines():
+        try:
+            ids.add(json.loads(line)["item_id"])
+        except (json.JSONDecodeError, KeyError):
+            pass
+    return ids
+
+
+def test_sigkill_then_resume_repeats_no_journaled_item(tmp_path, run_dirs):
+    inputs = _big_testset(tmp_path / "many")
+    script = tmp_path / "run_slow.py"
+    script.write_text(SCRIPT)
+    calls_log = tmp_path / "calls.jsonl"
+    reports = Path(run_dirs["reports_dir"])
+
+    def launch(session: str, resume: str | None) -> subprocess.Popen:
+        args = {"testset": str(tmp_path / "many"), "calls_log": str(calls_log),
+                "session": session, "resume": resume, "concurrency": CONCURRENCY,
+                "dirs": run_dirs}
+        return subprocess.Popen([sys.executable, str(script), json.dumps(args)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    proc = launch("first", None)
+    try:
+        deadline = time.monotonic() + 30
+        journal_path = None
+        while time.monotonic() < deadline:
+            runs = [p for p in reports.glob("*-many") if p.is_dir()] if reports.is_dir() else []
+            if runs and (runs[0] / "predictions.jsonl").is_file():
+                journal_path = runs[0] / "predictions.jsonl"
+                if len(journal_path.read_text().splitlines()) >= KILL_AFTER:
+                    break
+            assert proc.poll() is None, f"run ended before the kill: {proc.communicate()}"
+            time.sleep(0.01)
+        else:
+            pytest.fail("the run never journaled enough items to be killed mid-way")
+        assert proc.poll() is None, "the run finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+
+    journaled = _journaled_ids(journal_path)
+    assert KILL_AFTER <= len(journaled) < N_ITEMS
+    first_calls = calls_log.read_text().splitlines()
+    run_id = journal_path.parent.name
+
+    resumed = launch("second", run_id)
+    out, err = resumed.communicate(timeout=60)
+    assert resumed.returncode == 0, err
+    assert out.strip().endswith(run_id)
+
+    calls = [json.loads(line) for line in calls_log.read_text().splitlines()]
+    second = [inputs[c["input"]] for c in calls if c["session"] == "second"]
+    assert len(calls) - len(second) == len(first_calls)
+    assert not set(second) & journaled, "a journaled item was called again after resume"
+    assert len(second) == len(set(second))
+    assert len(calls) <= N_ITEMS + CONCURRENCY  # only calls in flight at the kill repeat
+
+    final = latest(Journal(journal_path).read())
+    assert {p.item_id for p in final} == set(inputs.values())
+    assert not any(p.error_class for p in final)
+    assert len(journal_path.read_text().splitlines()) == N_ITEMS  # nothing journaled twice
+
+    run = _run_json(journal_path.parent)
+    assert len(run["sessions"]) == 1  # the killed session never finished
+    session = run["sessions"][0]
+    assert session["jobs"] == N_ITEMS - len(journaled)  # journaled items never reached the cache
+    assert session["calls"] == len(second)
+    assert session["calls"] + session["cache_hits"] == session["jobs"]
