@@ -7,6 +7,7 @@ with a stable id. Errors name the file, the line and the column.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -17,7 +18,7 @@ def from_csv(path: Path | str, *, text_column: str = "text", label_column: str =
              id_column: str | None = None, id_prefix: str | None = None) -> list[dict]:
     path = Path(path)
     prefix = id_prefix or path.stem
-    with path.open(newline="", encoding="utf-8") as fh:
+    with io.StringIO(_read_text(path), newline="") as fh:
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []
         for col in filter(None, (text_column, label_column, id_column)):
@@ -37,6 +38,16 @@ def from_csv(path: Path | str, *, text_column: str = "text", label_column: str =
     if not items:
         raise TestsetError(path, "no rows")
     return items
+
+
+def _read_text(path: Path) -> str:
+    """The file as text; a BOM (Excel's "CSV UTF-8") is dropped, other encodings are errors."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise TestsetError(path, "not valid UTF-8; save the CSV as UTF-8",
+                           line=data[:exc.start].count(b"\n") + 1) from None
 
 
 def write_jsonl(items: list[dict], path: Path | str) -> None:

@@ -42,6 +42,8 @@ class Journal:
         out = []
         with self.path.open(encoding="utf-8") as fh:
             for line in fh:
+                if not line.endswith("\n"):
+                    continue  # unfinished last line: the next append cuts it, so it is redone
                 try:
                     out.append(Prediction(**json.loads(line)))
                 except (json.JSONDecodeError, TypeError):

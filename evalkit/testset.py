@@ -179,8 +179,13 @@ def load_items(path: Path, *, labels: set[str] | None = None,
         return ()
     items: list[Item] = []
     seen: dict[str, int] = {}
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    with path.open("rb") as fh:  # decoded per line, so a bad byte is reported with its line
+        for lineno, raw_line in enumerate(fh, start=1):
+            try:
+                line = raw_line.decode("utf-8-sig")  # -sig: accept a leading BOM
+            except UnicodeDecodeError as exc:
+                raise TestsetError(path, f"not valid UTF-8 (byte {exc.start + 1} of the line)",
+                                   line=lineno) from None
             if not line.strip():
                 continue
             item = parse_item(line, path=path, lineno=lineno, labels=labels)

@@ -72,3 +72,17 @@ def test_header_only_csv_is_an_error(tmp_path):
     with pytest.raises(TestsetError) as info:
         from_csv(path)
     assert str(path) in str(info.value) and "no rows" in str(info.value)
+
+
+def test_excel_utf8_bom_header_is_read(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufefftext,label\nrefund me,refund\n".encode())
+    assert from_csv(path) == [{"id": "excel-00001", "input": "refund me", "expected": "refund"}]
+
+
+def test_non_utf8_csv_names_file_and_line(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("text,label\nrefund me,refund\ncafé broken,bug\n".encode("latin-1"))
+    with pytest.raises(TestsetError) as info:
+        from_csv(path)
+    assert f"{path}:3:" in str(info.value) and "UTF-8" in str(info.value)

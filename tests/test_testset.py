@@ -241,3 +241,18 @@ def test_non_object_line(copy_fixture):
     write_jsonl(root / "test.jsonl", ['["te-1", "refund me", "refund"]'])
     err = _error(root)
     assert "test.jsonl:1:" in str(err) and "JSON object" in str(err)
+
+
+def test_non_utf8_line_names_file_and_line(copy_fixture):
+    root = copy_fixture("tiny-intents")
+    with (root / "test.jsonl").open("ab") as fh:  # a Latin-1 "é", as a spreadsheet export writes it
+        fh.write(b'{"id": "te-09", "input": "caf\xe9 refund", "expected": "refund"}\n')
+    err = _error(root)
+    assert "test.jsonl:9:" in str(err) and "UTF-8" in str(err)
+
+
+def test_utf8_bom_is_accepted(copy_fixture):
+    root = copy_fixture("tiny-intents")
+    path = root / "test.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert load_testset(root).test[0].id == "te-01"
