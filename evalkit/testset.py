@@ -153,6 +153,14 @@ def load_task(path: Path) -> Task:
         if not isinstance(labels, dict) or len(labels) < 2:
             raise TestsetError(path, "a classification task needs at least two labels, "
                                "each with a one-line description", field="labels")
+    for section, keys in (("corpus", ("chunk_size", "chunk_overlap", "k")), ("few_shot", ("k",))):
+        if not isinstance(raw.get(section) or {}, dict):
+            raise TestsetError(path, "must be a mapping", field=section)
+        for key, value in (raw.get(section) or {}).items():
+            low = 0 if key == "chunk_overlap" else 1
+            if key in keys and (type(value) is not int or value < low):
+                raise TestsetError(path, f"must be a whole number >= {low}, got {value!r}",
+                                   field=f"{section}.{key}")
     metrics = raw.get("metrics") or {}
     corpus = raw.get("corpus") or {}
     default_primary = "accuracy" if raw["type"] == "classification" else "token_f1"

@@ -256,3 +256,19 @@ def test_utf8_bom_is_accepted(copy_fixture):
     path = root / "test.jsonl"
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
     assert load_testset(root).test[0].id == "te-01"
+
+
+@pytest.mark.parametrize("old,new,field", [
+    ("chunk_size: 60", "chunk_size: 6O", "corpus.chunk_size"),
+    ("k: 2}", "k: two}", "corpus.k"),
+    ("chunk_size: 60", "chunk_size: 0", "corpus.chunk_size"),
+    ("few_shot: {k: 3}", "few_shot: {k: 3.5}", "few_shot.k"),
+    ("few_shot: {k: 3}", "few_shot: 3", "few_shot"),
+])
+def test_task_yaml_numbers_name_their_field(copy_fixture, old, new, field):
+    root = copy_fixture("tiny-intents")
+    text = (root / "task.yaml").read_text()
+    assert old in text
+    (root / "task.yaml").write_text(text.replace(old, new))
+    err = _error(root)
+    assert "task.yaml" in str(err) and f"field '{field}'" in str(err)
