@@ -1,0 +1,282 @@
+"""The statistics behind a verdict: intervals, paired differences, tests and sample sizes.
+
+Everything here works on plain arrays of per-item values and knows nothing about runs or
+variants, so each function can be checked against an independent computation (scipy,
+statsmodels, a hand-worked example) on fixed data.
+
+- `mean_ci`: mean, standard error and 95% t interval. With `clusters`, the standard error is
+  the cluster-robust one with the usual small-cluster correction G/(G-1) and the t quantile
+  uses G-1 degrees of freedom, because items that share a source are not independent.
+- `bootstrap_ci`: a seeded percentile bootstrap for statistics that are not item means
+  (macro-F1); it resamples clusters instead of items when clusters are given.
+- `paired_difference`: the mean of B-A on the items both scored, with the interval from
+  `mean_ci`; the p-value is McNemar's exact test for 0/1 metrics without clusters, and the
+  (clustered) paired t test otherwise.
+- `holm`: Holm's step-down adjustment across the ladder's steps.
+- `items_needed`: how many paired items a two-sided paired t test at alpha needs to detect a
+  difference this size with the given power (noncentral t, as statsmodels' TTestPower).
+
+NaN means "not scorable": it is dropped and counted (`n_nan`), never averaged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+CONFIDENCE = 0.95
+ALPHA = 0.05
+POWER = 0.80
+BOOTSTRAP_RESAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean with its uncertainty. `n` counts the values used; `n_nan` those dropped."""
+
+    mean: float
+    se: float
+    ci_low: float
+    ci_high: float
+    n: int
+    n_nan: int
+    df: float = math.nan
+    n_clusters: int | None = None  # None: items treated as independent
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """B minus A on the items both scored; `n` pairs used, `n_excluded` with a NaN side."""
+
+    delta: float
+    se: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    p_method: str  # "mcnemar_exact", "paired_t" or "paired_t_clustered"
+    n: int
+    n_excluded: int
+    sd: float  # standard deviation of the per-item differences
+    items_needed: int | None
+    n_clusters: int | None = None
+    discordant: tuple[int, int] | None = None  # (A right & B wrong, A wrong & B right), 0/1 only
+
+
+def _as_array(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    return np.asarray(values, dtype=float)
+
+
+def _clean(values, clusters):
+    x = _as_array(values)
+    keep = ~np.isnan(x)
+    g = None if clusters is None else np.asarray(clusters, dtype=object)
+    if g is not None and len(g) != len(x):
+        raise ValueError(f"clusters has {len(g)} entries for {len(x)} values")
+    return x[keep], (None if g is None else g[keep]), int((~keep).sum())
+
+
+def cluster_labels(clusters: Sequence[object | None], ids: Sequence[object]) -> np.ndarray:
+    """Cluster labels with an item that has no cluster standing alone (its own cluster)."""
+    return np.asarray([f"cluster:{c}" if c is not None else f"item:{i}"
+                       for c, i in zip(clusters, ids, strict=True)], dtype=object)
+
+
+def clustered_se(values: Sequence[float] | np.ndarray,
+                 clusters: Sequence[object]) -> tuple[float, int]:
+    """Cluster-robust standard error of the mean (CR1) and the number of clusters G.
+
+    se^2 = G/(G-1) * sum_g (sum_{i in g} (x_i - mean))^2 / n^2. With one item per cluster this
+    is exactly s^2/n, the ordinary standard error.
+    """
+    x = _as_array(values)
+    labels = np.asarray(clusters, dtype=object)
+    n = len(x)
+    uniq = {}
+    codes = np.array([uniq.setdefault(c, len(uniq)) for c in labels], dtype=int)
+    g = len(uniq)
+    if n == 0 or g < 2:
+        return math.nan, g
+    resid = x - x.mean()
+    sums = np.bincount(codes, weights=resid, minlength=g)
+    var = g / (g - 1) * float(np.sum(sums ** 2)) / n ** 2
+    return math.sqrt(var), g
+
+
+def mean_ci(values: Sequence[float] | np.ndarray, *, clusters: Sequence[object] | None = None,
+            confidence: float = CONFIDENCE) -> Estimate:
+    """Mean, standard error and t interval of `values`, NaN dropped and counted.
+
+    Without clusters: se = s/sqrt(n), df = n-1. With clusters: the CR1 clustered se and
+    df = G-1. Undefined quantities (n < 2, a single cluster) are NaN.
+    """
+    x, g, n_nan = _clean(values, clusters)
+    n = len(x)
+    if n == 0:
+        return Estimate(math.nan, math.nan, math.nan, math.nan, 0, n_nan)
+    mean = float(x.mean())
+    if g is None:
+        se = float(x.std(ddof=1) / math.sqrt(n)) if n >= 2 else math.nan
+        df, n_clusters = float(n - 1), None
+    else:
+        se, n_clusters = clustered_se(x, g)
+        df = float(n_clusters - 1)
+    if math.isnan(se) or df < 1:
+        return Estimate(mean, se, math.nan, math.nan, n, n_nan, df, n_clusters)
+    half = float(sps.t.ppf(0.5 + confidence / 2, df)) * se
+    return Estimate(mean, se, mean - half, mean + half, n, n_nan, df, n_clusters)
+
+
+@dataclass(frozen=True)
+class BootstrapEstimate:
+    estimate: float
+    se: float
+    ci_low: float
+    ci_high: float
+    n: int
+    n_resamples: int  # resamples whose statistic was defined
+
+
+def bootstrap_ci(statistic: Callable[[np.ndarray], float], n: int, *,
+                 clusters: Sequence[object] | None = None,
+                 n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+                 confidence: float = CONFIDENCE) -> BootstrapEstimate:
+    """Seeded percentile bootstrap of `statistic(indices)` over n items.
+
+    `statistic` receives an array of item indices (with repeats) and returns a float. With
+    `clusters` (one label per item), whole clusters are resampled, keeping their items together.
+    Resamples where the statistic is NaN are left out of the interval.
+    """
+    if n == 0:
+        return BootstrapEstimate(math.nan, math.nan, math.nan, math.nan, 0, 0)
+    estimate = float(statistic(np.arange(n)))
+    rng = np.random.default_rng(seed)
+    groups: list[np.ndarray] = []
+    if clusters is not None:
+        by: dict[object, list[int]] = {}
+        for i, c in enumerate(np.asarray(clusters, dtype=object)):
+            by.setdefault(c, []).append(i)
+        groups = [np.array(v) for v in by.values()]
+    reps = np.empty(n_resamples)
+    for r in range(n_resamples):
+        if clusters is None:
+            reps[r] = statistic(rng.integers(0, n, size=n))
+        else:
+            pick = rng.integers(0, len(groups), size=len(groups))
+            reps[r] = statistic(np.concatenate([groups[j] for j in pick]))
+    reps = reps[~np.isnan(reps)]
+    if len(reps) < 2:
+        return BootstrapEstimate(estimate, math.nan, math.nan, math.nan, n, len(reps))
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(reps, [tail, 1 - tail])
+    return BootstrapEstimate(estimate, float(reps.std(ddof=1)), float(low), float(high), n,
+                             len(reps))
+
+
+def mcnemar_exact(a_right_b_wrong: int, a_wrong_b_right: int) -> float:
+    """Two-sided exact McNemar p: the binomial test of the discordant pairs against 1/2."""
+    b, c = int(a_right_b_wrong), int(a_wrong_b_right)
+    if b + c == 0:
+        return 1.0
+    return float(min(1.0, 2.0 * sps.binom.cdf(min(b, c), b + c, 0.5)))
+
+
+def is_binary(*arrays: np.ndarray) -> bool:
+    """True when every non-NaN value is 0 or 1 (accuracy, exact match, containment)."""
+    for a in arrays:
+        a = a[~np.isnan(a)]
+        if not np.all((a == 0) | (a == 1)):
+            return False
+    return True
+
+
+def paired_difference(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, *,
+                      clusters: Sequence[object] | None = None, confidence: float = CONFIDENCE,
+                      alpha: float = ALPHA, power: float = POWER) -> PairedDifference:
+    """B - A over the items where neither is NaN (a and b aligned on the same items).
+
+    The p-value is McNemar's exact test when both are 0/1 metrics and the items are
+    independent; with clusters (or graded metrics) it is the paired t test on the same
+    (clustered) standard error the interval uses, so the p-value and the interval agree.
+    """
+    xa, xb = _as_array(a), _as_array(b)
+    if len(xa) != len(xb):
+        raise ValueError(f"paired arrays differ in length: {len(xa)} vs {len(xb)}")
+    keep = ~(np.isnan(xa) | np.isnan(xb))
+    g = None if clusters is None else np.asarray(clusters, dtype=object)[keep]
+    xa, xb = xa[keep], xb[keep]
+    n_excluded = int((~keep).sum())
+    d = xb - xa
+    est = mean_ci(d, clusters=g, confidence=confidence)
+    sd = float(d.std(ddof=1)) if len(d) >= 2 else math.nan
+    binary = len(d) > 0 and is_binary(xa, xb)
+    discordant = None
+    if binary:
+        discordant = (int(np.sum((xa == 1) & (xb == 0))), int(np.sum((xa == 0) & (xb == 1))))
+    if binary and g is None:
+        p, method = mcnemar_exact(*discordant), "mcnemar_exact"
+    else:
+        p = _t_p_value(est.mean, est.se, est.df)
+        method = "paired_t" if g is None else "paired_t_clustered"
+    needed = None
+    if est.n >= 2 and not math.isnan(est.se):
+        # the sd an iid sample would need to give this se: with clusters, the design effect
+        sd_eff = est.se * math.sqrt(est.n)
+        needed = items_needed(est.mean, sd_eff, alpha=alpha, power=power)
+    return PairedDifference(est.mean, est.se, est.ci_low, est.ci_high, p, method, est.n,
+                            n_excluded, sd, needed, est.n_clusters, discordant)
+
+
+def _t_p_value(mean: float, se: float, df: float) -> float:
+    if math.isnan(mean) or math.isnan(se) or math.isnan(df) or df < 1:
+        return math.nan
+    if se == 0:
+        return 1.0 if mean == 0 else 0.0
+    return float(2 * sps.t.sf(abs(mean / se), df))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm step-down adjusted p-values, in the input order; NaN stays NaN and is not counted."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(len(p), math.nan)
+    idx = [i for i in np.argsort(p, kind="stable") if not math.isnan(p[i])]
+    m, running = len(idx), 0.0
+    for rank, i in enumerate(idx):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return [float(v) for v in out]
+
+
+def t_test_power(effect_size: float, n: int, *, alpha: float = ALPHA) -> float:
+    """Power of the two-sided one-sample/paired t test with n items at standardised effect d."""
+    if n < 2:
+        return math.nan
+    df, nc = n - 1, abs(effect_size) * math.sqrt(n)
+    crit = sps.t.isf(alpha / 2, df)
+    return float(sps.nct.sf(crit, df, nc) + sps.nct.cdf(-crit, df, nc))
+
+
+def items_needed(delta: float, sd: float, *, alpha: float = ALPHA,
+                 power: float = POWER) -> int | None:
+    """Smallest n whose two-sided paired t test at `alpha` detects `delta` with `power`.
+
+    None when the difference is zero or undefined (no sample size detects a zero difference);
+    2 when every item moved by the same amount (sd 0), the least a t test can use.
+    """
+    if math.isnan(delta) or math.isnan(sd) or delta == 0:
+        return None
+    if sd == 0:
+        return 2
+    d = abs(delta) / sd
+    z = sps.norm.isf(alpha / 2) + sps.norm.ppf(power)
+    n = max(2, int(math.ceil((z / d) ** 2)))  # the normal approximation: a lower bound
+    if n > 10_000_000:
+        return n  # the t correction is negligible here and nct is slow to evaluate
+    while t_test_power(d, n, alpha=alpha) < power:
+        n += 1
+    while n > 2 and t_test_power(d, n - 1, alpha=alpha) >= power:
+        n -= 1
+    return n

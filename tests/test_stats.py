@@ -1,0 +1,212 @@
+"""evalkit.stats against independent computations on fixed data (scipy, statsmodels, by hand)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+from statsmodels.regression.linear_model import OLS
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestPower
+
+from evalkit import stats
+
+X = [0.2, 0.5, 0.9, 0.4, 0.7, 0.1, 0.8, 0.65]
+
+
+def test_t_interval_matches_scipy():
+    est = stats.mean_ci(X)
+    ref = sps.ttest_1samp(X, 0.0).confidence_interval(0.95)
+    assert est.mean == pytest.approx(np.mean(X))
+    assert est.se == pytest.approx(sps.sem(X))
+    assert (est.ci_low, est.ci_high) == pytest.approx((ref.low, ref.high))
+    assert est.n == len(X) and est.n_nan == 0 and est.df == len(X) - 1
+
+
+def test_t_interval_other_confidence_matches_scipy():
+    est = stats.mean_ci(X, confidence=0.9)
+    lo, hi = sps.t.interval(0.9, len(X) - 1, loc=np.mean(X), scale=sps.sem(X))
+    assert (est.ci_low, est.ci_high) == pytest.approx((lo, hi))
+
+
+def test_nan_is_counted_never_averaged():
+    est = stats.mean_ci([1.0, math.nan, 0.0, 1.0, math.nan])
+    assert est.n == 3 and est.n_nan == 2
+    assert est.mean == pytest.approx(2 / 3)
+    assert est.se == pytest.approx(sps.sem([1.0, 0.0, 1.0]))
+
+
+def test_degenerate_samples_give_nan_not_numbers():
+    empty = stats.mean_ci([math.nan, math.nan])
+    assert empty.n == 0 and empty.n_nan == 2 and math.isnan(empty.mean)
+    one = stats.mean_ci([0.7])
+    assert one.mean == 0.7 and math.isnan(one.se) and math.isnan(one.ci_low)
+    single_cluster = stats.mean_ci([1.0, 0.0, 1.0], clusters=["a", "a", "a"])
+    assert math.isnan(single_cluster.se) and math.isnan(single_cluster.ci_high)
+
+
+def test_clustered_se_hand_worked():
+    # x = 1 1 | 0 1 | 0 0 in clusters A | B | C; n = 6, G = 3, mean = 3/6 = 0.5.
+    # residuals x - 0.5:  A: +0.5 +0.5 -> sum +1.0;  B: -0.5 +0.5 -> 0.0;  C: -0.5 -0.5 -> -1.0
+    # sum of squared cluster sums = 1 + 0 + 1 = 2
+    # se^2 = G/(G-1) * 2 / n^2 = 3/2 * 2 / 36 = 1/12  ->  se = 0.288675...
+    # df = G - 1 = 2, t(0.975, 2) = 4.302653..., half width = 1.242068...
+    x = [1, 1, 0, 1, 0, 0]
+    g = ["A", "A", "B", "B", "C", "C"]
+    se, n_clusters = stats.clustered_se(x, g)
+    assert n_clusters == 3
+    assert se == pytest.approx(math.sqrt(1 / 12))
+    est = stats.mean_ci(x, clusters=g)
+    assert est.df == 2 and est.n_clusters == 3
+    assert est.ci_low == pytest.approx(0.5 - 4.302653 * math.sqrt(1 / 12), abs=1e-6)
+    assert est.ci_high == pytest.approx(0.5 + 1.242068, abs=1e-6)
+    # unclustered for contrast: s^2 = 6 * 0.25 / 5 = 0.3, se = sqrt(0.3 / 6) = 0.2236
+    assert stats.mean_ci(x).se == pytest.approx(math.sqrt(0.05))
+
+
+def test_clustered_se_matches_statsmodels_cluster_robust_ols():
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(7), [3, 5, 2, 4, 6, 1, 3])
+    y = rng.normal(size=len(groups)) + groups * 0.3
+    fit = OLS(y, np.ones(len(y))).fit(cov_type="cluster", cov_kwds={"groups": groups})
+    # statsmodels' CR1 correction is G/(G-1) * (N-1)/(N-K); with one regressor K = 1
+    se, _ = stats.clustered_se(y, groups)
+    assert se == pytest.approx(float(fit.bse[0]))
+
+
+def test_one_item_per_cluster_is_the_ordinary_se():
+    se, g = stats.clustered_se(X, [f"c{i}" for i in range(len(X))])
+    assert g == len(X) and se == pytest.approx(sps.sem(X))
+
+
+def test_items_without_cluster_stand_alone():
+    labels = stats.cluster_labels(["a", None, "a", None], ["i1", "i2", "i3", "i4"])
+    assert len(set(labels.tolist())) == 3
+
+
+def test_paired_interval_and_p_match_scipy_for_graded_metrics():
+    a = np.array([0.1, 0.4, 0.35, 0.8, 0.5, 0.6, 0.2, 0.9, 0.3, 0.45])
+    b = np.array([0.3, 0.5, 0.30, 0.9, 0.7, 0.8, 0.4, 0.95, 0.5, 0.4])
+    diff = stats.paired_difference(a, b)
+    ref = sps.ttest_rel(b, a)
+    ci = ref.confidence_interval(0.95)
+    assert diff.delta == pytest.approx(np.mean(b - a))
+    assert (diff.ci_low, diff.ci_high) == pytest.approx((ci.low, ci.high))
+    assert diff.p_value == pytest.approx(ref.pvalue)
+    assert diff.p_method == "paired_t" and diff.discordant is None
+
+
+def test_paired_difference_drops_pairs_with_a_nan_side():
+    a = [1.0, 0.0, math.nan, 1.0, 0.5, 0.2]
+    b = [1.0, 1.0, 1.0, math.nan, 0.7, 0.1]
+    diff = stats.paired_difference(a, b)
+    assert diff.n == 4 and diff.n_excluded == 2
+    ref = sps.ttest_rel([1.0, 1.0, 0.7, 0.1], [1.0, 0.0, 0.5, 0.2]).confidence_interval()
+    assert (diff.ci_low, diff.ci_high) == pytest.approx((ref.low, ref.high))
+
+
+@pytest.mark.parametrize("b_wins,a_wins", [(9, 2), (0, 5), (3, 3), (12, 30), (1, 0)])
+def test_mcnemar_exact_matches_binomial_test(b_wins, a_wins):
+    both_right, both_wrong = 7, 4
+    a = [1] * both_right + [0] * both_wrong + [1] * a_wins + [0] * b_wins
+    b = [1] * both_right + [0] * both_wrong + [0] * a_wins + [1] * b_wins
+    diff = stats.paired_difference(a, b)
+    assert diff.p_method == "mcnemar_exact"
+    assert diff.discordant == (a_wins, b_wins)
+    expected = sps.binomtest(b_wins, a_wins + b_wins, 0.5).pvalue
+    assert diff.p_value == pytest.approx(expected)
+    table = [[both_right, a_wins], [b_wins, both_wrong]]
+    assert diff.p_value == pytest.approx(mcnemar(table, exact=True).pvalue)
+
+
+def test_mcnemar_without_discordant_pairs_is_one():
+    assert stats.mcnemar_exact(0, 0) == 1.0
+
+
+def test_clustered_binary_step_uses_the_clustered_t_test():
+    a = [1, 0, 1, 0, 1, 1, 0, 0]
+    b = [1, 1, 1, 1, 0, 1, 1, 0]
+    g = ["p", "p", "q", "q", "r", "r", "s", "s"]
+    diff = stats.paired_difference(a, b, clusters=g)
+    d = np.array(b) - np.array(a)
+    est = stats.mean_ci(d, clusters=g)
+    assert diff.p_method == "paired_t_clustered"
+    assert (diff.ci_low, diff.ci_high) == pytest.approx((est.ci_low, est.ci_high))
+    assert diff.p_value == pytest.approx(2 * sps.t.sf(est.mean / est.se, est.df))
+
+
+def test_holm_matches_statsmodels_and_keeps_order_and_nan():
+    p = [0.01, 0.04, 0.03, 0.2, 0.005]
+    expected = multipletests(p, method="holm")[1]
+    assert stats.holm(p) == pytest.approx(list(expected))
+    with_nan = stats.holm([0.01, math.nan, 0.04])
+    assert math.isnan(with_nan[1])
+    assert [with_nan[0], with_nan[2]] == pytest.approx(
+        list(multipletests([0.01, 0.04], method="holm")[1]))
+
+
+@pytest.mark.parametrize("effect", [0.05, 0.12, 0.25, 0.5, 0.8, 1.3])
+def test_items_needed_matches_statsmodels(effect):
+    sd = 0.4
+    n = stats.items_needed(effect * sd, sd)
+    solved = TTestPower().solve_power(effect_size=effect, alpha=0.05, power=0.8,
+                                      alternative="two-sided")
+    assert n == math.ceil(solved)
+    power = TTestPower().power(effect_size=effect, nobs=n, alpha=0.05)
+    assert power >= 0.8
+    assert TTestPower().power(effect_size=effect, nobs=n - 1, alpha=0.05) < 0.8 or n == 2
+
+
+def test_items_needed_edge_cases():
+    assert stats.items_needed(0.0, 0.3) is None  # nothing to detect
+    assert stats.items_needed(math.nan, 0.3) is None
+    assert stats.items_needed(0.1, 0.0) == 2  # every item moved the same way
+    assert stats.items_needed(-0.2, 0.4) == stats.items_needed(0.2, 0.4)
+
+
+def test_paired_items_needed_uses_the_observed_difference():
+    a = np.array([0.1, 0.4, 0.35, 0.8, 0.5, 0.6, 0.2, 0.9, 0.3, 0.45])
+    b = a + np.array([0.2, -0.1, 0.05, 0.1, 0.0, 0.2, 0.15, -0.05, 0.1, 0.05])
+    diff = stats.paired_difference(a, b)
+    d = b - a
+    solved = TTestPower().solve_power(effect_size=d.mean() / d.std(ddof=1), alpha=0.05,
+                                      power=0.8)
+    assert diff.items_needed == math.ceil(solved)
+
+
+def test_bootstrap_is_seeded_and_agrees_with_scipy_on_a_mean():
+    rng = np.random.default_rng(11)
+    x = rng.binomial(1, 0.7, size=300).astype(float)
+
+    def mean(ix):
+        return float(x[ix].mean())
+
+    first = stats.bootstrap_ci(mean, len(x), seed=5)
+    again = stats.bootstrap_ci(mean, len(x), seed=5)
+    other = stats.bootstrap_ci(mean, len(x), seed=6)
+    assert first == again
+    assert (first.ci_low, first.ci_high) != (other.ci_low, other.ci_high)
+    ref = sps.bootstrap((x,), np.mean, method="percentile", n_resamples=2000,
+                        random_state=np.random.default_rng(0)).confidence_interval
+    assert first.ci_low == pytest.approx(ref.low, abs=0.015)
+    assert first.ci_high == pytest.approx(ref.high, abs=0.015)
+    assert first.estimate == pytest.approx(x.mean())
+    assert first.se == pytest.approx(sps.sem(x), rel=0.15)
+
+
+def test_cluster_bootstrap_resamples_whole_clusters():
+    clusters = ["a", "a", "a", "b", "c", "c"]
+    seen = []
+
+    def stat(ix):
+        counts = np.bincount(ix, minlength=6)
+        seen.append(counts)
+        return float(len(ix))
+
+    stats.bootstrap_ci(stat, 6, clusters=clusters, n_resamples=200, seed=1)
+    for counts in seen:
+        assert counts[0] == counts[1] == counts[2]  # cluster a comes whole or not at all
+        assert counts[4] == counts[5]
