@@ -1,0 +1,138 @@
+"""One verdict per step up the ladder, with a sentence that quotes the numbers behind it.
+
+The rules, applied in order to the step A -> B (delta = B - A on the primary metric, its 95%
+interval [lo, hi], delta TCO = TCO_B - TCO_A, V queries a month over H months):
+
+1. lo > 0 (a real gain): **earns its cost** when B costs no more, or when the cost per extra
+   correct answer is at most `value_per_correct_usd`; otherwise **not worth it** (too dear).
+2. delta TCO < 0 and lo > -margin: **cheaper, no worse** (non-inferior within
+   `non_inferiority_margin`, and cheaper).
+3. hi < 0 (a real loss, beyond what rule 2 accepts): **not worth it**.
+4. The interval holds 0. If B costs more than even the interval's high end could be worth
+   (delta TCO > hi * V * H * value, which includes hi <= 0), more items cannot change the
+   answer: **not worth it**. Otherwise **inconclusive**, with the items that would settle it.
+
+Boundaries: "above 0" and "above -margin" are strict; a cost per extra correct answer equal
+to the value earns its cost. Undefined inputs (fewer than two paired items) are inconclusive.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from evalkit.economics import Economics
+
+EARNS = "earns its cost"
+CHEAPER_NO_WORSE = "cheaper, no worse"
+NOT_WORTH_IT = "not worth it"
+INCONCLUSIVE = "inconclusive"
+VERDICTS = (EARNS, CHEAPER_NO_WORSE, NOT_WORTH_IT, INCONCLUSIVE)
+
+MINUS = "\u2212"
+ARROW = "\u2192"
+
+
+@dataclass(frozen=True)
+class StepEvidence:
+    """What a verdict is decided from: the paired quality difference and the step's economics."""
+
+    from_variant: str
+    to_variant: str
+    metric: str
+    delta: float
+    ci_low: float
+    ci_high: float
+    n: int
+    items_needed: int | None
+    delta_tco_usd: float
+    usd_per_extra_correct: float | None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str
+    reason: str
+
+
+def decide(ev: StepEvidence, econ: Economics) -> Verdict:
+    """Apply the rules in the module docstring; the reason is one sentence with the numbers."""
+    head = (f"{ev.from_variant} {ARROW} {ev.to_variant}: {pts(ev.delta)} pts {ev.metric} "
+            f"[{pts(ev.ci_low)}, {pts(ev.ci_high)}] on {ev.n:,} items")
+    horizon = (f"over {econ.horizon_months:g} months at {econ.queries_per_month:,.0f} "
+               f"queries/month")
+    d_tco, value = ev.delta_tco_usd, econ.value_per_correct_usd
+    margin = econ.non_inferiority_margin
+
+    def out(verdict: str, why: str) -> Verdict:
+        return Verdict(verdict, f"{head}, {verdict}; {why}")
+
+    if any(math.isnan(x) for x in (ev.delta, ev.ci_low, ev.ci_high)):
+        return out(INCONCLUSIVE, "too few items scored by both variants for an interval")
+    if math.isnan(d_tco):
+        return out(INCONCLUSIVE, "the cost of one of the variants is unknown")
+    if ev.ci_low > 0:
+        if d_tco <= 0:
+            return out(EARNS, f"better, and {usd(-d_tco)} cheaper {horizon}" if d_tco < 0
+                       else "better at no extra cost")
+        per = ev.usd_per_extra_correct
+        if per is not None and per <= value:
+            return out(EARNS, f"{usd(per)} per extra correct answer, within the {usd(value)} "
+                              f"one is worth")
+        return out(NOT_WORTH_IT, f"{usd(per)} per extra correct answer is more than the "
+                                 f"{usd(value)} one is worth")
+    if d_tco < 0 and ev.ci_low > -margin:
+        return out(CHEAPER_NO_WORSE, f"saves {usd(-d_tco)} {horizon}, and the interval's low "
+                                     f"end is above the {pts(-margin)}-pt margin")
+    if ev.ci_high < 0:
+        if d_tco > 0:
+            return out(NOT_WORTH_IT, f"worse, and costs {usd(d_tco)} more {horizon}")
+        if d_tco < 0:
+            return out(NOT_WORTH_IT, f"worse, and not shown to stay within the "
+                                     f"{pts(-margin)}-pt margin, though it saves {usd(-d_tco)}")
+        return out(NOT_WORTH_IT, "worse at the same cost")
+    best_case = ev.ci_high * econ.queries_per_month * econ.horizon_months * value
+    if d_tco > 0 and d_tco > best_case:
+        if ev.delta == 0 and ev.ci_low == 0 and ev.ci_high == 0:
+            return out(NOT_WORTH_IT, f"no item's score changed, and it costs {usd(d_tco)} more "
+                                     f"{horizon}")
+        return out(NOT_WORTH_IT, f"costs {usd(d_tco)} more {horizon}, more than even the "
+                                 f"interval's high end would be worth ({usd(best_case)})")
+    if ev.items_needed is None:
+        why = "no difference was observed, so no number of items would show one"
+    else:
+        why = f"about {about(ev.items_needed)} items would settle a difference this size"
+    if d_tco < 0:
+        why = f"it saves {usd(-d_tco)} but may be worse than the {pts(-margin)}-pt margin; " + why
+    return out(INCONCLUSIVE, why)
+
+
+def pts(x: float) -> str:
+    """A metric difference in percentage points with its sign: +1.8, \u22120.9."""
+    if x is None or math.isnan(x):
+        return "n/a"
+    return f"{MINUS}{abs(x) * 100:.1f}" if x < 0 else f"+{x * 100:.1f}"
+
+
+def usd(x: float | None) -> str:
+    """Dollars, readable at any scale: $1,234 / $12.30 / $0.0012."""
+    if x is None or math.isnan(x):
+        return "n/a"
+    sign, a = ("-" if x < 0 else ""), abs(x)
+    if a >= 100:
+        return f"{sign}${a:,.0f}"
+    if a >= 1:
+        return f"{sign}${a:,.2f}"
+    if a == 0:
+        return "$0"
+    decimals = 1 - math.floor(math.log10(a))  # two significant digits
+    return f"{sign}${a:.{decimals}f}"
+
+
+def about(n: int) -> str:
+    """n rounded to two significant digits, with thousands separators: 1,378 -> 1,400."""
+    if n < 100:
+        return str(n)
+    digits = len(str(n)) - 2
+    return f"{round(n, -digits):,}"
+
