@@ -31,25 +31,29 @@ def find_leaks(test: tuple[Item, ...], train: tuple[Item, ...], *,
     """Test/train pairs that are the same or nearly the same input, most similar first."""
     if not test or not train:
         return []
-    vec = make_vectorizer().fit([it.input for it in (*test, *train)])
+    sims = _similarities(test, train)
+    pairs = {(int(i), int(j)) for i, j in zip(*np.nonzero(sims >= threshold))}
+    by_text: dict[str, list[int]] = {}
+    for j, it in enumerate(train):
+        by_text.setdefault(_fold(it.input), []).append(j)
+    exact = {(i, j) for i, it in enumerate(test) for j in by_text.get(_fold(it.input), ())}
+    out = [LeakPair(test[i].id, train[j].id, float(min(sims[i, j], 1.0)), (i, j) in exact)
+           for i, j in pairs | exact]
+    out.sort(key=lambda p: (-p.similarity, p.test_id, p.train_id))
+    return out
+
+
+def _similarities(test: tuple[Item, ...], train: tuple[Item, ...]) -> np.ndarray:
+    """Dense test x train cosine matrix over a vectorizer fitted on both splits."""
     from sklearn.preprocessing import normalize
+
+    vec = make_vectorizer().fit([it.input for it in (*test, *train)])
     a = normalize(vec.transform([it.input for it in test]))
     b = normalize(vec.transform([it.input for it in train]))
-    sims = (a @ b.T).tocoo()
-    pairs = []
-    for i, j, s in zip(sims.row, sims.col, sims.data):
-        exact = _fold(test[i].input) == _fold(train[j].input)
-        if exact or s >= threshold:
-            pairs.append(LeakPair(test[i].id, train[j].id, float(min(s, 1.0)), exact))
-    pairs.sort(key=lambda p: (-p.similarity, p.test_id, p.train_id))
-    return pairs
+    return (a @ b.T).toarray()
 
 
 def max_similarity(test: tuple[Item, ...], train: tuple[Item, ...]) -> float:
     if not test or not train:
         return 0.0
-    vec = make_vectorizer().fit([it.input for it in (*test, *train)])
-    from sklearn.preprocessing import normalize
-    a = normalize(vec.transform([it.input for it in test]))
-    b = normalize(vec.transform([it.input for it in train]))
-    return float(np.max((a @ b.T).toarray()))
+    return float(_similarities(test, train).max())

@@ -28,16 +28,35 @@ class Passage:
 
 
 def chunk_document(doc: Document, *, size: int, overlap: int) -> list[Passage]:
-    """Split a document into overlapping windows of `size` words."""
-    words = doc.text.split()
-    if not words:
+    """Split a document into windows of about `size` words that overlap by `overlap` words.
+
+    Windows are cut on line boundaries where possible, and line breaks are kept, so headings,
+    list items and sentences stay recognisable to whatever reads the passage.
+    """
+    lines = [line for line in doc.text.splitlines() if line.strip()]
+    words_per_line = [len(line.split()) for line in lines]
+    if not lines:
         return []
-    step = max(1, size - overlap)
-    out = []
-    for i, start in enumerate(range(0, max(1, len(words) - overlap), step)):
-        out.append(Passage(doc.id, i, " ".join(words[start:start + size])))
-        if start + size >= len(words):
+    out, start = [], 0
+    while start < len(lines):
+        end, count = start, 0
+        while end < len(lines) and (count == 0 or count + words_per_line[end] <= size):
+            count += words_per_line[end]
+            end += 1
+        if count > size:  # one very long line: fall back to word windows inside it
+            words = lines[start].split()
+            step = max(1, size - overlap)
+            for i in range(0, max(1, len(words) - overlap), step):
+                out.append(Passage(doc.id, len(out), " ".join(words[i:i + size])))
+        else:
+            out.append(Passage(doc.id, len(out), "\n".join(lines[start:end])))
+        if end >= len(lines):
             break
+        back, kept = end, 0  # step back whole lines to overlap by about `overlap` words
+        while back - 1 > start and kept + words_per_line[back - 1] <= overlap:
+            back -= 1
+            kept += words_per_line[back]
+        start = back
     return out
 
 
