@@ -106,6 +106,9 @@ async def run_jobs(jobs: Iterable[Job], *, total: int, provider: Provider,
     finally:
         bar.close()
         journal.close()
+        aclose = getattr(provider, "aclose", None)  # HTTP clients close inside their loop
+        if aclose is not None:
+            await aclose()
     stats.wall_s = time.perf_counter() - start
     return stats
 

@@ -4,8 +4,8 @@ Serves what evalkit calls — chat completions (with usage and simulated prompt 
 embeddings, file uploads, fine-tuning jobs that move validating_files -> queued -> running ->
 succeeded over a few polls, job events, models — and injects faults on demand:
 
-- `fault_rate`: that fraction of distinct chat requests (chosen by a hash of their content, so
-  the choice is reproducible) fail their first `fault_attempts` attempts with a 429 carrying
+- `fault_rate`: exactly that fraction of distinct chat requests (every 1/rate-th new one, in
+  order of arrival) fail their first `fault_attempts` attempts with a 429 carrying
   `Retry-After` or a 500 without one, alternately;
 - `permanent_400`: requests whose last user message contains one of these strings get a 400;
 - `slow`: {substring: seconds} delays the answer (past the client's timeout, if you like);
@@ -31,6 +31,7 @@ import hashlib
 import json
 import math
 import re
+import socket
 import threading
 import time
 from collections import Counter
@@ -55,6 +56,8 @@ class Recorded:
     last_user: str | None = None
     at: float = 0.0
     body: dict[str, Any] | None = None
+    retry_count: str | None = None  # the SDK's x-stainless-retry-count header
+    logged: bool = False
 
 
 @dataclass
@@ -90,6 +93,7 @@ class FakeOpenAI:
         self.served_models = served_models  # None: any model name is served
         self.cached_prompts = cached_prompts
         self.requests: list[Recorded] = []
+        self.prompt_tokens: dict[str, int] = {}  # content key -> prompt tokens it reported
         self.files: dict[str, bytes] = {}
         self.jobs: dict[str, FineTuneJob] = {}
         self.fine_tuned: dict[str, list[tuple[str, str]]] = {}  # model -> (user, assistant)
@@ -97,6 +101,7 @@ class FakeOpenAI:
         self._seen_prefixes: set[str] = set()
         self._lock = threading.Lock()
         self._faults = 0
+        self._order: dict[str, int] = {}
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -137,8 +142,11 @@ class FakeOpenAI:
         return [k for k, n in counts.items() if n > 1]
 
     def record(self, rec: Recorded) -> None:
+        """Log a request once (chat requests are logged on arrival, their status set later)."""
         with self._lock:
-            self.requests.append(rec)
+            if not rec.logged:
+                rec.logged = True
+                self.requests.append(rec)
 
     # --- chat --------------------------------------------------------------------------------
 
@@ -148,8 +156,9 @@ class FakeOpenAI:
         last_user = next((m.get("content", "") for m in reversed(messages)
                           if m.get("role") == "user"), "")
         key = hashlib.sha256(json.dumps([model, messages], sort_keys=True).encode()).hexdigest()
-        rec = Recorded("POST", "/v1/chat/completions", 200, model, key, last_user, time.time(),
+        rec = Recorded("POST", "/v1/chat/completions", 0, model, key, last_user, time.time(),
                        {k: v for k, v in body.items() if k != "messages"})
+        self.record(rec)  # on arrival: a request the client gave up on still counts
         with self._lock:
             self._attempts[key] += 1
             attempt = self._attempts[key]
@@ -181,6 +190,8 @@ class FakeOpenAI:
             return 200, {"content-type": "application/json"}, b'{"id": "x", "choices": [', rec
         text = self.answer(model, messages)
         usage = self.usage(messages, text)
+        self.prompt_tokens[key] = usage["prompt_tokens"]
+        rec.status = 200
         payload = {
             "id": f"chatcmpl-{key[:12]}", "object": "chat.completion", "created": int(time.time()),
             "model": model, "system_fingerprint": "fp_test",
@@ -192,7 +203,12 @@ class FakeOpenAI:
         return 200, {"content-type": "application/json"}, json.dumps(payload).encode(), rec
 
     def _faulty(self, key: str) -> bool:
-        return int(key[:8], 16) / 0xFFFFFFFF < self.fault_rate
+        """Exactly `fault_rate` of distinct requests, spread evenly in order of arrival."""
+        with self._lock:
+            if key not in self._order:
+                self._order[key] = len(self._order)
+            n = self._order[key]
+        return math.floor((n + 1) * self.fault_rate) > math.floor(n * self.fault_rate)
 
     def _error(self, rec: Recorded, status: int, code: str, message: str,
                headers: dict[str, str] | None = None):
@@ -389,6 +405,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args) -> None:  # quiet
         pass
 
+    def setup(self) -> None:
+        super().setup()
+        # headers and body go out in separate writes: without this, Nagle + delayed ACK
+        # add ~40 ms to every keep-alive response
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
         try:
             self.send_response(status)
@@ -407,7 +429,9 @@ class _Handler(BaseHTTPRequestHandler):
         expected = self.server_state.api_key
         if expected is None or self.headers.get("authorization") == f"Bearer {expected}":
             return True
-        self._json(401, {"error": {"message": "Incorrect API key provided", "type":
+        given = (self.headers.get("authorization") or "").removeprefix("Bearer ")
+        # like some servers, echo the key it got: the client must scrub it before logging
+        self._json(401, {"error": {"message": f"Incorrect API key provided: {given}", "type":
                                    "invalid_request_error", "param": None,
                                    "code": "invalid_api_key"}})
         return False
@@ -426,7 +450,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = json.loads(raw or b"{}")
         if path == "/v1/chat/completions":
-            status, headers, payload, _ = state.chat(body)
+            status, headers, payload, rec = state.chat(body)
+            rec.retry_count = self.headers.get("x-stainless-retry-count")
             self._send(status, headers, payload)
         elif path == "/v1/embeddings":
             status, headers, payload, _ = state.embeddings(body)
@@ -456,3 +481,40 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(404, {"error": {"message": f"no route {path}", "type": "invalid",
                                        "param": None, "code": None}})
+
+
+# --- helpers shared by the tests of the openai provider, judge, pricing and fine-tuning ------
+
+KEY = "test-key-SECRET-123"
+FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
+
+
+def assert_key_nowhere(*folders) -> int:
+    """Fail if the API key's text is in any file under `folders`; return how many were read."""
+    from pathlib import Path
+
+    read = 0
+    for folder in folders:
+        for path in Path(folder).rglob("*"):
+            if path.is_file():
+                read += 1
+                assert KEY.encode() not in path.read_bytes(), f"API key written to {path}"
+    return read
+
+
+def cli(*args: str, ok: bool = True):
+    """Run `evalkit ARGS` in-process; by default require exit code 0."""
+    from click.testing import CliRunner
+
+    from evalkit.cli import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def read_jsonl(path) -> list[dict[str, Any]]:
+    from pathlib import Path
+
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

@@ -112,6 +112,7 @@ class OpenAIProvider:
         self.default_output_tokens = default_output_tokens
         self._clients: dict[str | None, tuple[Any, Any]] = {}
         self._max_output_seen = 0
+        self._input_ratio = 1.0  # server-counted / estimated prompt tokens, the largest seen
         for url in {self.base_url, *self.routes.values()} if require_key else ():
             self._api_key(url)  # fail now, not once per item, when OpenAI itself has no key
 
@@ -147,16 +148,31 @@ class OpenAIProvider:
         latency = time.perf_counter() - start
         text, usage = self._read(response, messages)
         self._max_output_seen = max(self._max_output_seen, usage.output_tokens)
+        # calibrate the tokenizer-free estimate against what the server counted
+        self._input_ratio = max(self._input_ratio, usage.input_tokens / approx_tokens(messages))
         return Completion(text=text, usage=usage, latency_s=latency, cost_usd=price.cost(usage),
                           model=model)
 
     def estimate_cost(self, request: Request) -> float:
-        """An upper-end guess of one call's cost, for the runner's budget check."""
+        """An upper-end guess of one call's cost, for the runner's budget check.
+
+        Output: `max_completion_tokens` when set (a true bound), else the longest answer seen
+        so far, else `default_output_tokens`. Input: the estimate, scaled up by the largest
+        ratio of server-counted to estimated tokens seen so far."""
         model = self.model_for(request)
-        out = self.max_completion_tokens or max(self._max_output_seen,
-                                                self.default_output_tokens)
-        usage = Usage(input_tokens=approx_tokens(request.messages()), output_tokens=out)
-        return self.prices.price(model).cost(usage)
+        out = self.max_completion_tokens or self._max_output_seen or self.default_output_tokens
+        est_in = math.ceil(approx_tokens(request.messages()) * self._input_ratio)
+        return self.prices.price(model).cost(Usage(input_tokens=est_in, output_tokens=out))
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients of the running loop (the runner calls this when it ends)."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        for url, (owner, client) in list(self._clients.items()):
+            if owner is loop:
+                await client.close()
+                del self._clients[url]
 
     # --- internals --------------------------------------------------------------------------
 

@@ -1,0 +1,106 @@
+"""The LLM judge: verdict parsing (NaN when unparseable), calibration against human labels
+(accuracy and Cohen's kappa), and grading a run with the judge's cost kept apart."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+from openai_server import FIXTURES, KEY, FakeOpenAI, assert_key_nowhere, cli
+
+from evalkit.judge import parse_verdict
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+
+
+@pytest.mark.parametrize("text, verdict, score", [
+    ('{"verdict": "correct", "reason": "same amount"}', "correct", 1.0),
+    ('Sure!\n```json\n{"verdict": "Partially correct", "reason": "no unit"}\n```',
+     "partially_correct", 0.5),
+    ("Verdict: incorrect\nReason: names another plan", "incorrect", 0.0),
+    ('{"verdict": "mostly fine", "reason": "?"}', None, math.nan),
+    ("It might be right.", None, math.nan),
+    ("", None, math.nan),
+])
+def test_parse_verdict(text, verdict, score):
+    v = parse_verdict(text)
+    assert v.verdict == verdict
+    assert (math.isnan(v.score) and math.isnan(score)) or v.score == score
+
+
+def test_reason_is_kept():
+    assert parse_verdict("verdict: correct\nreason: matches the policy").reason == \
+        "matches the policy"
+
+
+def _labels(path):
+    rows = [  # (answer, human label): the test server's judge says correct iff words overlap
+        ("30 days", "correct"),              # judge: correct
+        ("within 30 days", "correct"),       # judge: correct
+        ("a month", "correct"),              # judge: incorrect (a paraphrase it misses)
+        ("blue", "incorrect"),               # judge: incorrect
+        ("never", "incorrect"),              # judge: incorrect
+        ("30 days, or so", "incorrect"),     # judge: correct (a human was stricter)
+        ("GARBLE", "correct"),               # judge: unparseable reply
+    ]
+    with path.open("w") as fh:
+        for i, (answer, label) in enumerate(rows):
+            fh.write(json.dumps({"id": f"c{i}", "question": "How long is the refund window?",
+                                 "reference": "30 days", "answer": answer,
+                                 "label": label}) + "\n")
+    return path
+
+
+def test_check_reports_accuracy_kappa_and_unparseable(tmp_path):
+    labels = _labels(tmp_path / "labels.jsonl")
+    with FakeOpenAI(api_key=KEY) as server:
+        out = cli("judge", "check", labels, "--base-url", server.base_url, "--model",
+                  "gpt-4o-mini", "--cache-dir", tmp_path / "cache").output
+        assert len(server.chat_calls(200)) == 7
+    # 6 judged: agree on 4 -> accuracy 4/6; p_e = 0.5*0.5 + 0.5*0.5 = 0.5 by hand,
+    # kappa = (0.6667 - 0.5) / (1 - 0.5) = 0.3333
+    assert "7 labelled answers: 6 judged, 1 unparseable (NaN), 0 failed calls" in out
+    assert "accuracy 0.667  Cohen's kappa 0.333" in out
+    assert "human correct" in out and "incorrect: 1" in out
+
+
+def test_labels_file_errors_name_line_and_field(tmp_path):
+    bad = tmp_path / "labels.jsonl"
+    bad.write_text(json.dumps({"question": "q", "reference": "r", "answer": "a",
+                               "label": "correct"}) + "\n" +
+                   json.dumps({"question": "q", "reference": "r", "label": "maybe"}) + "\n")
+    result = cli("judge", "check", bad, "--base-url", "http://127.0.0.1:9/v1", ok=False)
+    assert result.exit_code == 2 and f"{bad}:2: field 'answer' is required" in result.output
+
+
+def test_score_run_keeps_the_judge_cost_apart(tmp_path):
+    dirs = ["--reports-dir", tmp_path / "reports", "--cache-dir", tmp_path / "cache",
+            "--finetune-dir", tmp_path / "ft"]
+    with FakeOpenAI(api_key=KEY) as server:
+        cli("run", FIXTURES / "tiny-qa", "--provider", "openai", "--base-url", server.base_url,
+            "--variants", "prompt-only,rag", "--no-progress", *dirs)
+        run_dir = (tmp_path / "reports" / "latest").resolve()
+        before = json.loads((run_dir / "run.json").read_text())["totals"]
+        summary_before = (run_dir / "summary.json").read_text()
+        calls_before = len(server.chat_calls())
+        out = cli("judge", "score", run_dir, "--base-url", server.base_url,
+                  "--cache-dir", tmp_path / "cache").output
+        judge_calls = len(server.chat_calls()) - calls_before
+        cli("judge", "score", run_dir, "--base-url", server.base_url,
+            "--cache-dir", tmp_path / "cache")  # resumes: nothing left to judge
+        assert len(server.chat_calls()) - calls_before == judge_calls
+    judged = json.loads((run_dir / "judge.json").read_text())
+    scores = pd.read_csv(run_dir / "judge_scores.csv")
+    assert judge_calls == 10 and len(scores) == 10 and set(scores["metric"]) == {"judge"}
+    assert set(judged["variants"]) == {"prompt-only", "rag"}
+    assert judged["judge_cost"]["calls"] == 10 and judged["judge_cost"]["notional_usd"] > 0
+    # the system under test's spend and summary are untouched by judging
+    assert json.loads((run_dir / "run.json").read_text())["totals"] == before
+    assert (run_dir / "summary.json").read_text() == summary_before
+    assert "judge cost (apart from the variants')" in out
+    assert_key_nowhere(tmp_path)
