@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import math
 import sys
 from pathlib import Path
 
@@ -10,7 +10,8 @@ import click
 import pandas as pd
 
 from evalkit import finetune as ft
-from evalkit.experiment import LeakageRefused, RunConfig, run_experiment, write_scores_and_summary
+from evalkit.analysis import summarize_run, verdict_lines
+from evalkit.experiment import LeakageRefused, RunConfig, run_experiment
 from evalkit.importers import from_csv, write_jsonl
 from evalkit.leakage import find_leaks
 from evalkit.testset import TestsetError, load_testset
@@ -72,16 +73,19 @@ def _print_run(result) -> None:
                f"errors: {stats.errors}"
                + (f", skipped for budget: {stats.skipped_budget}" if stats.skipped_budget else ""))
     click.echo(f"run folder: {result.run_dir}")
+    for line in verdict_lines(s):
+        click.echo(line)
 
 
 def variant_table(summary: dict) -> pd.DataFrame:
     rows = {}
+    num = lambda x: math.nan if x is None else x  # noqa: E731  summary.json writes NaN as null
     for name, v in summary["variants"].items():
-        row = {m: round(st["mean"], 4) for m, st in v["metrics"].items()}
+        row = {m: round(num(st["mean"]), 4) for m, st in v["metrics"].items()}
         row["n"] = next(iter(v["metrics"].values()))["n"] if v["metrics"] else 0
         row["errors"] = v["calls"]["errors"]
-        row["p50_ms"] = round(v["latency"]["p50_s"] * 1000, 2)
-        row["$/query"] = f"{v['cost']['per_query_usd']:.2e}"
+        row["p50_ms"] = round(num(v["latency"]["p50_s"]) * 1000, 2)
+        row["$/query"] = f"{num(v['cost']['per_query_usd']):.2e}"
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")
 
@@ -102,13 +106,22 @@ def report(run_dir, out):
 
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-def summarize(run_dir):
-    """Recompute scores.csv and summary.json for RUN_DIR from its journal (no model call)."""
-    run_dir = Path(run_dir)
-    config = json.loads((run_dir / "run.json").read_text())["config"]
-    summary = write_scores_and_summary(run_dir, load_testset(config["testset"]),
-                                       config["variants"])
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Judge with this config's economics instead of the one the run recorded.")
+@click.option("--compare", "comparisons", multiple=True, metavar="A,B",
+              help="Also compare variant B against A (repeatable), e.g. --compare rag,fine-tuned.")
+def summarize(run_dir, config_path, comparisons):
+    """Recompute summary.json for RUN_DIR from scores.csv and run.json (no model call)."""
+    pairs = [tuple(c.split(",", 1)) for c in comparisons]
+    if any(len(p) != 2 for p in pairs):
+        _fail("--compare takes two variant names separated by a comma, e.g. rag,fine-tuned")
+    try:
+        summary = summarize_run(run_dir, config_path=config_path, comparisons=pairs)
+    except (OSError, ValueError, KeyError) as exc:
+        _fail(str(exc))
     click.echo(variant_table(summary).to_string())
+    for line in verdict_lines(summary):
+        click.echo(line)
 
 
 @main.group()

@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from evalkit import embeddings, finetune
+from evalkit import analysis, embeddings, finetune
 from evalkit.cache import ResponseCache
 from evalkit.config import load_config
 from evalkit.journal import Journal, latest
@@ -30,7 +30,6 @@ from evalkit.leakage import find_leaks
 from evalkit.providers import get_provider
 from evalkit.runner import Job, RunStats, run_jobs
 from evalkit.scoring import score_predictions
-from evalkit.summary import build_summary
 from evalkit.testset import Testset, load_testset
 from evalkit.variants import LADDER, VariantContext, default_variant
 
@@ -70,6 +69,7 @@ def run_experiment(config: RunConfig, *, resume: str | None = None,
         saved = json.loads((run_dir / "run.json").read_text())["config"]
         config = RunConfig(**{**saved, "concurrency": config.concurrency,
                               "max_cost_usd": config.max_cost_usd})
+    analysis.check_config(config.config_path)  # a bad economics section fails before any call
     testset = load_testset(config.testset)
     leaks = find_leaks(testset.test, testset.train, threshold=config.leakage_threshold)
     if leaks and not config.allow_leakage:
@@ -120,10 +120,8 @@ def write_scores_and_summary(run_dir: Path, testset: Testset, variants: list[str
     items = {it.id: it for it in testset.test}
     scores = score_predictions(run_dir.name, testset.task, items, preds)
     scores.to_csv(run_dir / "scores.csv", index=False)
-    summary = build_summary(run_id=run_dir.name, task=testset.task, variants=variants,
-                            scores=scores, predictions=preds,
-                            items_expected={i: it.expected for i, it in items.items()})
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n")
+    summary = analysis.analyze(analysis.from_testset(run_dir, testset, variants, scores, preds))
+    analysis.write_summary(run_dir, summary)
     return summary
 
 
@@ -180,6 +178,9 @@ def _write_run_json(run_dir: Path, config: RunConfig, testset: Testset, setup: d
         "testset": {"name": testset.name, "path": str(testset.path), "hash": testset.hash,
                     "n_test": len(testset.test), "n_train": len(testset.train),
                     "n_docs": len(testset.docs), "files": testset.file_hashes},
+        "task": {"type": testset.task.type, "primary_metric": testset.task.primary_metric,
+                 "labels": list(testset.task.labels)},  # lets `summarize` work from the folder
+        "variant_specs": {n: asdict(default_variant(n, testset)) for n in config.variants},
         "setup": setup,
         "git_commit": _git_commit(),
         "versions": _versions(),

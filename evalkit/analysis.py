@@ -1,0 +1,403 @@
+"""summary.json (schema 2): per-variant uncertainty and costs, paired steps, economics, verdicts.
+
+Input is the run folder only — scores.csv, run.json, items.jsonl (clusters, expected labels)
+and predictions.jsonl (predicted labels for macro-F1) — plus the `economics:` settings, so
+`evalkit summarize RUN --config other.yaml` re-decides a run under new economics without any
+model call. The field names are a contract with the gate and the report; every one is
+documented in docs/summary-schema.md. Undefined numbers are written as null, never NaN.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from evalkit import metrics as metric_fns
+from evalkit import stats
+from evalkit.config import load_config
+from evalkit.economics import Economics, VariantCost, parse_economics, step_cost, variant_cost
+from evalkit.journal import Journal, Prediction, latest
+from evalkit.scoring import COST_METRICS
+from evalkit.testset import Testset
+from evalkit.variants import default_variant
+from evalkit.verdicts import StepEvidence, decide
+
+SCHEMA_VERSION = 2
+RETRIEVAL_METRICS = ("recall_at_k", "mrr")
+# Metrics that live in [0, 1]: their intervals are clipped to [0, 1] (differences to [-1, 1]);
+# the true value lies there, so clipping never lowers coverage, and it avoids "+122 pts".
+UNIT_METRICS = ("accuracy", "exact_match", "token_f1", "contains", "recall_at_k", "mrr",
+                "macro_f1", "json_valid", "schema_match")
+NO_LABEL = "<none>"
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """What the economics need to know about a variant: does it train, does it retrieve."""
+
+    fine_tuned: bool = False
+    retrieves: bool = False
+
+
+@dataclass
+class RunData:
+    """Everything the analysis reads, gathered from a run folder (or an in-memory run)."""
+
+    run_id: str
+    testset: str
+    task_type: str
+    primary_metric: str
+    ladder: list[str]
+    scores: pd.DataFrame
+    item_ids: list[str]
+    clusters: dict[str, str] = field(default_factory=dict)  # item id -> cluster, when given
+    expected: dict[str, Any] = field(default_factory=dict)
+    labels: list[str] = field(default_factory=list)  # classification labels, for macro-F1
+    predictions: list[Prediction] = field(default_factory=list)
+    setup: dict[str, Any] = field(default_factory=dict)  # run.json "setup"
+    specs: dict[str, VariantSpec] = field(default_factory=dict)
+    economics: Economics = field(default_factory=Economics)
+    notes: list[str] = field(default_factory=list)
+
+    def _table(self) -> dict[tuple[str, str], pd.Series]:
+        if not hasattr(self, "_by_key"):
+            s = self.scores.astype({"item_id": str, "variant": str, "metric": str})
+            s = s.drop_duplicates(["variant", "metric", "item_id"], keep="last")
+            self._by_key = {key: g.set_index("item_id")["value"].astype(float)
+                            for key, g in s.groupby(["variant", "metric"], sort=False)}
+        return self._by_key
+
+    def values(self, variant: str, metric: str) -> np.ndarray:
+        """One value per test item (item order), NaN where not scorable or not scored."""
+        series = self._table().get((variant, metric))
+        if series is None:
+            return np.full(len(self.item_ids), math.nan)
+        return series.reindex(self.item_ids).to_numpy(dtype=float)
+
+    def has(self, variant: str, metric: str) -> bool:
+        return (variant, metric) in self._table()
+
+    def cluster_list(self, ids: list[str] | None = None) -> np.ndarray | None:
+        """Per-item cluster labels (an item without one stands alone); None if none given."""
+        if not self.clusters:
+            return None
+        ids = self.item_ids if ids is None else ids
+        return stats.cluster_labels([self.clusters.get(i) for i in ids], ids)
+
+
+# ---- gathering the inputs --------------------------------------------------------------------
+
+def economics_from(run_record: dict[str, Any], config_path: Path | str | None) -> Economics:
+    """The economics to judge by: the given config file, else the one recorded in run.json."""
+    if config_path is not None:
+        cfg = load_config(config_path)
+        return parse_economics(cfg.section("economics"), path=cfg.path)
+    recorded = (run_record.get("experiment_config") or {}).get("economics")
+    origin = (run_record.get("config") or {}).get("config_path")
+    label = f"run.json experiment_config (recorded from {origin})" if origin else "run.json"
+    return parse_economics(recorded, path=label)
+
+
+def check_config(config_path: Path | str | None) -> Economics:
+    """Validate the economics section before a run, so a typo fails fast, not after scoring."""
+    cfg = load_config(config_path)
+    return parse_economics(cfg.section("economics"), path=cfg.path)
+
+
+def _read_items(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def _specs(record: dict[str, Any], ladder: list[str]) -> dict[str, VariantSpec]:
+    recorded = record.get("variant_specs") or {}
+    out = {}
+    for name in ladder:
+        spec = recorded.get(name)
+        if spec is not None:
+            out[name] = VariantSpec(bool(spec.get("fine_tuned")), bool(spec.get("rag_k")))
+        else:  # run.json without variant specs (older runs): go by the bundled rungs' names
+            out[name] = VariantSpec("fine-tuned" in name, name.startswith("rag"))
+    return out
+
+
+def _read_record(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "run.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def from_testset(run_dir: Path | str, testset: Testset, variants: list[str],
+                 scores: pd.DataFrame, predictions: list[Prediction], *,
+                 config_path: Path | str | None = None) -> RunData:
+    """RunData for a run whose test set is loaded in memory (the `evalkit run` path)."""
+    run_dir = Path(run_dir)
+    record = _read_record(run_dir)
+    specs = _specs(record, variants)
+    for name in variants:
+        try:
+            v = default_variant(name, testset)
+            specs[name] = VariantSpec(v.fine_tuned, bool(v.rag_k))
+        except ValueError:
+            pass  # a variant this evalkit does not define: keep what run.json / its name say
+    task = testset.task
+    return RunData(
+        run_id=record.get("run_id", run_dir.name), testset=testset.name, task_type=task.type,
+        primary_metric=task.primary_metric, ladder=list(variants), scores=scores,
+        item_ids=[it.id for it in testset.test],
+        clusters={it.id: it.cluster for it in testset.test if it.cluster is not None},
+        expected={it.id: it.expected for it in testset.test}, labels=list(task.labels),
+        predictions=predictions, setup=record.get("setup") or {}, specs=specs,
+        economics=economics_from(record, config_path))
+
+
+def load_run(run_dir: Path | str, *, config_path: Path | str | None = None) -> RunData:
+    """Gather a run folder's files for analysis (no model call, no test-set folder needed)."""
+    run_dir = Path(run_dir)
+    record = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    scores = pd.read_csv(run_dir / "scores.csv", dtype={"item_id": str, "variant": str,
+                                                         "metric": str})
+    items = _read_items(run_dir / "items.jsonl")
+    ts, notes = record.get("testset") or {}, []
+    task = record.get("task") or {}
+    task_type, primary, labels = task.get("type"), task.get("primary_metric"), task.get("labels")
+    if task_type is None or primary is None:
+        task_type, primary, labels = _task_from_testset(ts.get("path"))
+        notes.append("task type and primary metric read from the test-set folder "
+                     "(run.json predates recording them)")
+    ladder = list((record.get("config") or {}).get("variants") or
+                  scores["variant"].drop_duplicates().tolist())
+    if items:
+        item_ids = [str(it["id"]) for it in items]
+    else:
+        item_ids = scores["item_id"].drop_duplicates().tolist()
+        notes.append("items.jsonl missing: no clusters, no macro-F1")
+    return RunData(
+        run_id=record.get("run_id", run_dir.name), testset=ts.get("name", ""),
+        task_type=task_type, primary_metric=primary, ladder=ladder, scores=scores,
+        item_ids=item_ids,
+        clusters={str(it["id"]): str(it["cluster"]) for it in items
+                  if it.get("cluster") is not None},
+        expected={str(it["id"]): it.get("expected") for it in items},
+        labels=list(labels or []),
+        predictions=latest(Journal(run_dir / "predictions.jsonl").read()),
+        setup=record.get("setup") or {}, specs=_specs(record, ladder),
+        economics=economics_from(record, config_path), notes=notes)
+
+
+def _task_from_testset(path: str | None) -> tuple[str, str, list[str]]:
+    from evalkit.testset import load_task  # only for run folders from before schema 2
+
+    if not path:
+        raise ValueError("run.json records neither the task nor the test-set path")
+    task = load_task(Path(path) / "task.yaml")
+    return task.type, task.primary_metric, list(task.labels)
+
+
+# ---- per variant -----------------------------------------------------------------------------
+
+def _metric_names(data: RunData) -> list[str]:
+    present = [m for m in data.scores["metric"].drop_duplicates() if m not in COST_METRICS]
+    quality = [m for m in present if m not in RETRIEVAL_METRICS]
+    ordered = [data.primary_metric] if data.primary_metric in quality else []
+    ordered += [m for m in quality if m not in ordered]
+    return ordered + [m for m in RETRIEVAL_METRICS if m in present]
+
+
+def clip(low: float, high: float, metric: str, *, difference: bool = False
+         ) -> tuple[float, float]:
+    """An interval clipped to what a [0, 1] metric (or a difference of two) can be."""
+    if metric not in UNIT_METRICS:
+        return low, high
+    lo_bound = -1.0 if difference else 0.0
+    return (max(low, lo_bound) if not math.isnan(low) else low,
+            min(high, 1.0) if not math.isnan(high) else high)
+
+
+def _estimate_dict(e: stats.Estimate, metric: str, clustered: bool) -> dict[str, Any]:
+    low, high = clip(e.ci_low, e.ci_high, metric)
+    return {"mean": e.mean, "se": e.se, "ci_low": low, "ci_high": high, "n": e.n,
+            "n_nan": e.n_nan, "method": "t_clustered" if clustered else "t",
+            "n_clusters": e.n_clusters}
+
+
+def macro_f1_codes(y_true: np.ndarray, y_pred: np.ndarray, n_labels: int) -> float:
+    """Macro-F1 over labels 0..n_labels-1 from integer codes (a prediction of n_labels means
+    "no label"); a label never true nor predicted scores 0, as scikit-learn's zero_division=0.
+    Fast enough to bootstrap 2,000 times."""
+    hit = y_true == y_pred
+    tp = np.bincount(y_true[hit], minlength=n_labels + 1)[:n_labels]
+    true_n = np.bincount(y_true, minlength=n_labels + 1)[:n_labels]
+    pred_n = np.bincount(y_pred, minlength=n_labels + 1)[:n_labels]
+    denom = true_n + pred_n
+    f1 = np.divide(2 * tp, denom, out=np.zeros(n_labels), where=denom > 0)
+    return float(f1.mean())
+
+
+def _macro_f1(data: RunData, variant: str, seed: int) -> dict[str, Any] | None:
+    if data.task_type != "classification" or not data.labels or not data.expected:
+        return None
+    code = {label: i for i, label in enumerate(data.labels)}
+    mine = {p.item_id: p for p in data.predictions if p.variant == variant}
+    ids = [i for i in data.item_ids if i in mine and mine[i].error_class is None
+           and mine[i].output is not None and data.expected.get(i) in code]
+    n_nan = len(data.item_ids) - len(ids)  # failed calls and items never answered
+    y_true = np.array([code[data.expected[i]] for i in ids], dtype=int)
+    y_pred = np.array([code.get(metric_fns.parse_label(mine[i].output, data.labels) or NO_LABEL,
+                                len(code)) for i in ids], dtype=int)
+    clusters = data.cluster_list(ids)
+    b = stats.bootstrap_ci(lambda ix: macro_f1_codes(y_true[ix], y_pred[ix], len(code)),
+                           len(ids), clusters=clusters, seed=seed)
+    return {"mean": b.estimate, "se": b.se, "ci_low": b.ci_low, "ci_high": b.ci_high,
+            "n": len(ids), "n_nan": n_nan,
+            "method": "bootstrap_clustered" if clusters is not None else "bootstrap",
+            "n_clusters": None if clusters is None else len(set(clusters.tolist()))}
+
+
+def _quantile(x: np.ndarray, q: float) -> float:
+    x = x[~np.isnan(x)]
+    return float(np.quantile(x, q)) if len(x) else math.nan
+
+
+def _mean(x: np.ndarray) -> float:
+    x = x[~np.isnan(x)]
+    return float(x.mean()) if len(x) else math.nan
+
+
+def summarize_variant(data: RunData, name: str, *, seed: int) -> tuple[dict, VariantCost]:
+    clusters = data.cluster_list()
+    out: dict[str, Any] = {"metrics": {}}
+    for m in _metric_names(data):
+        if data.has(name, m):
+            est = stats.mean_ci(data.values(name, m), clusters=clusters)
+            out["metrics"][m] = _estimate_dict(est, m, clusters is not None)
+    mf1 = _macro_f1(data, name, seed)
+    if mf1 is not None:
+        out["metrics"]["macro_f1"] = mf1
+    cost_values = data.values(name, "cost_usd")
+    spec = data.specs.get(name, VariantSpec())
+    cost = variant_cost(name, _mean(cost_values), data.economics, fine_tuned=spec.fine_tuned,
+                        retrieves=spec.retrieves, run_setup=data.setup)
+    latency = data.values(name, "latency_s")
+    out["latency"] = {"p50_s": _quantile(latency, 0.5), "p95_s": _quantile(latency, 0.95)}
+    out["tokens"] = {"input": _mean(data.values(name, "input_tokens")),
+                     "output": _mean(data.values(name, "output_tokens"))}
+    out["cost"] = {"per_query_usd": cost.per_query_usd,
+                   "per_query_retrieval_usd": cost.per_query_retrieval_usd,
+                   "setup_usd": cost.setup_usd,
+                   "fixed_monthly_usd": cost.fixed_monthly_usd, "tco_usd": cost.tco_usd,
+                   "total_notional_usd": float(np.nansum(cost_values)),
+                   "setup_items": [asdict(i) for i in cost.setup_items]}
+    preds = [p for p in data.predictions if p.variant == name]
+    out["calls"] = {"items": len(preds), "errors": sum(p.error_class is not None for p in preds),
+                    "cached": sum(p.cached for p in preds)}
+    return out, cost
+
+
+# ---- steps -----------------------------------------------------------------------------------
+
+def _step(data: RunData, a: str, b: str, metric: str, costs: dict[str, VariantCost]) -> dict:
+    diff = stats.paired_difference(data.values(a, metric), data.values(b, metric),
+                                   clusters=data.cluster_list())
+    sc = step_cost(costs[a], costs[b], diff.delta, data.economics)
+    ci_low, ci_high = clip(diff.ci_low, diff.ci_high, metric, difference=True)
+    verdict = decide(StepEvidence(a, b, metric, diff.delta, ci_low, ci_high, diff.n,
+                                  diff.items_needed, sc.delta_tco_usd, sc.usd_per_extra_correct),
+                     data.economics)
+    return {
+        "from": a, "to": b, "metric": metric,
+        "delta": diff.delta, "ci_low": ci_low, "ci_high": ci_high,
+        "p_value": diff.p_value, "p_holm": None, "items_needed": diff.items_needed,
+        "delta_tco_usd": sc.delta_tco_usd, "usd_per_extra_correct": sc.usd_per_extra_correct,
+        "break_even_queries_per_month": sc.break_even_queries_per_month,
+        "verdict": verdict.verdict, "reason": verdict.reason,
+        "se": diff.se, "n": diff.n, "n_excluded": diff.n_excluded, "p_method": diff.p_method,
+        "n_clusters": diff.n_clusters,
+        "discordant": None if diff.discordant is None else
+        {"from_only_correct": diff.discordant[0], "to_only_correct": diff.discordant[1]},
+    }
+
+
+def compare(data: RunData | Path | str, a: str, b: str, *, metric: str | None = None,
+            config_path: Path | str | None = None) -> dict[str, Any]:
+    """Any two variants of a run, B against A, in the shape of a step (p_holm is null: a
+    comparison on request is not part of the ladder's family of tests)."""
+    if not isinstance(data, RunData):
+        data = load_run(data, config_path=config_path)
+    for name in (a, b):
+        if name not in data.ladder:
+            raise ValueError(f"variant {name!r} is not in this run; it has "
+                             f"{', '.join(data.ladder)}")
+    costs = {n: summarize_variant(data, n, seed=0)[1] for n in (a, b)}
+    return _step(data, a, b, metric or data.primary_metric, costs)
+
+
+def analyze(data: RunData, *, seed: int = 0,
+            comparisons: list[tuple[str, str]] = ()) -> dict[str, Any]:
+    """The full summary (schema 2) of one run, as a JSON-ready dict (null for undefined)."""
+    variants, costs = {}, {}
+    for name in data.ladder:
+        variants[name], costs[name] = summarize_variant(data, name, seed=seed)
+    steps = [_step(data, a, b, data.primary_metric, costs)
+             for a, b in zip(data.ladder, data.ladder[1:], strict=False)]
+    for step, p in zip(steps, stats.holm([s["p_value"] for s in steps]), strict=True):
+        step["p_holm"] = p
+    summary = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": data.run_id,
+        "testset": data.testset,
+        "task_type": data.task_type,
+        "primary_metric": data.primary_metric,
+        "ladder": list(data.ladder),
+        "confidence": stats.CONFIDENCE,
+        "clustered": bool(data.clusters),
+        "bootstrap": {"seed": seed, "resamples": stats.BOOTSTRAP_RESAMPLES},
+        "economics": data.economics.as_dict(),
+        "variants": variants,
+        "steps": steps,
+        "comparisons": [_step(data, a, b, data.primary_metric, costs) for a, b in comparisons],
+        "notes": list(data.notes),
+    }
+    return to_json_ready(summary)
+
+
+def to_json_ready(obj: Any) -> Any:
+    """NaN and infinities become null, numpy scalars plain numbers, tuples lists."""
+    if isinstance(obj, dict):
+        return {k: to_json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_json_ready(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def write_summary(run_dir: Path | str, summary: dict[str, Any]) -> Path:
+    path = Path(run_dir) / "summary.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(summary, indent=2, allow_nan=False, ensure_ascii=False) + "\n",
+                   encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def summarize_run(run_dir: Path | str, *, config_path: Path | str | None = None,
+                  comparisons: list[tuple[str, str]] = ()) -> dict[str, Any]:
+    """Recompute and write summary.json from the run folder's files (no model call)."""
+    summary = analyze(load_run(run_dir, config_path=config_path), comparisons=comparisons)
+    write_summary(run_dir, summary)
+    return summary
+
+
+def verdict_lines(summary: dict[str, Any]) -> list[str]:
+    """The one-sentence verdicts of the ladder's steps (and any comparisons), for the console."""
+    return [s["reason"] for s in (*summary.get("steps", []), *summary.get("comparisons", []))]
