@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import click
 import pandas as pd
 
 from evalkit import finetune as ft
+from evalkit import finetune_openai as ft_openai
 from evalkit.analysis import summarize_run, verdict_lines
 from evalkit.experiment import LeakageRefused, RunConfig, run_experiment
 from evalkit.importers import from_csv, write_jsonl
@@ -44,9 +46,12 @@ def _fail(message: str, code: int = 2) -> None:
 @click.option("--finetune-dir", default="finetunes", show_default=True)
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Experiment config YAML (economics, gate, pricing, provider sections).")
+@click.option("--base-url", default=None, help="OpenAI-compatible server, e.g. "
+              "http://127.0.0.1:8000/v1 (else config, else OPENAI_BASE_URL). Key: env only.")
+@click.option("--model", default=None, help="Model for the non-fine-tuned rungs.")
 @click.option("--progress/--no-progress", default=True)
 def run(testsets, variants, provider, concurrency, max_cost_usd, resume, allow_leakage,
-        reports_dir, cache_dir, finetune_dir, config_path, progress):
+        reports_dir, cache_dir, finetune_dir, config_path, base_url, model, progress):
     """Run TESTSETS through each variant of the ladder and score them."""
     if not testsets and not resume:
         _fail("give at least one test set folder, or --resume RUN_ID")
@@ -56,7 +61,9 @@ def run(testsets, variants, provider, concurrency, max_cost_usd, resume, allow_l
                            concurrency=concurrency, max_cost_usd=max_cost_usd,
                            allow_leakage=allow_leakage, reports_dir=reports_dir,
                            cache_dir=cache_dir, finetune_dir=finetune_dir,
-                           config_path=config_path)
+                           config_path=config_path,
+                           provider_options={k: v for k, v in (("base_url", base_url),
+                                                               ("model", model)) if v})
         try:
             result = run_experiment(config, resume=resume, progress=progress)
         except (TestsetError, LeakageRefused, ft.LeakageError, FileNotFoundError,
@@ -182,22 +189,228 @@ def testset_import_csv(csv_path, out_jsonl, text_column, label_column, id_column
     click.echo(f"wrote {len(items)} items to {out_jsonl}")
 
 
-@main.command()
+class _TrainByDefault(click.Group):
+    """`evalkit finetune TESTSET ...` means `evalkit finetune train TESTSET ...`."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["train", *args]
+        return super().parse_args(ctx, args)
+
+
+@main.group(cls=_TrainByDefault)
+def finetune():
+    """Fine-tune the fine-tuned rung's model: train (default), status, register."""
+
+
+@finetune.command("train")
 @click.argument("testset_dir", type=click.Path(file_okay=False))
 @click.option("--provider", default="local", show_default=True)
 @click.option("--finetune-dir", default="finetunes", show_default=True)
 @click.option("--allow-leakage", is_flag=True)
-def finetune(testset_dir, provider, finetune_dir, allow_leakage):
+@click.option("--model", "base_model", default="gpt-4o-mini-2024-07-18", show_default=True,
+              help="openai: the base model to fine-tune.")
+@click.option("--base-url", default=None, help="openai: an OpenAI-compatible fine-tuning API.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Experiment config (pricing.training_per_mtok).")
+@click.option("--epochs", type=click.IntRange(1, 50), default=None)
+@click.option("--dry-run", is_flag=True, help="openai: validate and estimate, upload nothing.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="openai: also write the training JSONL here (to train elsewhere).")
+@click.option("--poll-interval", type=float, default=30.0, show_default=True)
+def finetune_train(testset_dir, provider, finetune_dir, allow_leakage, base_model, base_url,
+                   config_path, epochs, dry_run, out, poll_interval):
     """Train the fine-tuned rung's model on TESTSET_DIR's train split."""
-    if provider != "local":
-        _fail(f"finetune --provider {provider} is not built yet; only local is available")
+    if provider not in ("local", "openai"):
+        _fail(f"finetune --provider {provider}: known providers are local and openai")
     try:
+        if provider == "openai":
+            record = ft_openai.train(load_testset(testset_dir), finetune_dir,
+                                     base_model=base_model, base_url=base_url,
+                                     config_path=config_path, n_epochs=epochs,
+                                     allow_leakage=allow_leakage, dry_run=dry_run, out=out,
+                                     interval_s=poll_interval, echo=click.echo)
+            if record is not None:
+                _print_finetune(record, finetune_dir)
+            return
         record = ft.train_local(load_testset(testset_dir), finetune_dir,
                                 allow_leakage=allow_leakage)
-    except (TestsetError, ft.LeakageError, ValueError) as exc:
+    except (TestsetError, ft.LeakageError, ValueError, ft_openai.FineTuneError) as exc:
         _fail(str(exc))
     click.echo(f"trained {record.fine_tuned_model} on {record.trained_examples} examples in "
                f"{record.training_time_s:.2f}s (notional ${record.training_cost_usd:.6f}); "
+               f"record: {ft.record_path(Path(finetune_dir), record.name)}")
+
+
+@finetune.command("status")
+@click.argument("name")
+@click.option("--finetune-dir", default="finetunes", show_default=True)
+@click.option("--base-url", default=None, help="Default: the one the record was started with.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
+@click.option("--poll-interval", type=float, default=30.0, show_default=True)
+@click.option("--wait/--no-wait", default=True, help="Follow the job until it ends.")
+def finetune_status(name, finetune_dir, base_url, config_path, poll_interval, wait):
+    """Show (and keep following) the fine-tuning job recorded as finetunes/NAME.json."""
+    try:
+        record = ft_openai.status(finetune_dir, name, base_url=base_url, config_path=config_path,
+                                  interval_s=poll_interval, timeout_s=None if wait else 0.0,
+                                  echo=click.echo)
+    except (ValueError, ft_openai.FineTuneError) as exc:
+        _fail(str(exc))
+    _print_finetune(record, finetune_dir)
+
+
+@finetune.command("register")
+@click.argument("name")
+@click.option("--model", required=True, help="The name the server serves it under.")
+@click.option("--base-url", default=None, help="Its server, if not the run's --base-url.")
+@click.option("--base-model", default="", help="What it was trained from (for the record).")
+@click.option("--gpu-hours", type=float, default=None)
+@click.option("--usd-per-hour", type=float, default=None)
+@click.option("--testset", "testset_dir", type=click.Path(file_okay=False), default=None,
+              help="The test set whose train split it was trained on (records its hash).")
+@click.option("--finetune-dir", default="finetunes", show_default=True)
+def finetune_register(name, model, base_url, base_model, gpu_hours, usd_per_hour, testset_dir,
+                      finetune_dir):
+    """Record a model trained elsewhere (vLLM/Ollama/llama.cpp LoRA) as fine-tune NAME.
+
+    Name it <testset>-openai for `evalkit run --provider openai` to use it."""
+    try:
+        record = ft_openai.register(
+            finetune_dir, name, model=model, base_url=base_url, base_model=base_model,
+            gpu_hours=gpu_hours, usd_per_hour=usd_per_hour,
+            testset=load_testset(testset_dir) if testset_dir else None)
+    except (TestsetError, ft_openai.FineTuneError) as exc:
+        _fail(str(exc))
+    _print_finetune(record, finetune_dir)
+
+
+@main.command()
+@click.argument("testset_dir", type=click.Path(file_okay=False))
+@click.option("--variants", default=",".join(LADDER), show_default=True)
+@click.option("--provider", default="openai", show_default=True)
+@click.option("--base-url", default=None)
+@click.option("--model", default=None)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
+@click.option("--cache-dir", default=".evalkit-cache", show_default=True)
+@click.option("--finetune-dir", default="finetunes", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON.")
+def estimate(testset_dir, variants, provider, base_url, model, config_path, cache_dir,
+             finetune_dir, as_json):
+    """Expected tokens and cost of `evalkit run` on TESTSET_DIR, before any call."""
+    from evalkit.estimate import estimate_run, format_estimate
+    try:
+        est = estimate_run(testset_dir, variants=variants.split(","), provider=provider,
+                           provider_options={"base_url": base_url, "model": model},
+                           config_path=config_path, cache_dir=cache_dir,
+                           finetune_dir=finetune_dir)
+    except (TestsetError, ValueError) as exc:
+        _fail(str(exc))
+    click.echo(json.dumps(est.to_dict(), indent=2) if as_json else format_estimate(est))
+
+
+@main.group()
+def judge():
+    """The LLM judge: grade a run's free-text answers, or check the judge against labels."""
+
+
+def _judge_setup(provider, base_url, model, config_path, rubric_path):
+    from evalkit.config import load_config
+    from evalkit.judge import DEFAULT_RUBRIC
+    from evalkit.providers import get_provider
+    section = load_config(config_path).section("judge")
+    model = model or section.get("model")
+    options = {"base_url": base_url or section.get("base_url"), "model": model}
+    if provider == "openai":
+        from evalkit.providers.openai import options_from_config
+        options = options_from_config(config_path, options)
+    rubric = Path(rubric_path).read_text() if rubric_path else section.get("rubric",
+                                                                           DEFAULT_RUBRIC)
+    return get_provider(provider, **{k: v for k, v in options.items() if v is not None}), \
+        model, rubric
+
+
+_judge_options = [
+    click.option("--provider", default="openai", show_default=True),
+    click.option("--base-url", default=None),
+    click.option("--model", default=None, help="Judge model (else config judge.model)."),
+    click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None),
+    click.option("--rubric", "rubric_path", type=click.Path(dir_okay=False), default=None),
+    click.option("--cache-dir", default=".evalkit-cache", show_default=True),
+    click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 1024)),
+    click.option("--max-cost-usd", type=float, default=None),
+]
+
+
+def _with_judge_options(f):
+    for option in reversed(_judge_options):
+        f = option(f)
+    return f
+
+
+@judge.command("score")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--variants", default=None, help="Only these variants (comma-separated).")
+@_with_judge_options
+def judge_score(run_dir, variants, provider, base_url, model, config_path, rubric_path,
+                cache_dir, concurrency, max_cost_usd):
+    """Grade RUN_DIR's answers with the judge: judge_scores.csv and judge.json."""
+    from evalkit.cache import ResponseCache
+    from evalkit.judge import score_run
+    try:
+        llm, model, rubric = _judge_setup(provider, base_url, model, config_path, rubric_path)
+        cache = ResponseCache(Path(cache_dir) / "responses.sqlite")
+        try:
+            summary = score_run(run_dir, llm, model=model, rubric=rubric, cache=cache,
+                                variants=variants.split(",") if variants else None,
+                                concurrency=concurrency, max_cost_usd=max_cost_usd)
+        finally:
+            cache.close()
+    except (TestsetError, ValueError, OSError) as exc:
+        _fail(str(exc))
+    for name, v in summary["variants"].items():
+        mean = "n/a" if v["mean"] is None else f"{v['mean']:.3f}"
+        click.echo(f"{name:<16} judge {mean}  n={v['n']}  unparseable={v['unparseable']}  "
+                   f"errors={v['errors']}")
+    c = summary["judge_cost"]
+    click.echo(f"judge cost (apart from the variants'): ${c['notional_usd']:.4f} over "
+               f"{c['calls']} calls, {c['input_tokens']} in / {c['output_tokens']} out tokens")
+
+
+@judge.command("check")
+@click.argument("labels", type=click.Path(exists=True, dir_okay=False))
+@click.option("--sample", type=click.IntRange(1), default=None, help="Judge a random sample.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@_with_judge_options
+def judge_check(labels, sample, seed, provider, base_url, model, config_path, rubric_path,
+                cache_dir, concurrency, max_cost_usd):
+    """Agreement of the judge with human LABELS (JSONL): accuracy and Cohen's kappa."""
+    from evalkit.cache import ResponseCache
+    from evalkit.judge import check, load_labels
+    try:
+        cases = load_labels(labels)
+        llm, model, rubric = _judge_setup(provider, base_url, model, config_path, rubric_path)
+        cache = ResponseCache(Path(cache_dir) / "responses.sqlite")
+        try:
+            result = check(cases, llm, model=model, rubric=rubric, cache=cache, sample=sample,
+                           seed=seed, concurrency=concurrency, max_cost_usd=max_cost_usd)
+        finally:
+            cache.close()
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
+    click.echo(f"{result.n} labelled answers: {result.n_scored} judged, "
+               f"{result.n_unparseable} unparseable (NaN), {result.n_errors} failed calls")
+    click.echo(f"accuracy {result.accuracy:.3f}  Cohen's kappa {result.kappa:.3f}")
+    for truth, row in sorted(result.confusion.items()):
+        click.echo(f"  human {truth:<18} judge " + ", ".join(f"{k}: {n}"
+                                                           for k, n in sorted(row.items())))
+    click.echo(f"judge cost: ${result.judge_cost['notional_usd']:.4f}")
+
+
+def _print_finetune(record, finetune_dir) -> None:
+    tokens = f", {record.trained_tokens} trained tokens" if record.trained_tokens else ""
+    click.echo(f"{record.name}: {record.status}, model {record.fine_tuned_model or '-'}"
+               f"{tokens}, training cost ${record.training_cost_usd:.4f}; "
                f"record: {ft.record_path(Path(finetune_dir), record.name)}")
 
 
