@@ -189,6 +189,8 @@ def _usd(x) -> str:
         return "–"
     if x == 0:
         return "$0"
+    if x < 0:
+        return "−" + _usd(-x)
     if abs(x) >= 100:
         return f"${x:,.0f}"
     if abs(x) >= 0.01:
