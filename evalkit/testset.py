@@ -157,7 +157,7 @@ def load_task(path: Path) -> Task:
         if not isinstance(raw.get(section) or {}, dict):
             raise TestsetError(path, "must be a mapping", field=section)
         for key, value in (raw.get(section) or {}).items():
-            low = 0 if key == "chunk_overlap" else 1
+            low = 1 if key == "chunk_size" else 0  # k: 0 is a legal "none" (a broken-RAG probe)
             if key in keys and (type(value) is not int or value < low):
                 raise TestsetError(path, f"must be a whole number >= {low}, got {value!r}",
                                    field=f"{section}.{key}")
