@@ -14,6 +14,7 @@ from evalkit import finetune as ft
 from evalkit import finetune_openai as ft_openai
 from evalkit.analysis import summarize_run, verdict_lines
 from evalkit.experiment import LeakageRefused, RunConfig, run_experiment
+from evalkit.gate_cli import baseline, gate
 from evalkit.importers import from_csv, write_jsonl
 from evalkit.leakage import find_leaks
 from evalkit.testset import TestsetError, load_testset
@@ -412,6 +413,10 @@ def _print_finetune(record, finetune_dir) -> None:
     click.echo(f"{record.name}: {record.status}, model {record.fine_tuned_model or '-'}"
                f"{tokens}, training cost ${record.training_cost_usd:.4f}; "
                f"record: {ft.record_path(Path(finetune_dir), record.name)}")
+
+
+main.add_command(gate)
+main.add_command(baseline)
 
 
 if __name__ == "__main__":
