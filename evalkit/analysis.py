@@ -64,9 +64,12 @@ class RunData:
     specs: dict[str, VariantSpec] = field(default_factory=dict)
     economics: Economics = field(default_factory=Economics)
     notes: list[str] = field(default_factory=list)
+    _by_key: dict[tuple[str, str], pd.Series] | None = field(default=None, init=False,
+                                                              repr=False)
 
     def _table(self) -> dict[tuple[str, str], pd.Series]:
-        if not hasattr(self, "_by_key"):
+        """scores.csv indexed once by (variant, metric) -> values by item id."""
+        if self._by_key is None:
             s = self.scores.astype({"item_id": str, "variant": str, "metric": str})
             s = s.drop_duplicates(["variant", "metric", "item_id"], keep="last")
             self._by_key = {key: g.set_index("item_id")["value"].astype(float)
@@ -271,6 +274,13 @@ def _mean(x: np.ndarray) -> float:
     return float(x.mean()) if len(x) else math.nan
 
 
+def _variant_cost(data: RunData, name: str) -> VariantCost:
+    spec = data.specs.get(name, VariantSpec())
+    return variant_cost(name, _mean(data.values(name, "cost_usd")), data.economics,
+                        fine_tuned=spec.fine_tuned, retrieves=spec.retrieves,
+                        run_setup=data.setup)
+
+
 def summarize_variant(data: RunData, name: str, *, seed: int) -> tuple[dict, VariantCost]:
     clusters = data.cluster_list()
     out: dict[str, Any] = {"metrics": {}}
@@ -282,9 +292,7 @@ def summarize_variant(data: RunData, name: str, *, seed: int) -> tuple[dict, Var
     if mf1 is not None:
         out["metrics"]["macro_f1"] = mf1
     cost_values = data.values(name, "cost_usd")
-    spec = data.specs.get(name, VariantSpec())
-    cost = variant_cost(name, _mean(cost_values), data.economics, fine_tuned=spec.fine_tuned,
-                        retrieves=spec.retrieves, run_setup=data.setup)
+    cost = _variant_cost(data, name)
     latency = data.values(name, "latency_s")
     out["latency"] = {"p50_s": _quantile(latency, 0.5), "p95_s": _quantile(latency, 0.95)}
     out["tokens"] = {"input": _mean(data.values(name, "input_tokens")),
@@ -309,7 +317,8 @@ def _step(data: RunData, a: str, b: str, metric: str, costs: dict[str, VariantCo
     sc = step_cost(costs[a], costs[b], diff.delta, data.economics)
     ci_low, ci_high = clip(diff.ci_low, diff.ci_high, metric, difference=True)
     verdict = decide(StepEvidence(a, b, metric, diff.delta, ci_low, ci_high, diff.n,
-                                  diff.items_needed, sc.delta_tco_usd, sc.usd_per_extra_correct),
+                                  diff.items_needed, sc.delta_tco_usd, sc.usd_per_extra_correct,
+                                  diff.p_value),
                      data.economics)
     return {
         "from": a, "to": b, "metric": metric,
@@ -331,17 +340,22 @@ def compare(data: RunData | Path | str, a: str, b: str, *, metric: str | None = 
     comparison on request is not part of the ladder's family of tests)."""
     if not isinstance(data, RunData):
         data = load_run(data, config_path=config_path)
-    for name in (a, b):
+    _check_variants(data, [(a, b)])
+    costs = {n: _variant_cost(data, n) for n in (a, b)}
+    return _step(data, a, b, metric or data.primary_metric, costs)
+
+
+def _check_variants(data: RunData, pairs: list[tuple[str, str]]) -> None:
+    for name in (n for pair in pairs for n in pair):
         if name not in data.ladder:
             raise ValueError(f"variant {name!r} is not in this run; it has "
                              f"{', '.join(data.ladder)}")
-    costs = {n: summarize_variant(data, n, seed=0)[1] for n in (a, b)}
-    return _step(data, a, b, metric or data.primary_metric, costs)
 
 
 def analyze(data: RunData, *, seed: int = 0,
             comparisons: list[tuple[str, str]] = ()) -> dict[str, Any]:
     """The full summary (schema 2) of one run, as a JSON-ready dict (null for undefined)."""
+    _check_variants(data, list(comparisons))
     variants, costs = {}, {}
     for name in data.ladder:
         variants[name], costs[name] = summarize_variant(data, name, seed=seed)

@@ -8,9 +8,14 @@ interval [lo, hi], delta TCO = TCO_B - TCO_A, V queries a month over H months):
 2. delta TCO < 0 and lo > -margin: **cheaper, no worse** (non-inferior within
    `non_inferiority_margin`, and cheaper).
 3. hi < 0 (a real loss, beyond what rule 2 accepts): **not worth it**.
-4. The interval holds 0. If B costs more than even the interval's high end could be worth
+4. Otherwise (the interval holds 0, or the test does not confirm it). If B costs more than even the interval's high end could be worth
    (delta TCO > hi * V * H * value, which includes hi <= 0), more items cannot change the
    answer: **not worth it**. Otherwise **inconclusive**, with the items that would settle it.
+
+"Real" also needs the step's p-value below 0.05 when there is one. For graded or clustered
+metrics the p-value comes from the same t statistic as the interval, so this adds nothing; for
+0/1 metrics it is McNemar's exact test, which is the safer judge when few items changed (5
+items won and none lost gives a t interval above 0 but an exact p of 0.0625).
 
 Boundaries: "above 0" and "above -margin" are strict; a cost per extra correct answer equal
 to the value earns its cost. Undefined inputs (fewer than two paired items) are inconclusive.
@@ -29,6 +34,7 @@ NOT_WORTH_IT = "not worth it"
 INCONCLUSIVE = "inconclusive"
 VERDICTS = (EARNS, CHEAPER_NO_WORSE, NOT_WORTH_IT, INCONCLUSIVE)
 
+ALPHA = 0.05
 MINUS = "\u2212"
 ARROW = "\u2192"
 
@@ -47,6 +53,7 @@ class StepEvidence:
     items_needed: int | None
     delta_tco_usd: float
     usd_per_extra_correct: float | None
+    p_value: float = math.nan  # NaN: no test beyond the interval
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,8 @@ def decide(ev: StepEvidence, econ: Economics) -> Verdict:
         return out(INCONCLUSIVE, "too few items scored by both variants for an interval")
     if math.isnan(d_tco):
         return out(INCONCLUSIVE, "the cost of one of the variants is unknown")
-    if ev.ci_low > 0:
+    tested = math.isnan(ev.p_value) or ev.p_value < ALPHA
+    if ev.ci_low > 0 and tested:
         if d_tco <= 0:
             return out(EARNS, f"better, and {usd(-d_tco)} cheaper {horizon}" if d_tco < 0
                        else "better at no extra cost")
@@ -84,7 +92,7 @@ def decide(ev: StepEvidence, econ: Economics) -> Verdict:
     if d_tco < 0 and ev.ci_low > -margin:
         return out(CHEAPER_NO_WORSE, f"saves {usd(-d_tco)} {horizon}, and the interval's low "
                                      f"end is above the {pts(-margin)}-pt margin")
-    if ev.ci_high < 0:
+    if ev.ci_high < 0 and tested:
         if d_tco > 0:
             return out(NOT_WORTH_IT, f"worse, and costs {usd(d_tco)} more {horizon}")
         if d_tco < 0:

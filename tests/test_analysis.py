@@ -277,3 +277,10 @@ def test_old_run_json_falls_back_to_the_test_set(intents_run, tmp_path):
     fresh = _strict_json(intents_run / "summary.json")
     assert [st["verdict"] for st in s["steps"]] == [st["verdict"] for st in fresh["steps"]]
     assert not math.isnan(s["steps"][0]["delta"])
+
+
+@pytest.mark.parametrize("arg,message", [("rag", "two variant names"),
+                                         ("rag,gpt-9", "'gpt-9' is not in this run")])
+def test_summarize_rejects_a_bad_comparison(intents_run, arg, message):
+    result = CliRunner().invoke(main, ["summarize", str(intents_run), "--compare", arg])
+    assert result.exit_code == 2 and message in result.output

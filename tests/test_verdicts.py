@@ -170,3 +170,34 @@ def test_dollars(x, text):
 @pytest.mark.parametrize("n,text", [(7, "7"), (65, "65"), (1378, "1,400"), (123456, "120,000")])
 def test_about(n, text):
     assert about(n) == text
+
+
+# ---- the interval and the exact test must agree before a gain or loss is real --------------
+
+def _with_p(delta, low, high, d_tco, p, needed=500):
+    e = ev(delta, low, high, d_tco, needed=needed)
+    return decide(StepEvidence(**{**e.__dict__, "p_value": p}), ECON).verdict
+
+
+def test_a_gain_the_exact_test_does_not_confirm_is_not_real():
+    assert _with_p(0.04, 0.01, 0.07, 120.0, p=0.049) == EARNS
+    assert _with_p(0.04, 0.01, 0.07, 120.0, p=0.05) == INCONCLUSIVE
+    # a cheaper step whose loss is not confirmed stays open ...
+    assert _with_p(-0.05, -0.08, -0.02, -40.0, p=0.2) == INCONCLUSIVE
+    assert _with_p(-0.05, -0.08, -0.02, -40.0, p=0.01) == NOT_WORTH_IT
+    # ... while a dearer one is not worth it either way: no gain in the interval pays for it
+    assert _with_p(-0.05, -0.08, -0.02, 40.0, p=0.2) == NOT_WORTH_IT
+
+
+def test_five_wins_and_no_losses_is_not_yet_a_gain():
+    """392 items, 5 won by B and none lost: the t interval clears 0, McNemar's p is 0.0625."""
+    from evalkit.stats import paired_difference
+
+    a = [0] * 5 + [1] * 300 + [0] * 87
+    b = [1] * 5 + [1] * 300 + [0] * 87
+    diff = paired_difference(a, b)
+    assert diff.ci_low > 0 and diff.p_value == pytest.approx(0.0625)
+    evidence = StepEvidence("rag", "fine-tuned", "accuracy", diff.delta, diff.ci_low,
+                            diff.ci_high, diff.n, diff.items_needed, 10.0,
+                            10.0 / (diff.delta * EXTRA_PER_UNIT), diff.p_value)
+    assert decide(evidence, ECON).verdict == INCONCLUSIVE
