@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install eval test lint bench clean
+.PHONY: install eval test lint bench clean gate baseline
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,19 @@ TESTSETS := $(patsubst %/task.yaml,%,$(wildcard testsets/*/task.yaml))
 eval: $(STAMP)
 	$(VENV)/bin/evalkit run $(TESTSETS)
 	@for t in $(notdir $(TESTSETS)); do $(VENV)/bin/evalkit report reports/latest-$$t; done
+
+## Gate the bundled ladders against the committed baselines (exit 1 regression, 2 usage error).
+## Local-provider latency is CPU time on whatever machine runs it, hence the wide latency slack.
+BASELINE := baselines/bundled.json
+LATEST := $(addprefix reports/latest-,$(notdir $(TESTSETS)))
+
+gate: eval
+	$(VENV)/bin/evalkit gate $(LATEST) --baseline $(BASELINE) \
+		--max-latency-increase 2 --latency-slack-s 0.1 --junit reports/gate-junit.xml
+
+## Re-record the bundled baselines on purpose (commit the diff with the reason).
+baseline: eval
+	$(VENV)/bin/evalkit baseline update $(LATEST) --to $(BASELINE)
 
 test: $(STAMP)
 	$(PY) -m pytest

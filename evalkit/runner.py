@@ -49,7 +49,8 @@ async def run_jobs(jobs: Iterable[Job], *, total: int, provider: Provider,
                    max_cost_usd: float | None = None, progress: bool = True) -> RunStats:
     stats = RunStats()
     it = iter(jobs)
-    bar = tqdm(total=total, disable=not progress, unit="item", leave=False)
+    # disable=None: tqdm draws only on a terminal, so CI logs are not flooded
+    bar = tqdm(total=total, disable=None if progress else True, unit="item", leave=False)
     max_call_cost = 0.0
     reserved = 0.0  # expected cost of the calls in flight
     estimate = getattr(provider, "estimate_cost", None)  # optional: a per-request cost guess
