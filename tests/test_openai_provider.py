@@ -270,3 +270,10 @@ def test_first_call_latency_is_measured():
         t0 = time.perf_counter()
         c = asyncio.run(provider.complete(Request("qa", "Answer.", "take your time")))
     assert 0.2 <= c.latency_s <= time.perf_counter() - t0
+
+
+def test_unknown_provider_option_in_the_config_names_the_field(tmp_path):
+    config = _config(tmp_path, "provider: {temprature: 0.2}\n")
+    result = cli("run", INTENTS, "--provider", "openai", "--base-url", "http://127.0.0.1:9/v1",
+                 "--variants", "prompt-only", "--config", config, *_dirs(tmp_path), ok=False)
+    assert result.exit_code == 2 and "field 'provider.temprature'" in result.output

@@ -262,6 +262,13 @@ def options_from_config(config_path: str | None, cli_options: Mapping[str, Any],
             raise ConfigError(cfg.path, "keys never go in files; set the environment variable "
                               "named by provider.api_key_env (default OPENAI_API_KEY)",
                               field=f"provider.{secret}")
+    import inspect
+
+    known = set(inspect.signature(OpenAIProvider.__init__).parameters) - {"self", "pricing"}
+    for name in section:
+        if name not in known:
+            raise ConfigError(cfg.path, f"unknown option; known: {', '.join(sorted(known))}, "
+                              f"{', '.join(RETRIEVAL_KEYS)}", field=f"provider.{name}")
     opts = {**section, **{k: v for k, v in cli_options.items() if v is not None}}
     opts["pricing"] = PriceBook.from_section(cfg.section("pricing"), path=cfg.path)
     if fine_tune and fine_tune.get("base_url") and fine_tune.get("fine_tuned_model"):
