@@ -121,7 +121,8 @@ def train_local(testset: Testset, finetune_dir: Path | str, *, name: str | None 
     record = FineTuneRecord(
         name=name, provider="local", base_model="local-tfidf",
         # the train hash in the id makes a retrained model a new model for the response cache
-        fine_tuned_model=f"{LOCAL_MODEL_PREFIX}{name}@{train_hash(testset)[:12]}", status="succeeded",
+        fine_tuned_model=f"{LOCAL_MODEL_PREFIX}{name}@{train_hash(testset)[:12]}",
+        status="succeeded",
         train_hash=train_hash(testset), trained_examples=len(inputs),
         training_time_s=round(elapsed, 4),
         training_cost_usd=elapsed * LOCAL_USD_PER_HOUR / 3600.0,

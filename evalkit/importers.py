@@ -28,7 +28,8 @@ def from_csv(path: Path | str, *, text_column: str = "text", label_column: str =
         items = []
         for row in reader:
             line = reader.line_num
-            text, label = (row.get(text_column) or "").strip(), (row.get(label_column) or "").strip()
+            text = (row.get(text_column) or "").strip()
+            label = (row.get(label_column) or "").strip()
             if not text:
                 raise TestsetError(path, "empty value", line=line, field=text_column)
             if not label:

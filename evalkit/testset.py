@@ -139,7 +139,8 @@ def load_task(path: Path) -> Task:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        raise TestsetError(path, f"invalid YAML: {exc}", line=None if line is None else line + 1)
+        raise TestsetError(path, f"invalid YAML: {exc}",
+                           line=None if line is None else line + 1) from exc
     if not isinstance(raw, dict):
         raise TestsetError(path, "task.yaml must be a mapping")
     for key in ("name", "type", "instructions"):
@@ -211,7 +212,8 @@ def parse_item(line: str, *, path: Path, lineno: int, labels: set[str] | None) -
     try:
         raw = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise TestsetError(path, f"malformed JSON: {exc.msg} (column {exc.colno})", line=lineno)
+        raise TestsetError(path, f"malformed JSON: {exc.msg} (column {exc.colno})",
+                           line=lineno) from exc
     if not isinstance(raw, dict):
         raise TestsetError(path, "each line must be a JSON object", line=lineno)
     for key in ("id", "input", "expected"):

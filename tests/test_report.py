@@ -1,4 +1,4 @@
-"""The HTML report: built from the run folder alone, self-contained, escaped, and usable in Chromium."""
+"""The HTML report: built from the run folder alone, self-contained, escaped, usable in Chromium."""
 
 from __future__ import annotations
 

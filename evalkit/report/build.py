@@ -106,7 +106,8 @@ def _charts(summary: dict, ladder: list[str], primary: str, steps: list[dict]) -
     econ = summary.get("economics") or {}
     if all("setup_usd" in c for c in cost):
         out["tco"] = charts.tco_vs_volume(
-            ladder, [c.get("setup_usd") for c in cost], [c.get("fixed_monthly_usd", 0) for c in cost],
+            ladder, [c.get("setup_usd") for c in cost],
+            [c.get("fixed_monthly_usd", 0) for c in cost],
             [c.get("per_query_usd") for c in cost],
             horizon_months=float(econ.get("horizon_months", 12)),
             break_evens=[(f"{s['from']}→{s['to']}", s.get("break_even_queries_per_month"))
@@ -167,7 +168,8 @@ def _explorer_json(items: list[dict], preds, scores: pd.DataFrame, ladder: list[
                          else round(float(s), 4)])
         expected = it["expected"]
         rows.append({"id": it["id"], "in": it["input"],
-                     "exp": expected if isinstance(expected, str) else " | ".join(map(str, expected)),
+                     "exp": (expected if isinstance(expected, str)
+                             else " | ".join(map(str, expected))),
                      "grp": it.get("cluster") or (expected if isinstance(expected, str) else ""),
                      "o": outs})
     data = json.dumps({"variants": ladder, "metric": primary, "items": rows},
