@@ -15,6 +15,7 @@ from evalkit.report import render_report
 from evalkit.testset import load_testset
 
 FIXTURES = Path(__file__).parent / "fixtures"
+BUNDLED = Path(__file__).parent.parent / "testsets"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 OUTPUT = Path(__file__).parent.parent / "test-output"
 
@@ -75,9 +76,12 @@ def _browser():
     return sync_api
 
 
-def test_report_in_headless_chromium(tmp_path):
+def test_report_of_a_bundled_run_in_headless_chromium(tmp_path):
+    """The bundled policy-qa ladder's report, with hostile outputs planted, in a real browser."""
     sync_api = _browser()
-    run_dir = _run(tmp_path)
+    cfg = RunConfig(testset=str(BUNDLED / "policy-qa"), reports_dir=str(tmp_path / "reports"),
+                    cache_dir=str(tmp_path / "cache"), finetune_dir=str(tmp_path / "ft"))
+    run_dir = run_experiment(cfg, progress=False).run_dir
     _plant(run_dir)
     path = render_report(run_dir)
     OUTPUT.mkdir(exist_ok=True)
@@ -92,19 +96,23 @@ def test_report_in_headless_chromium(tmp_path):
 
         assert problems == []
         assert page.evaluate("typeof window.__pwned") == "undefined", "planted script ran"
-        assert page.locator("#charts svg").count() >= 1
-        assert page.locator("#verdicts li").count() >= 1
-        total = page.locator("#items .item").count()
-        assert total == 8
-        # the planted strings show as text
-        assert page.get_by_text("<script>window.__pwned = 1</script>").count() == 1
-        assert page.get_by_text("{{ 7 * 7 }} {% raw %}").count() == 1
-        # a filter narrows the list: items where variants disagree (the planted answers are wrong)
+        assert page.locator("#charts svg").count() == 3  # quality/cost, TCO, step deltas
+        verdicts = page.locator("#verdicts li.verdict")
+        assert verdicts.count() == 4  # one sentence per step of the five-rung ladder
+        assert "few-shot → rag" in page.locator("#verdicts").inner_text()
+        assert page.locator("#count").inner_text() == "320 of 320 items"
+        assert page.locator("#items .item").count() == 50  # paginated
+        # a filter narrows the list
         page.select_option("#filter", "disagree")
-        narrowed = page.locator("#items .item").count()
-        assert 0 < narrowed < total
-        page.fill("#search", "te-0")
-        assert page.locator("#items .item").count() <= narrowed
+        narrowed = int(page.locator("#count").inner_text().split()[0])
+        assert 0 < narrowed < 320
+        page.select_option("#filter", "all")
+        # the planted strings show as text, found by the free-text search
+        page.fill("#search", "window.__pwned = 1")
+        assert page.locator("#count").inner_text() == "1 of 320 items"
+        assert page.get_by_text("<script>window.__pwned = 1</script>").count() == 1
+        page.fill("#search", "{{ 7 * 7 }}")
+        assert page.get_by_text("{{ 7 * 7 }} {% raw %}").count() == 1
         page.fill("#search", "no item says this 1234")
         assert page.locator("#items .item").count() == 0
         browser.close()
