@@ -8,9 +8,10 @@ interval [lo, hi], delta TCO = TCO_B - TCO_A, V queries a month over H months):
 2. delta TCO < 0 and lo > -margin: **cheaper, no worse** (non-inferior within
    `non_inferiority_margin`, and cheaper).
 3. hi < 0 (a real loss, beyond what rule 2 accepts): **not worth it**.
-4. Otherwise (the interval holds 0, or the test does not confirm it). If B costs more than even the interval's high end could be worth
-   (delta TCO > hi * V * H * value, which includes hi <= 0), more items cannot change the
-   answer: **not worth it**. Otherwise **inconclusive**, with the items that would settle it.
+4. Otherwise (the interval holds 0, or the test does not confirm it): if B costs more than
+   even the interval's high end could be worth (delta TCO > hi * V * H * value, which
+   includes hi <= 0), more items cannot change the answer: **not worth it**. Otherwise
+   **inconclusive**, with the items that would settle it.
 
 "Real" also needs the step's p-value below 0.05 when there is one. For graded or clustered
 metrics the p-value comes from the same t statistic as the interval, so this adds nothing; for
