@@ -89,6 +89,15 @@ class QAMemory:
         return self.answers[i], float(sims[i])
 
 
+def refuse_leakage(testset: Testset) -> None:
+    """Raise LeakageError if any test item is (nearly) a training example."""
+    leaks = find_leaks(testset.test, testset.train)
+    if leaks:
+        raise LeakageError(f"{len(leaks)} test items leak into the training data, e.g. "
+                           f"{leaks[0].test_id} ~ {leaks[0].train_id} "
+                           f"(cosine {leaks[0].similarity:.2f}); refusing to fine-tune")
+
+
 def train_local(testset: Testset, finetune_dir: Path | str, *, name: str | None = None,
                 allow_leakage: bool = False) -> FineTuneRecord:
     """Train the local model on the train split, save artifact + record, return the record."""
@@ -96,11 +105,8 @@ def train_local(testset: Testset, finetune_dir: Path | str, *, name: str | None 
     name = name or default_name(testset, "local")
     if not testset.train:
         raise ValueError(f"{testset.path}: cannot fine-tune without train.jsonl")
-    leaks = find_leaks(testset.test, testset.train)
-    if leaks and not allow_leakage:
-        raise LeakageError(f"{len(leaks)} test items leak into the training data, e.g. "
-                           f"{leaks[0].test_id} ~ {leaks[0].train_id} "
-                           f"(cosine {leaks[0].similarity:.2f}); refusing to train")
+    if not allow_leakage:
+        refuse_leakage(testset)
     start = time.perf_counter()
     inputs = [it.input for it in testset.train]
     if testset.task.type == "classification":

@@ -33,13 +33,12 @@ from typing import Any
 
 from evalkit.finetune import (
     FineTuneRecord,
-    LeakageError,
     default_name,
     load_record,
+    refuse_leakage,
     save_record,
     train_hash,
 )
-from evalkit.leakage import find_leaks
 from evalkit.pricing import PriceBook
 from evalkit.providers.openai import NO_KEY_PLACEHOLDER, approx_tokens, redact_url
 from evalkit.testset import Testset
@@ -106,11 +105,8 @@ def prepare(testset: Testset, *, base_model: str, prices: PriceBook,
     where = str(Path(testset.path) / "train.jsonl")
     if not testset.train:
         raise FineTuneError(f"{where}: no train split to fine-tune on")
-    leaks = find_leaks(testset.test, testset.train)
-    if leaks and not allow_leakage:
-        raise LeakageError(f"{len(leaks)} test items leak into the training data, e.g. "
-                           f"{leaks[0].test_id} ~ {leaks[0].train_id} "
-                           f"(cosine {leaks[0].similarity:.2f}); refusing to fine-tune")
+    if not allow_leakage:
+        refuse_leakage(testset)
     lines = build_lines(testset)
     validate(lines, where)
     tokens = sum(approx_tokens(line["messages"]) for line in lines)

@@ -252,7 +252,7 @@ def test_finetune_refuses_leaking_data(copy_fixture, tmp_path):
     ts = load_testset(root)
     with pytest.raises(LeakageError, match=r"te-09 ~ tr-12") as info:
         train_local(ts, tmp_path / "ft")
-    assert "refusing to train" in str(info.value)
+    assert "refusing to fine-tune" in str(info.value)
     assert not (tmp_path / "ft").exists()
     record = train_local(ts, tmp_path / "ft", allow_leakage=True)
     assert (tmp_path / "ft" / f"{record.name}.pkl").is_file()
@@ -272,4 +272,4 @@ def test_finetune_cli_trains_and_refuses_leaks(copy_fixture, tmp_path):
                                        "input": "Clicking save throws error 500 every time!"})
     refused = CliRunner().invoke(main, ["finetune", "--finetune-dir", str(ft_dir), str(root)])
     assert refused.exit_code == 2
-    assert "te-09 ~ tr-12" in refused.output and "refusing to train" in refused.output
+    assert "te-09 ~ tr-12" in refused.output and "refusing to fine-tune" in refused.output
