@@ -77,7 +77,13 @@ def run_experiment(config: RunConfig, *, resume: str | None = None,
                             for p in leaks[:20])
         raise LeakageRefused(f"{testset.path}: {len(leaks)} test items leak into train:\n"
                              f"{listing}\nfix the split, or pass --allow-leakage")
-    if not resume:
+    if resume:
+        recorded = json.loads((run_dir / "run.json").read_text())["testset"]["hash"]
+        if recorded != testset.hash:
+            raise ValueError(f"{run_dir / 'run.json'}: field 'testset.hash': the test set in "
+                             f"{testset.path} changed since this run started; resuming would "
+                             f"mix answers to two versions of it. Start a new run instead.")
+    else:
         run_dir = _new_run_dir(Path(config.reports_dir), testset.name)
 
     variants = [default_variant(name, testset) for name in config.variants]

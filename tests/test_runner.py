@@ -29,6 +29,7 @@ from evalkit.request import Request
 from evalkit.runner import Job, run_jobs
 from evalkit.testset import Item, load_testset
 
+FIXTURES_DIR = Path(__file__).parent / "fixtures"
 FAIL_INPUT = "password reset link never shows up and I cannot sign in"  # te-03
 
 
@@ -197,6 +198,22 @@ def test_resume_retries_only_errors_and_unfinished_items(intents_dir, run_dirs,
     assert len(final) == 16 and not any(p.error_class for p in final)
     summary = json.loads((first.run_dir / "summary.json").read_text())
     assert summary["variants"]["prompt-only"]["calls"]["errors"] == 0
+
+
+def test_resume_refuses_a_test_set_that_changed_since_the_run(tmp_path, run_dirs,
+                                                             fake_provider_factory):
+    import shutil
+
+    copy = tmp_path / "tiny-intents"
+    shutil.copytree(FIXTURES_DIR / "tiny-intents", copy)
+    fake_provider_factory(fail_inputs=[FAIL_INPUT])
+    first = run_experiment(_config(copy, run_dirs), progress=False)
+    with (copy / "test.jsonl").open("a") as fh:
+        fh.write(json.dumps({"id": "te-99", "input": "a new message", "expected": "bug"}) + "\n")
+    retry = fake_provider_factory()
+    with pytest.raises(ValueError, match=r"run\.json: field 'testset\.hash': .* changed"):
+        run_experiment(_config(copy, run_dirs), resume=first.run_dir.name, progress=False)
+    assert retry.calls == []
 
 
 def test_journal_ignores_and_repairs_a_torn_last_line(tmp_path):
