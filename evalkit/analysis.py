@@ -311,14 +311,27 @@ def summarize_variant(data: RunData, name: str, *, seed: int) -> tuple[dict, Var
 
 # ---- steps -----------------------------------------------------------------------------------
 
+def _judged(data: RunData, variant: str, metric: str) -> tuple[np.ndarray, int]:
+    """A variant's values for judging a step: a failed call counts as a wrong answer (0).
+
+    Per-variant means leave failed items out (NaN, counted in n_nan); a step must not, or a
+    rung that fails on every hard item would look better than the rung below it.
+    """
+    values = data.values(variant, metric).copy()
+    failed = {p.item_id for p in data.predictions if p.variant == variant and p.error_class}
+    rows = [i for i, item in enumerate(data.item_ids) if item in failed and np.isnan(values[i])]
+    values[rows] = 0.0
+    return values, len(rows)
+
+
 def _step(data: RunData, a: str, b: str, metric: str, costs: dict[str, VariantCost]) -> dict:
-    diff = stats.paired_difference(data.values(a, metric), data.values(b, metric),
-                                   clusters=data.cluster_list())
+    (va, fa), (vb, fb) = _judged(data, a, metric), _judged(data, b, metric)
+    diff = stats.paired_difference(va, vb, clusters=data.cluster_list())
     sc = step_cost(costs[a], costs[b], diff.delta, data.economics)
     ci_low, ci_high = clip(diff.ci_low, diff.ci_high, metric, difference=True)
     verdict = decide(StepEvidence(a, b, metric, diff.delta, ci_low, ci_high, diff.n,
                                   diff.items_needed, sc.delta_tco_usd, sc.usd_per_extra_correct,
-                                  diff.p_value),
+                                  diff.p_value, n_failed=fa + fb),
                      data.economics)
     return {
         "from": a, "to": b, "metric": metric,
@@ -327,7 +340,8 @@ def _step(data: RunData, a: str, b: str, metric: str, costs: dict[str, VariantCo
         "delta_tco_usd": sc.delta_tco_usd, "usd_per_extra_correct": sc.usd_per_extra_correct,
         "break_even_queries_per_month": sc.break_even_queries_per_month,
         "verdict": verdict.verdict, "reason": verdict.reason,
-        "se": diff.se, "n": diff.n, "n_excluded": diff.n_excluded, "p_method": diff.p_method,
+        "se": diff.se, "n": diff.n, "n_excluded": diff.n_excluded, "n_failed": fa + fb,
+        "p_method": diff.p_method,
         "n_clusters": diff.n_clusters,
         "discordant": None if diff.discordant is None else
         {"from_only_correct": diff.discordant[0], "to_only_correct": diff.discordant[1]},

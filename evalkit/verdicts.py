@@ -55,6 +55,7 @@ class StepEvidence:
     delta_tco_usd: float
     usd_per_extra_correct: float | None
     p_value: float = math.nan  # NaN: no test beyond the interval
+    n_failed: int = 0  # items where a call failed, counted as wrong answers
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ class Verdict:
 def decide(ev: StepEvidence, econ: Economics) -> Verdict:
     """Apply the rules in the module docstring; the reason is one sentence with the numbers."""
     head = (f"{ev.from_variant} {ARROW} {ev.to_variant}: {pts(ev.delta)} pts {ev.metric} "
-            f"[{pts(ev.ci_low)}, {pts(ev.ci_high)}] on {ev.n:,} items")
+            f"[{pts(ev.ci_low)}, {pts(ev.ci_high)}] on {ev.n:,} items"
+            + (f" ({ev.n_failed:,} failed calls counted as wrong)" if ev.n_failed else ""))
     horizon = (f"over {econ.horizon_months:g} months at {econ.queries_per_month:,.0f} "
                f"queries/month")
     d_tco, value = ev.delta_tco_usd, econ.value_per_correct_usd

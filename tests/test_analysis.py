@@ -187,7 +187,37 @@ def test_failed_calls_are_counted_never_averaged(intents_dir, run_dirs, fake_pro
     got = s["variants"]["prompt-only"]["metrics"]["accuracy"]
     assert got["n_nan"] == 2 and got["n"] == 6
     assert got["mean"] == pytest.approx(acc.dropna().mean())
-    assert s["steps"][0]["n"] == 6 and s["steps"][0]["n_excluded"] == 2
+    # a step judges every item: the 2 failed calls on each side count as wrong answers
+    step = s["steps"][0]
+    assert step["n"] == 8 and step["n_excluded"] == 0 and step["n_failed"] == 4
+    assert "(4 failed calls counted as wrong)" in step["reason"]
+
+
+def test_a_rung_that_fails_on_hard_items_does_not_look_better():
+    """On its successes alone the upper rung gains 50 points (0.5 -> 1.0 on items 0-19); it
+    fails on items 20-39, where the lower rung gets half right. Counted as wrong answers, the
+    failures cancel the gain: both rungs get 20 of 40."""
+    from evalkit.journal import Prediction
+
+    ids = [f"i{k}" for k in range(40)]
+    lower = ([1.0] * 10 + [0.0] * 10) * 2  # half right in each half
+    rows = [("r", "a", i, "accuracy", v) for i, v in zip(ids, lower)]
+    rows += [("r", "b", i, "accuracy", 1.0) for i in ids[:20]]  # b fails on the second half
+    rows += [("r", v, i, "cost_usd", 0.001) for v in "ab" for i in ids]
+    preds = [Prediction("a", i, "x") for i in ids]
+    preds += [Prediction("b", i, "x") for i in ids[:20]]
+    preds += [Prediction("b", i, None, error_class="APITimeoutError", error="t") for i in ids[20:]]
+    data = analysis.RunData(run_id="r", testset="t", task_type="classification",
+                            primary_metric="accuracy", ladder=["a", "b"],
+                            scores=pd.DataFrame(rows, columns=["run", "variant", "item_id",
+                                                               "metric", "value"]),
+                            item_ids=ids, predictions=preds)
+    summary = analysis.analyze(data)
+    assert summary["variants"]["b"]["metrics"]["accuracy"]["mean"] == 1.0  # over its successes
+    assert summary["variants"]["b"]["metrics"]["accuracy"]["n_nan"] == 20
+    step = summary["steps"][0]
+    assert step["delta"] == 0.0 and step["n"] == 40 and step["n_failed"] == 20
+    assert step["verdict"] != "earns its cost"
 
 
 def test_bad_economics_fails_before_any_call(intents_dir, run_dirs, fake_provider_factory,
