@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import re
+
 import yaml
 
 KNOWN_SECTIONS = ("economics", "gate", "pricing", "provider", "judge")
@@ -54,4 +56,30 @@ def load_config(path: Path | str | None) -> ExperimentConfig:
     if unknown:
         raise ConfigError(path, f"unknown section(s); known: {', '.join(KNOWN_SECTIONS)}",
                           field=unknown[0])
+    refuse_secrets(raw, path)
     return ExperimentConfig(path, raw)
+
+
+# Names that hold credentials. The config is copied into run.json and the HTML report, so a
+# key written here would reach disk and every reader of a CI artifact.
+_SECRET_NAME = re.compile(r"^(api[_-]?key|key|secret|\w+[_-]secret|token|access[_-]?token|"
+                          r"auth[_-]?token|bearer|password|authorization)$", re.IGNORECASE)
+_SECRET_VALUE = re.compile(r"^(sk-|Bearer\s)\S{8,}")
+
+
+def refuse_secrets(node: Any, path: Path | None, where: str = "") -> None:
+    """Raise ConfigError at the first credential-looking key or value anywhere in the config."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            field_name = f"{where}.{k}" if where else str(k)
+            if _SECRET_NAME.match(str(k)):
+                raise ConfigError(path, "credentials never go in the config (it is copied into "
+                                  "run.json and the report); set OPENAI_API_KEY or the "
+                                  "variable your provider reads", field=field_name)
+            refuse_secrets(v, path, field_name)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            refuse_secrets(v, path, f"{where}[{i}]")
+    elif isinstance(node, str) and _SECRET_VALUE.match(node.strip()):
+        raise ConfigError(path, "this value looks like a credential; credentials never go in "
+                          "the config", field=where)
