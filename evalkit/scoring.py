@@ -19,10 +19,17 @@ SCORE_COLUMNS = ["run", "variant", "item_id", "metric", "value"]
 COST_METRICS = ("latency_s", "input_tokens", "output_tokens", "cost_usd")
 
 
+_TEXT_METRICS = {"exact_match": metrics.exact_match, "token_f1": metrics.token_f1,
+                 "contains": metrics.contains}
+
+
 def quality_metrics(task: Task) -> tuple[str, ...]:
+    """The per-item quality metrics task.yaml asks for: the primary, then the secondary ones."""
     if task.type == "classification":
         return ("accuracy",)
-    return ("exact_match", "token_f1", "contains")
+    declared = tuple(m for m in (task.primary_metric, *task.secondary_metrics)
+                     if m in _TEXT_METRICS)
+    return declared or tuple(_TEXT_METRICS)  # a Task built in code without metric names
 
 
 def score_item(task: Task, item: Item, pred: Prediction) -> dict[str, float]:
@@ -32,10 +39,8 @@ def score_item(task: Task, item: Item, pred: Prediction) -> dict[str, float]:
         label = metrics.parse_label(pred.output, list(task.labels)) if ok else None
         out["accuracy"] = float(label == item.expected) if ok else math.nan
     else:
-        refs = item.references
-        out["exact_match"] = metrics.exact_match(pred.output, refs) if ok else math.nan
-        out["token_f1"] = metrics.token_f1(pred.output, refs) if ok else math.nan
-        out["contains"] = metrics.contains(pred.output, refs) if ok else math.nan
+        for name in quality_metrics(task):
+            out[name] = _TEXT_METRICS[name](pred.output, item.references) if ok else math.nan
     if pred.retrieved and item.doc_ids:
         out["recall_at_k"] = metrics.recall_at_k(pred.retrieved, item.doc_ids)
         out["mrr"] = metrics.mrr(pred.retrieved, item.doc_ids)

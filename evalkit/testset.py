@@ -162,21 +162,51 @@ def load_task(path: Path) -> Task:
             if key in keys and (type(value) is not int or value < low):
                 raise TestsetError(path, f"must be a whole number >= {low}, got {value!r}",
                                    field=f"{section}.{key}")
-    metrics = raw.get("metrics") or {}
+    primary, secondary = _metric_names(path, raw["type"], raw.get("metrics") or {})
     corpus = raw.get("corpus") or {}
-    default_primary = "accuracy" if raw["type"] == "classification" else "token_f1"
     return Task(
         name=str(raw["name"]),
         type=raw["type"],
         instructions=str(raw["instructions"]),
         labels={str(k): str(v) for k, v in labels.items()},
-        primary_metric=metrics.get("primary", default_primary),
-        secondary_metrics=tuple(metrics.get("secondary", ())),
+        primary_metric=primary,
+        secondary_metrics=secondary,
         corpus=CorpusSettings(**{k: int(v) for k, v in corpus.items()
                                  if k in ("chunk_size", "chunk_overlap", "k")}),
         few_shot_k=int((raw.get("few_shot") or {}).get("k", 4)),
         json_schema=raw.get("json_schema"),
     )
+
+
+# Per task type: the metrics an item can be scored on (the first is the default primary), and
+# the run-level ones that may be secondary only (macro-F1 is not a mean over items).
+ITEM_METRICS = {"classification": ("accuracy",), "qa": ("token_f1", "exact_match", "contains")}
+RUN_METRICS = {"classification": ("macro_f1",), "qa": ()}
+
+
+def _metric_names(path: Path, task_type: str, metrics: Any) -> tuple[str, tuple[str, ...]]:
+    """`metrics.primary` and `metrics.secondary`, checked against what the task type scores."""
+    if not isinstance(metrics, dict):
+        raise TestsetError(path, "must be a mapping with 'primary' and 'secondary'",
+                           field="metrics")
+    item_level = ITEM_METRICS.get(task_type, ())
+    if not item_level:
+        return metrics.get("primary", ""), tuple(metrics.get("secondary") or ())
+    primary = metrics.get("primary", item_level[0])
+    if primary not in item_level:
+        raise TestsetError(path, f"{primary!r} cannot be the primary metric of a {task_type} "
+                           f"task; choose one of {', '.join(item_level)}",
+                           field="metrics.primary")
+    allowed = (*item_level, *RUN_METRICS[task_type])
+    secondary = metrics.get("secondary",
+                            [m for m in allowed if m != primary])
+    if not isinstance(secondary, list) or not all(isinstance(m, str) for m in secondary):
+        raise TestsetError(path, "must be a list of metric names", field="metrics.secondary")
+    unknown = [m for m in secondary if m not in allowed]
+    if unknown:
+        raise TestsetError(path, f"unknown metric {unknown[0]!r} for a {task_type} task; "
+                           f"known: {', '.join(allowed)}", field="metrics.secondary")
+    return primary, tuple(m for m in secondary if m != primary)
 
 
 def load_items(path: Path, *, labels: set[str] | None = None,
@@ -221,12 +251,19 @@ def parse_item(line: str, *, path: Path, lineno: int, labels: set[str] | None) -
             raise TestsetError(path, "missing required field", line=lineno, field=key)
     if not isinstance(raw["input"], str):
         raise TestsetError(path, "must be a string", line=lineno, field="input")
+    if labels is not None and not isinstance(raw["expected"], str):
+        raise TestsetError(path, "must be one label (a string)", line=lineno, field="expected")
+    if labels is None and not isinstance(raw["expected"], (str, int, float, list)):
+        raise TestsetError(path, "must be a string or a list of acceptable answers",
+                           line=lineno, field="expected")
     if labels is not None and raw["expected"] not in labels:
         raise TestsetError(path, f"unknown label {raw['expected']!r}; task.yaml defines "
                            f"{', '.join(sorted(labels))}", line=lineno, field="expected")
     doc_ids = raw.get("doc_ids") or []
     if not isinstance(doc_ids, list):
         raise TestsetError(path, "must be a list of doc ids", line=lineno, field="doc_ids")
+    if not isinstance(raw.get("metadata") or {}, dict):
+        raise TestsetError(path, "must be a JSON object", line=lineno, field="metadata")
     return Item(
         id=str(raw["id"]),
         input=raw["input"],
@@ -244,7 +281,10 @@ def load_docs(folder: Path) -> tuple[Document, ...]:
     docs = []
     for p in sorted(folder.iterdir()):
         if p.suffix in DOC_SUFFIXES and p.is_file():
-            text = p.read_text(encoding="utf-8")
+            try:
+                text = p.read_text(encoding="utf-8-sig")
+            except UnicodeDecodeError as exc:
+                raise TestsetError(p, f"not valid UTF-8 (byte {exc.start + 1})") from None
             if not text.strip():
                 raise TestsetError(p, "document is empty")
             docs.append(Document(p.stem, text))

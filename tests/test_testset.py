@@ -272,3 +272,55 @@ def test_task_yaml_numbers_name_their_field(copy_fixture, old, new, field):
     (root / "task.yaml").write_text(text.replace(old, new))
     err = _error(root)
     assert "task.yaml" in str(err) and f"field '{field}'" in str(err)
+
+
+# --- metric names and value types (task.yaml and items) -----------------------------------------
+
+@pytest.mark.parametrize("metrics_yaml, field, words", [
+    ("metrics: [accuracy]", "metrics", "must be a mapping"),
+    ("metrics: {primary: acuracy}", "metrics.primary", "'acuracy' cannot be the primary"),
+    ("metrics: {primary: macro_f1}", "metrics.primary", "cannot be the primary"),
+    ("metrics: {secondary: macro_f1}", "metrics.secondary", "must be a list"),
+    ("metrics: {secondary: [macro_f1, f1]}", "metrics.secondary", "unknown metric 'f1'"),
+])
+def test_metric_names_are_checked_against_the_task_type(copy_fixture, metrics_yaml, field, words):
+    root = copy_fixture("tiny-intents")
+    text = (root / "task.yaml").read_text()
+    text = re.sub(r"metrics:\n(  .*\n)+", metrics_yaml + "\n", text)
+    (root / "task.yaml").write_text(text)
+    err = str(_error(root))
+    assert "task.yaml" in err and f"field '{field}'" in err and words in err
+
+
+def test_qa_scores_exactly_the_metrics_task_yaml_asks_for(copy_fixture):
+    from evalkit.journal import Prediction
+    from evalkit.scoring import quality_metrics, score_item
+
+    root = copy_fixture("tiny-qa")
+    text = (root / "task.yaml").read_text()
+    (root / "task.yaml").write_text(re.sub(r"secondary: \[.*\]", "secondary: [contains]", text))
+    ts = load_testset(root)
+    assert quality_metrics(ts.task) == ("token_f1", "contains")
+    scored = score_item(ts.task, ts.test[0], Prediction("rag", ts.test[0].id, "€12"))
+    assert set(scored) == {"token_f1", "contains", "latency_s", "input_tokens",
+                           "output_tokens", "cost_usd"}
+
+
+@pytest.mark.parametrize("row, field, words", [
+    ({"id": "x1", "input": "hi", "expected": ["refund", "bug"]}, "expected", "one label"),
+    ({"id": "x1", "input": "hi", "expected": "bug", "metadata": "abc"}, "metadata",
+     "JSON object"),
+])
+def test_item_value_types_name_line_and_field(copy_fixture, row, field, words):
+    root = copy_fixture("tiny-intents")
+    append_jsonl(root / "test.jsonl", row)
+    line = len(_lines(root / "test.jsonl"))
+    err = str(_error(root))
+    assert f"test.jsonl:{line}:" in err and f"field '{field}'" in err and words in err
+
+
+def test_a_document_that_is_not_utf8_is_named(copy_fixture):
+    root = copy_fixture("tiny-intents")
+    (root / "docs" / "latin1.md").write_bytes("caf\xe9 prices".encode("latin-1"))
+    err = str(_error(root))
+    assert "latin1.md" in err and "not valid UTF-8" in err
