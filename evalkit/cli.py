@@ -219,8 +219,10 @@ def finetune():
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="openai: also write the training JSONL here (to train elsewhere).")
 @click.option("--poll-interval", type=float, default=30.0, show_default=True)
+@click.option("--force", is_flag=True, help="openai: start a new job even if the record names "
+              "one in progress or an up-to-date model.")
 def finetune_train(testset_dir, provider, finetune_dir, allow_leakage, base_model, base_url,
-                   config_path, epochs, dry_run, out, poll_interval):
+                   config_path, epochs, dry_run, out, poll_interval, force):
     """Train the fine-tuned rung's model on TESTSET_DIR's train split."""
     if provider not in ("local", "openai"):
         _fail(f"finetune --provider {provider}: known providers are local and openai")
@@ -230,7 +232,7 @@ def finetune_train(testset_dir, provider, finetune_dir, allow_leakage, base_mode
                                      base_model=base_model, base_url=base_url,
                                      config_path=config_path, n_epochs=epochs,
                                      allow_leakage=allow_leakage, dry_run=dry_run, out=out,
-                                     interval_s=poll_interval, echo=click.echo)
+                                     interval_s=poll_interval, force=force, echo=click.echo)
             if record is not None:
                 _print_finetune(record, finetune_dir)
             return
@@ -271,8 +273,10 @@ def finetune_status(name, finetune_dir, base_url, config_path, poll_interval, wa
 @click.option("--testset", "testset_dir", type=click.Path(file_okay=False), default=None,
               help="The test set whose train split it was trained on (records its hash).")
 @click.option("--finetune-dir", default="finetunes", show_default=True)
+@click.option("--allow-leakage", is_flag=True, help="Register even if test items leak into train.")
+@click.option("--force", is_flag=True, help="Overwrite the record of a job still in progress.")
 def finetune_register(name, model, base_url, base_model, gpu_hours, usd_per_hour, testset_dir,
-                      finetune_dir):
+                      finetune_dir, allow_leakage, force):
     """Record a model trained elsewhere (vLLM/Ollama/llama.cpp LoRA) as fine-tune NAME.
 
     Name it <testset>-openai for `evalkit run --provider openai` to use it."""
@@ -280,8 +284,9 @@ def finetune_register(name, model, base_url, base_model, gpu_hours, usd_per_hour
         record = ft_openai.register(
             finetune_dir, name, model=model, base_url=base_url, base_model=base_model,
             gpu_hours=gpu_hours, usd_per_hour=usd_per_hour,
-            testset=load_testset(testset_dir) if testset_dir else None)
-    except (TestsetError, ft_openai.FineTuneError) as exc:
+            testset=load_testset(testset_dir) if testset_dir else None,
+            allow_leakage=allow_leakage, force=force)
+    except (TestsetError, ft.LeakageError, ft_openai.FineTuneError) as exc:
         _fail(str(exc))
     _print_finetune(record, finetune_dir)
 

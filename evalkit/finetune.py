@@ -9,7 +9,9 @@ on the train split's inputs, exactly as the prompt-only rung presents them.
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -61,9 +63,23 @@ def load_record(finetune_dir: Path, name: str) -> FineTuneRecord | None:
 
 
 def save_record(finetune_dir: Path, record: FineTuneRecord) -> Path:
+    """Write the record atomically: a crash or full disk mid-write leaves the old one whole.
+
+    The record may be the only pointer to a paid job, and polling rewrites it every interval,
+    so it is written to a temp file in the same folder, flushed to disk and `os.replace`d.
+    """
     path = record_path(finetune_dir, record.name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(asdict(record), indent=2) + "\n")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{record.name}.", suffix=".json.tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(asdict(record), indent=2) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -73,6 +89,32 @@ def default_name(testset: Testset, provider: str) -> str:
 
 def train_hash(testset: Testset) -> str:
     return testset.file_hashes.get("train.jsonl", "")
+
+
+def check_record_for(testset: Testset, record: FineTuneRecord, *,
+                     where: str | Path | None = None) -> list[str]:
+    """Warnings about running `testset` on the model `record` describes ([] when none).
+
+    A run's leakage check compares the test split with the *current* train split; that only
+    covers the fine-tuned model if it was trained on that same split. So: warn when the train
+    split's hash differs from the one recorded at training time (the model saw other data,
+    perhaps items now in the test split), and when no hash was recorded at all (a model
+    registered without --testset), since then leakage cannot be checked. `where` names the
+    record in the messages (default: "fine-tune NAME").
+    """
+    where = where or f"fine-tune {record.name}"
+    current = train_hash(testset)
+    if not record.train_hash:
+        return [f"{where}: no train hash recorded for {record.fine_tuned_model or record.name}, "
+                f"so whether test items of {testset.name} leaked into its training data cannot "
+                f"be checked; register it with --testset to record one"]
+    if record.train_hash != current:
+        now = current[:12] or "no train.jsonl"
+        return [f"{where}: the train split of {testset.name} changed since "
+                f"{record.fine_tuned_model or record.name} was trained (recorded train hash "
+                f"{record.train_hash[:12]}, now {now}); its scores are for a model trained on "
+                f"other data, which the leakage check did not see; retrain or re-register it"]
+    return []
 
 
 class QAMemory:

@@ -13,6 +13,11 @@ polling loses nothing: `poll` (also `evalkit finetune status NAME`) resumes from
 prints new job events, and on success records `fine_tuned_model`, `trained_tokens` and the
 training cost (trained tokens × the base model's training price).
 
+Re-running `train` never silently pays twice: while the record names a job still in progress
+it refuses and points at `evalkit finetune status NAME`; when the record already holds a model
+trained on the same train split from the same base model it does nothing; `force=True`
+(`--force`) starts a new job regardless.
+
 `register` records a model trained somewhere else (a LoRA served by vLLM, Ollama or llama.cpp)
 with its GPU-hours × hourly price; the fine-tuned rungs then call it like any other, on its own
 server when `base_url` is given.
@@ -35,6 +40,7 @@ from evalkit.finetune import (
     FineTuneRecord,
     default_name,
     load_record,
+    record_path,
     refuse_leakage,
     save_record,
     train_hash,
@@ -192,15 +198,66 @@ def poll(finetune_dir: Path | str, name: str, *, sdk, prices: PriceBook,
     return record
 
 
+def existing_job(finetune_dir: Path | str, name: str, *, testset: Testset, base_model: str,
+                 force: bool = False, echo: Callable[[str], None] = print,
+                 ) -> FineTuneRecord | None:
+    """The record a new job for `name` would overwrite: refuse, reuse, or let it be replaced.
+
+    Raises FineTuneError while the recorded job is still in progress (a second job would be
+    paid for and the first one's id lost); returns the record when it already holds a model
+    trained from `base_model` on this train split (nothing to do); None when a new job may
+    start. With `force`, always None, after echoing what is being replaced.
+    """
+    path = record_path(Path(finetune_dir), name)
+    old = load_record(Path(finetune_dir), name)
+    if old is None:
+        return None
+    running = old.job_id is not None and old.status not in TERMINAL
+    same = (old.status == "succeeded" and bool(old.fine_tuned_model)
+            and old.train_hash == train_hash(testset) and old.base_model == base_model)
+    if force:
+        if running:
+            echo(f"--force: job {old.job_id} is still {old.status} and will keep running (and "
+                 f"billing) unless cancelled; {path} will point at the new job")
+        elif old.fine_tuned_model:
+            echo(f"--force: replacing {path} (model {old.fine_tuned_model})")
+        return None
+    if running:
+        raise FineTuneError(f"{path}: job {old.job_id} is still {old.status}; follow it with "
+                            f"`evalkit finetune status {name}` (or pass --force to start and "
+                            f"pay for a new job)")
+    if same:
+        echo(f"{path}: {old.fine_tuned_model} is already fine-tuned from {base_model} on this "
+             f"train split; nothing to do (pass --force to train again)")
+        return old
+    if old.fine_tuned_model:
+        why = ("a different base model" if old.base_model != base_model
+               else "a different train split")
+        echo(f"{path}: replacing {old.fine_tuned_model} (trained from {why})")
+    elif old.job_id:
+        echo(f"{path}: job {old.job_id} {old.status}; starting a new one")
+    return None
+
+
 def train(testset: Testset, finetune_dir: Path | str, *, base_model: str,
           base_url: str | None = None, config_path: str | None = None, name: str | None = None,
           n_epochs: int | None = None, suffix: str | None = None, allow_leakage: bool = False,
           dry_run: bool = False, out: Path | str | None = None, interval_s: float = 30.0,
-          timeout_s: float | None = None, max_retries: int = 5,
+          timeout_s: float | None = None, max_retries: int = 5, force: bool = False,
           echo: Callable[[str], None] = print) -> FineTuneRecord | None:
-    """`evalkit finetune --provider openai`: prepare, report the estimate, start, follow."""
+    """`evalkit finetune --provider openai`: prepare, report the estimate, start, follow.
+
+    Checks the existing record first (`existing_job`), so a re-run after Ctrl-C refuses
+    instead of paying for a second job; returns the existing record when it is up to date.
+    """
     from evalkit.config import load_config
 
+    name = name or default_name(testset, "openai")
+    if not dry_run:
+        done = existing_job(finetune_dir, name, testset=testset, base_model=base_model,
+                            force=force, echo=echo)
+        if done is not None:
+            return done
     cfg = load_config(config_path)
     prices = PriceBook.from_section(cfg.section("pricing"), path=cfg.path)
     training = prepare(testset, base_model=base_model, prices=prices, n_epochs=n_epochs,
@@ -258,8 +315,13 @@ def _update(record: FineTuneRecord, job: Any, prices: PriceBook) -> FineTuneReco
 def register(finetune_dir: Path | str, name: str, *, model: str, base_url: str | None = None,
              base_model: str = "", gpu_hours: float | None = None,
              usd_per_hour: float | None = None, testset: Testset | None = None,
-             ) -> FineTuneRecord:
-    """Record a model trained elsewhere, with its training cost (GPU-hours × $/hour)."""
+             allow_leakage: bool = False, force: bool = False) -> FineTuneRecord:
+    """Record a model trained elsewhere, with its training cost (GPU-hours × $/hour).
+
+    With `testset`, its train split's hash is recorded and, unless `allow_leakage`, a test
+    split leaking into that train split is refused as for the other fine-tune paths. It will
+    not overwrite the record of a job still in progress unless `force`.
+    """
     if (gpu_hours is None) != (usd_per_hour is None):
         raise FineTuneError("give both --gpu-hours and --usd-per-hour, or neither")
     for field, value in (("gpu_hours", gpu_hours), ("usd_per_hour", usd_per_hour)):
@@ -267,6 +329,13 @@ def register(finetune_dir: Path | str, name: str, *, model: str, base_url: str |
             raise FineTuneError(f"{field} must be a number >= 0, got {value!r}")
     if base_url and redact_url(base_url) != base_url:
         raise FineTuneError("no credentials in --base-url: the record is written to disk")
+    if testset is not None and not allow_leakage:
+        refuse_leakage(testset)
+    old = load_record(Path(finetune_dir), name)
+    if old is not None and old.job_id and old.status not in TERMINAL and not force:
+        raise FineTuneError(f"{record_path(Path(finetune_dir), name)}: job {old.job_id} is "
+                            f"still {old.status}; registering would lose it (follow it with "
+                            f"`evalkit finetune status {name}`, or pass --force)")
     record = FineTuneRecord(
         name=name, provider="openai", base_model=base_model, fine_tuned_model=model,
         status="succeeded", train_hash=train_hash(testset) if testset else "",

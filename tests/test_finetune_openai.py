@@ -153,3 +153,186 @@ def test_register_refuses_half_a_gpu_price(tmp_path):
     result = cli("finetune", "register", "x", "--model", "m", "--gpu-hours", "2",
                  "--finetune-dir", tmp_path, ok=False)
     assert result.exit_code == 2 and "--usd-per-hour" in result.output
+
+
+# --- resumability: a re-run never pays twice, a torn write never loses the job -----------------
+
+def _train(server, testset_dir, ft_dir, *extra, ok=True):
+    return cli("finetune", testset_dir, "--provider", "openai", "--base-url", server.base_url,
+               "--finetune-dir", ft_dir, "--poll-interval", "0.01", *extra, ok=ok)
+
+
+def test_rerun_while_the_job_runs_refuses_then_does_nothing_once_done(tmp_path):
+    from evalkit.finetune_openai import client, prepare, start
+    from evalkit.pricing import PriceBook
+
+    ft_dir = tmp_path / "ft"
+    with FakeOpenAI(api_key=KEY, polls_per_stage=1) as server:
+        testset = load_testset(INTENTS)
+        training = prepare(testset, base_model="gpt-4o-mini-2024-07-18", prices=PriceBook())
+        first = start(testset, ft_dir, sdk=client(server.base_url),
+                      base_model="gpt-4o-mini-2024-07-18", training=training,
+                      base_url=server.base_url)
+        # Ctrl-C while polling; the user runs the same command again
+        refused = _train(server, INTENTS, ft_dir, ok=False)
+        after_refusal = (len(server.files), len(server.jobs), load_record(ft_dir, first.name))
+        cli("finetune", "status", first.name, "--finetune-dir", ft_dir, "--poll-interval", "0.01")
+        again = _train(server, INTENTS, ft_dir)
+        after_again = (len(server.files), len(server.jobs))
+        forced = _train(server, INTENTS, ft_dir, "--force")
+        jobs = sorted(server.jobs)
+    assert refused.exit_code == 2, refused.output
+    assert f"job {first.job_id} is still validating_files" in refused.output
+    assert "evalkit finetune status tiny-intents-openai" in refused.output
+    assert "--force" in refused.output and "estimated training cost" not in refused.output
+    assert after_refusal == (1, 1, first)  # nothing uploaded, record untouched
+    assert "nothing to do" in again.output and after_again == (1, 1)
+    assert f"model ft:gpt-4o-mini-2024-07-18:evalkit::{first.job_id}" in again.output
+    assert "--force: replacing" in forced.output and len(jobs) == 2
+    latest = load_record(ft_dir, first.name)
+    assert latest.job_id == jobs[-1] != first.job_id and latest.status == "succeeded"
+
+
+def test_rerun_after_the_train_split_changed_starts_a_new_job(tmp_path):
+    ts_dir = tmp_path / "intents"
+    shutil.copytree(INTENTS, ts_dir)
+    ft_dir = tmp_path / "ft"
+    with FakeOpenAI(api_key=KEY, polls_per_stage=1) as server:
+        _train(server, ts_dir, ft_dir)
+        first = load_record(ft_dir, "tiny-intents-openai")
+        with (ts_dir / "train.jsonl").open("a") as fh:
+            fh.write(json.dumps({"id": "tr-13", "input": "two factor code never comes",
+                                 "expected": "login"}) + "\n")
+        out = _train(server, ts_dir, ft_dir).output
+        n_jobs = len(server.jobs)
+    second = load_record(ft_dir, "tiny-intents-openai")
+    assert n_jobs == 2 and f"replacing {first.fine_tuned_model}" in out
+    assert "a different train split" in out
+    assert second.trained_examples == 13 and second.train_hash != first.train_hash
+
+
+def test_failed_job_may_be_retried_without_force(tmp_path):
+    from dataclasses import replace
+
+    from evalkit.finetune import save_record
+
+    ft_dir = tmp_path / "ft"
+    with FakeOpenAI(api_key=KEY, polls_per_stage=1) as server:
+        _train(server, INTENTS, ft_dir)
+        failed = replace(load_record(ft_dir, "tiny-intents-openai"), status="failed",
+                         fine_tuned_model="")
+        save_record(ft_dir, failed)
+        out = _train(server, INTENTS, ft_dir).output
+        n_jobs = len(server.jobs)
+    assert n_jobs == 2 and f"job {failed.job_id} failed; starting a new one" in out
+    assert load_record(ft_dir, "tiny-intents-openai").status == "succeeded"
+
+
+_TORN_WRITE = """
+import resource, signal, sys
+from dataclasses import replace
+from pathlib import Path
+from evalkit.finetune import load_record, save_record
+
+ft_dir = Path(sys.argv[1])
+old = load_record(ft_dir, "job")
+new = replace(old, status="running", fine_tuned_model="x" * 20000)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a full disk: writes past 4 KiB fail
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    save_record(ft_dir, new)
+except OSError as exc:
+    print("write failed:", exc.errno)
+"""
+
+
+def test_a_write_that_fails_midway_leaves_the_old_record_whole(tmp_path):
+    """A full disk (or a kill) during a poll's rewrite must not lose the only job pointer."""
+    import subprocess
+    import sys
+
+    from evalkit.finetune import FineTuneRecord, save_record
+
+    pytest.importorskip("resource")
+    old = FineTuneRecord(name="job", provider="openai", base_model="gpt-4o-mini-2024-07-18",
+                         fine_tuned_model="", status="queued", train_hash="abc",
+                         trained_examples=12, job_id="ftjob-0001")
+    save_record(tmp_path, old)
+    done = subprocess.run([sys.executable, "-c", _TORN_WRITE, str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "write failed: 27" in done.stdout  # EFBIG: the write really was cut short
+    assert load_record(tmp_path, "job") == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job.json"]  # no temp file left
+
+
+def test_save_record_replaces_whole_and_leaves_no_temp_files(tmp_path):
+    from dataclasses import replace
+
+    from evalkit.finetune import FineTuneRecord, save_record
+
+    record = FineTuneRecord(name="job", provider="openai", base_model="b", fine_tuned_model="",
+                            status="queued", train_hash="abc", trained_examples=12,
+                            job_id="ftjob-0001")
+    for status in ("queued", "running", "succeeded"):
+        save_record(tmp_path, replace(record, status=status))
+    assert load_record(tmp_path, "job").status == "succeeded"
+    assert [p.name for p in tmp_path.iterdir()] == ["job.json"]
+
+
+# --- a record's train hash against the train split a run uses ----------------------------------
+
+def test_check_record_for_warns_on_a_changed_or_missing_train_hash(tmp_path):
+    from dataclasses import replace
+
+    from evalkit.finetune import check_record_for, train_hash
+    from evalkit.finetune_openai import register
+
+    testset = load_testset(INTENTS)
+    record = register(tmp_path, "tiny-intents-openai", model="acme-lora", testset=testset)
+    assert record.train_hash == train_hash(testset) != ""
+    assert check_record_for(testset, record) == []
+
+    changed = replace(record, train_hash="0123456789abcdef")
+    [warning] = check_record_for(testset, changed, where="finetunes/tiny-intents-openai.json")
+    assert warning.startswith("finetunes/tiny-intents-openai.json: the train split of "
+                              "tiny-intents changed since acme-lora was trained")
+    assert "0123456789ab" in warning and train_hash(testset)[:12] in warning
+
+    unhashed = register(tmp_path, "bare", model="acme-lora")  # registered without --testset
+    [warning] = check_record_for(testset, unhashed)
+    assert warning.startswith("fine-tune bare: no train hash recorded for acme-lora")
+    assert "cannot be checked" in warning and "--testset" in warning
+
+
+def test_register_with_a_leaking_testset_is_refused_unless_allowed(tmp_path):
+    leaky = tmp_path / "leaky"
+    shutil.copytree(INTENTS, leaky)
+    first_test = json.loads((leaky / "test.jsonl").read_text().splitlines()[0])
+    with (leaky / "train.jsonl").open("a") as fh:
+        fh.write(json.dumps(first_test | {"id": "tr-leak"}) + "\n")
+    args = ("finetune", "register", "leaky-openai", "--model", "acme-lora", "--testset", leaky,
+            "--finetune-dir", tmp_path / "ft")
+    refused = cli(*args, ok=False)
+    assert refused.exit_code == 2 and "leak into the training data" in refused.output
+    assert "tr-leak" in refused.output and not (tmp_path / "ft").exists()
+    allowed = cli(*args, "--allow-leakage")
+    assert "leaky-openai: succeeded, model acme-lora" in allowed.output
+    assert load_record(tmp_path / "ft", "leaky-openai").trained_examples == 13
+
+
+def test_register_will_not_overwrite_a_job_in_progress(tmp_path):
+    from evalkit.finetune import FineTuneRecord, save_record
+
+    running = FineTuneRecord(name="tiny-intents-openai", provider="openai",
+                             base_model="gpt-4o-mini-2024-07-18", fine_tuned_model="",
+                             status="running", train_hash="abc", trained_examples=12,
+                             job_id="ftjob-0007")
+    save_record(tmp_path, running)
+    args = ("finetune", "register", "tiny-intents-openai", "--model", "acme-lora",
+            "--finetune-dir", tmp_path)
+    refused = cli(*args, ok=False)
+    assert refused.exit_code == 2 and "job ftjob-0007 is still running" in refused.output
+    assert load_record(tmp_path, "tiny-intents-openai") == running
+    cli(*args, "--force")
+    assert load_record(tmp_path, "tiny-intents-openai").fine_tuned_model == "acme-lora"

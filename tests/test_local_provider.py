@@ -19,6 +19,7 @@ from evalkit.cli import main
 from evalkit.finetune import (
     LeakageError,
     QAMemory,
+    check_record_for,
     ensure_local,
     load_local_model,
     load_record,
@@ -243,6 +244,18 @@ def test_ensure_local_reuses_then_retrains_when_train_changes(copy_fixture, tmp_
     artifact.unlink()
     third = ensure_local(load_testset(root), tmp_path / "ft")
     assert artifact.is_file() and third.trained_examples == 13
+
+
+def test_check_record_for_flags_a_local_model_trained_on_an_older_train_split(copy_fixture,
+                                                                               tmp_path):
+    root = copy_fixture("tiny-intents")
+    record = train_local(load_testset(root), tmp_path / "ft")
+    assert check_record_for(load_testset(root), record) == []
+    append_jsonl(root / "train.jsonl", {"id": "tr-13", "input": "two factor code never comes",
+                                        "expected": "login"})
+    [warning] = check_record_for(load_testset(root), record)
+    assert f"{record.fine_tuned_model} was trained" in warning
+    assert record.train_hash[:12] in warning
 
 
 def test_finetune_refuses_leaking_data(copy_fixture, tmp_path):
