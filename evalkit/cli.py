@@ -56,9 +56,15 @@ def run(testsets, variants, provider, concurrency, max_cost_usd, resume, allow_l
     """Run TESTSETS through each variant of the ladder and score them."""
     if not testsets and not resume:
         _fail("give at least one test set folder, or --resume RUN_ID")
-    targets = testsets or [None]
-    for target in targets:
-        config = RunConfig(testset=str(target), variants=variants.split(","), provider=provider,
+    if resume:
+        _check_resume_flags(testsets, Path(reports_dir) / resume)
+    if provider == "local" and (base_url or model):
+        _fail("--base-url and --model are for --provider openai; the local provider has "
+              "neither")
+    ladder = _parse_variants(variants)
+    all_failed = []
+    for target in testsets or [None]:
+        config = RunConfig(testset=str(target), variants=ladder, provider=provider,
                            concurrency=concurrency, max_cost_usd=max_cost_usd,
                            allow_leakage=allow_leakage, reports_dir=reports_dir,
                            cache_dir=cache_dir, finetune_dir=finetune_dir,
@@ -68,9 +74,50 @@ def run(testsets, variants, provider, concurrency, max_cost_usd, resume, allow_l
         try:
             result = run_experiment(config, resume=resume, progress=progress)
         except (TestsetError, LeakageRefused, ft.LeakageError, FileNotFoundError,
-                ValueError) as exc:
+                ValueError, RuntimeError) as exc:
             _fail(str(exc))
         _print_run(result)
+        if result.stats.jobs and result.stats.errors == result.stats.jobs:
+            all_failed.append(str(result.run_dir))
+    if all_failed:
+        _fail(f"every call failed in {', '.join(all_failed)}: see the errors in "
+              f"predictions.jsonl (error_class, error)", code=1)
+
+
+def _parse_variants(text: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    if not names:
+        _fail("--variants names no variant")
+    repeated = sorted({v for v in names if names.count(v) > 1})
+    if repeated:
+        _fail(f"--variants names {', '.join(repeated)} more than once")
+    return names
+
+
+def _check_resume_flags(testsets, run_dir: Path) -> None:
+    """--resume takes its settings from the run's run.json; a flag that asks for something
+    else is an error rather than silently ignored (concurrency and budget may change)."""
+    if testsets:
+        _fail("--resume finishes one run with the test set it began with; give no test sets")
+    try:
+        recorded = json.loads((run_dir / "run.json").read_text())["config"]
+    except (OSError, ValueError, KeyError) as exc:
+        _fail(f"{run_dir / 'run.json'}: cannot resume this run ({exc})")
+    ctx = click.get_current_context()
+    wanted = {"variants": _parse_variants(ctx.params["variants"]),
+              "provider": ctx.params["provider"], "allow_leakage": ctx.params["allow_leakage"],
+              "config_path": ctx.params["config_path"], "cache_dir": ctx.params["cache_dir"],
+              "finetune_dir": ctx.params["finetune_dir"],
+              "base_url": ctx.params["base_url"], "model": ctx.params["model"]}
+    options = recorded.get("provider_options") or {}
+    have = {**recorded, "base_url": options.get("base_url"), "model": options.get("model")}
+    differ = [name for name, value in wanted.items()
+              if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+              and value != have.get(name)]
+    if differ:
+        flags = ", ".join("--" + n.removesuffix("_path").replace("_", "-") for n in differ)
+        _fail(f"{run_dir / 'run.json'} records other values for {flags}; --resume keeps the "
+              f"run's own settings (drop the flags, or start a new run)")
 
 
 def _print_run(result) -> None:

@@ -83,8 +83,6 @@ def run_experiment(config: RunConfig, *, resume: str | None = None,
             raise ValueError(f"{run_dir / 'run.json'}: field 'testset.hash': the test set in "
                              f"{testset.path} changed since this run started; resuming would "
                              f"mix answers to two versions of it. Start a new run instead.")
-    else:
-        run_dir = _new_run_dir(Path(config.reports_dir), testset.name)
 
     variants = [default_variant(name, testset) for name in config.variants]
     setup = _prepare_fine_tune(config, testset) if any(v.fine_tuned for v in variants) else {}
@@ -100,6 +98,9 @@ def run_experiment(config: RunConfig, *, resume: str | None = None,
         if retriever:  # indexing cost is setup; query embeddings are a per-query cost
             setup["retrieval"] = ctx.index.embed_queries([it.input for it in testset.test])
 
+    _preflight(variants, testset, ctx)
+    if not resume:  # only now: a run that cannot start leaves no empty folder behind
+        run_dir = _new_run_dir(Path(config.reports_dir), testset.name)
     journal = Journal(run_dir / "predictions.jsonl")
     done = {(p.variant, p.item_id) for p in latest(journal.read()) if p.error_class is None}
     jobs = [Job(v.name, item, lambda it, v=v: v.build(it, ctx))
@@ -118,6 +119,18 @@ def run_experiment(config: RunConfig, *, resume: str | None = None,
     summary = write_scores_and_summary(run_dir, testset, config.variants)
     _point_latest(run_dir, testset.name)
     return RunResult(run_dir, summary, stats)
+
+
+def _preflight(variants: list, testset: Testset, ctx: VariantContext) -> None:
+    """Build and render one request per variant before any call, so a rung that cannot work
+    at all (few-shot without train.jsonl, a broken template) is one clear error, not a
+    failure journaled for every item."""
+    for v in variants:
+        try:
+            v.build(testset.test[0], ctx).messages()
+        except Exception as exc:
+            raise ValueError(f"{testset.path}: variant {v.name!r} cannot build a request: "
+                             f"{exc}") from exc
 
 
 def write_scores_and_summary(run_dir: Path, testset: Testset, variants: list[str]) -> dict:

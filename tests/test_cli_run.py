@@ -146,3 +146,49 @@ def test_run_usage_errors_exit_2(copy_fixture, run_dirs):
     broken = CliRunner().invoke(main, ["run", str(root), *_args(run_dirs)])
     assert broken.exit_code == 2
     assert "test.jsonl:9:" in broken.output and "unknown label 'spam'" in broken.output
+
+
+def test_resume_refuses_test_sets_and_flags_that_differ_from_the_run(two_runs):
+    first, _, run_dirs = two_runs
+    folder = _run_folders(first.output)[0]
+    fixtures = Path(__file__).parent / "fixtures"
+    with_set = CliRunner().invoke(main, ["run", "--resume", folder.name,
+                                         str(fixtures / "tiny-qa"), *_args(run_dirs)])
+    assert with_set.exit_code == 2 and "give no test sets" in with_set.output
+    other = CliRunner().invoke(main, ["run", "--resume", folder.name, "--variants", "rag",
+                                      "--provider", "openai", *_args(run_dirs)])
+    assert other.exit_code == 2
+    assert "--variants, --provider" in other.output and "run.json" in other.output
+    same = CliRunner().invoke(main, ["run", "--resume", folder.name, "--variants",
+                                     ",".join(LADDER), *_args(run_dirs)])
+    assert same.exit_code == 0, same.output
+
+
+def test_variant_lists_are_trimmed_and_repeats_refused(run_dirs):
+    fixtures = Path(__file__).parent / "fixtures"
+    twice = CliRunner().invoke(main, ["run", str(fixtures / "tiny-intents"), "--variants",
+                                      "rag,rag", *_args(run_dirs)])
+    assert twice.exit_code == 2 and "names rag more than once" in twice.output
+    spaced = CliRunner().invoke(main, ["run", str(fixtures / "tiny-intents"), "--variants",
+                                       "prompt-only, rag", *_args(run_dirs)])
+    assert spaced.exit_code == 0, spaced.output
+    assert "prompt-only → rag" in spaced.output
+
+
+def test_local_provider_refuses_openai_flags(run_dirs):
+    fixtures = Path(__file__).parent / "fixtures"
+    result = CliRunner().invoke(main, ["run", str(fixtures / "tiny-intents"), "--base-url",
+                                       "http://127.0.0.1:9/v1", *_args(run_dirs)])
+    assert result.exit_code == 2 and "--provider openai" in result.output
+
+
+def test_a_rung_that_cannot_work_is_one_error_and_leaves_no_run_folder(copy_fixture, run_dirs):
+    root = copy_fixture("tiny-intents")
+    (root / "train.jsonl").unlink()
+    result = CliRunner().invoke(main, ["run", str(root), "--variants", "prompt-only,few-shot",
+                                       *_args(run_dirs)])
+    assert result.exit_code == 2
+    assert "variant 'few-shot' cannot build a request" in result.output
+    assert "train.jsonl" in result.output
+    reports = Path(run_dirs["reports_dir"])
+    assert not reports.exists() or not [p for p in reports.iterdir() if p.is_dir()]

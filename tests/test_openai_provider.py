@@ -195,7 +195,8 @@ def test_timeouts_and_malformed_bodies_are_recorded_per_item(tmp_path):
 
 def test_key_is_scrubbed_from_errors_and_never_stored(tmp_path):
     with FakeOpenAI(api_key="the-right-key") as server:  # rejects KEY, echoing it back
-        _run(server, tmp_path, variants="prompt-only")
+        result = _run(server, tmp_path, variants="prompt-only", ok=False)
+        assert result.exit_code == 1 and "every call failed" in result.output
         preds = read_jsonl(_latest_run(tmp_path) / "predictions.jsonl")
     assert all(p["error_class"] == "AuthenticationError" for p in preds)
     assert all("[redacted]" in p["error"] for p in preds)
@@ -216,7 +217,9 @@ def test_openai_itself_needs_a_key_from_the_environment(monkeypatch):
 
 def test_unpriced_model_fails_before_any_call(tmp_path):
     with FakeOpenAI() as server:
-        _run(server, tmp_path, "--model", "my-own-llm", variants="prompt-only")
+        result = _run(server, tmp_path, "--model", "my-own-llm", variants="prompt-only",
+                      ok=False)
+        assert result.exit_code == 1
         preds = read_jsonl(_latest_run(tmp_path) / "predictions.jsonl")
         assert server.chat_calls() == []
     assert all(p["error_class"] == "UnknownPrice" and "pricing.models" in p["error"]
