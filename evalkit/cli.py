@@ -128,6 +128,8 @@ def _print_run(result) -> None:
                f"errors: {stats.errors}"
                + (f", skipped for budget: {stats.skipped_budget}" if stats.skipped_budget else ""))
     click.echo(f"run folder: {result.run_dir}")
+    for line in result.warnings:
+        click.echo(f"warning: {line}")
     for line in verdict_lines(s):
         click.echo(line)
 

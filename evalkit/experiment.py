@@ -56,6 +56,12 @@ class RunResult:
     summary: dict[str, Any]
     stats: RunStats
 
+    @property
+    def warnings(self) -> list[str]:
+        """What the user should know about this run's setup (also kept in run.json)."""
+        record = json.loads((self.run_dir / "run.json").read_text())
+        return list(record.get("setup", {}).get("warnings", []))
+
 
 class LeakageRefused(RuntimeError):
     """The test set leaks into train and the user did not pass --allow-leakage."""
@@ -157,7 +163,8 @@ def _provider_options(config: RunConfig, setup: dict[str, Any]) -> dict[str, Any
 def _prepare_fine_tune(config: RunConfig, testset: Testset) -> dict[str, Any]:
     """The fine-tuned model the fine-tuned rungs call; local ones are trained on demand."""
     if config.provider == "local":
-        record = finetune.ensure_local(testset, config.finetune_dir)
+        record = finetune.ensure_local(testset, config.finetune_dir,
+                                       allow_leakage=config.allow_leakage)
     else:
         name = finetune.default_name(testset, config.provider)
         record = finetune.load_record(Path(config.finetune_dir), name)
@@ -165,7 +172,8 @@ def _prepare_fine_tune(config: RunConfig, testset: Testset) -> dict[str, Any]:
             raise FileNotFoundError(f"{finetune.record_path(Path(config.finetune_dir), name)}: "
                                     f"no fine-tuned model recorded; run `evalkit finetune` "
                                     f"or `evalkit finetune register` first")
-    return {"fine_tuned_model": record.fine_tuned_model, "fine_tune": asdict(record)}
+    return {"fine_tuned_model": record.fine_tuned_model, "fine_tune": asdict(record),
+            "warnings": finetune.check_record_for(testset, record)}
 
 
 def _new_run_dir(reports: Path, name: str) -> Path:

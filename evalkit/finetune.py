@@ -180,13 +180,14 @@ def train_local(testset: Testset, finetune_dir: Path | str, *, name: str | None 
     return record
 
 
-def ensure_local(testset: Testset, finetune_dir: Path | str) -> FineTuneRecord:
+def ensure_local(testset: Testset, finetune_dir: Path | str, *,
+                 allow_leakage: bool = False) -> FineTuneRecord:
     """The local fine-tune for this test set, trained now if missing or stale."""
     record = load_record(Path(finetune_dir), default_name(testset, "local"))
     artifact = Path(finetune_dir) / f"{default_name(testset, 'local')}.pkl"
     if record and record.train_hash == train_hash(testset) and artifact.is_file():
         return record
-    return train_local(testset, finetune_dir)
+    return train_local(testset, finetune_dir, allow_leakage=allow_leakage)
 
 
 def load_local_model(finetune_dir: Path, model: str):

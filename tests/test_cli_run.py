@@ -192,3 +192,14 @@ def test_a_rung_that_cannot_work_is_one_error_and_leaves_no_run_folder(copy_fixt
     assert "train.jsonl" in result.output
     reports = Path(run_dirs["reports_dir"])
     assert not reports.exists() or not [p for p in reports.iterdir() if p.is_dir()]
+
+
+def test_allow_leakage_reaches_the_fine_tuned_rung(copy_fixture, run_dirs):
+    root = copy_fixture("tiny-intents")
+    first_test = (root / "test.jsonl").read_text().splitlines()[0]
+    append_jsonl(root / "train.jsonl", json.loads(first_test) | {"id": "tr-leak"})
+    refused = CliRunner().invoke(main, ["run", str(root), *_args(run_dirs)])
+    assert refused.exit_code == 2 and "leak" in refused.output
+    allowed = CliRunner().invoke(main, ["run", str(root), "--allow-leakage", *_args(run_dirs)])
+    assert allowed.exit_code == 0, allowed.output
+    assert "rag → fine-tuned" in allowed.output
