@@ -131,12 +131,17 @@ def request_tfidf(texts: list[str]):
     Equivalent to fitting a TfidfVectorizer on the request's own texts, but the n-gram counts
     of each text are hashed once and memoised: label descriptions, examples and passages
     recur across requests, and building a vocabulary per request dominated the run time.
+    The columns are then renumbered to just the n-grams present (in the same order, so every
+    dot product adds the same terms in the same order): a product with a 2**20-column
+    transpose would otherwise allocate a 2**20-long index per call.
     """
     m = sp.vstack([_hashed(t) for t in texts], format="csr", dtype=np.float64)
     _, where = np.unique(m.indices, return_inverse=True)
     df = np.bincount(where)  # rows in which each n-gram occurs (indices are unique per row)
     idf = np.log((1 + m.shape[0]) / (1 + df)) + 1.0  # smooth idf, as sklearn's
-    m.data = (1.0 + np.log(m.data)) * idf[where]  # sublinear tf
+    data = (1.0 + np.log(m.data)) * idf[where]  # sublinear tf
+    m = sp.csr_matrix((data, where.astype(m.indices.dtype), m.indptr),
+                      shape=(m.shape[0], len(df)))
     return normalize(m)
 
 
