@@ -80,8 +80,40 @@ class LocalProvider:
         if not model or not model.startswith(LOCAL_MODEL_PREFIX):
             return None
         if model not in self._models:
-            self._models[model] = load_local_model(self.finetune_dir, model)
+            self._models[model] = _Remembering(load_local_model(self.finetune_dir, model))
         return self._models[model]
+
+
+class _Remembering:
+    """A loaded local fine-tune that remembers its answer for each input.
+
+    The fine-tuned and rag+fine-tuned rungs ask it about the same inputs, and one sklearn
+    call on a single text costs milliseconds of input validation and vectorizing."""
+
+    LIMIT = 200_000  # inputs remembered; past that the memory starts over
+
+    def __init__(self, model: Any):
+        self.model = model
+        self._memo: dict[tuple[str, str], Any] = {}
+
+    def __getattr__(self, name: str) -> Any:  # classes_ and the rest: the model's own
+        return getattr(self.model, name)
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        if len(texts) != 1:
+            return self.model.predict_proba(texts)
+        proba = self._remember(("proba", texts[0]), lambda: self.model.predict_proba(texts))
+        return proba.copy()
+
+    def recall(self, question: str) -> tuple[str, float]:
+        return self._remember(("recall", question), lambda: self.model.recall(question))
+
+    def _remember(self, key: tuple[str, str], compute: Any) -> Any:
+        if key not in self._memo:
+            if len(self._memo) >= self.LIMIT:
+                self._memo.clear()
+            self._memo[key] = compute()
+        return self._memo[key]
 
 
 # --- classification ---------------------------------------------------------------------------
