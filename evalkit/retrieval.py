@@ -79,13 +79,21 @@ class TfidfIndex:
         self.matrix = _l2_normalise(self.matrix)
 
     def search(self, query: str, k: int) -> list[Passage]:
+        return self.search_many([query], k)[0]
+
+    def search_many(self, queries: list[str], k: int) -> list[list[Passage]]:
+        """`search` for several queries with one transform and one product: a query's scores
+        are the same numbers either way (each sums the same terms in the same order)."""
         if k <= 0:
-            return []
-        q = _l2_normalise(self.vectorizer.transform([query]))
-        scores = (self.matrix @ q.T).toarray().ravel()
-        top = np.argsort(-scores, kind="stable")[:k]
-        return [Passage(self.passages[i].doc_id, self.passages[i].chunk,
-                        self.passages[i].text, float(scores[i])) for i in top]
+            return [[] for _ in queries]
+        q = _l2_normalise(self.vectorizer.transform(queries))
+        scores = (self.matrix @ q.T).toarray()
+        out = []
+        for j in range(len(queries)):
+            top = np.argsort(-scores[:, j], kind="stable")[:k]
+            out.append([Passage(self.passages[i].doc_id, self.passages[i].chunk,
+                                self.passages[i].text, float(scores[i, j])) for i in top])
+        return out
 
 
 def _l2_normalise(m):

@@ -18,7 +18,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
 from evalkit.request import Example, Request
-from evalkit.retrieval import TfidfIndex, build_index
+from evalkit.retrieval import Passage, TfidfIndex, build_index
 from evalkit.testset import Item, Testset
 
 LADDER = ("prompt-only", "few-shot", "rag", "fine-tuned", "rag+fine-tuned")
@@ -40,7 +40,7 @@ class Variant:
         examples = ()
         if self.few_shot_k:
             examples = ctx.examples_for(item, k=self.few_shot_k, selection=self.few_shot_selection)
-        passages = tuple(ctx.index.search(item.input, self.rag_k)) if self.rag_k else ()
+        passages = ctx.passages_for(item, self.rag_k) if self.rag_k else ()
         return Request(
             task_type=task.type,
             instructions=task.instructions,
@@ -83,6 +83,7 @@ class VariantContext:
         self.fine_tuned_model = fine_tuned_model
         self.seed = seed
         self.index_factory = index_factory  # another retriever (embeddings); None: TF-IDF
+        self._memo: dict[tuple[str, int], dict] = {}  # (what, k) -> {input: result}
 
     @cached_property
     def index(self) -> TfidfIndex:
@@ -107,10 +108,37 @@ class VariantContext:
         if selection == "fixed":
             chosen = self._fixed_examples(k)
         else:
-            vec, matrix = self._pool
-            sims = (matrix @ normalize(vec.transform([item.input])).T).toarray().ravel()
-            chosen = [train[i] for i in np.argsort(-sims, kind="stable")[:k]]
+            chosen = [train[i] for i in self._nearest(item.input, k)]
         return tuple(Example(it.input, _example_output(it)) for it in chosen)
+
+    def passages_for(self, item: Item, k: int) -> tuple[Passage, ...]:
+        """The index's top-k passages for the item's input (TF-IDF: the whole test set's
+        queries are scored in batches the first time, not one transform per item)."""
+        memo = self._memo.setdefault(("passages", k), {})
+        if item.input not in memo:
+            many = getattr(self.index, "search_many", None)
+            if many is None:  # another retriever (embeddings): its own per-query path
+                return tuple(self.index.search(item.input, k))
+            queries = _pending([item.input, *(it.input for it in self.testset.test)], memo)
+            for start in range(0, len(queries), BATCH):
+                chunk = queries[start:start + BATCH]
+                memo.update(zip(chunk, map(tuple, many(chunk, k)), strict=True))
+        return memo[item.input]
+
+    def _nearest(self, text: str, k: int) -> tuple[int, ...]:
+        """Train indices most similar to `text`, best first; batched like `passages_for`."""
+        memo = self._memo.setdefault(("nearest", k), {})
+        if text not in memo:
+            vec, matrix = self._pool
+            queries = _pending([text, *(it.input for it in self.testset.test)], memo)
+            for start in range(0, len(queries), BATCH):
+                chunk = queries[start:start + BATCH]
+                # one column per query; each cosine sums the same terms in the same order as
+                # a one-query product would, so the ranking is identical
+                sims = (matrix @ normalize(vec.transform(chunk)).T).toarray()
+                for j, query in enumerate(chunk):
+                    memo[query] = tuple(np.argsort(-sims[:, j], kind="stable")[:k].tolist())
+        return memo[text]
 
     @cached_property
     def _fixed_order(self) -> list[Item]:
@@ -129,6 +157,14 @@ class VariantContext:
 
     def _fixed_examples(self, k: int) -> list[Item]:
         return self._fixed_order[:k]
+
+
+BATCH = 512  # queries scored together: a dense (train or passages) x BATCH block at most
+
+
+def _pending(texts: list[str], memo: dict) -> list[str]:
+    """The distinct texts not memoised yet, in order."""
+    return [t for t in dict.fromkeys(texts) if t not in memo]
 
 
 def _example_output(item: Item) -> str:
