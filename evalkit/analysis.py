@@ -20,7 +20,7 @@ import pandas as pd
 
 from evalkit import metrics as metric_fns
 from evalkit import stats
-from evalkit.config import load_config
+from evalkit.config import ConfigError, load_config
 from evalkit.economics import Economics, VariantCost, parse_economics, step_cost, variant_cost
 from evalkit.journal import Journal, Prediction, latest
 from evalkit.scoring import COST_METRICS
@@ -107,10 +107,20 @@ def economics_from(run_record: dict[str, Any], config_path: Path | str | None) -
     return parse_economics(recorded, path=label)
 
 
-def check_config(config_path: Path | str | None) -> Economics:
-    """Validate the economics section before a run, so a typo fails fast, not after scoring."""
+def check_config(config_path: Path | str | None, *,
+                 ladder: list[str] | None = None) -> Economics:
+    """Validate the economics section before a run, so a typo fails fast, not after scoring.
+
+    With `ladder`, a per-variant entry naming no variant of the run is an error: a typo there
+    would silently drop that variant's setup cost from every verdict.
+    """
     cfg = load_config(config_path)
-    return parse_economics(cfg.section("economics"), path=cfg.path)
+    econ = parse_economics(cfg.section("economics"), path=cfg.path)
+    for name in econ.variants:
+        if ladder is not None and name not in ladder:
+            raise ConfigError(cfg.path, f"names no variant of this run (its ladder: "
+                              f"{', '.join(ladder)})", field=f"economics.variants.{name}")
+    return econ
 
 
 def _read_items(path: Path) -> list[dict[str, Any]]:
@@ -364,6 +374,10 @@ def _check_variants(data: RunData, pairs: list[tuple[str, str]]) -> None:
         if name not in data.ladder:
             raise ValueError(f"variant {name!r} is not in this run; it has "
                              f"{', '.join(data.ladder)}")
+    for name in data.economics.variants:
+        if name not in data.ladder:
+            raise ConfigError(None, f"names no variant of this run (its ladder: "
+                              f"{', '.join(data.ladder)})", field=f"economics.variants.{name}")
 
 
 def analyze(data: RunData, *, seed: int = 0,

@@ -75,7 +75,8 @@ def run_experiment(config: RunConfig, *, resume: str | None = None,
         saved = json.loads((run_dir / "run.json").read_text())["config"]
         config = RunConfig(**{**saved, "concurrency": config.concurrency,
                               "max_cost_usd": config.max_cost_usd})
-    analysis.check_config(config.config_path)  # a bad economics section fails before any call
+    # a bad economics section fails before any call
+    analysis.check_config(config.config_path, ladder=config.variants)
     testset = load_testset(config.testset)
     leaks = find_leaks(testset.test, testset.train, threshold=config.leakage_threshold)
     if leaks and not config.allow_leakage:

@@ -314,3 +314,15 @@ def test_old_run_json_falls_back_to_the_test_set(intents_run, tmp_path):
 def test_summarize_rejects_a_bad_comparison(intents_run, arg, message):
     result = CliRunner().invoke(main, ["summarize", str(intents_run), "--compare", arg])
     assert result.exit_code == 2 and message in result.output
+
+
+def test_economics_for_a_variant_the_run_does_not_have_is_an_error(intents_dir, run_dirs,
+                                                                  fake_provider_factory,
+                                                                  tmp_path):
+    """A typo (finetuned for fine-tuned) would silently drop $2,400 of setup cost."""
+    provider = fake_provider_factory()
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text("economics:\n  variants:\n    finetuned:\n      hours: {labelling: 40}\n")
+    with pytest.raises(ConfigError, match=r"exp\.yaml: field 'economics\.variants\.finetuned'"):
+        _run(intents_dir, run_dirs, config_path=str(cfg))
+    assert provider.calls == []
