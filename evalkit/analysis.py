@@ -23,6 +23,7 @@ from evalkit import stats
 from evalkit.config import ConfigError, load_config
 from evalkit.economics import Economics, VariantCost, parse_economics, step_cost, variant_cost
 from evalkit.journal import Journal, Prediction, latest
+from evalkit.runfolder import read_items, read_json, read_scores
 from evalkit.scoring import COST_METRICS
 from evalkit.testset import Testset
 from evalkit.variants import default_variant
@@ -123,13 +124,6 @@ def check_config(config_path: Path | str | None, *,
     return econ
 
 
-def _read_items(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    with path.open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
 def _specs(record: dict[str, Any], ladder: list[str]) -> dict[str, VariantSpec]:
     recorded = record.get("variant_specs") or {}
     out = {}
@@ -143,8 +137,7 @@ def _specs(record: dict[str, Any], ladder: list[str]) -> dict[str, VariantSpec]:
 
 
 def _read_record(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "run.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return read_json(run_dir / "run.json", required=False)
 
 
 def from_testset(run_dir: Path | str, testset: Testset, variants: list[str],
@@ -174,10 +167,9 @@ def from_testset(run_dir: Path | str, testset: Testset, variants: list[str],
 def load_run(run_dir: Path | str, *, config_path: Path | str | None = None) -> RunData:
     """Gather a run folder's files for analysis (no model call, no test-set folder needed)."""
     run_dir = Path(run_dir)
-    record = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    scores = pd.read_csv(run_dir / "scores.csv", dtype={"item_id": str, "variant": str,
-                                                         "metric": str})
-    items = _read_items(run_dir / "items.jsonl")
+    record = read_json(run_dir / "run.json")
+    scores = read_scores(run_dir / "scores.csv")
+    items = read_items(run_dir / "items.jsonl")
     ts, notes = record.get("testset") or {}, []
     task = record.get("task") or {}
     task_type, primary, labels = task.get("type"), task.get("primary_metric"), task.get("labels")

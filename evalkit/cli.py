@@ -158,7 +158,10 @@ def report(run_dir, out):
     for name in ("summary.json", "scores.csv", "run.json", "predictions.jsonl"):
         if not (Path(run_dir) / name).is_file():
             _fail(f"{Path(run_dir) / name}: missing; is {run_dir} a finished run folder?")
-    click.echo(f"report: {render_report(run_dir, out=out)}")
+    try:
+        click.echo(f"report: {render_report(run_dir, out=out)}")
+    except ValueError as exc:  # RunFolderError: a damaged file, named with its line and field
+        _fail(str(exc))
 
 
 @main.command()
@@ -177,6 +180,8 @@ def summarize(run_dir, config_path, comparisons):
     except (OSError, ValueError, KeyError) as exc:
         _fail(str(exc))
     click.echo(variant_table(summary).to_string())
+    for note in summary.get("notes", []):
+        click.echo(f"note: {note}")
     for line in verdict_lines(summary):
         click.echo(line)
 

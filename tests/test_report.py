@@ -116,3 +116,30 @@ def test_report_of_a_bundled_run_in_headless_chromium(tmp_path):
         page.fill("#search", "no item says this 1234")
         assert page.locator("#items .item").count() == 0
         browser.close()
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda d: (d / "summary.json").write_text('{"variants": {"rag": '), "summary.json:1:"),
+    (lambda d: (d / "scores.csv").write_text("variant,item_id,value\nrag,a,1\n"),
+     "scores.csv:1: field 'metric'"),
+    (lambda d: (d / "items.jsonl").write_text('{"id": "a"}\nnot json\n'), "items.jsonl:2:"),
+])
+def test_a_damaged_run_folder_is_named_not_a_traceback(tmp_path, damage, words):
+    from click.testing import CliRunner
+
+    from evalkit.cli import main
+
+    run_dir = _run(tmp_path)
+    damage(run_dir)
+    result = CliRunner().invoke(main, ["report", str(run_dir)])
+    assert result.exit_code == 2 and words in result.output, result.output
+
+
+def test_numeric_answers_render(tmp_path):
+    """A QA set may give `expected: 50`; the explorer shows it as text."""
+    run_dir = _run(tmp_path, "tiny-qa")
+    items = (run_dir / "items.jsonl").read_text().splitlines()
+    first = json.loads(items[0]) | {"expected": 50}
+    (run_dir / "items.jsonl").write_text("\n".join([json.dumps(first), *items[1:]]) + "\n")
+    html = render_report(run_dir).read_text()
+    assert '"exp":"50"' in html

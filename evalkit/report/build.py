@@ -19,6 +19,7 @@ import pandas as pd
 
 from evalkit.journal import Journal, latest
 from evalkit.report import charts
+from evalkit.runfolder import RunFolderError, read_items, read_json, read_scores
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -39,11 +40,14 @@ def render_report(run_dir: Path | str, *, out: Path | str | None = None) -> Path
 
 
 def build_context(run_dir: Path) -> dict[str, Any]:
-    summary = json.loads((run_dir / "summary.json").read_text())
-    run = json.loads((run_dir / "run.json").read_text())
-    scores = pd.read_csv(run_dir / "scores.csv")
+    summary = read_json(run_dir / "summary.json")
+    run = read_json(run_dir / "run.json")
+    scores = read_scores(run_dir / "scores.csv")
     preds = latest(Journal(run_dir / "predictions.jsonl").read())
-    items = _read_items(run_dir / "items.jsonl")
+    items = read_items(run_dir / "items.jsonl")
+    if not isinstance(summary.get("variants"), dict):
+        raise RunFolderError(run_dir / "summary.json", "must map variant names to results",
+                             field="variants")
     primary = summary.get("primary_metric", "accuracy")
     ladder = summary.get("ladder") or list(summary["variants"])
     steps = summary.get("steps") or []
@@ -62,13 +66,6 @@ def build_context(run_dir: Path) -> dict[str, Any]:
         "n_items": len(items),
         "economics": summary.get("economics") or {},
     }
-
-
-def _read_items(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with path.open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
 
 
 def _metric_names(summary: dict, ladder: list[str]) -> list[str]:
@@ -168,9 +165,10 @@ def _explorer_json(items: list[dict], preds, scores: pd.DataFrame, ladder: list[
                          else round(float(s), 4)])
         expected = it["expected"]
         rows.append({"id": it["id"], "in": it["input"],
-                     "exp": (expected if isinstance(expected, str)
-                             else " | ".join(map(str, expected))),
-                     "grp": it.get("cluster") or (expected if isinstance(expected, str) else ""),
+                     "exp": (" | ".join(map(str, expected)) if isinstance(expected, list)
+                             else str(expected)),
+                     "grp": str(it.get("cluster") or (expected if isinstance(expected, str)
+                                                      else "")),
                      "o": outs})
     data = json.dumps({"variants": ladder, "metric": primary, "items": rows},
                       ensure_ascii=False, separators=(",", ":"))
