@@ -34,7 +34,7 @@ RETRIEVAL_METRICS = ("recall_at_k", "mrr")
 # Metrics that live in [0, 1]: their intervals are clipped to [0, 1] (differences to [-1, 1]);
 # the true value lies there, so clipping never lowers coverage, and it avoids "+122 pts".
 UNIT_METRICS = ("accuracy", "exact_match", "token_f1", "contains", "recall_at_k", "mrr",
-                "macro_f1", "json_valid", "schema_match")
+                "macro_f1")
 NO_LABEL = "<none>"
 
 

@@ -8,11 +8,10 @@ the file and field in its errors through `ConfigError`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import re
 
 import yaml
 

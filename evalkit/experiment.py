@@ -263,7 +263,3 @@ def _versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return out
-
-
-def read_scores(run_dir: Path) -> pd.DataFrame:
-    return pd.read_csv(run_dir / "scores.csv")
