@@ -20,8 +20,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from evalkit import analysis, embeddings, finetune
 from evalkit.cache import ResponseCache
 from evalkit.config import load_config
