@@ -114,3 +114,20 @@ def test_run_refuses_leaking_set_and_lists_pairs(leaking_set, run_dirs, tmp_path
     assert allowed.exit_code == 0, allowed.output
     assert "run folder:" in allowed.output
     assert "calls made: 9" in allowed.output
+
+
+def test_blocks_find_the_same_pairs_as_one_matrix(intents_dir):
+    """Splitting the test rows into blocks (for memory) changes no pair and no similarity."""
+    from evalkit import leakage
+
+    ts = load_testset(intents_dir)
+    train = (*ts.train, ts.test[3], ts.test[6])  # two exact leaks, in different blocks
+    whole = find_leaks(ts.test, train, threshold=0.3)
+    original = leakage._similarity_blocks
+    try:
+        leakage._similarity_blocks = lambda a, b: original(a, b, max_cells=len(b) * 3)
+        blocked = find_leaks(ts.test, train, threshold=0.3)
+    finally:
+        leakage._similarity_blocks = original
+    assert blocked == whole
+    assert {(p.test_id, p.exact) for p in whole if p.exact} == {("te-04", True), ("te-07", True)}
