@@ -193,9 +193,8 @@ def _write_run_json(run_dir: Path, config: RunConfig, testset: Testset, setup: d
     sessions = previous.get("sessions", [])
     if sessions_add is not None:
         sessions.append({"finished_at": _now(), **asdict(sessions_add)})
-    totals = {k: sum(s[k] for s in sessions) for k in
-              ("jobs", "calls", "cache_hits", "errors", "skipped_budget", "spent_usd",
-               "notional_usd", "wall_s")}
+    totals = {k: sum(s[k] for s in sessions) for k in ("jobs", "skipped_budget", "wall_s")}
+    totals.update(journal_totals(Journal(run_dir / "predictions.jsonl").read()))
     record = {
         "run_id": run_dir.name,
         "created_at": previous.get("created_at", _now()),
@@ -228,6 +227,19 @@ def _write_items(run_dir: Path, testset: Testset) -> None:
             fh.write(json.dumps({"id": it.id, "input": it.input, "expected": it.expected,
                                  "doc_ids": list(it.doc_ids), "cluster": it.cluster},
                                 ensure_ascii=False) + "\n")
+
+
+def journal_totals(preds: list) -> dict[str, Any]:
+    """Calls, cache hits, errors and spend, counted from the journal itself.
+
+    A session killed mid-run never writes its own counts, but every answer it paid for is in
+    the journal; counting from there keeps `totals` true across kills and resumes.
+    """
+    paid = [p for p in preds if not p.cached]
+    return {"calls": len(paid), "cache_hits": len(preds) - len(paid),
+            "errors": sum(p.error_class is not None for p in preds),
+            "spent_usd": sum(p.cost_usd for p in paid),
+            "notional_usd": sum(p.cost_usd for p in preds if p.error_class is None)}
 
 
 def _point_latest(run_dir: Path, testset_name: str) -> None:

@@ -417,3 +417,6 @@ def test_sigkill_then_resume_repeats_no_journaled_item(tmp_path, run_dirs):
     assert session["jobs"] == N_ITEMS - len(journaled)  # journaled items never reached the cache
     assert session["calls"] == len(second)
     assert session["calls"] + session["cache_hits"] == session["jobs"]
+    # the killed session's paid answers still count: totals come from the journal
+    assert run["totals"]["calls"] + run["totals"]["cache_hits"] == N_ITEMS
+    assert run["totals"]["calls"] == len(journaled) + session["calls"]
