@@ -35,9 +35,17 @@ class Request:
     params: tuple[tuple[str, object], ...] = field(default=())
 
     def messages(self) -> list[dict[str, str]]:
-        """Chat messages: system (instructions + labels), example turns, then the input."""
-        msgs = [{"role": "system", "content": _render("system.j2", instructions=self.instructions,
-                                                       labels=self.labels)}]
+        """Chat messages: system (instructions + labels), example turns, then the input.
+
+        Rendered once per Request (the runner's cache key and the provider both ask), kept
+        beside the frozen fields; each call returns fresh dicts the caller may change."""
+        rendered = self.__dict__.get("_messages")
+        if rendered is None:
+            rendered = self.__dict__["_messages"] = self._render_messages()
+        return [dict(m) for m in rendered]
+
+    def _render_messages(self) -> list[dict[str, str]]:
+        msgs = [{"role": "system", "content": _system(self.instructions, self.labels)}]
         for ex in self.examples:
             msgs.append({"role": "user", "content": ex.input})
             msgs.append({"role": "assistant", "content": ex.output})
@@ -46,12 +54,19 @@ class Request:
         return msgs
 
 
+@lru_cache(maxsize=256)
+def _system(instructions: str, labels: tuple[tuple[str, str], ...]) -> str:
+    """The system message, the same for every item of a task: rendered once per task."""
+    return _render("system.j2", instructions=instructions, labels=labels)
+
+
 @lru_cache(maxsize=1)
 def _env() -> jinja2.Environment:
     loader = jinja2.FileSystemLoader(Path(__file__).parent / "templates")
     # Prompts are plain text, not HTML: no autoescape here (the report escapes on its side).
+    # auto_reload=False: the templates ship with the package; don't stat them on every render
     return jinja2.Environment(loader=loader, autoescape=False, keep_trailing_newline=False,
-                              undefined=jinja2.StrictUndefined)
+                              undefined=jinja2.StrictUndefined, auto_reload=False)
 
 
 def _render(name: str, **ctx) -> str:
