@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ class Journal:
         if self._fh is None:
             self._repair_tail()
             self._fh = self.path.open("a", encoding="utf-8")
-        self._fh.write(json.dumps(asdict(prediction), ensure_ascii=False) + "\n")
+        self._fh.write(json.dumps(as_record(prediction), ensure_ascii=False) + "\n")
         self._fh.flush()
 
     def _repair_tail(self) -> None:
@@ -74,8 +74,18 @@ class Journal:
             self._fh = None
 
 
+_FIELDS = tuple(f.name for f in fields(Prediction))
+
+
+def as_record(p: Prediction) -> dict[str, Any]:
+    """`dataclasses.asdict(p)` without its generic deep copy (a tenth of the time per line)."""
+    record = {name: getattr(p, name) for name in _FIELDS}
+    record["retrieved"] = list(p.retrieved)
+    return record
+
+
 def to_records(preds: list[Prediction]) -> list[dict[str, Any]]:
-    return [asdict(p) for p in preds]
+    return [as_record(p) for p in preds]
 
 
 def latest(preds: list[Prediction]) -> list[Prediction]:

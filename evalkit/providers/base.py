@@ -5,7 +5,7 @@ Providers never import the runner: they take one Request and return one Completi
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 from evalkit.request import Request
@@ -30,7 +30,10 @@ class Completion:
     cached: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """`dataclasses.asdict(self)` without its generic deep copy (once per fresh answer)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["usage"] = {f.name: getattr(self.usage, f.name) for f in fields(self.usage)}
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Completion:
