@@ -124,7 +124,7 @@ def classify(request: Request, ft=None) -> str:
         raise ValueError("a classification request needs labels")
     descriptions = [f"{label.replace('_', ' ')}: {desc}" for label, desc in request.labels]
     m = request_tfidf([request.input, *descriptions, *(e.input for e in request.examples),
-                       *(p.text for p in request.passages)])
+                       *(p.text for p in request.passages)], remember_first=False)
     q, d = m[0], m[1:1 + len(labels)]
     ex = m[1 + len(labels):1 + len(labels) + len(request.examples)]
     ps = m[1 + len(labels) + len(request.examples):]
@@ -157,7 +157,7 @@ def _hashed(text: str):
     return _HASHER.transform([text])
 
 
-def request_tfidf(texts: list[str]):
+def request_tfidf(texts: list[str], *, remember_first: bool = True):
     """TF-IDF over just these texts (character 3-5 grams), L2-normalised rows.
 
     Equivalent to fitting a TfidfVectorizer on the request's own texts, but the n-gram counts
@@ -166,8 +166,12 @@ def request_tfidf(texts: list[str]):
     The columns are then renumbered to just the n-grams present (in the same order, so every
     dot product adds the same terms in the same order): a product with a 2**20-column
     transpose would otherwise allocate a 2**20-long index per call.
+    `remember_first=False` hashes the first text (the item's input) without memoising it:
+    inputs are all different, so remembering them only held memory (~5 KB an input, up to
+    the memo's bound) for a hit that comes, if ever, a whole ladder rung later.
     """
-    m = sp.vstack([_hashed(t) for t in texts], format="csr", dtype=np.float64)
+    first = _hashed(texts[0]) if remember_first else _HASHER.transform(texts[:1])
+    m = sp.vstack([first, *(_hashed(t) for t in texts[1:])], format="csr", dtype=np.float64)
     _, where = np.unique(m.indices, return_inverse=True)
     df = np.bincount(where)  # rows in which each n-gram occurs (indices are unique per row)
     idf = np.log((1 + m.shape[0]) / (1 + df)) + 1.0  # smooth idf, as sklearn's
