@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tqdm import tqdm
 
@@ -54,6 +54,7 @@ async def run_jobs(jobs: Iterable[Job], *, total: int, provider: Provider,
     max_call_cost = 0.0
     reserved = 0.0  # expected cost of the calls in flight
     estimate = getattr(provider, "estimate_cost", None)  # optional: a per-request cost guess
+    inflight: dict[str, asyncio.Future] = {}  # cache key -> the answer one worker is fetching
     start = time.perf_counter()
 
     async def worker() -> None:
@@ -69,6 +70,13 @@ async def run_jobs(jobs: Iterable[Job], *, total: int, provider: Provider,
                 bar.update()
                 continue
             completion = cache.get(key) if cache else None
+            if completion is None and key in inflight:
+                # the same request is already on its way (e.g. two variants rendering alike):
+                # share that answer instead of paying for it twice, as a cache hit would
+                try:
+                    completion = replace(await asyncio.shield(inflight[key]), cached=True)
+                except Exception:
+                    completion = None  # that call failed: make our own attempt
             if completion is None:
                 guess = 0.0  # this call's expected cost, reserved while it is in flight
                 if max_cost_usd is not None:
@@ -84,14 +92,21 @@ async def run_jobs(jobs: Iterable[Job], *, total: int, provider: Provider,
                         continue
                 stats.calls += 1
                 reserved += guess
+                shared = inflight[key] = asyncio.get_running_loop().create_future()
                 try:
                     completion = await provider.complete(request)
+                    shared.set_result(completion)
                 except Exception as exc:
+                    shared.set_exception(exc)
+                    shared.exception()  # retrieved: no "never retrieved" warning without waiters
                     _record_error(journal, stats, job, exc)
                     bar.update()
                     continue
                 finally:
                     reserved -= guess
+                    inflight.pop(key, None)
+                    if not shared.done():  # cancelled mid-call: release any waiters
+                        shared.cancel()
                 stats.spent_usd += completion.cost_usd
                 max_call_cost = max(max_call_cost, completion.cost_usd)
                 if cache:

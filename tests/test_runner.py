@@ -420,3 +420,38 @@ def test_sigkill_then_resume_repeats_no_journaled_item(tmp_path, run_dirs):
     # the killed session's paid answers still count: totals come from the journal
     assert run["totals"]["calls"] + run["totals"]["cache_hits"] == N_ITEMS
     assert run["totals"]["calls"] == len(journaled) + session["calls"]
+
+
+def test_identical_requests_in_flight_are_paid_once(tmp_path):
+    """Two jobs that render the same request at the same time share one call (a cache hit)."""
+
+    class Slow:
+        name = "slow"
+
+        def __init__(self):
+            self.calls = 0
+
+        def model_for(self, request):
+            return "m"
+
+        def cache_params(self):
+            return {}
+
+        async def complete(self, request):
+            self.calls += 1
+            await asyncio.sleep(0.05)
+            return Completion(text="ok", usage=Usage(3, 1), cost_usd=0.01, model="m")
+
+    provider = Slow()
+    same = Request(task_type="qa", instructions="i", input="the same question")
+    jobs = [Job(v, Item("q1", "the same question", "ok"), lambda _it: same) for v in "abcd"]
+    journal = Journal(tmp_path / "p.jsonl")
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    stats = asyncio.run(run_jobs(jobs, total=4, provider=provider, cache=cache,
+                                 journal=journal, concurrency=4, progress=False))
+    cache.close()
+    assert provider.calls == 1 and stats.calls == 1 and stats.cache_hits == 3
+    rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert sorted(r["variant"] for r in rows) == ["a", "b", "c", "d"]
+    assert [r["cached"] for r in rows].count(False) == 1
+    assert all(r["cost_usd"] == 0.01 and r["output"] == "ok" for r in rows)
