@@ -27,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfVectorizer
 from sklearn.preprocessing import normalize
+from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 
 from evalkit.finetune import LOCAL_MODEL_PREFIX, load_local_model
 from evalkit.providers.base import Completion, Usage
@@ -125,24 +126,27 @@ def classify(request: Request, ft=None) -> str:
     descriptions = [f"{label.replace('_', ' ')}: {desc}" for label, desc in request.labels]
     m = request_tfidf([request.input, *descriptions, *(e.input for e in request.examples),
                        *(p.text for p in request.passages)], remember_first=False)
-    q, d = m[0], m[1:1 + len(labels)]
-    ex = m[1 + len(labels):1 + len(labels) + len(request.examples)]
-    ps = m[1 + len(labels) + len(request.examples):]
+    # every cosine among the request's texts in one product: entry (i, j) sums row i's terms
+    # in row i's order, exactly as a product of the two rows alone would
+    g = (m @ m.T).toarray()
+    d = slice(1, 1 + len(labels))
+    ex = slice(d.stop, d.stop + len(request.examples))
+    ps = slice(ex.stop, None)
 
     if ft is not None:
         proba = ft.predict_proba([request.input])[0]
         index = {c: i for i, c in enumerate(ft.classes_)}
         scores = np.array([proba[index[label]] if label in index else 0.0 for label in labels])
     else:
-        scores = _cos(q, d)
+        scores = g[d, 0].copy()
     if request.examples:
-        sims = _cos(q, ex)
+        sims = g[ex, 0]
         for e, s in zip(request.examples, sims):
             if e.output in labels:
                 scores[labels.index(e.output)] += 2.0 * s
     if request.passages:
-        passage_sims = _cos(q, ps)
-        passage_label = np.asarray((ps @ d.T).todense()).argmax(axis=1)
+        passage_sims = g[ps, 0]
+        passage_label = g[ps, d].argmax(axis=1)
         for s, li in zip(passage_sims, passage_label):
             scores[li] += 0.5 * s
     return labels[int(np.argmax(scores))]
@@ -171,14 +175,19 @@ def request_tfidf(texts: list[str], *, remember_first: bool = True):
     the memo's bound) for a hit that comes, if ever, a whole ladder rung later.
     """
     first = _hashed(texts[0]) if remember_first else _HASHER.transform(texts[:1])
-    m = sp.vstack([first, *(_hashed(t) for t in texts[1:])], format="csr", dtype=np.float64)
-    _, where = np.unique(m.indices, return_inverse=True)
+    rows = [first, *(_hashed(t) for t in texts[1:])]
+    # stacked by hand (what sp.vstack does, without its per-call checks)
+    indices = np.concatenate([r.indices for r in rows])
+    counts = np.concatenate([r.data for r in rows]).astype(np.float64, copy=False)
+    indptr = np.zeros(len(rows) + 1, dtype=indices.dtype)
+    np.cumsum([r.nnz for r in rows], out=indptr[1:])
+    _, where = np.unique(indices, return_inverse=True)
     df = np.bincount(where)  # rows in which each n-gram occurs (indices are unique per row)
-    idf = np.log((1 + m.shape[0]) / (1 + df)) + 1.0  # smooth idf, as sklearn's
-    data = (1.0 + np.log(m.data)) * idf[where]  # sublinear tf
-    m = sp.csr_matrix((data, where.astype(m.indices.dtype), m.indptr),
-                      shape=(m.shape[0], len(df)))
-    return normalize(m)
+    idf = np.log((1 + len(rows)) / (1 + df)) + 1.0  # smooth idf, as sklearn's
+    data = (1.0 + np.log(counts)) * idf[where]  # sublinear tf
+    m = sp.csr_matrix((data, where.astype(indices.dtype), indptr), shape=(len(rows), len(df)))
+    inplace_csr_row_normalize_l2(m)  # sklearn's normalize(m) minus its input validation
+    return m
 
 
 def _cos(q, m) -> np.ndarray:
