@@ -41,8 +41,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check evalkit tests
 
 ## Benchmarks (not part of `make test`): each prints its figure and the ratio to its target.
+## Method, machine and the last results: docs/benchmarks.md. Takes ~5 minutes on 2 cores.
 bench: $(STAMP)
+	@nproc; free -h | head -2; $(PY) --version
+	$(PY) benchmarks/bench_overhead.py
+	$(PY) benchmarks/bench_local_ladder.py
 	$(PY) benchmarks/bench_report.py
+	$(PY) benchmarks/bench_memory.py
 
 clean:
 	rm -rf $(VENV) reports/*/ .evalkit-cache
