@@ -24,6 +24,17 @@ def cache_key(*, provider: str, model: str, messages: list[dict[str, str]],
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def request_key(provider: Any, request: Any) -> str:
+    """The cache key of `request` as `provider` would answer it (runner and estimate agree).
+
+    The task type is part of it: the local provider answers the same messages differently
+    for a classification and a QA task.
+    """
+    return cache_key(provider=provider.name, model=provider.model_for(request),
+                     messages=request.messages(),
+                     params={**provider.cache_params(), "task_type": request.task_type})
+
+
 class ResponseCache:
     """A small SQLite key-value store of Completions. Safe to share across asyncio tasks."""
 

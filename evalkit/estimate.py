@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit import finetune
-from evalkit.cache import ResponseCache, cache_key
+from evalkit.cache import ResponseCache, request_key
 from evalkit.config import load_config
 from evalkit.pricing import PriceBook, UnknownPrice
 from evalkit.providers import get_provider
@@ -131,8 +131,7 @@ def _estimate_variant(rung, testset: Testset, ctx: VariantContext, llm, prices: 
             continue
         cost = prices.price(model).cost(usage)
         est.notional_usd += cost
-        key = cache_key(provider=llm.name, model=model, messages=messages,
-                        params=llm.cache_params())
+        key = request_key(llm, request)
         if cache is not None and cache.get(key) is not None:
             est.cached += 1
         else:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 from tqdm import tqdm
 
-from evalkit.cache import ResponseCache, cache_key
+from evalkit.cache import ResponseCache, request_key
 from evalkit.journal import Journal, Prediction
 from evalkit.providers.base import Completion, Provider
 from evalkit.request import Request
@@ -63,8 +63,7 @@ async def run_jobs(jobs: Iterable[Job], *, total: int, provider: Provider,
             stats.jobs += 1
             try:
                 request = job.build(job.item)
-                key = cache_key(provider=provider.name, model=provider.model_for(request),
-                                messages=request.messages(), params=provider.cache_params())
+                key = request_key(provider, request)
             except Exception as exc:  # a variant that cannot build or render this item
                 _record_error(journal, stats, job, exc)
                 bar.update()

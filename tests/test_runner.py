@@ -455,3 +455,18 @@ def test_identical_requests_in_flight_are_paid_once(tmp_path):
     assert sorted(r["variant"] for r in rows) == ["a", "b", "c", "d"]
     assert [r["cached"] for r in rows].count(False) == 1
     assert all(r["cost_usd"] == 0.01 and r["output"] == "ok" for r in rows)
+
+
+def test_the_cache_key_follows_the_task_type_and_the_local_code(monkeypatch):
+    from evalkit.cache import request_key
+    from evalkit.providers import local
+    from evalkit.providers.local import LocalProvider
+
+    provider = LocalProvider()
+    clf = Request(task_type="classification", instructions="i", input="x")
+    qa = Request(task_type="qa", instructions="i", input="x")
+    assert clf.messages() == qa.messages()
+    assert request_key(provider, clf) != request_key(provider, qa)
+    before = request_key(provider, clf)
+    monkeypatch.setattr(local, "CODE_VERSION", "edited")
+    assert request_key(provider, clf) != before  # an edited local provider is a new model

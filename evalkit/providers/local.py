@@ -17,6 +17,7 @@ economics sections have non-zero numbers that do not drift with the machine's lo
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from functools import lru_cache
@@ -34,6 +35,7 @@ from evalkit.providers.base import Completion, Usage
 from evalkit.request import Request
 
 UNKNOWN = "unknown"
+CODE_VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 
 
 class LocalProvider:
@@ -55,7 +57,8 @@ class LocalProvider:
         return request.model or self.model
 
     def cache_params(self) -> dict[str, Any]:
-        return {"qa_min_support": self.qa_min_support, "prices": [
+        # the code is part of the "model": an edit to this file must not be served old answers
+        return {"qa_min_support": self.qa_min_support, "code": CODE_VERSION, "prices": [
             self.usd_per_m_input, self.usd_per_m_output, self.fine_tuned_markup]}
 
     async def complete(self, request: Request) -> Completion:
