@@ -149,9 +149,12 @@ def _check(stats: RunStats, n: int, *, calls: int) -> None:
 
 
 def main() -> None:
+    global C  # the runs read it; a flag may change it for a sweep
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=N)
-    n = parser.parse_args().items
+    parser.add_argument("--concurrency", type=int, default=C, help="C (the target is at 64)")
+    args = parser.parse_args()
+    n, C = args.items, args.concurrency
     m = measure(n)
     ideal = n * L / C
     ratio = m["first_s"] / ideal
