@@ -103,14 +103,14 @@ def run_experiment(config: RunConfig, *, resume: str | None = None,
         if retriever:  # indexing cost is setup; query embeddings are a per-query cost
             setup["retrieval"] = ctx.index.embed_queries([it.input for it in testset.test])
 
-    _preflight(variants, testset, ctx)
+    provider = get_provider(config.provider, **_provider_options(config, setup))
+    _preflight(variants, testset, ctx, provider)
     if not resume:  # only now: a run that cannot start leaves no empty folder behind
         run_dir = _new_run_dir(Path(config.reports_dir), testset.name)
     journal = Journal(run_dir / "predictions.jsonl")
     done = {(p.variant, p.item_id) for p in latest(journal.read()) if p.error_class is None}
     jobs = [Job(v.name, item, lambda it, v=v: v.build(it, ctx))
             for v in variants for item in testset.test if (v.name, item.id) not in done]
-    provider = get_provider(config.provider, **_provider_options(config, setup))
     cache = ResponseCache(Path(config.cache_dir) / "responses.sqlite")
     _write_run_json(run_dir, config, testset, setup, sessions_add=None)
     _write_items(run_dir, testset)
@@ -126,16 +126,24 @@ def run_experiment(config: RunConfig, *, resume: str | None = None,
     return RunResult(run_dir, summary, stats)
 
 
-def _preflight(variants: list, testset: Testset, ctx: VariantContext) -> None:
-    """Build and render one request per variant before any call, so a rung that cannot work
-    at all (few-shot without train.jsonl, a broken template) is one clear error, not a
-    failure journaled for every item."""
+def _preflight(variants: list, testset: Testset, ctx: VariantContext, provider) -> None:
+    """Build, render and price one request per variant before any call, so a rung that cannot
+    work at all (few-shot without train.jsonl, a broken template, a model with no known
+    price) is one clear error, not a failure journaled for every item."""
+    estimate = getattr(provider, "estimate_cost", None)
     for v in variants:
         try:
-            v.build(testset.test[0], ctx).messages()
+            request = v.build(testset.test[0], ctx)
+            request.messages()
         except Exception as exc:
             raise ValueError(f"{testset.path}: variant {v.name!r} cannot build a request: "
                              f"{exc}") from exc
+        if estimate is not None:
+            try:
+                estimate(request)
+            except Exception as exc:
+                raise ValueError(f"variant {v.name!r} cannot be priced, so its cost and "
+                                 f"budget could not be kept: {exc}") from exc
 
 
 def write_scores_and_summary(run_dir: Path, testset: Testset, variants: list[str]) -> dict:

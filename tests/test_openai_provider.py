@@ -219,11 +219,11 @@ def test_unpriced_model_fails_before_any_call(tmp_path):
     with FakeOpenAI() as server:
         result = _run(server, tmp_path, "--model", "my-own-llm", variants="prompt-only",
                       ok=False)
-        assert result.exit_code == 1
-        preds = read_jsonl(_latest_run(tmp_path) / "predictions.jsonl")
         assert server.chat_calls() == []
-    assert all(p["error_class"] == "UnknownPrice" and "pricing.models" in p["error"]
-               for p in preds)
+    assert result.exit_code == 2  # one error before any call, not one per item
+    assert "variant 'prompt-only' cannot be priced" in result.output
+    assert "pricing.models" in result.output
+    assert not (tmp_path / "reports").exists() or not list((tmp_path / "reports").iterdir())
 
 
 def test_embeddings_retriever_costs_setup_once_and_queries_per_query(tmp_path):
