@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pytest
+
 WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -518,3 +520,16 @@ def read_jsonl(path) -> list[dict[str, Any]]:
     from pathlib import Path
 
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(autouse=True)
+def openai_env(monkeypatch):
+    """The test key in the environment, and no OPENAI_BASE_URL leaking in from the shell."""
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+
+
+def run_dirs_args(tmp_path) -> list:
+    """`evalkit run` flags that keep reports, cache and fine-tunes inside tmp_path."""
+    return ["--reports-dir", tmp_path / "reports", "--cache-dir", tmp_path / "cache",
+            "--finetune-dir", tmp_path / "finetunes", "--no-progress"]

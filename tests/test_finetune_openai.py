@@ -7,7 +7,16 @@ import json
 import shutil
 
 import pytest
-from openai_server import FIXTURES, KEY, FakeOpenAI, assert_key_nowhere, cli, read_jsonl
+from openai_server import (
+    FIXTURES,
+    KEY,
+    FakeOpenAI,
+    assert_key_nowhere,
+    cli,
+    openai_env,
+    read_jsonl,
+    run_dirs_args,
+)
 
 from evalkit.finetune import LeakageError, load_record
 from evalkit.finetune_openai import FineTuneError, build_lines, validate
@@ -18,15 +27,8 @@ INTENTS = FIXTURES / "tiny-intents"
 LADDER = "prompt-only,few-shot,rag,fine-tuned,rag+fine-tuned"
 
 
-@pytest.fixture(autouse=True)
-def _env(monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-
-
-def _dirs(tmp_path):
-    return ["--reports-dir", tmp_path / "reports", "--cache-dir", tmp_path / "cache",
-            "--finetune-dir", tmp_path / "finetunes", "--no-progress"]
+_env = openai_env  # autouse: the test key in the environment, no OPENAI_BASE_URL
+_dirs = run_dirs_args
 
 
 def test_training_lines_are_the_prompt_only_messages_plus_the_reference():

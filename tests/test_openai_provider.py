@@ -9,7 +9,16 @@ import time
 from pathlib import Path
 
 import pytest
-from openai_server import FIXTURES, KEY, FakeOpenAI, assert_key_nowhere, cli, read_jsonl
+from openai_server import (
+    FIXTURES,
+    KEY,
+    FakeOpenAI,
+    assert_key_nowhere,
+    cli,
+    openai_env,
+    read_jsonl,
+    run_dirs_args,
+)
 
 from evalkit.cache import ResponseCache
 from evalkit.journal import Journal
@@ -26,15 +35,8 @@ QA = FIXTURES / "tiny-qa"
 NO_FT = "prompt-only,few-shot,rag"
 
 
-@pytest.fixture(autouse=True)
-def _env(monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-
-
-def _dirs(tmp_path: Path) -> list[str]:
-    return ["--reports-dir", tmp_path / "reports", "--cache-dir", tmp_path / "cache",
-            "--finetune-dir", tmp_path / "finetunes", "--no-progress"]
+_env = openai_env  # autouse: the test key in the environment, no OPENAI_BASE_URL
+_dirs = run_dirs_args
 
 
 def _run(server, tmp_path, *extra, testset=INTENTS, variants=NO_FT, ok=True):
