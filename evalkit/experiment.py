@@ -170,8 +170,8 @@ def _provider_options(config: RunConfig, setup: dict[str, Any]) -> dict[str, Any
 def _prepare_fine_tune(config: RunConfig, testset: Testset) -> dict[str, Any]:
     """The fine-tuned model the fine-tuned rungs call; local ones are trained on demand."""
     if config.provider == "local":
-        record = finetune.ensure_local(testset, config.finetune_dir,
-                                       allow_leakage=config.allow_leakage)
+        # run_experiment has already refused (or been allowed) any leak: don't check twice
+        record = finetune.ensure_local(testset, config.finetune_dir, allow_leakage=True)
     else:
         name = finetune.default_name(testset, config.provider)
         record = finetune.load_record(Path(config.finetune_dir), name)
