@@ -53,12 +53,7 @@ class RunResult:
     run_dir: Path
     summary: dict[str, Any]
     stats: RunStats
-
-    @property
-    def warnings(self) -> list[str]:
-        """What the user should know about this run's setup (also kept in run.json)."""
-        record = json.loads((self.run_dir / "run.json").read_text())
-        return list(record.get("setup", {}).get("warnings", []))
+    warnings: list[str] = field(default_factory=list)  # about the setup; also in run.json
 
 
 class LeakageRefused(RuntimeError):
@@ -123,7 +118,7 @@ def run_experiment(config: RunConfig, *, resume: str | None = None,
     _write_run_json(run_dir, config, testset, setup, sessions_add=stats)
     summary = write_scores_and_summary(run_dir, testset, config.variants)
     _point_latest(run_dir, testset.name)
-    return RunResult(run_dir, summary, stats)
+    return RunResult(run_dir, summary, stats, list(setup.get("warnings", [])))
 
 
 def _preflight(variants: list, testset: Testset, ctx: VariantContext, provider) -> None:

@@ -84,10 +84,6 @@ def as_record(p: Prediction) -> dict[str, Any]:
     return record
 
 
-def to_records(preds: list[Prediction]) -> list[dict[str, Any]]:
-    return [as_record(p) for p in preds]
-
-
 def latest(preds: list[Prediction]) -> list[Prediction]:
     """One prediction per (variant, item): the last one journaled (a retry replaces an error)."""
     last: dict[tuple[str, str], Prediction] = {}

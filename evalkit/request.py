@@ -8,7 +8,7 @@ the fine-tuned rung sees at inference exactly what it was trained on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -32,7 +32,6 @@ class Request:
     examples: tuple[Example, ...] = ()
     passages: tuple[Passage, ...] = ()
     model: str | None = None  # a variant may pin a model (the fine-tuned rungs do)
-    params: tuple[tuple[str, object], ...] = field(default=())
 
     def messages(self) -> list[dict[str, str]]:
         """Chat messages: system (instructions + labels), example turns, then the input.
