@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from evalkit.runfolder import RunFolderError, read_items
 from evalkit.scoring import COST_METRICS
 
 SCHEMA_VERSION = 1
@@ -119,20 +120,12 @@ def run_gate_section(run_dir: Path | str) -> tuple[str, dict[str, Any]] | None:
 
 def _read_clusters(path: Path) -> dict[str, str | None]:
     """items.jsonl -> item id -> cluster, so paired tests respect clustered items."""
-    out: dict[str, str | None] = {}
-    if not path.is_file():
-        return out
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise GateError(f"{path}:{n}", f"invalid JSON: {exc.msg}") from exc
-        if isinstance(item, dict) and "id" in item:
-            cluster = item.get("cluster")
-            out[str(item["id"])] = None if cluster is None else str(cluster)
-    return out
+    try:
+        items = read_items(path)
+    except RunFolderError as exc:  # the gate's own error: exit 2, file and line named
+        raise GateError(exc.where, exc.message, field=exc.field) from exc
+    return {str(it["id"]): None if it.get("cluster") is None else str(it["cluster"])
+            for it in items}
 
 
 def _read_scores(path: Path) -> dict[str, dict[str, dict[str, float]]]:

@@ -21,7 +21,8 @@ class RunFolderError(ValueError):
 
     def __init__(self, path: Path | str, message: str, *, line: int | None = None,
                  field: str | None = None):
-        where = str(path) + (f":{line}" if line is not None else "")
+        self.message, self.field = message, field
+        self.where = where = str(path) + (f":{line}" if line is not None else "")
         super().__init__(f"{where}:{f' field {field!r}:' if field else ''} {message}")
 
 

@@ -507,3 +507,14 @@ def test_real_run_passes_its_own_baseline_and_broken_retrieval_fails(real_runs):
     assert sorted(failed(junk)) == ["rag mrr", "rag recall_at_k", "rag+fine-tuned mrr",
                                     "rag+fine-tuned recall_at_k"]
     assert float(row(junk, "rag", "recall_at_k")["run"]) < 0.98
+
+
+def test_a_damaged_items_file_is_a_usage_error_naming_its_line(tmp_path):
+    from evalkit.baseline import GateError, _read_clusters
+
+    path = tmp_path / "items.jsonl"
+    path.write_text('{"id": "a", "cluster": "doc-1"}\n{"id": "b"}\nnot json\n')
+    with pytest.raises(GateError, match=r"items\.jsonl:3: invalid JSON"):
+        _read_clusters(path)
+    path.write_text('{"id": "a", "cluster": "doc-1"}\n{"id": "b"}\n')
+    assert _read_clusters(path) == {"a": "doc-1", "b": None}
