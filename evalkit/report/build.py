@@ -20,6 +20,7 @@ import pandas as pd
 from evalkit.journal import Journal, latest
 from evalkit.report import charts
 from evalkit.runfolder import RunFolderError, read_items, read_json, read_scores
+from evalkit.verdicts import usd
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -185,14 +186,5 @@ def _num(x, digits: int = 3) -> str:
 
 
 def _usd(x) -> str:
-    if not _ok(x):
-        return "–"
-    if x == 0:
-        return "$0"
-    if x < 0:
-        return "−" + _usd(-x)
-    if abs(x) >= 100:
-        return f"${x:,.0f}"
-    if abs(x) >= 0.01:
-        return f"${x:,.2f}"
-    return f"${x:.2e}"
+    """The same dollar format as the verdict sentences above the tables."""
+    return usd(x) if _ok(x) else "–"
