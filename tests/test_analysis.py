@@ -41,20 +41,22 @@ def _strict_json(path: Path) -> dict:
     return json.loads(path.read_text(), parse_constant=no_nan)
 
 
-@pytest.fixture(scope="module")
-def intents_run(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("intents")
-    return _run(Path(__file__).parent / "fixtures" / "tiny-intents",
+def _fixture_run(tmp_path_factory, name: str) -> Path:
+    """The whole local ladder on a fixture set, in folders of its own."""
+    tmp = tmp_path_factory.mktemp(name)
+    return _run(Path(__file__).parent / "fixtures" / name,
                 {"reports_dir": str(tmp / "r"), "cache_dir": str(tmp / "c"),
                  "finetune_dir": str(tmp / "f")})
+
+
+@pytest.fixture(scope="module")
+def intents_run(tmp_path_factory) -> Path:
+    return _fixture_run(tmp_path_factory, "tiny-intents")
 
 
 @pytest.fixture(scope="module")
 def qa_run(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("qa")
-    return _run(Path(__file__).parent / "fixtures" / "tiny-qa",
-                {"reports_dir": str(tmp / "r"), "cache_dir": str(tmp / "c"),
-                 "finetune_dir": str(tmp / "f")})
+    return _fixture_run(tmp_path_factory, "tiny-qa")
 
 
 def _scores(run_dir: Path) -> pd.DataFrame:
