@@ -32,14 +32,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from loopback import LoopbackServer  # noqa: E402
 from synth import make_testset  # noqa: E402
 
-from evalkit.cache import ResponseCache  # noqa: E402
-from evalkit.journal import Journal  # noqa: E402
+from evalkit.data.testset import load_testset  # noqa: E402
 from evalkit.providers.base import Completion, Usage  # noqa: E402
 from evalkit.providers.openai import OpenAIProvider  # noqa: E402
-from evalkit.request import Request  # noqa: E402
-from evalkit.runner import Job, RunStats, run_jobs  # noqa: E402
-from evalkit.testset import load_testset  # noqa: E402
-from evalkit.variants import VariantContext, default_variant  # noqa: E402
+from evalkit.run.cache import ResponseCache  # noqa: E402
+from evalkit.run.journal import Journal  # noqa: E402
+from evalkit.run.runner import Job, RunStats, run_jobs  # noqa: E402
+from evalkit.strategies.request import Request  # noqa: E402
+from evalkit.strategies.variants import VariantContext, default_variant  # noqa: E402
 
 N, C, L = 2_000, 64, 0.050
 TARGET_RATIO, TARGET_MS, TARGET_SPEEDUP = 1.15, 1.0, 20.0

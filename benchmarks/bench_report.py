@@ -11,9 +11,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from synth import make_run, make_testset  # noqa: E402
 
-from evalkit.experiment import write_scores_and_summary  # noqa: E402
+from evalkit.data.testset import load_testset  # noqa: E402
+from evalkit.pipeline.experiment import write_scores_and_summary  # noqa: E402
 from evalkit.report import render_report  # noqa: E402
-from evalkit.testset import load_testset  # noqa: E402
 
 N_ITEMS, VARIANTS = 10_000, ["prompt-only", "few-shot", "rag", "fine-tuned", "rag+fine-tuned",
                              "small-fine-tuned"]

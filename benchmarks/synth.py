@@ -34,7 +34,7 @@ def make_testset(root: Path, n_items: int, *, seed: int = 0) -> Path:
 
 def make_run(run_dir: Path, testset_dir: Path, variants: list[str], *, seed: int = 0) -> Path:
     """Write run.json, items.jsonl and predictions.jsonl as a finished run would."""
-    from evalkit.testset import load_testset
+    from evalkit.data.testset import load_testset
 
     rng = random.Random(seed)
     ts = load_testset(testset_dir)

@@ -1,9 +1,9 @@
 """The experiment config file (YAML): one mapping with a section per concern.
 
-Sections and who reads them: `economics` (evalkit.economics), `gate` (evalkit.gate),
-`pricing` (evalkit.pricing), `provider` (provider options such as base_url, model). This module
-only loads the file and hands out sections; each consumer validates its own section and names
-the file and field in its errors through `ConfigError`.
+Sections and who reads them: `economics` (evalkit.analysis.economics), `gate`
+(evalkit.gate.check), `pricing` (evalkit.providers.pricing), `provider` (provider options such as
+base_url, model). This module only loads the file and hands out sections; each consumer
+validates its own section and names the file and field in its errors through `ConfigError`.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from evalkit.providers.base import Completion, Usage
-from evalkit.request import Request
+from evalkit.strategies.request import Request
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -108,7 +108,7 @@ def fake_provider_factory(monkeypatch) -> Callable[..., FakeProvider]:
 
     def install(**options) -> FakeProvider:
         provider = FakeProvider(**options)
-        monkeypatch.setattr("evalkit.experiment.get_provider",
+        monkeypatch.setattr("evalkit.pipeline.experiment.get_provider",
                             lambda name, **opts: provider)
         return provider
 

@@ -17,11 +17,12 @@ from scipy import stats as sps
 from statsmodels.regression.linear_model import OLS
 from statsmodels.stats.multitest import multipletests
 
-from evalkit import analysis, metrics
+from evalkit.analysis import summary as analysis
+from evalkit.analysis.verdicts import VERDICTS
 from evalkit.cli import main
 from evalkit.config import ConfigError
-from evalkit.experiment import RunConfig, run_experiment
-from evalkit.verdicts import VERDICTS
+from evalkit.pipeline.experiment import RunConfig, run_experiment
+from evalkit.scoring import metrics
 
 DOC = Path(__file__).parent.parent / "docs" / "summary-schema.md"
 METRIC_FIELDS = {"mean", "se", "ci_low", "ci_high", "n", "n_nan"}
@@ -199,7 +200,7 @@ def test_a_rung_that_fails_on_hard_items_does_not_look_better():
     """On its successes alone the upper rung gains 50 points (0.5 -> 1.0 on items 0-19); it
     fails on items 20-39, where the lower rung gets half right. Counted as wrong answers, the
     failures cancel the gain: both rungs get 20 of 40."""
-    from evalkit.journal import Prediction
+    from evalkit.run.journal import Prediction
 
     ids = [f"i{k}" for k in range(40)]
     lower = ([1.0] * 10 + [0.0] * 10) * 2  # half right in each half
@@ -242,7 +243,7 @@ def test_summarize_recomputes_from_the_run_folder_alone(copy_fixture, run_dirs, 
 
     def no_model(*a, **k):
         raise AssertionError("summarize must not reach a provider")
-    monkeypatch.setattr("evalkit.experiment.get_provider", no_model)
+    monkeypatch.setattr("evalkit.pipeline.experiment.get_provider", no_model)
 
     result = CliRunner().invoke(main, ["summarize", str(run_dir)])
     assert result.exit_code == 0, result.output

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from evalkit.leakage import find_leaks
-from evalkit.testset import load_testset
+from evalkit.data.leakage import find_leaks
+from evalkit.data.testset import load_testset
 
 ROOT = Path(__file__).parent.parent / "testsets"
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from conftest import append_jsonl
 
 from evalkit.cli import main
-from evalkit.variants import LADDER
+from evalkit.strategies.variants import LADDER
 
 
 def _args(run_dirs: dict[str, str]) -> list[str]:

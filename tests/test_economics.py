@@ -7,9 +7,8 @@ import re
 import pytest
 import yaml
 
-from evalkit import economics as econ_mod
-from evalkit.config import ConfigError, load_config
-from evalkit.economics import (
+from evalkit.analysis import economics as econ_mod
+from evalkit.analysis.economics import (
     DEFAULTS,
     Economics,
     VariantCost,
@@ -20,6 +19,7 @@ from evalkit.economics import (
     tco,
     variant_cost,
 )
+from evalkit.config import ConfigError, load_config
 
 
 def test_documented_defaults_are_the_defaults():

@@ -18,10 +18,10 @@ from openai_server import (
     run_dirs_args,
 )
 
-from evalkit.finetune import LeakageError, load_record
-from evalkit.finetune_openai import FineTuneError, build_lines, validate
-from evalkit.request import Request
-from evalkit.testset import load_testset
+from evalkit.data.testset import load_testset
+from evalkit.providers.openai_finetune import FineTuneError, build_lines, validate
+from evalkit.strategies.finetune import LeakageError, load_record
+from evalkit.strategies.request import Request
 
 INTENTS = FIXTURES / "tiny-intents"
 LADDER = "prompt-only,few-shot,rag,fine-tuned,rag+fine-tuned"
@@ -64,8 +64,8 @@ def test_leaking_test_item_is_refused_before_any_upload(tmp_path):
         assert server.requests == []
     assert result.exit_code == 2 and "leak" in result.output
     with pytest.raises(LeakageError):
-        from evalkit.finetune_openai import prepare
-        from evalkit.pricing import PriceBook
+        from evalkit.providers.openai_finetune import prepare
+        from evalkit.providers.pricing import PriceBook
         prepare(load_testset(leaky), base_model="gpt-4o-mini-2024-07-18", prices=PriceBook())
 
 
@@ -102,8 +102,8 @@ def test_job_flow_records_model_tokens_cost_and_the_ladder_runs_on_it(tmp_path):
 
 
 def test_status_resumes_polling_from_the_record(tmp_path):
-    from evalkit.finetune_openai import client, prepare, start
-    from evalkit.pricing import PriceBook
+    from evalkit.providers.openai_finetune import client, prepare, start
+    from evalkit.providers.pricing import PriceBook
 
     with FakeOpenAI(api_key=KEY, polls_per_stage=1) as server:
         testset = load_testset(INTENTS)
@@ -165,8 +165,8 @@ def _train(server, testset_dir, ft_dir, *extra, ok=True):
 
 
 def test_rerun_while_the_job_runs_refuses_then_does_nothing_once_done(tmp_path):
-    from evalkit.finetune_openai import client, prepare, start
-    from evalkit.pricing import PriceBook
+    from evalkit.providers.openai_finetune import client, prepare, start
+    from evalkit.providers.pricing import PriceBook
 
     ft_dir = tmp_path / "ft"
     with FakeOpenAI(api_key=KEY, polls_per_stage=1) as server:
@@ -216,7 +216,7 @@ def test_rerun_after_the_train_split_changed_starts_a_new_job(tmp_path):
 def test_failed_job_may_be_retried_without_force(tmp_path):
     from dataclasses import replace
 
-    from evalkit.finetune import save_record
+    from evalkit.strategies.finetune import save_record
 
     ft_dir = tmp_path / "ft"
     with FakeOpenAI(api_key=KEY, polls_per_stage=1) as server:
@@ -234,7 +234,7 @@ _TORN_WRITE = """
 import resource, signal, sys
 from dataclasses import replace
 from pathlib import Path
-from evalkit.finetune import load_record, save_record
+from evalkit.strategies.finetune import load_record, save_record
 
 ft_dir = Path(sys.argv[1])
 old = load_record(ft_dir, "job")
@@ -253,7 +253,7 @@ def test_a_write_that_fails_midway_leaves_the_old_record_whole(tmp_path):
     import subprocess
     import sys
 
-    from evalkit.finetune import FineTuneRecord, save_record
+    from evalkit.strategies.finetune import FineTuneRecord, save_record
 
     pytest.importorskip("resource")
     old = FineTuneRecord(name="job", provider="openai", base_model="gpt-4o-mini-2024-07-18",
@@ -271,7 +271,7 @@ def test_a_write_that_fails_midway_leaves_the_old_record_whole(tmp_path):
 def test_save_record_replaces_whole_and_leaves_no_temp_files(tmp_path):
     from dataclasses import replace
 
-    from evalkit.finetune import FineTuneRecord, save_record
+    from evalkit.strategies.finetune import FineTuneRecord, save_record
 
     record = FineTuneRecord(name="job", provider="openai", base_model="b", fine_tuned_model="",
                             status="queued", train_hash="abc", trained_examples=12,
@@ -287,8 +287,8 @@ def test_save_record_replaces_whole_and_leaves_no_temp_files(tmp_path):
 def test_check_record_for_warns_on_a_changed_or_missing_train_hash(tmp_path):
     from dataclasses import replace
 
-    from evalkit.finetune import check_record_for, train_hash
-    from evalkit.finetune_openai import register
+    from evalkit.providers.openai_finetune import register
+    from evalkit.strategies.finetune import check_record_for, train_hash
 
     testset = load_testset(INTENTS)
     record = register(tmp_path, "tiny-intents-openai", model="acme-lora", testset=testset)
@@ -324,7 +324,7 @@ def test_register_with_a_leaking_testset_is_refused_unless_allowed(tmp_path):
 
 
 def test_register_will_not_overwrite_a_job_in_progress(tmp_path):
-    from evalkit.finetune import FineTuneRecord, save_record
+    from evalkit.strategies.finetune import FineTuneRecord, save_record
 
     running = FineTuneRecord(name="tiny-intents-openai", provider="openai",
                              base_model="gpt-4o-mini-2024-07-18", fine_tuned_model="",

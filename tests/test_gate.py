@@ -18,9 +18,9 @@ import pytest
 from click.testing import CliRunner
 from scipy import stats as sps
 
-from evalkit.baseline import GateError, load_baseline, update_baseline
 from evalkit.cli import main
-from evalkit.gate import Tolerances, paired_test
+from evalkit.gate.baseline import GateError, load_baseline, update_baseline
+from evalkit.gate.check import Tolerances, paired_test
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -510,7 +510,7 @@ def test_real_run_passes_its_own_baseline_and_broken_retrieval_fails(real_runs):
 
 
 def test_a_damaged_items_file_is_a_usage_error_naming_its_line(tmp_path):
-    from evalkit.baseline import GateError, _read_clusters
+    from evalkit.gate.baseline import GateError, _read_clusters
 
     path = tmp_path / "items.jsonl"
     path.write_text('{"id": "a", "cluster": "doc-1"}\n{"id": "b"}\nnot json\n')

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from evalkit.importers import from_csv, write_jsonl
-from evalkit.testset import TestsetError, load_items
+from evalkit.data.importers import from_csv, write_jsonl
+from evalkit.data.testset import TestsetError, load_items
 
 
 def test_text_label_csv_becomes_items_with_stable_ids(tmp_path):

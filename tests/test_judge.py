@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from openai_server import FIXTURES, KEY, FakeOpenAI, assert_key_nowhere, cli, read_jsonl
 
-from evalkit.judge import parse_verdict
+from evalkit.scoring.judge import parse_verdict
 
 
 @pytest.fixture(autouse=True)

@@ -7,8 +7,8 @@ from click.testing import CliRunner
 from conftest import append_jsonl
 
 from evalkit.cli import main
-from evalkit.leakage import find_leaks, max_similarity
-from evalkit.testset import Item, load_testset
+from evalkit.data.leakage import find_leaks, max_similarity
+from evalkit.data.testset import Item, load_testset
 
 # tr-05 is "my account is locked after too many sign in attempts"; this is it lightly edited
 NEAR_DUP = "My account is locked after too many sign-in attempts!"
@@ -118,7 +118,7 @@ def test_run_refuses_leaking_set_and_lists_pairs(leaking_set, run_dirs, tmp_path
 
 def test_blocks_find_the_same_pairs_as_one_matrix(intents_dir):
     """Splitting the test rows into blocks (for memory) changes no pair and no similarity."""
-    from evalkit import leakage
+    from evalkit.data import leakage
 
     ts = load_testset(intents_dir)
     train = (*ts.train, ts.test[3], ts.test[6])  # two exact leaks, in different blocks

@@ -16,7 +16,10 @@ from click.testing import CliRunner
 from conftest import append_jsonl
 
 from evalkit.cli import main
-from evalkit.finetune import (
+from evalkit.data.testset import load_testset
+from evalkit.providers import get_provider
+from evalkit.providers.local import LocalProvider, answer_question, classify
+from evalkit.strategies.finetune import (
     LeakageError,
     QAMemory,
     check_record_for,
@@ -25,11 +28,8 @@ from evalkit.finetune import (
     load_record,
     train_local,
 )
-from evalkit.providers import get_provider
-from evalkit.providers.local import LocalProvider, answer_question, classify
-from evalkit.request import Example, Request
-from evalkit.retrieval import Passage
-from evalkit.testset import load_testset
+from evalkit.strategies.request import Example, Request
+from evalkit.strategies.retrieval import Passage
 
 LABELS = (
     ("refund", "Wants money back for a charge already made."),

@@ -11,8 +11,9 @@ from collections import Counter
 import pytest
 from sklearn.metrics import f1_score
 
-from evalkit.journal import Prediction
-from evalkit.metrics import (
+from evalkit.data.testset import Item, Task
+from evalkit.run.journal import Prediction
+from evalkit.scoring.metrics import (
     accuracy,
     contains,
     exact_match,
@@ -23,8 +24,7 @@ from evalkit.metrics import (
     recall_at_k,
     token_f1,
 )
-from evalkit.scoring import score_item
-from evalkit.testset import Item, Task
+from evalkit.scoring.score import score_item
 
 # --- SQuAD text metrics -----------------------------------------------------------------------
 

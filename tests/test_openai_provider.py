@@ -20,15 +20,15 @@ from openai_server import (
     run_dirs_args,
 )
 
-from evalkit.cache import ResponseCache
-from evalkit.journal import Journal
-from evalkit.pricing import PriceBook
+from evalkit.data.testset import load_testset
 from evalkit.providers import get_provider
 from evalkit.providers.base import Usage
 from evalkit.providers.openai import OpenAIProvider
-from evalkit.request import Request
-from evalkit.runner import Job, run_jobs
-from evalkit.testset import load_testset
+from evalkit.providers.pricing import PriceBook
+from evalkit.run.cache import ResponseCache
+from evalkit.run.journal import Journal
+from evalkit.run.runner import Job, run_jobs
+from evalkit.strategies.request import Request
 
 INTENTS = FIXTURES / "tiny-intents"
 QA = FIXTURES / "tiny-qa"

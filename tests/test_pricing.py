@@ -11,8 +11,8 @@ from genai_prices import calc_price
 from openai_server import FIXTURES, KEY, FakeOpenAI, cli
 
 from evalkit.config import ConfigError
-from evalkit.pricing import PriceBook, UnknownPrice
 from evalkit.providers.base import Usage
+from evalkit.providers.pricing import PriceBook, UnknownPrice
 
 
 def test_known_model_priced_by_genai_prices_with_cached_tokens_apart():

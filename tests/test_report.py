@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from evalkit.experiment import RunConfig, run_experiment, write_scores_and_summary
+from evalkit.data.testset import load_testset
+from evalkit.pipeline.experiment import RunConfig, run_experiment, write_scores_and_summary
 from evalkit.report import render_report
-from evalkit.testset import load_testset
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BUNDLED = Path(__file__).parent.parent / "testsets"

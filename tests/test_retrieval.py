@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from evalkit import retrieval
-from evalkit.retrieval import Passage, TfidfIndex, build_index, chunk_document
-from evalkit.testset import Document, load_testset
+from evalkit.data.testset import Document, load_testset
+from evalkit.strategies import retrieval
+from evalkit.strategies.retrieval import Passage, TfidfIndex, build_index, chunk_document
 
 DOCS = {
     "billing": "Invoices are issued on the first day of each month. You can change the billing "

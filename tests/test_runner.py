@@ -21,13 +21,13 @@ import pandas as pd
 import pytest
 from conftest import FakeProvider
 
-from evalkit.cache import ResponseCache, cache_key
-from evalkit.experiment import RunConfig, run_experiment
-from evalkit.journal import Journal, Prediction, latest
+from evalkit.data.testset import Item, load_testset
+from evalkit.pipeline.experiment import RunConfig, run_experiment
 from evalkit.providers.base import Completion, Usage
-from evalkit.request import Request
-from evalkit.runner import Job, run_jobs
-from evalkit.testset import Item, load_testset
+from evalkit.run.cache import ResponseCache, cache_key
+from evalkit.run.journal import Journal, Prediction, latest
+from evalkit.run.runner import Job, run_jobs
+from evalkit.strategies.request import Request
 
 FIXTURES_DIR = Path(__file__).parent / "fixtures"
 FAIL_INPUT = "password reset link never shows up and I cannot sign in"  # te-03
@@ -290,7 +290,7 @@ SCRIPT = textwrap.dedent('''
     """Run or resume an experiment with a slow provider that logs every call it receives."""
     import asyncio, json, os, sys
 
-    from evalkit import experiment
+    from evalkit.pipeline import experiment
     from evalkit.providers.base import Completion, Usage
 
     args = json.loads(sys.argv[1])
@@ -458,9 +458,9 @@ def test_identical_requests_in_flight_are_paid_once(tmp_path):
 
 
 def test_the_cache_key_follows_the_task_type_and_the_local_code(monkeypatch):
-    from evalkit.cache import request_key
     from evalkit.providers import local
     from evalkit.providers.local import LocalProvider
+    from evalkit.run.cache import request_key
 
     provider = LocalProvider()
     clf = Request(task_type="classification", instructions="i", input="x")

@@ -1,4 +1,5 @@
-"""evalkit.stats against independent computations on fixed data (scipy, statsmodels, by hand)."""
+"""evalkit.analysis.stats against independent computations on fixed data (scipy, statsmodels,
+by hand)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
 
-from evalkit import stats
+from evalkit.analysis import stats
 
 X = [0.2, 0.5, 0.9, 0.4, 0.7, 0.1, 0.8, 0.65]
 

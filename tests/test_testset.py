@@ -7,7 +7,7 @@ import re
 import pytest
 from conftest import append_jsonl, write_jsonl
 
-from evalkit.testset import TestsetError, load_testset
+from evalkit.data.testset import TestsetError, load_testset
 
 
 def _error(path) -> TestsetError:
@@ -293,8 +293,8 @@ def test_metric_names_are_checked_against_the_task_type(copy_fixture, metrics_ya
 
 
 def test_qa_scores_exactly_the_metrics_task_yaml_asks_for(copy_fixture):
-    from evalkit.journal import Prediction
-    from evalkit.scoring import quality_metrics, score_item
+    from evalkit.run.journal import Prediction
+    from evalkit.scoring.score import quality_metrics, score_item
 
     root = copy_fixture("tiny-qa")
     text = (root / "task.yaml").read_text()

@@ -8,10 +8,10 @@ import json
 import pytest
 from conftest import FIXTURES
 
-from evalkit.request import Example, Request
-from evalkit.retrieval import Passage
-from evalkit.testset import load_testset
-from evalkit.variants import LADDER, Variant, VariantContext, default_variant
+from evalkit.data.testset import load_testset
+from evalkit.strategies.request import Example, Request
+from evalkit.strategies.retrieval import Passage
+from evalkit.strategies.variants import LADDER, Variant, VariantContext, default_variant
 
 FT_MODEL = "local-ft:tiny-intents-local@abc123"
 

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from evalkit.economics import Economics
-from evalkit.verdicts import (
+from evalkit.analysis.economics import Economics
+from evalkit.analysis.verdicts import (
     CHEAPER_NO_WORSE,
     EARNS,
     INCONCLUSIVE,
@@ -191,7 +191,7 @@ def test_a_gain_the_exact_test_does_not_confirm_is_not_real():
 
 def test_five_wins_and_no_losses_is_not_yet_a_gain():
     """392 items, 5 won by B and none lost: the t interval clears 0, McNemar's p is 0.0625."""
-    from evalkit.stats import paired_difference
+    from evalkit.analysis.stats import paired_difference
 
     a = [0] * 5 + [1] * 300 + [0] * 87
     b = [1] * 5 + [1] * 300 + [0] * 87

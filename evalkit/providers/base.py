@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
-from evalkit.request import Request
+from evalkit.strategies.request import Request
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,9 @@ from sklearn.feature_extraction.text import HashingVectorizer, TfidfVectorizer
 from sklearn.preprocessing import normalize
 from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 
-from evalkit.finetune import LOCAL_MODEL_PREFIX, load_local_model
 from evalkit.providers.base import Completion, Usage
-from evalkit.request import Request
+from evalkit.strategies.finetune import LOCAL_MODEL_PREFIX, load_local_model
+from evalkit.strategies.request import Request
 
 UNKNOWN = "unknown"
 CODE_VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]

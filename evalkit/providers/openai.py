@@ -9,9 +9,9 @@ from any error message before the runner journals it. The SDK does the retrying 
 fails is raised as an error named after the SDK's class, so the journal says e.g.
 `RateLimitError: Error code: 429 ...` for that item and the run goes on.
 
-Costs come from a `PriceBook` (evalkit.pricing), resolved *before* the call, so a model with no
-known price fails without spending anything. `usage.prompt_tokens_details.cached_tokens` is
-recorded apart and priced at the cached rate.
+Costs come from a `PriceBook` (evalkit.providers.pricing), resolved *before* the call, so a
+model with no known price fails without spending anything.
+`usage.prompt_tokens_details.cached_tokens` is recorded apart and priced at the cached rate.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from evalkit.pricing import PriceBook
 from evalkit.providers.base import Completion, Usage
-from evalkit.request import Request
+from evalkit.providers.pricing import PriceBook
+from evalkit.strategies.request import Request
 
 NO_KEY_PLACEHOLDER = "not-needed"  # local servers without auth still need a non-empty key
 _OPENAI_HOSTS = ("api.openai.com",)

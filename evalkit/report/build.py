@@ -17,10 +17,10 @@ from typing import Any
 import jinja2
 import pandas as pd
 
-from evalkit.journal import Journal, latest
+from evalkit.analysis.verdicts import usd
 from evalkit.report import charts
-from evalkit.runfolder import RunFolderError, read_items, read_json, read_scores
-from evalkit.verdicts import usd
+from evalkit.run.journal import Journal, latest
+from evalkit.run.runfolder import RunFolderError, read_items, read_json, read_scores
 
 TEMPLATES = Path(__file__).parent / "templates"
 

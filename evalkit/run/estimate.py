@@ -17,16 +17,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evalkit import finetune
-from evalkit.cache import ResponseCache, request_key
 from evalkit.config import load_config
-from evalkit.pricing import PriceBook, UnknownPrice
+from evalkit.data.testset import Testset, load_testset
 from evalkit.providers import get_provider
 from evalkit.providers.base import Usage
 from evalkit.providers.openai import approx_tokens, options_from_config
-from evalkit.retrieval import chunk_document
-from evalkit.testset import Testset, load_testset
-from evalkit.variants import VariantContext, default_variant
+from evalkit.providers.pricing import PriceBook, UnknownPrice
+from evalkit.run.cache import ResponseCache, request_key
+from evalkit.strategies import finetune
+from evalkit.strategies.retrieval import chunk_document
+from evalkit.strategies.variants import VariantContext, default_variant
 
 
 @dataclass

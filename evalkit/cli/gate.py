@@ -12,10 +12,10 @@ from pathlib import Path
 
 import click
 
-from evalkit import gate_report
-from evalkit.baseline import GateError, run_gate_section, update_baseline
 from evalkit.config import ConfigError, load_config
-from evalkit.gate import Tolerances, gate_runs
+from evalkit.gate import render as gate_report
+from evalkit.gate.baseline import GateError, run_gate_section, update_baseline
+from evalkit.gate.check import Tolerances, gate_runs
 
 EXIT_PASS, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
 

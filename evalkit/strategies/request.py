@@ -14,7 +14,7 @@ from pathlib import Path
 
 import jinja2
 
-from evalkit.retrieval import Passage
+from evalkit.strategies.retrieval import Passage
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,15 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from evalkit import stats
-from evalkit.baseline import GateError, Snapshot, VariantStats, load_baseline, snapshot_from_run
+from evalkit.analysis import stats
 from evalkit.config import ConfigError
+from evalkit.gate.baseline import (
+    GateError,
+    Snapshot,
+    VariantStats,
+    load_baseline,
+    snapshot_from_run,
+)
 
 Status = Literal["pass", "fail", "warn"]
 
@@ -136,7 +142,7 @@ class GateReport:
 
 def paired_test(base: dict[str, float], run: dict[str, float],
                 clusters: dict[str, str | None] | None = None) -> PairedTest | None:
-    """Run minus baseline on the items both scored, via evalkit.stats (the verdicts' code):
+    """Run minus baseline on the items both scored, via evalkit.analysis.stats (the verdicts' code):
     McNemar exact for 0/1 scores, a paired t test otherwise or when items are clustered.
     None when fewer than 2 items pair up (nothing to test)."""
     ids = sorted(i for i in base if i in run)

@@ -17,9 +17,9 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
-from evalkit.request import Example, Request
-from evalkit.retrieval import Passage, TfidfIndex, build_index
-from evalkit.testset import Item, Testset
+from evalkit.data.testset import Item, Testset
+from evalkit.strategies.request import Example, Request
+from evalkit.strategies.retrieval import Passage, TfidfIndex, build_index
 
 LADDER = ("prompt-only", "few-shot", "rag", "fine-tuned", "rag+fine-tuned")
 

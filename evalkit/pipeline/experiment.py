@@ -20,16 +20,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from evalkit import analysis, embeddings, finetune
-from evalkit.cache import ResponseCache
+from evalkit.analysis import summary as analysis
 from evalkit.config import load_config
-from evalkit.journal import Journal, latest
-from evalkit.leakage import find_leaks
-from evalkit.providers import get_provider
-from evalkit.runner import Job, RunStats, run_jobs
-from evalkit.scoring import score_predictions
-from evalkit.testset import Testset, load_testset
-from evalkit.variants import LADDER, VariantContext, default_variant
+from evalkit.data.leakage import find_leaks
+from evalkit.data.testset import Testset, load_testset
+from evalkit.providers import embeddings, get_provider
+from evalkit.run.cache import ResponseCache
+from evalkit.run.journal import Journal, latest
+from evalkit.run.runner import Job, RunStats, run_jobs
+from evalkit.scoring.score import score_predictions
+from evalkit.strategies import finetune
+from evalkit.strategies.variants import LADDER, VariantContext, default_variant
 
 
 @dataclass

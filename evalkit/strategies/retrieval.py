@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.pipeline import FeatureUnion
 
-from evalkit.testset import Document
+from evalkit.data.testset import Document
+from evalkit.data.text import make_vectorizer
 
 
 @dataclass(frozen=True)
@@ -58,13 +57,6 @@ def chunk_document(doc: Document, *, size: int, overlap: int) -> list[Passage]:
             kept += words_per_line[back]
         start = back
     return out
-
-
-def make_vectorizer() -> FeatureUnion:
-    return FeatureUnion([
-        ("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, lowercase=True)),
-        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True)),
-    ])
 
 
 class TfidfIndex:

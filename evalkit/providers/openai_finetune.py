@@ -5,7 +5,7 @@ the messages the prompt-only rung sends (`Request.messages()`) plus the referenc
 assistant turn, so the fine-tuned model sees at inference what it was trained on. It is
 validated (at least 10 examples, roles, no empty turns), its tokens are estimated, and the
 training cost is estimated from the price per trained token × epochs. Refused when any test
-item leaks into the train split (evalkit.leakage).
+item leaks into the train split (evalkit.data.leakage).
 
 `start` uploads the file (`files.create(purpose="fine-tune")`), creates the job
 (`fine_tuning.jobs.create`) and writes `finetunes/<name>.json` at once, so a crash while
@@ -36,7 +36,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from evalkit.finetune import (
+from evalkit.data.testset import Testset
+from evalkit.providers.openai import NO_KEY_PLACEHOLDER, approx_tokens, redact_url
+from evalkit.providers.pricing import PriceBook
+from evalkit.strategies.finetune import (
     FineTuneRecord,
     default_name,
     load_record,
@@ -45,10 +48,7 @@ from evalkit.finetune import (
     save_record,
     train_hash,
 )
-from evalkit.pricing import PriceBook
-from evalkit.providers.openai import NO_KEY_PLACEHOLDER, approx_tokens, redact_url
-from evalkit.testset import Testset
-from evalkit.variants import VariantContext, default_variant
+from evalkit.strategies.variants import VariantContext, default_variant
 
 MIN_EXAMPLES = 10  # OpenAI's minimum for a fine-tuning file
 DEFAULT_EPOCHS = 3  # for the estimate when n_epochs is "auto" (OpenAI may pick more for tiny files)

@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.pricing import PriceBook
+from evalkit.data.testset import Testset
 from evalkit.providers.base import Usage
 from evalkit.providers.openai import NO_KEY_PLACEHOLDER, redact_url
-from evalkit.retrieval import Passage, chunk_document
-from evalkit.testset import Testset
+from evalkit.providers.pricing import PriceBook
+from evalkit.strategies.retrieval import Passage, chunk_document
 
 
 @dataclass(frozen=True)

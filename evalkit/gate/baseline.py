@@ -22,8 +22,8 @@ from typing import Any
 
 import pandas as pd
 
-from evalkit.runfolder import RunFolderError, read_items
-from evalkit.scoring import COST_METRICS
+from evalkit.run.runfolder import RunFolderError, read_items
+from evalkit.scoring.score import COST_METRICS
 
 SCHEMA_VERSION = 1
 KIND = "evalkit-baseline"

@@ -11,9 +11,9 @@ import math
 
 import pandas as pd
 
-from evalkit import metrics
-from evalkit.journal import Prediction
-from evalkit.testset import Item, Task
+from evalkit.data.testset import Item, Task
+from evalkit.run.journal import Prediction
+from evalkit.scoring import metrics
 
 SCORE_COLUMNS = ["run", "variant", "item_id", "metric", "value"]
 COST_METRICS = ("latency_s", "input_tokens", "output_tokens", "cost_usd")

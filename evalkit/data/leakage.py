@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evalkit.retrieval import make_vectorizer
-from evalkit.testset import Item
+from evalkit.data.testset import Item
+from evalkit.data.text import make_vectorizer
 
 
 @dataclass(frozen=True)

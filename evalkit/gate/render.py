@@ -10,7 +10,7 @@ import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from evalkit.gate import Check, GateReport, Tolerances
+from evalkit.gate.check import Check, GateReport, Tolerances
 
 COLUMNS = ("status", "test set", "variant", "check", "baseline", "run", "change", "allowed",
            "paired test")

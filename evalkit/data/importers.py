@@ -11,7 +11,7 @@ import io
 import json
 from pathlib import Path
 
-from evalkit.testset import TestsetError
+from evalkit.data.testset import TestsetError
 
 
 def from_csv(path: Path | str, *, text_column: str = "text", label_column: str = "label",

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from evalkit.economics import Economics
+from evalkit.analysis.economics import Economics
 
 EARNS = "earns its cost"
 CHEAPER_NO_WORSE = "cheaper, no worse"

@@ -18,16 +18,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evalkit import metrics as metric_fns
-from evalkit import stats
+from evalkit.analysis import stats
+from evalkit.analysis.economics import (
+    Economics,
+    VariantCost,
+    parse_economics,
+    step_cost,
+    variant_cost,
+)
+from evalkit.analysis.verdicts import StepEvidence, decide
 from evalkit.config import ConfigError, load_config
-from evalkit.economics import Economics, VariantCost, parse_economics, step_cost, variant_cost
-from evalkit.journal import Journal, Prediction, latest
-from evalkit.runfolder import read_items, read_json, read_scores
-from evalkit.scoring import COST_METRICS
-from evalkit.testset import Testset
-from evalkit.variants import default_variant
-from evalkit.verdicts import StepEvidence, decide
+from evalkit.data.testset import Testset
+from evalkit.run.journal import Journal, Prediction, latest
+from evalkit.run.runfolder import read_items, read_json, read_scores
+from evalkit.scoring import metrics as metric_fns
+from evalkit.scoring.score import COST_METRICS
+from evalkit.strategies.variants import default_variant
 
 SCHEMA_VERSION = 2
 RETRIEVAL_METRICS = ("recall_at_k", "mrr")
@@ -198,7 +204,7 @@ def load_run(run_dir: Path | str, *, config_path: Path | str | None = None) -> R
 
 
 def _task_from_testset(path: str | None) -> tuple[str, str, list[str]]:
-    from evalkit.testset import load_task  # only for run folders from before schema 2
+    from evalkit.data.testset import load_task  # only for run folders from before schema 2
 
     if not path:
         raise ValueError("run.json records neither the task nor the test-set path")

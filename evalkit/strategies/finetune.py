@@ -22,9 +22,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import normalize
 
-from evalkit.leakage import find_leaks
-from evalkit.retrieval import make_vectorizer
-from evalkit.testset import Testset
+from evalkit.data.leakage import find_leaks
+from evalkit.data.testset import Testset
+from evalkit.data.text import make_vectorizer
 
 LOCAL_MODEL_PREFIX = "local-ft:"
 LOCAL_USD_PER_HOUR = 0.10  # the notional price of the CPU that trains the local model

@@ -28,12 +28,12 @@ from typing import Any
 
 import pandas as pd
 
-from evalkit.cache import ResponseCache
-from evalkit.journal import Journal, latest
+from evalkit.data.testset import Item, load_testset
 from evalkit.providers.base import Provider
-from evalkit.request import Request
-from evalkit.runner import Job, RunStats, run_jobs
-from evalkit.testset import Item, load_testset
+from evalkit.run.cache import ResponseCache
+from evalkit.run.journal import Journal, latest
+from evalkit.run.runner import Job, RunStats, run_jobs
+from evalkit.strategies.request import Request
 
 VERDICT_SCORES = {"correct": 1.0, "partially_correct": 0.5, "incorrect": 0.0}
 

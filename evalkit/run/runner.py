@@ -18,11 +18,11 @@ from dataclasses import dataclass, replace
 
 from tqdm import tqdm
 
-from evalkit.cache import ResponseCache, request_key
-from evalkit.journal import Journal, Prediction
+from evalkit.data.testset import Item
 from evalkit.providers.base import Completion, Provider
-from evalkit.request import Request
-from evalkit.testset import Item
+from evalkit.run.cache import ResponseCache, request_key
+from evalkit.run.journal import Journal, Prediction
+from evalkit.strategies.request import Request
 
 
 @dataclass

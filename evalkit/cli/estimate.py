@@ -1,0 +1,35 @@
+"""`evalkit estimate`: tokens and dollars of a run before any call."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from evalkit.cli.app import fail, main
+from evalkit.data.testset import TestsetError
+from evalkit.strategies.variants import LADDER
+
+
+@main.command()
+@click.argument("testset_dir", type=click.Path(file_okay=False))
+@click.option("--variants", default=",".join(LADDER), show_default=True)
+@click.option("--provider", default="openai", show_default=True)
+@click.option("--base-url", default=None)
+@click.option("--model", default=None)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
+@click.option("--cache-dir", default=".evalkit-cache", show_default=True)
+@click.option("--finetune-dir", default="finetunes", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON.")
+def estimate(testset_dir, variants, provider, base_url, model, config_path, cache_dir,
+             finetune_dir, as_json):
+    """Expected tokens and cost of `evalkit run` on TESTSET_DIR, before any call."""
+    from evalkit.run.estimate import estimate_run, format_estimate
+    try:
+        est = estimate_run(testset_dir, variants=variants.split(","), provider=provider,
+                           provider_options={"base_url": base_url, "model": model},
+                           config_path=config_path, cache_dir=cache_dir,
+                           finetune_dir=finetune_dir)
+    except (TestsetError, ValueError) as exc:
+        fail(str(exc))
+    click.echo(json.dumps(est.to_dict(), indent=2) if as_json else format_estimate(est))

@@ -1,0 +1,154 @@
+"""`evalkit run` and `evalkit summarize`: run a ladder, or re-judge a finished run."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from evalkit.analysis.summary import summarize_run, verdict_lines
+from evalkit.cli.app import fail, main
+from evalkit.data.testset import TestsetError
+from evalkit.pipeline.experiment import LeakageRefused, RunConfig, run_experiment
+from evalkit.strategies import finetune as ft
+from evalkit.strategies.variants import LADDER
+
+
+@main.command()
+@click.argument("testsets", nargs=-1, type=click.Path(file_okay=False))
+@click.option("--variants", default=",".join(LADDER), show_default=True,
+              help="Comma-separated ladder, cheapest first.")
+@click.option("--provider", default="local", show_default=True)
+@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 1024))
+@click.option("--max-cost-usd", type=float, default=None, help="Stop issuing calls before this.")
+@click.option("--resume", "resume", default=None, metavar="RUN_ID",
+              help="Finish the run in reports/RUN_ID, skipping journaled items.")
+@click.option("--allow-leakage", is_flag=True, help="Run even if test items leak into train.")
+@click.option("--reports-dir", default="reports", show_default=True)
+@click.option("--cache-dir", default=".evalkit-cache", show_default=True)
+@click.option("--finetune-dir", default="finetunes", show_default=True)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Experiment config YAML (economics, gate, pricing, provider sections).")
+@click.option("--base-url", default=None, help="OpenAI-compatible server, e.g. "
+              "http://127.0.0.1:8000/v1 (else config, else OPENAI_BASE_URL). Key: env only.")
+@click.option("--model", default=None, help="Model for the non-fine-tuned rungs.")
+@click.option("--progress/--no-progress", default=True)
+def run(testsets, variants, provider, concurrency, max_cost_usd, resume, allow_leakage,
+        reports_dir, cache_dir, finetune_dir, config_path, base_url, model, progress):
+    """Run TESTSETS through each variant of the ladder and score them."""
+    if not testsets and not resume:
+        fail("give at least one test set folder, or --resume RUN_ID")
+    if resume:
+        _check_resume_flags(testsets, Path(reports_dir) / resume)
+    if provider == "local" and (base_url or model):
+        fail("--base-url and --model are for --provider openai; the local provider has "
+              "neither")
+    ladder = _parse_variants(variants)
+    all_failed = []
+    for target in testsets or [None]:
+        config = RunConfig(testset=str(target), variants=ladder, provider=provider,
+                           concurrency=concurrency, max_cost_usd=max_cost_usd,
+                           allow_leakage=allow_leakage, reports_dir=reports_dir,
+                           cache_dir=cache_dir, finetune_dir=finetune_dir,
+                           config_path=config_path,
+                           provider_options={k: v for k, v in (("base_url", base_url),
+                                                               ("model", model)) if v})
+        try:
+            result = run_experiment(config, resume=resume, progress=progress)
+        except (TestsetError, LeakageRefused, ft.LeakageError, FileNotFoundError,
+                ValueError, RuntimeError) as exc:
+            fail(str(exc))
+        _print_run(result)
+        if result.stats.jobs and result.stats.errors == result.stats.jobs:
+            all_failed.append(str(result.run_dir))
+    if all_failed:
+        fail(f"every call failed in {', '.join(all_failed)}: see the errors in "
+              f"predictions.jsonl (error_class, error)", code=1)
+
+
+def _parse_variants(text: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    if not names:
+        fail("--variants names no variant")
+    repeated = sorted({v for v in names if names.count(v) > 1})
+    if repeated:
+        fail(f"--variants names {', '.join(repeated)} more than once")
+    return names
+
+
+def _check_resume_flags(testsets, run_dir: Path) -> None:
+    """--resume takes its settings from the run's run.json; a flag that asks for something
+    else is an error rather than silently ignored (concurrency and budget may change)."""
+    if testsets:
+        fail("--resume finishes one run with the test set it began with; give no test sets")
+    try:
+        recorded = json.loads((run_dir / "run.json").read_text())["config"]
+    except (OSError, ValueError, KeyError) as exc:
+        fail(f"{run_dir / 'run.json'}: cannot resume this run ({exc})")
+    ctx = click.get_current_context()
+    wanted = {"variants": _parse_variants(ctx.params["variants"]),
+              "provider": ctx.params["provider"], "allow_leakage": ctx.params["allow_leakage"],
+              "config_path": ctx.params["config_path"], "cache_dir": ctx.params["cache_dir"],
+              "finetune_dir": ctx.params["finetune_dir"],
+              "base_url": ctx.params["base_url"], "model": ctx.params["model"]}
+    options = recorded.get("provider_options") or {}
+    have = {**recorded, "base_url": options.get("base_url"), "model": options.get("model")}
+    differ = [name for name, value in wanted.items()
+              if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+              and value != have.get(name)]
+    if differ:
+        flags = ", ".join("--" + n.removesuffix("_path").replace("_", "-") for n in differ)
+        fail(f"{run_dir / 'run.json'} records other values for {flags}; --resume keeps the "
+              f"run's own settings (drop the flags, or start a new run)")
+
+
+def _print_run(result) -> None:
+    s, stats = result.summary, result.stats
+    click.echo(f"\n{s['testset']} ({s['task_type']}), run {s['run_id']}")
+    click.echo(variant_table(s).to_string())
+    click.echo(f"calls made: {stats.calls}, served from cache: {stats.cache_hits}, "
+               f"errors: {stats.errors}"
+               + (f", skipped for budget: {stats.skipped_budget}" if stats.skipped_budget else ""))
+    click.echo(f"run folder: {result.run_dir}")
+    for line in result.warnings:
+        click.echo(f"warning: {line}")
+    for line in verdict_lines(s):
+        click.echo(line)
+
+
+def variant_table(summary: dict) -> pd.DataFrame:
+    rows = {}
+    num = lambda x: math.nan if x is None else x  # noqa: E731  summary.json writes NaN as null
+    for name, v in summary["variants"].items():
+        row = {m: round(num(st["mean"]), 4) for m, st in v["metrics"].items()}
+        row["n"] = next(iter(v["metrics"].values()))["n"] if v["metrics"] else 0
+        row["errors"] = v["calls"]["errors"]
+        row["p50_ms"] = round(num(v["latency"]["p50_s"]) * 1000, 2)
+        row["$/query"] = f"{num(v['cost']['per_query_usd']):.2e}"
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Judge with this config's economics instead of the one the run recorded.")
+@click.option("--compare", "comparisons", multiple=True, metavar="A,B",
+              help="Also compare variant B against A (repeatable), e.g. --compare rag,fine-tuned.")
+def summarize(run_dir, config_path, comparisons):
+    """Recompute summary.json for RUN_DIR from scores.csv and run.json (no model call)."""
+    pairs = [tuple(c.split(",", 1)) for c in comparisons]
+    if any(len(p) != 2 for p in pairs):
+        fail("--compare takes two variant names separated by a comma, e.g. rag,fine-tuned")
+    try:
+        summary = summarize_run(run_dir, config_path=config_path, comparisons=pairs)
+    except (OSError, ValueError, KeyError) as exc:
+        fail(str(exc))
+    click.echo(variant_table(summary).to_string())
+    for note in summary.get("notes", []):
+        click.echo(f"note: {note}")
+    for line in verdict_lines(summary):
+        click.echo(line)

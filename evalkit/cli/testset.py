@@ -1,0 +1,71 @@
+"""`evalkit testset ...`: check and import test sets."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import pandas as pd
+
+from evalkit.cli.app import fail, main
+from evalkit.data.importers import from_csv, write_jsonl
+from evalkit.data.leakage import find_leaks
+from evalkit.data.testset import TestsetError, load_testset
+
+
+@main.group()
+def testset() -> None:
+    """Inspect and import test sets."""
+
+
+@testset.command("check")
+@click.argument("path", type=click.Path())
+@click.option("--threshold", default=0.9, show_default=True,
+              help="TF-IDF cosine at or above which a test/train pair is a near-duplicate.")
+def testset_check(path, threshold):
+    """Validate a test set: sizes, label balance, doc ids, and test/train leakage."""
+    try:
+        ts = load_testset(path)
+    except TestsetError as exc:
+        fail(str(exc))
+    problems = []
+    click.echo(f"{ts.name}: {ts.task.type}, {len(ts.test)} test, {len(ts.train)} train, "
+               f"{len(ts.docs)} docs, hash {ts.hash[:12]}")
+    if ts.task.type == "classification":
+        balance = pd.DataFrame({
+            "test": pd.Series([i.expected for i in ts.test]).value_counts(),
+            "train": pd.Series([i.expected for i in ts.train], dtype=object).value_counts(),
+        }).reindex(list(ts.task.labels)).fillna(0).astype(int)
+        click.echo(balance.to_string())
+        for split in ("test", "train"):
+            missing = balance.index[balance[split] == 0].tolist()
+            if missing:
+                problems.append(f"labels with no {split} items: {', '.join(missing)}")
+    leaks = find_leaks(ts.test, ts.train, threshold=threshold)
+    for p in leaks[:50]:
+        click.echo(f"leak: {p.test_id} ~ {p.train_id} cosine {p.similarity:.3f}"
+                   + (" (exact)" if p.exact else ""))
+    if leaks:
+        problems.append(f"{len(leaks)} test/train pairs at cosine >= {threshold}")
+    for p in problems:
+        click.echo(f"problem: {p}")
+    if problems:
+        sys.exit(1)
+    click.echo("ok: no leakage, every label in both splits, every doc id resolves")
+
+
+@testset.command("import-csv")
+@click.argument("csv_path", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out_jsonl", type=click.Path(dir_okay=False))
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+@click.option("--id-column", default=None)
+def testset_import_csv(csv_path, out_jsonl, text_column, label_column, id_column):
+    """Convert a text,label CSV into test-set JSONL."""
+    try:
+        items = from_csv(csv_path, text_column=text_column, label_column=label_column,
+                         id_column=id_column)
+    except TestsetError as exc:
+        fail(str(exc))
+    write_jsonl(items, out_jsonl)
+    click.echo(f"wrote {len(items)} items to {out_jsonl}")
