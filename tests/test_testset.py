@@ -324,3 +324,135 @@ def test_a_document_that_is_not_utf8_is_named(copy_fixture):
     (root / "docs" / "latin1.md").write_bytes("caf\xe9 prices".encode("latin-1"))
     err = str(_error(root))
     assert "latin1.md" in err and "not valid UTF-8" in err
+
+
+# --- task.yaml strictness: keys, types, labels as text, reserved types, huge inputs -------------
+
+def _task_error(root, old, new) -> TestsetError:
+    """Replace `old` by `new` in task.yaml and return the load error."""
+    text = (root / "task.yaml").read_text()
+    assert old in text
+    (root / "task.yaml").write_text(text.replace(old, new, 1))
+    return _error(root)
+
+
+def _line_of(root, needle) -> int:
+    return next(i for i, ln in enumerate(_lines(root / "task.yaml"), 1) if needle in ln)
+
+
+@pytest.mark.parametrize("old, new, field, hint", [
+    ("few_shot: {k: 3}", "few_shots: {k: 3}", "few_shots", "did you mean 'few_shot'?"),
+    ("metrics:", "metric:", "metric", "did you mean 'metrics'?"),
+    ("{chunk_size: 60,", "{chunk_szie: 60,", "corpus.chunk_szie", "did you mean 'chunk_size'?"),
+    ("few_shot: {k: 3}", "few_shot: {k: 3, kk: 2}", "few_shot.kk", "did you mean 'k'?"),
+    ("  primary: accuracy", "  primery: accuracy", "metrics.primery", "did you mean 'primary'?"),
+])
+def test_unknown_task_keys_are_refused_with_a_suggestion(copy_fixture, old, new, field, hint):
+    root = copy_fixture("tiny-intents")
+    err = _task_error(root, old, new)
+    line = _line_of(root, new.strip().split(":")[0].strip("{ "))
+    assert f"task.yaml:{line}:" in str(err) and f"field '{field}'" in str(err)
+    assert "unknown key" in str(err) and hint in str(err)
+    assert err.line == line and err.field == field
+
+
+@pytest.mark.parametrize("old, new, field, words", [
+    ("name: tiny-intents", "name: [a, b]", "name", "must be a string"),
+    ("instructions: Classify the customer's message into one support intent.",
+     "instructions: 12345", "instructions", "must be a string"),
+    ("chunk_size: 60", "chunk_size: 60.5", "corpus.chunk_size", "whole number"),
+    ("chunk_overlap: 10", "chunk_overlap: true", "corpus.chunk_overlap", "whole number"),
+    ("few_shot: {k: 3}", "few_shot: {k: '3'}", "few_shot.k", "whole number"),
+    ("chunk_overlap: 10", "chunk_overlap: 60", "corpus.chunk_overlap",
+     "smaller than chunk_size (60)"),
+    ("chunk_overlap: 10", "chunk_overlap: 90", "corpus.chunk_overlap", "got 90"),
+    ("few_shot: {k: 3}", "few_shot: {k: 3}\nmax_input_chars: lots", "max_input_chars",
+     "whole number >= 1"),
+])
+def test_task_value_types_name_file_line_and_field(copy_fixture, old, new, field, words):
+    root = copy_fixture("tiny-intents")
+    err = _task_error(root, old, new)
+    line = _line_of(root, new.splitlines()[-1])
+    assert f"task.yaml:{line}:" in str(err) and f"field '{field}'" in str(err)
+    assert words in str(err)
+
+
+@pytest.mark.parametrize("task_type", ["extraction", "generation"])
+def test_reserved_task_types_are_refused_at_load(copy_fixture, task_type):
+    root = copy_fixture("tiny-qa")
+    err = _task_error(root, "type: qa", f"type: {task_type}")
+    assert "task.yaml:2:" in str(err) and "field 'type'" in str(err)
+    assert "not built yet" in str(err) and "classification, qa" in str(err)
+
+
+def test_labels_yaml_would_turn_into_booleans_stay_their_literal_text(copy_fixture):
+    root = copy_fixture("tiny-intents")
+    text = (root / "task.yaml").read_text()
+    block = text[text.index("labels:"):text.index("metrics:")]
+    (root / "task.yaml").write_text(text.replace(block, (
+        "labels:\n  yes: The customer agrees.\n  no: The customer declines.\n"
+        "  on: Switch it on.\n  1: The first option.\n")))
+    rows = [{"id": f"y{i}", "input": f"message {i}", "expected": lab}
+            for i, lab in enumerate(["yes", "no", "on", "1"])]
+    write_jsonl(root / "test.jsonl", rows)
+    write_jsonl(root / "train.jsonl", rows[:2])
+    ts = load_testset(root)  # test.jsonl's "yes" matches task.yaml's unquoted yes
+    assert list(ts.task.labels) == ["yes", "no", "on", "1"]
+    assert ts.task.labels["yes"] == "The customer agrees."
+    assert [it.expected for it in ts.test] == ["yes", "no", "on", "1"]
+
+
+def test_a_label_without_a_text_description_names_its_line(copy_fixture):
+    root = copy_fixture("tiny-intents")
+    err = _task_error(root, "  bug: Something in the product is broken, crashes or shows an error.",
+                      "  bug: [a, b]")
+    line = _line_of(root, "  bug:")
+    assert f"task.yaml:{line}:" in str(err) and "field 'labels.bug'" in str(err)
+
+
+@pytest.mark.parametrize("expected, words", [
+    (True, "must be a string or a list"),
+    ([], "empty list of answers"),
+    (["€12", False], "must be a string or a list"),
+    ({"a": 1}, "must be a string or a list"),
+])
+def test_qa_expected_must_hold_answers(copy_fixture, expected, words):
+    root = copy_fixture("tiny-qa")
+    append_jsonl(root / "test.jsonl", {"id": "bad-1", "input": "How much?",
+                                       "expected": expected})
+    line = len(_lines(root / "test.jsonl"))
+    err = str(_error(root))
+    assert f"test.jsonl:{line}:" in err and "field 'expected'" in err and words in err
+
+
+def test_a_huge_input_loads_with_a_warning_naming_file_and_line(copy_fixture):
+    from evalkit.data.testset import TestsetWarning
+
+    root = copy_fixture("tiny-qa")
+    text = (root / "task.yaml").read_text()
+    (root / "task.yaml").write_text(text + "max_input_chars: 500\n")
+    append_jsonl(root / "test.jsonl", {"id": "huge-1", "input": "x" * 501, "expected": "y"})
+    line = len(_lines(root / "test.jsonl"))
+    with pytest.warns(TestsetWarning, match=rf"test\.jsonl:{line}: field 'input': 501 "):
+        ts = load_testset(root)
+    assert ts.task.max_input_chars == 500 and len(ts.warnings) == 1
+    assert "above the limit of 500" in ts.warnings[0]
+
+
+def test_no_size_warning_under_the_default_limit(qa_dir):
+    import warnings
+
+    from evalkit.data.testset import DEFAULT_MAX_INPUT_CHARS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ts = load_testset(qa_dir)
+    assert ts.warnings == () and ts.task.max_input_chars == DEFAULT_MAX_INPUT_CHARS == 100_000
+
+
+@pytest.mark.parametrize("name", ["policy-qa", "support-intents"])
+def test_bundled_sets_load_without_errors_or_warnings(name):
+    from pathlib import Path
+
+    ts = load_testset(Path(__file__).parent.parent / "testsets" / name)
+    assert ts.name == name and ts.warnings == () and len(ts.test) > 0

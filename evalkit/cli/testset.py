@@ -31,6 +31,8 @@ def testset_check(path, threshold):
     problems = []
     click.echo(f"{ts.name}: {ts.task.type}, {len(ts.test)} test, {len(ts.train)} train, "
                f"{len(ts.docs)} docs, hash {ts.hash[:12]}")
+    for note in ts.warnings:
+        click.echo(f"warning: {note}")
     if ts.task.type == "classification":
         balance = pd.DataFrame({
             "test": pd.Series([i.expected for i in ts.test]).value_counts(),

@@ -8,16 +8,33 @@ loading is a `TestsetError` naming the file, the line and the field, because a u
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-TASK_TYPES = ("classification", "qa", "extraction", "generation")
+TASK_TYPES = ("classification", "qa")  # the task types evalkit can run today
+RESERVED_TASK_TYPES = ("extraction", "generation")  # named in the design, not built yet
 DOC_SUFFIXES = (".md", ".txt")
+DEFAULT_MAX_INPUT_CHARS = 100_000  # above this an input is warned about (memory, cost)
+
+# Every key task.yaml may hold: top-level keys and the keys of each nested section. Anything
+# else is a typo (`few_shots:`, `chunk_szie:`) that would otherwise be silently ignored.
+TASK_KEYS = ("name", "type", "instructions", "labels", "metrics", "corpus", "few_shot",
+             "json_schema", "max_input_chars")
+SECTION_KEYS = {"corpus": ("chunk_size", "chunk_overlap", "k"), "few_shot": ("k",),
+                "metrics": ("primary", "secondary")}
+
+
+class TestsetWarning(UserWarning):
+    """Something in a test set that loads but deserves a look (e.g. a huge input)."""
+
+    __test__ = False
 
 
 class TestsetError(ValueError):
@@ -79,6 +96,7 @@ class Task:
     corpus: CorpusSettings = field(default_factory=CorpusSettings)
     few_shot_k: int = 4
     json_schema: dict[str, Any] | None = None
+    max_input_chars: int = DEFAULT_MAX_INPUT_CHARS
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -97,6 +115,7 @@ class Testset:
     train: tuple[Item, ...]
     docs: tuple[Document, ...]
     file_hashes: dict[str, str]
+    warnings: tuple[str, ...] = ()  # problems that do not stop loading (huge inputs)
 
     @property
     def name(self) -> str:
@@ -129,53 +148,164 @@ def load_testset(path: str | Path) -> Testset:
     train = load_items(root / "train.jsonl", labels=labels, required=False)
     docs = load_docs(root / "docs")
     _check_doc_ids(root, test, train, docs)
-    return Testset(root, task, test, train, docs, _hash_files(root))
+    notes = _size_warnings(root, test, train, limit=task.max_input_chars)
+    return Testset(root, task, test, train, docs, _hash_files(root), notes)
+
+
+def _size_warnings(root: Path, test, train, *, limit: int) -> tuple[str, ...]:
+    """A warning per input longer than `limit` characters: it loads, but one 10 MB line costs
+    gigabytes of memory and a fortune in tokens, so the user should know before a run."""
+    notes = []
+    for name, items in (("test.jsonl", test), ("train.jsonl", train)):
+        for item in items:
+            if len(item.input) > limit:
+                notes.append(f"{root / name}:{item.line}: field 'input': {len(item.input):,} "
+                             f"characters, above the limit of {limit:,} (set "
+                             f"max_input_chars in task.yaml to change it)")
+    for note in notes:
+        warnings.warn(note, TestsetWarning, stacklevel=3)
+    return tuple(notes)
 
 
 def load_task(path: Path) -> Task:
+    """Read and validate `task.yaml`; every error names the file, the line and the field."""
     if not path.is_file():
         raise TestsetError(path, "missing task.yaml (every test set needs one)")
+    raw, node = _read_yaml(path)
+    if not isinstance(raw, dict):
+        raise TestsetError(path, "task.yaml must be a mapping")
+    at = _Locator(path, node)
+    _check_keys(at, raw)
+    for key in ("name", "type", "instructions"):
+        if raw.get(key) is None or raw.get(key) == "":
+            raise at.error("is required", key)
+        if not isinstance(raw[key], str):
+            raise at.error(f"must be a string, got {type(raw[key]).__name__} {raw[key]!r}", key)
+    _check_type(at, raw["type"])
+    labels = _labels(at, raw) if raw["type"] == "classification" else {}
+    corpus = _whole_numbers(at, raw, "corpus", low={"chunk_size": 1})
+    few_shot = _whole_numbers(at, raw, "few_shot", low={})
+    settings = CorpusSettings(**corpus)
+    if settings.chunk_overlap >= settings.chunk_size:
+        raise at.error(f"must be smaller than chunk_size ({settings.chunk_size}), got "
+                       f"{settings.chunk_overlap}", "corpus.chunk_overlap")
+    max_chars = raw.get("max_input_chars", DEFAULT_MAX_INPUT_CHARS)
+    if type(max_chars) is not int or max_chars < 1:
+        raise at.error(f"must be a whole number >= 1, got {max_chars!r}", "max_input_chars")
+    if not isinstance(raw.get("json_schema") or {}, dict):
+        raise at.error("must be a mapping (a JSON schema)", "json_schema")
+    primary, secondary = _metric_names(path, raw["type"], raw.get("metrics") or {}, at=at)
+    return Task(
+        name=raw["name"],
+        type=raw["type"],
+        instructions=raw["instructions"],
+        labels=labels,
+        primary_metric=primary,
+        secondary_metrics=secondary,
+        corpus=settings,
+        few_shot_k=few_shot.get("k", 4),
+        json_schema=raw.get("json_schema"),
+        max_input_chars=max_chars,
+    )
+
+
+def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
+    """The parsed document and its node tree (the nodes carry the line of every key/value)."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        raw = {} if node is None else yaml.SafeLoader("").construct_document(node)
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         raise TestsetError(path, f"invalid YAML: {exc}",
                            line=None if line is None else line + 1) from exc
-    if not isinstance(raw, dict):
-        raise TestsetError(path, "task.yaml must be a mapping")
-    for key in ("name", "type", "instructions"):
-        if not raw.get(key):
-            raise TestsetError(path, "is required", field=key)
-    if raw["type"] not in TASK_TYPES:
-        raise TestsetError(path, f"must be one of {', '.join(TASK_TYPES)}, got {raw['type']!r}",
-                           field="type")
-    labels = raw.get("labels") or {}
-    if raw["type"] == "classification":
-        if not isinstance(labels, dict) or len(labels) < 2:
-            raise TestsetError(path, "a classification task needs at least two labels, "
-                               "each with a one-line description", field="labels")
-    for section, keys in (("corpus", ("chunk_size", "chunk_overlap", "k")), ("few_shot", ("k",))):
-        if not isinstance(raw.get(section) or {}, dict):
-            raise TestsetError(path, "must be a mapping", field=section)
-        for key, value in (raw.get(section) or {}).items():
-            low = 1 if key == "chunk_size" else 0  # k: 0 is a legal "none" (a broken-RAG probe)
-            if key in keys and (type(value) is not int or value < low):
-                raise TestsetError(path, f"must be a whole number >= {low}, got {value!r}",
-                                   field=f"{section}.{key}")
-    primary, secondary = _metric_names(path, raw["type"], raw.get("metrics") or {})
-    corpus = raw.get("corpus") or {}
-    return Task(
-        name=str(raw["name"]),
-        type=raw["type"],
-        instructions=str(raw["instructions"]),
-        labels={str(k): str(v) for k, v in labels.items()},
-        primary_metric=primary,
-        secondary_metrics=secondary,
-        corpus=CorpusSettings(**{k: int(v) for k, v in corpus.items()
-                                 if k in ("chunk_size", "chunk_overlap", "k")}),
-        few_shot_k=int((raw.get("few_shot") or {}).get("k", 4)),
-        json_schema=raw.get("json_schema"),
-    )
+    return raw, node
+
+
+class _Locator:
+    """Finds the task.yaml line of a dotted field (`corpus.k`) from the YAML node tree."""
+
+    def __init__(self, path: Path, root: yaml.Node | None):
+        self.path, self.root = path, root
+
+    def node(self, dotted: str, *, key: bool = False) -> yaml.Node | None:
+        """The value node of `dotted` (or its key node), None where the path is absent."""
+        found, current = None, self.root
+        for part in dotted.split("."):
+            if not isinstance(current, yaml.MappingNode):
+                return None
+            pair = next(((k, v) for k, v in current.value
+                         if isinstance(k, yaml.ScalarNode) and k.value == part), None)
+            if pair is None:
+                return None
+            found, current = pair[0], pair[1]
+        return found if key else current
+
+    def line(self, dotted: str, *, key: bool = False) -> int | None:
+        node = self.node(dotted, key=key) or self.node(dotted.rsplit(".", 1)[0])
+        return None if node is None else node.start_mark.line + 1
+
+    def error(self, message: str, dotted: str, *, key: bool = False) -> TestsetError:
+        return TestsetError(self.path, message, line=self.line(dotted, key=key), field=dotted)
+
+
+def _check_keys(at: _Locator, raw: dict) -> None:
+    """Refuse unknown keys at the top level and in each section, with a did-you-mean."""
+    sections = [("", raw, TASK_KEYS)]
+    sections += [(f"{name}.", raw[name], keys) for name, keys in SECTION_KEYS.items()
+                 if isinstance(raw.get(name), dict)]
+    for prefix, mapping, known in sections:
+        for key in mapping:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise at.error(f"unknown key {key!r}; {hint}known keys: {', '.join(known)}",
+                               f"{prefix}{key}", key=True)
+
+
+def _check_type(at: _Locator, task_type: str) -> None:
+    if task_type in RESERVED_TASK_TYPES:
+        raise at.error(f"task type {task_type!r} is reserved but not built yet; known types: "
+                       f"{', '.join(TASK_TYPES)}", "type")
+    if task_type not in TASK_TYPES:
+        raise at.error(f"must be one of {', '.join(TASK_TYPES)}, got {task_type!r}", "type")
+
+
+def _labels(at: _Locator, raw: dict) -> dict[str, str]:
+    """Labels as their literal text: read from the YAML nodes, because YAML would turn an
+    unquoted `yes`, `no`, `on` or `1` into a boolean or a number that no item could match."""
+    node = at.node("labels")
+    if not isinstance(node, yaml.MappingNode) or len(node.value) < 2:
+        raise at.error("a classification task needs at least two labels, each with a "
+                       "one-line description", "labels")
+    labels: dict[str, str] = {}
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or not key_node.value:
+            raise TestsetError(at.path, "each label must be a plain name",
+                               line=key_node.start_mark.line + 1, field="labels")
+        name = key_node.value
+        if not isinstance(value_node, yaml.ScalarNode) or not value_node.value.strip():
+            raise TestsetError(at.path, "must be a one-line description (a string)",
+                               line=value_node.start_mark.line + 1, field=f"labels.{name}")
+        if name in labels:
+            raise TestsetError(at.path, "label defined twice",
+                               line=key_node.start_mark.line + 1, field=f"labels.{name}")
+        labels[name] = value_node.value
+    return labels
+
+
+def _whole_numbers(at: _Locator, raw: dict, section: str, *, low: dict[str, int]
+                   ) -> dict[str, int]:
+    """A section of whole-number settings (`corpus`, `few_shot`), each checked for type and
+    lower bound. k: 0 is a legal "none" (a broken-RAG probe); chunk_size must be >= 1."""
+    values = raw.get(section) or {}
+    if not isinstance(values, dict):
+        raise at.error("must be a mapping", section)
+    for key, value in values.items():
+        floor = low.get(key, 0)
+        if type(value) is not int or value < floor:
+            raise at.error(f"must be a whole number >= {floor}, got {value!r}",
+                           f"{section}.{key}")
+    return dict(values)
 
 
 # Per task type: the metrics an item can be scored on (the first is the default primary), and
@@ -184,28 +314,26 @@ ITEM_METRICS = {"classification": ("accuracy",), "qa": ("token_f1", "exact_match
 RUN_METRICS = {"classification": ("macro_f1",), "qa": ()}
 
 
-def _metric_names(path: Path, task_type: str, metrics: Any) -> tuple[str, tuple[str, ...]]:
+def _metric_names(path: Path, task_type: str, metrics: Any, *, at: _Locator | None = None
+                  ) -> tuple[str, tuple[str, ...]]:
     """`metrics.primary` and `metrics.secondary`, checked against what the task type scores."""
+    at = at or _Locator(path, None)
     if not isinstance(metrics, dict):
-        raise TestsetError(path, "must be a mapping with 'primary' and 'secondary'",
-                           field="metrics")
-    item_level = ITEM_METRICS.get(task_type, ())
-    if not item_level:
-        return metrics.get("primary", ""), tuple(metrics.get("secondary") or ())
+        raise at.error("must be a mapping with 'primary' and 'secondary'", "metrics")
+    item_level = ITEM_METRICS[task_type]
     primary = metrics.get("primary", item_level[0])
-    if primary not in item_level:
-        raise TestsetError(path, f"{primary!r} cannot be the primary metric of a {task_type} "
-                           f"task; choose one of {', '.join(item_level)}",
-                           field="metrics.primary")
+    if not isinstance(primary, str) or primary not in item_level:
+        raise at.error(f"{primary!r} cannot be the primary metric of a {task_type} task; "
+                       f"choose one of {', '.join(item_level)}", "metrics.primary")
     allowed = (*item_level, *RUN_METRICS[task_type])
     secondary = metrics.get("secondary",
                             [m for m in allowed if m != primary])
     if not isinstance(secondary, list) or not all(isinstance(m, str) for m in secondary):
-        raise TestsetError(path, "must be a list of metric names", field="metrics.secondary")
+        raise at.error("must be a list of metric names", "metrics.secondary")
     unknown = [m for m in secondary if m not in allowed]
     if unknown:
-        raise TestsetError(path, f"unknown metric {unknown[0]!r} for a {task_type} task; "
-                           f"known: {', '.join(allowed)}", field="metrics.secondary")
+        raise at.error(f"unknown metric {unknown[0]!r} for a {task_type} task; "
+                       f"known: {', '.join(allowed)}", "metrics.secondary")
     return primary, tuple(m for m in secondary if m != primary)
 
 
@@ -253,9 +381,8 @@ def parse_item(line: str, *, path: Path, lineno: int, labels: set[str] | None) -
         raise TestsetError(path, "must be a string", line=lineno, field="input")
     if labels is not None and not isinstance(raw["expected"], str):
         raise TestsetError(path, "must be one label (a string)", line=lineno, field="expected")
-    if labels is None and not isinstance(raw["expected"], (str, int, float, list)):
-        raise TestsetError(path, "must be a string or a list of acceptable answers",
-                           line=lineno, field="expected")
+    if labels is None:
+        _check_answers(raw["expected"], path=path, lineno=lineno)
     if labels is not None and raw["expected"] not in labels:
         raise TestsetError(path, f"unknown label {raw['expected']!r}; task.yaml defines "
                            f"{', '.join(sorted(labels))}", line=lineno, field="expected")
@@ -273,6 +400,25 @@ def parse_item(line: str, *, path: Path, lineno: int, labels: set[str] | None) -
         metadata=dict(raw.get("metadata") or {}),
         line=lineno,
     )
+
+
+def _is_answer(value: Any) -> bool:
+    """A string or a number (`true` is not an answer, though Python counts bools as ints)."""
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
+
+
+def _check_answers(expected: Any, *, path: Path, lineno: int) -> None:
+    """A QA `expected`: one answer or a non-empty list of them (scoring takes a max over it)."""
+    if isinstance(expected, list):
+        if not expected:
+            raise TestsetError(path, "an empty list of answers: give at least one acceptable "
+                               "answer", line=lineno, field="expected")
+        if all(_is_answer(x) and x != "" for x in expected):
+            return
+    elif _is_answer(expected):
+        return
+    raise TestsetError(path, f"must be a string or a list of acceptable answers, got "
+                       f"{expected!r}", line=lineno, field="expected")
 
 
 def load_docs(folder: Path) -> tuple[Document, ...]:
