@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from evalkit.secrets import credential_in
+
 KNOWN_SECTIONS = ("economics", "gate", "pricing", "provider", "judge")
 
 
@@ -61,9 +63,8 @@ def load_config(path: Path | str | None) -> ExperimentConfig:
 
 # Names that hold credentials. The config is copied into run.json and the HTML report, so a
 # key written here would reach disk and every reader of a CI artifact.
-_SECRET_NAME = re.compile(r"^(api[_-]?key|key|secret|\w+[_-]secret|token|access[_-]?token|"
-                          r"auth[_-]?token|bearer|password|authorization)$", re.IGNORECASE)
-_SECRET_VALUE = re.compile(r"^(sk-|Bearer\s)\S{8,}")
+_SECRET_NAME = re.compile(r"^(\w+[_-])?(api[_-]?key|key|secret|token|bearer|password|passwd|"
+                          r"authorization|credentials?)$", re.IGNORECASE)
 
 
 def refuse_secrets(node: Any, path: Path | None, where: str = "") -> None:
@@ -79,6 +80,16 @@ def refuse_secrets(node: Any, path: Path | None, where: str = "") -> None:
     elif isinstance(node, list):
         for i, v in enumerate(node):
             refuse_secrets(v, path, f"{where}[{i}]")
-    elif isinstance(node, str) and _SECRET_VALUE.match(node.strip()):
-        raise ConfigError(path, "this value looks like a credential; credentials never go in "
-                          "the config", field=where)
+    elif isinstance(node, str) and credential_in(node):
+        raise ConfigError(path, f"this value looks like a credential ({credential_in(node)}); "
+                          "credentials never go in the config", field=where)
+
+
+def refuse_flag_secrets(values: dict[str, Any]) -> None:
+    """Raise ConfigError for a command-line value that holds a credential (--base-url with
+    user:password@): flags are recorded in run.json like the config."""
+    for name, value in values.items():
+        if isinstance(value, str) and credential_in(value):
+            raise ConfigError(None, f"{credential_in(value)} in --{name.replace('_', '-')}; "
+                              "put credentials in the environment (OPENAI_API_KEY)",
+                              field=name)

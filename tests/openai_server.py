@@ -11,6 +11,7 @@ succeeded over a few polls, job events, models — and injects faults on demand:
 - `slow`: {substring: seconds} delays the answer (past the client's timeout, if you like);
   `slow_attempts` limits how many attempts are slow (None: all);
 - `malformed`: substrings whose answer is a 200 with a body that is not JSON;
+- `html_login`: substrings whose answer is a 200 HTML proxy-login page that echoes the key;
 - `retry_after`: {substring: seconds} a 429 with exactly that Retry-After on the first attempt.
 
 Every request is recorded (path, model, a hash of the messages, status, time), so tests can
@@ -81,7 +82,8 @@ class FakeOpenAI:
                  permanent_400: tuple[str, ...] = (), slow: dict[str, float] | None = None,
                  slow_attempts: int | None = None, malformed: tuple[str, ...] = (),
                  retry_after: dict[str, float] | None = None, polls_per_stage: int = 1,
-                 served_models: tuple[str, ...] | None = None, cached_prompts: bool = True):
+                 served_models: tuple[str, ...] | None = None, cached_prompts: bool = True,
+                 html_login: tuple[str, ...] = ()):
         self.api_key = api_key
         self.fault_rate = fault_rate
         self.fault_attempts = fault_attempts
@@ -90,6 +92,7 @@ class FakeOpenAI:
         self.slow = slow or {}
         self.slow_attempts = slow_attempts
         self.malformed = malformed
+        self.html_login = html_login  # substrings answered 200 text/html echoing the key
         self.retry_after = retry_after or {}
         self.polls_per_stage = polls_per_stage
         self.served_models = served_models  # None: any model name is served
@@ -190,6 +193,11 @@ class FakeOpenAI:
             rec.status = 200
             self.record(rec)
             return 200, {"content-type": "application/json"}, b'{"id": "x", "choices": [', rec
+        if any(n in last_user for n in self.html_login):
+            rec.status = 200
+            self.record(rec)
+            page = f"<html>proxy login for {KEY} (Bearer {KEY}) at http://u:{KEY}@proxy</html>"
+            return 200, {"content-type": "text/html"}, page.encode(), rec
         text = self.answer(model, messages)
         usage = self.usage(messages, text)
         self.prompt_tokens[key] = usage["prompt_tokens"]

@@ -16,9 +16,10 @@ def judge():
 
 
 def _judge_setup(provider, base_url, model, config_path, rubric_path):
-    from evalkit.config import load_config
+    from evalkit.config import load_config, refuse_flag_secrets
     from evalkit.providers import get_provider
     from evalkit.scoring.judge import DEFAULT_RUBRIC
+    refuse_flag_secrets({"base_url": base_url, "model": model})
     section = load_config(config_path).section("judge")
     model = model or section.get("model")
     options = {"base_url": base_url or section.get("base_url"), "model": model}

@@ -11,6 +11,7 @@ import pandas as pd
 
 from evalkit.analysis.summary import summarize_run, verdict_lines
 from evalkit.cli.app import fail, main
+from evalkit.config import refuse_flag_secrets
 from evalkit.data.testset import TestsetError
 from evalkit.pipeline.experiment import LeakageRefused, RunConfig, run_experiment
 from evalkit.strategies import finetune as ft
@@ -46,6 +47,10 @@ def run(testsets, variants, provider, concurrency, max_cost_usd, resume, allow_l
     if provider == "local" and (base_url or model):
         fail("--base-url and --model are for --provider openai; the local provider has "
               "neither")
+    try:
+        refuse_flag_secrets({"base_url": base_url, "model": model})
+    except ValueError as exc:
+        fail(str(exc))
     ladder = _parse_variants(variants)
     all_failed = []
     for target in testsets or [None]:

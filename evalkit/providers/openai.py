@@ -19,19 +19,18 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from evalkit import secrets
 from evalkit.providers.base import Completion, Usage
 from evalkit.providers.pricing import PriceBook
 from evalkit.strategies.request import Request
 
 NO_KEY_PLACEHOLDER = "not-needed"  # local servers without auth still need a non-empty key
 _OPENAI_HOSTS = ("api.openai.com",)
-_KEY_LIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-*]{6,})")
 
 
 class OpenAIProviderError(RuntimeError):
@@ -101,6 +100,7 @@ class OpenAIProvider:
                 raise ValueError("put credentials in the environment (api_key_env), not in the "
                                  "base URL: the URL is recorded in run.json")
         self.api_key_env = api_key_env
+        secrets.register_key_env(api_key_env)
         self.temperature = temperature
         self.seed = seed
         self.max_completion_tokens = max_completion_tokens
@@ -203,14 +203,15 @@ class OpenAIProvider:
     def _read(self, response: Any, messages: list[dict[str, str]]) -> tuple[str, Usage]:
         """Text and usage from a ChatCompletion; anything else is a MalformedResponse."""
         if isinstance(response, str):
-            raise MalformedResponse(f"expected a JSON chat completion, got {response[:200]!r}")
+            raise MalformedResponse("expected a JSON chat completion, got "
+                                    f"{secrets.scrub(response[:200])!r}")
         try:
             text = response.choices[0].message.content
         except (AttributeError, IndexError, TypeError, KeyError):
             text = None
         if not isinstance(text, str):
             raise MalformedResponse("the response has no choices[0].message.content string: "
-                                    f"{_short(response)}")
+                                    f"{secrets.scrub(_short(response))}")
         u = getattr(response, "usage", None)
         if u is None or not isinstance(getattr(u, "prompt_tokens", None), int):
             # some servers omit usage; estimate rather than pretend the call was free
@@ -232,10 +233,7 @@ class OpenAIProvider:
         return _named_error(type(exc).__name__)(message)
 
     def _scrub(self, text: str) -> str:
-        key = os.environ.get(self.api_key_env, "")
-        if key:
-            text = text.replace(key, "[redacted]")
-        return _KEY_LIKE.sub("[redacted]", text)
+        return secrets.scrub(text)
 
 
 def _short(obj: Any) -> str:

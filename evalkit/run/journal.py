@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from evalkit.secrets import scrub
+
 
 @dataclass
 class Prediction:
@@ -81,6 +83,9 @@ def as_record(p: Prediction) -> dict[str, Any]:
     """`dataclasses.asdict(p)` without its generic deep copy (a tenth of the time per line)."""
     record = {name: getattr(p, name) for name in _FIELDS}
     record["retrieved"] = list(p.retrieved)
+    for name in ("output", "error", "model"):  # the last line of defence before disk
+        if isinstance(record[name], str):
+            record[name] = scrub(record[name])
     return record
 
 

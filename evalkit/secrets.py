@@ -1,0 +1,43 @@
+"""One scrubber for every string from a provider that may reach disk or a report.
+
+Removes the configured key (the value of each registered environment variable, by default
+OPENAI_API_KEY) and key-shaped values: `sk-...`, `Bearer ...`, GitHub tokens (`ghp_...`,
+`github_pat_...`) and URL userinfo (`http://user:pass@host`). Applied by the OpenAI provider to
+errors and malformed bodies, and by the journal to every field before it writes, so a proxy's
+login page echoing the key cannot land in predictions.jsonl or the report.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+REDACTED = "[redacted]"
+_KEY_ENVS: set[str] = {"OPENAI_API_KEY"}
+_KEY_SHAPED = re.compile(r"\b(?:sk-[A-Za-z0-9_\-*]{6,}|gh[pousr]_[A-Za-z0-9]{8,}|"
+                         r"github_pat_[A-Za-z0-9_]{8,})|Bearer\s+[A-Za-z0-9._~+/=\-]{6,}")
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)[^/\s@]+@")
+
+
+def register_key_env(name: str) -> None:
+    """Scrub this environment variable's value too (a provider's `api_key_env`)."""
+    _KEY_ENVS.add(name)
+
+
+def scrub(text: str) -> str:
+    """`text` with the configured keys and key-shaped values replaced by [redacted]."""
+    for name in _KEY_ENVS:
+        key = os.environ.get(name, "")
+        if len(key) >= 4 and key in text:
+            text = text.replace(key, REDACTED)
+    text = _KEY_SHAPED.sub(REDACTED, text)
+    return _USERINFO.sub(lambda m: m.group("scheme") + REDACTED + "@", text)
+
+
+def credential_in(value: str) -> str | None:
+    """Why `value` looks like a credential (key-shaped, or a URL with userinfo), else None."""
+    if _USERINFO.search(value):
+        return "a URL with user:password@ (credentials) in it"
+    if _KEY_SHAPED.search(value) or value.strip().startswith(("sk-", "Bearer ")):
+        return "a key-shaped value"
+    return None

@@ -1,0 +1,79 @@
+"""Secrets nowhere: the scrubber, the config's credential refusal in every section and flag,
+and a 200 non-JSON body echoing the key that must reach no file under run, cache or report."""
+
+from __future__ import annotations
+
+import pytest
+from openai_server import KEY, FakeOpenAI, assert_key_nowhere, cli, openai_env, read_jsonl
+from test_openai_provider import INTENTS, _config, _latest_run, _run
+
+from evalkit.config import ConfigError, load_config, refuse_flag_secrets
+from evalkit.run.journal import Journal, Prediction
+from evalkit.secrets import REDACTED, register_key_env, scrub
+
+__all__ = ["openai_env"]
+
+
+@pytest.mark.parametrize("secret", ["sk-proj-abcdef123456", "Bearer abc.def-123456",
+                                    "ghp_abcdefghijklmnop1234", "github_pat_11ABCDEFG_xyz12345"])
+def test_key_shaped_values_are_scrubbed(secret):
+    out = scrub(f"<html>proxy login for {secret}</html>")
+    assert secret not in out and REDACTED in out and out.startswith("<html>proxy login for ")
+
+
+def test_url_userinfo_and_the_configured_key_are_scrubbed(monkeypatch):
+    monkeypatch.setenv("MY_PROVIDER_KEY", "plain-looking-value-42")
+    register_key_env("MY_PROVIDER_KEY")
+    out = scrub("GET http://user:pa55@host:8080/v1 with plain-looking-value-42 and "
+                f"{KEY}")
+    assert out == f"GET http://{REDACTED}@host:8080/v1 with {REDACTED} and {REDACTED}"
+
+
+def test_the_journal_scrubs_output_and_error_before_writing(tmp_path):
+    journal = Journal(tmp_path / "predictions.jsonl")
+    journal.append(Prediction("v", "i1", output=f"echo {KEY}", error="Bearer abcdefgh123"))
+    journal.close()
+    [row] = read_jsonl(tmp_path / "predictions.jsonl")
+    assert row["output"] == f"echo {REDACTED}" and row["error"] == REDACTED
+    assert_key_nowhere(tmp_path)
+
+
+@pytest.mark.parametrize("text, field", [
+    ("judge: {api_token: ghp_abcdefghijklmnop1234}\n", "judge.api_token"),
+    ("judge: {model: ghp_abcdefghijklmnop1234}\n", "judge.model"),
+    ("provider: {base_url: 'http://user:pass@127.0.0.1:9/v1'}\n", "provider.base_url"),
+    ("provider: {embedding_base_url: 'http://u:p@h/v1'}\n", "provider.embedding_base_url"),
+    ("judge: {base_url: 'https://tok@h/v1'}\n", "judge.base_url"),
+    ("provider: {embedding_model: sk-abcdefghijkl}\n", "provider.embedding_model"),
+])
+def test_config_refuses_credentials_in_every_section(tmp_path, text, field):
+    with pytest.raises(ConfigError) as err:
+        load_config(_config(tmp_path, text))
+    assert err.value.field == field and "experiment.yaml" in str(err.value)
+
+
+def test_config_keeps_token_counts_and_plain_urls(tmp_path):
+    cfg = load_config(_config(tmp_path, "provider: {max_completion_tokens: 16, base_url: "
+                                        "'http://127.0.0.1:9/v1', api_key_env: MY_KEY}\n"))
+    assert cfg.section("provider")["max_completion_tokens"] == 16
+
+
+def test_flags_with_credentials_are_refused(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        refuse_flag_secrets({"base_url": "http://user:pass@127.0.0.1:9/v1"})
+    assert err.value.field == "base_url" and "--base-url" in str(err.value)
+    result = cli("run", INTENTS, "--provider", "openai", "--base-url",
+                 "http://user:pass@127.0.0.1:9/v1", "--reports-dir", tmp_path / "reports",
+                 ok=False)
+    assert result.exit_code != 0 and "--base-url" in result.output
+    assert "pass@" not in result.output and not (tmp_path / "reports").exists()
+
+
+def test_a_200_html_body_echoing_the_key_reaches_no_file(tmp_path):
+    with FakeOpenAI(api_key=KEY, html_login=("board view crashes",)) as server:
+        _run(server, tmp_path, variants="prompt-only")
+        hits = [r for r in server.chat_calls() if "board view crashes" in r.last_user]
+    preds = read_jsonl(_latest_run(tmp_path) / "predictions.jsonl")
+    broken = [p for p in preds if p["error_class"] == "MalformedResponse"]
+    assert hits and broken and all(REDACTED in p["error"] for p in broken)
+    assert assert_key_nowhere(tmp_path) >= 3  # run folder, cache and report
