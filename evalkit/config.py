@@ -80,8 +80,8 @@ def refuse_secrets(node: Any, path: Path | None, where: str = "") -> None:
     elif isinstance(node, list):
         for i, v in enumerate(node):
             refuse_secrets(v, path, f"{where}[{i}]")
-    elif isinstance(node, str) and credential_in(node):
-        raise ConfigError(path, f"this value looks like a credential ({credential_in(node)}); "
+    elif isinstance(node, str) and (why := credential_in(node)):
+        raise ConfigError(path, f"this value looks like a credential ({why}); "
                           "credentials never go in the config", field=where)
 
 
@@ -89,7 +89,7 @@ def refuse_flag_secrets(values: dict[str, Any]) -> None:
     """Raise ConfigError for a command-line value that holds a credential (--base-url with
     user:password@): flags are recorded in run.json like the config."""
     for name, value in values.items():
-        if isinstance(value, str) and credential_in(value):
-            raise ConfigError(None, f"{credential_in(value)} in --{name.replace('_', '-')}; "
+        if isinstance(value, str) and (why := credential_in(value)):
+            raise ConfigError(None, f"{why} in --{name.replace('_', '-')}; "
                               "put credentials in the environment (OPENAI_API_KEY)",
                               field=name)
