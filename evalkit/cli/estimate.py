@@ -8,7 +8,7 @@ import click
 
 from evalkit.cli.app import fail, main
 from evalkit.data.testset import TestsetError
-from evalkit.strategies.variants import LADDER
+from evalkit.strategies.ladder import LADDER
 
 
 @main.command()

@@ -8,8 +8,6 @@ import click
 
 from evalkit.cli.app import fail, main
 from evalkit.data.testset import TestsetError, load_testset
-from evalkit.providers import openai_finetune as ft_openai
-from evalkit.strategies import finetune as ft
 
 
 class _TrainByDefault(click.Group):
@@ -46,6 +44,8 @@ def finetune():
 def finetune_train(testset_dir, provider, finetune_dir, allow_leakage, base_model, base_url,
                    config_path, epochs, dry_run, out, poll_interval, force):
     """Train the fine-tuned rung's model on TESTSET_DIR's train split."""
+    from evalkit.providers import openai_finetune as ft_openai  # deferred: sklearn, openai
+    from evalkit.strategies import finetune as ft
     if provider not in ("local", "openai"):
         fail(f"finetune --provider {provider}: known providers are local and openai")
     try:
@@ -76,6 +76,7 @@ def finetune_train(testset_dir, provider, finetune_dir, allow_leakage, base_mode
 @click.option("--wait/--no-wait", default=True, help="Follow the job until it ends.")
 def finetune_status(name, finetune_dir, base_url, config_path, poll_interval, wait):
     """Show (and keep following) the fine-tuning job recorded as finetunes/NAME.json."""
+    from evalkit.providers import openai_finetune as ft_openai  # deferred: sklearn, openai
     try:
         record = ft_openai.status(finetune_dir, name, base_url=base_url, config_path=config_path,
                                   interval_s=poll_interval, timeout_s=None if wait else 0.0,
@@ -102,6 +103,8 @@ def finetune_register(name, model, base_url, base_model, gpu_hours, usd_per_hour
     """Record a model trained elsewhere (vLLM/Ollama/llama.cpp LoRA) as fine-tune NAME.
 
     Name it <testset>-openai for `evalkit run --provider openai` to use it."""
+    from evalkit.providers import openai_finetune as ft_openai  # deferred: sklearn, openai
+    from evalkit.strategies import finetune as ft
     try:
         record = ft_openai.register(
             finetune_dir, name, model=model, base_url=base_url, base_model=base_model,
@@ -114,6 +117,7 @@ def finetune_register(name, model, base_url, base_model, gpu_hours, usd_per_hour
 
 
 def _print_finetune(record, finetune_dir) -> None:
+    from evalkit.strategies import finetune as ft
     tokens = f", {record.trained_tokens} trained tokens" if record.trained_tokens else ""
     click.echo(f"{record.name}: {record.status}, model {record.fine_tuned_model or '-'}"
                f"{tokens}, training cost ${record.training_cost_usd:.4f}; "

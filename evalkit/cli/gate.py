@@ -12,11 +12,6 @@ from pathlib import Path
 
 import click
 
-from evalkit.config import ConfigError, load_config
-from evalkit.gate import render as gate_report
-from evalkit.gate.baseline import GateError, run_gate_section, update_baseline
-from evalkit.gate.check import Tolerances, gate_runs
-
 EXIT_PASS, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
 
 
@@ -78,6 +73,12 @@ def gate(runs, baseline_paths, config_path, max_drop, metric_max_drop, require_s
          alpha, max_cost_increase, max_latency_increase, cost_slack_usd, latency_slack_s,
          max_error_rate_increase, subset, junit_path):
     """Compare RUNS (run folders, one per test set) with the baseline; exit 1 on a regression."""
+    # Deferred: evalkit.gate.check needs scipy; `evalkit gate --help` should not load it.
+    from evalkit.config import ConfigError, load_config
+    from evalkit.gate import render as gate_report
+    from evalkit.gate.baseline import GateError, run_gate_section
+    from evalkit.gate.check import Tolerances, gate_runs
+
     flags = dict(max_drop=max_drop, metrics=metric_max_drop,
                  require_significance=require_significance, alpha=alpha,
                  max_cost_increase=max_cost_increase, max_latency_increase=max_latency_increase,
@@ -119,6 +120,8 @@ def baseline() -> None:
               help="Baseline JSON to create, or whose entries for these test sets to replace.")
 def baseline_update(runs, to):
     """Record RUNS (run folders, one per test set) as the baseline in --to FILE."""
+    from evalkit.gate.baseline import GateError, update_baseline  # deferred: scipy
+
     try:
         snaps = update_baseline(list(runs), to)
     except GateError as exc:

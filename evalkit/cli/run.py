@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import pandas as pd
 
-from evalkit.analysis.summary import summarize_run, verdict_lines
 from evalkit.cli.app import fail, main
 from evalkit.config import refuse_flag_secrets
 from evalkit.data.testset import TestsetError
-from evalkit.pipeline.experiment import LeakageRefused, RunConfig, run_experiment
-from evalkit.strategies import finetune as ft
-from evalkit.strategies.variants import LADDER
+from evalkit.strategies.ladder import LADDER
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @main.command()
@@ -40,6 +40,9 @@ from evalkit.strategies.variants import LADDER
 def run(testsets, variants, provider, concurrency, max_cost_usd, resume, allow_leakage,
         reports_dir, cache_dir, finetune_dir, config_path, base_url, model, progress):
     """Run TESTSETS through each variant of the ladder and score them."""
+    # Deferred so `evalkit --help` loads no scikit-learn, scipy or pandas.
+    from evalkit.pipeline.experiment import LeakageRefused, RunConfig, run_experiment
+    from evalkit.strategies import finetune as ft
     if not testsets and not resume:
         fail("give at least one test set folder, or --resume RUN_ID")
     if resume:
@@ -120,11 +123,13 @@ def _print_run(result) -> None:
     click.echo(f"run folder: {result.run_dir}")
     for line in result.warnings:
         click.echo(f"warning: {line}")
+    from evalkit.analysis.summary import verdict_lines
     for line in verdict_lines(s):
         click.echo(line)
 
 
 def variant_table(summary: dict) -> pd.DataFrame:
+    import pandas as pd
     rows = {}
     num = lambda x: math.nan if x is None else x  # noqa: E731  summary.json writes NaN as null
     for name, v in summary["variants"].items():
@@ -145,6 +150,7 @@ def variant_table(summary: dict) -> pd.DataFrame:
               help="Also compare variant B against A (repeatable), e.g. --compare rag,fine-tuned.")
 def summarize(run_dir, config_path, comparisons):
     """Recompute summary.json for RUN_DIR from scores.csv and run.json (no model call)."""
+    from evalkit.analysis.summary import summarize_run, verdict_lines
     pairs = [tuple(c.split(",", 1)) for c in comparisons]
     if any(len(p) != 2 for p in pairs):
         fail("--compare takes two variant names separated by a comma, e.g. rag,fine-tuned")

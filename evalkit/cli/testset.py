@@ -5,11 +5,8 @@ from __future__ import annotations
 import sys
 
 import click
-import pandas as pd
 
 from evalkit.cli.app import fail, main
-from evalkit.data.importers import from_csv, write_jsonl
-from evalkit.data.leakage import find_leaks
 from evalkit.data.testset import TestsetError, load_testset
 
 
@@ -24,6 +21,9 @@ def testset() -> None:
               help="TF-IDF cosine at or above which a test/train pair is a near-duplicate.")
 def testset_check(path, threshold):
     """Validate a test set: sizes, label balance, doc ids, and test/train leakage."""
+    import pandas as pd  # deferred: keeps `evalkit --help` free of pandas and sklearn
+
+    from evalkit.data.leakage import find_leaks
     try:
         ts = load_testset(path)
     except TestsetError as exc:
@@ -64,6 +64,7 @@ def testset_check(path, threshold):
 @click.option("--id-column", default=None)
 def testset_import_csv(csv_path, out_jsonl, text_column, label_column, id_column):
     """Convert a text,label CSV into test-set JSONL."""
+    from evalkit.data.importers import from_csv, write_jsonl  # deferred: pandas
     try:
         items = from_csv(csv_path, text_column=text_column, label_column=label_column,
                          id_column=id_column)

@@ -18,10 +18,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
 from evalkit.data.testset import Item, Testset
+from evalkit.strategies.ladder import LADDER  # noqa: F401  re-exported for callers
 from evalkit.strategies.request import Example, Request
 from evalkit.strategies.retrieval import Passage, TfidfIndex, build_index
-
-LADDER = ("prompt-only", "few-shot", "rag", "fine-tuned", "rag+fine-tuned")
 
 
 @dataclass(frozen=True)
