@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sqlite3
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from evalkit.data.testset import Testset
 from evalkit.providers.base import Usage
 from evalkit.providers.openai import NO_KEY_PLACEHOLDER, redact_url
 from evalkit.providers.pricing import PriceBook
+from evalkit.providers.sqlite_store import SqliteStore
 from evalkit.strategies.retrieval import Passage, chunk_document
 
 
@@ -44,29 +43,30 @@ class EmbeddingSettings:
 
 
 class VectorStore:
-    """SQLite cache of text vectors: (model, server, sha256(text)) -> float32 vector, tokens."""
+    """SQLite cache of text vectors: (model, server, sha256(text)) -> float32 vector, tokens.
+
+    Opened like the response cache (`SqliteStore`): damage or a long lock never crashes a
+    run, and a row that is not a float32 vector with a token count is a miss.
+    """
 
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, "
-                         "vector BLOB NOT NULL, tokens REAL NOT NULL)")
+        self._store = SqliteStore(path, schema="CREATE TABLE IF NOT EXISTS vectors (key TEXT "
+                                  "PRIMARY KEY, vector BLOB NOT NULL, tokens REAL NOT NULL)")
 
     def get(self, key: str) -> tuple[np.ndarray, float] | None:
-        with self._lock:
-            row = self._db.execute("SELECT vector, tokens FROM vectors WHERE key = ?",
-                                   (key,)).fetchone()
-        return None if row is None else (np.frombuffer(row[0], dtype=np.float32), row[1])
+        row = self._store.fetchone("SELECT vector, tokens FROM vectors WHERE key = ?", (key,))
+        if row is None or not isinstance(row[0], bytes) or not row[0] or len(row[0]) % 4:
+            return None
+        if type(row[1]) not in (int, float):
+            return None
+        return np.frombuffer(row[0], dtype=np.float32), float(row[1])
 
     def put(self, key: str, vector: np.ndarray, tokens: float) -> None:
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
-                             (key, np.asarray(vector, dtype=np.float32).tobytes(), tokens))
+        self._store.execute("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
+                            (key, np.asarray(vector, dtype=np.float32).tobytes(), tokens))
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._store.close()
 
 
 class Embedder:

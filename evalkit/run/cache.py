@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
-import threading
 from pathlib import Path
 from typing import Any
 
-from evalkit.providers.base import Completion
+from evalkit.providers.base import Completion, Usage
+from evalkit.providers.sqlite_store import SqliteStore
 
 
 def cache_key(*, provider: str, model: str, messages: list[dict[str, str]],
@@ -35,36 +34,53 @@ def request_key(provider: Any, request: Any) -> str:
                      params={**provider.cache_params(), "task_type": request.task_type})
 
 
+def completion_from_row(text: str) -> Completion | None:
+    """The cached Completion in `text`, or None if it is not one (bad JSON, types, fields).
+
+    A row that does not parse is a miss: the call is made again and the row overwritten,
+    rather than letting e.g. `{"text": 5}` into the journal.
+    """
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("text"), str):
+        return None
+    usage = data.get("usage", {})
+    if not isinstance(usage, dict) or any(type(v) is not int for v in usage.values()):
+        return None
+    for name in ("latency_s", "cost_usd"):
+        if name in data and (type(data[name]) not in (int, float)):
+            return None
+    if not isinstance(data.get("model", ""), str):
+        return None
+    try:
+        return Completion(**{**data, "usage": Usage(**usage), "cached": True})
+    except TypeError:  # unknown or missing fields
+        return None
+
+
 class ResponseCache:
-    """A small SQLite key-value store of Completions. Safe to share across asyncio tasks."""
+    """A small SQLite key-value store of Completions. Safe to share across asyncio tasks.
+
+    Damage never crashes a run (see `SqliteStore`): a damaged file is moved aside, a lock
+    held too long or a bad row is a miss.
+    """
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS responses "
-                         "(key TEXT PRIMARY KEY, completion TEXT NOT NULL)")
+        self._store = SqliteStore(self.path, schema="CREATE TABLE IF NOT EXISTS responses "
+                                  "(key TEXT PRIMARY KEY, completion TEXT NOT NULL)")
 
     def get(self, key: str) -> Completion | None:
-        with self._lock:
-            row = self._db.execute("SELECT completion FROM responses WHERE key = ?",
-                                   (key,)).fetchone()
-        if row is None:
-            return None
-        data = json.loads(row[0])
-        data["cached"] = True
-        return Completion.from_dict(data)
+        row = self._store.fetchone("SELECT completion FROM responses WHERE key = ?", (key,))
+        return None if row is None else completion_from_row(row[0])
 
     def put(self, key: str, completion: Completion) -> None:
         data = completion.to_dict()
         data["cached"] = False
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?)",
-                             (key, json.dumps(data)))
+        self._store.execute("INSERT OR REPLACE INTO responses VALUES (?, ?)",
+                            (key, json.dumps(data)))
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._store.close()
