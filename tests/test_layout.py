@@ -11,9 +11,9 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).parent.parent / "evalkit"
-STAGES = {"config": 0, "errors": 0, "registry": 0, "secrets": 0, "data": 1, "strategies": 2,
-          "providers": 3, "run": 4, "scoring": 5, "analysis": 6, "report": 7, "gate": 7,
-          "pipeline": 8, "cli": 9}
+STAGES = {"config": 0, "errors": 0, "paths": 0, "registry": 0, "secrets": 0, "data": 1,
+          "strategies": 2, "providers": 3, "run": 4, "scoring": 5, "analysis": 6, "report": 7,
+          "gate": 7, "pipeline": 8, "cli": 9}
 
 
 def _stage(module: str) -> str | None:

@@ -111,7 +111,7 @@ def finetune_register(name, model, base_url, base_model, gpu_hours, usd_per_hour
             gpu_hours=gpu_hours, usd_per_hour=usd_per_hour,
             testset=load_testset(testset_dir) if testset_dir else None,
             allow_leakage=allow_leakage, force=force)
-    except (TestsetError, ft.LeakageError, ft_openai.FineTuneError) as exc:
+    except (TestsetError, ft.LeakageError, ValueError, ft_openai.FineTuneError) as exc:
         fail(str(exc))
     _print_finetune(record, finetune_dir)
 

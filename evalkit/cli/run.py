@@ -12,6 +12,7 @@ import click
 from evalkit.cli.app import fail, main
 from evalkit.config import refuse_flag_secrets
 from evalkit.data.testset import TestsetError
+from evalkit.paths import SAFE_NAME_RULE, is_safe_name
 from evalkit.strategies.ladder import LADDER
 
 if TYPE_CHECKING:
@@ -46,6 +47,9 @@ def run(testsets, variants, provider, concurrency, max_cost_usd, resume, allow_l
     if not testsets and not resume:
         fail("give at least one test set folder, or --resume RUN_ID")
     if resume:
+        if not is_safe_name(resume):
+            fail(f"--resume {resume!r}: a run id is one folder name under --reports-dir "
+                 f"({SAFE_NAME_RULE})")
         _check_resume_flags(testsets, Path(reports_dir) / resume)
     if provider == "local" and (base_url or model):
         fail("--base-url and --model are for --provider openai; the local provider has "

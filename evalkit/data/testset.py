@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from evalkit.paths import SAFE_NAME_RULE, is_safe_name
+
 TASK_TYPES = ("classification", "qa")  # the task types evalkit can run today
 RESERVED_TASK_TYPES = ("extraction", "generation")  # named in the design, not built yet
 DOC_SUFFIXES = (".md", ".txt")
@@ -181,6 +183,9 @@ def load_task(path: Path) -> Task:
             raise at.error("is required", key)
         if not isinstance(raw[key], str):
             raise at.error(f"must be a string, got {type(raw[key]).__name__} {raw[key]!r}", key)
+    if not is_safe_name(raw["name"]):  # it names the run folders: one plain path component
+        raise at.error(f"{raw['name']!r} must be a plain name ({SAFE_NAME_RULE}), since run "
+                       f"folders are named after it", "name")
     _check_type(at, raw["type"])
     labels = _labels(at, raw) if raw["type"] == "classification" else {}
     corpus = _whole_numbers(at, raw, "corpus", low={"chunk_size": 1})

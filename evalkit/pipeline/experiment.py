@@ -24,6 +24,7 @@ from evalkit.analysis import summary as analysis
 from evalkit.config import load_config
 from evalkit.data.leakage import find_leaks
 from evalkit.data.testset import Testset, load_testset
+from evalkit.paths import check_name, inside
 from evalkit.providers import embeddings, get_provider
 from evalkit.run.cache import ResponseCache
 from evalkit.run.journal import Journal, latest
@@ -65,7 +66,8 @@ def run_experiment(config: RunConfig, *, resume: str | None = None,
                    progress: bool = True) -> RunResult:
     """Run (or resume) one experiment and write every file of its run folder."""
     if resume:
-        run_dir = Path(config.reports_dir) / resume
+        check_name(resume, what="run id")
+        run_dir = inside(config.reports_dir, Path(config.reports_dir) / resume, what="run folder")
         saved = json.loads((run_dir / "run.json").read_text())["config"]
         config = RunConfig(**{**saved, "concurrency": config.concurrency,
                               "max_cost_usd": config.max_cost_usd})
@@ -181,7 +183,8 @@ def _prepare_fine_tune(config: RunConfig, testset: Testset) -> dict[str, Any]:
 
 def _new_run_dir(reports: Path, name: str) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    base = reports / f"{stamp}-{name}"
+    base = inside(reports, reports / f"{stamp}-{check_name(name, what='test set name')}",
+                  what="run folder")
     run_dir, n = base, 1
     while run_dir.exists():
         n += 1

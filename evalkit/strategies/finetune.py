@@ -25,6 +25,7 @@ from sklearn.preprocessing import normalize
 from evalkit.data.leakage import find_leaks
 from evalkit.data.testset import Testset
 from evalkit.data.text import make_vectorizer
+from evalkit.paths import check_name, inside
 
 LOCAL_MODEL_PREFIX = "local-ft:"
 LOCAL_USD_PER_HOUR = 0.10  # the notional price of the CPU that trains the local model
@@ -52,7 +53,14 @@ class LeakageError(ValueError):
 
 
 def record_path(finetune_dir: Path, name: str) -> Path:
-    return Path(finetune_dir) / f"{name}.json"
+    """`<finetune_dir>/<name>.json`; a name that is not one plain path component is refused,
+    so no record is ever written outside --finetune-dir."""
+    return _in_dir(finetune_dir, name, ".json")
+
+
+def _in_dir(finetune_dir: Path | str, name: str, suffix: str) -> Path:
+    check_name(name, what="fine-tune name")
+    return inside(finetune_dir, Path(finetune_dir) / f"{name}{suffix}", what="fine-tune file")
 
 
 def load_record(finetune_dir: Path, name: str) -> FineTuneRecord | None:
@@ -162,7 +170,7 @@ def train_local(testset: Testset, finetune_dir: Path | str, *, name: str | None 
                                   f"not {testset.task.type!r}")
     elapsed = time.perf_counter() - start
     finetune_dir.mkdir(parents=True, exist_ok=True)
-    artifact = finetune_dir / f"{name}.pkl"
+    artifact = _in_dir(finetune_dir, name, ".pkl")
     with artifact.with_suffix(".tmp").open("wb") as fh:
         pickle.dump(model, fh)
     artifact.with_suffix(".tmp").replace(artifact)
@@ -184,7 +192,7 @@ def ensure_local(testset: Testset, finetune_dir: Path | str, *,
                  allow_leakage: bool = False) -> FineTuneRecord:
     """The local fine-tune for this test set, trained now if missing or stale."""
     record = load_record(Path(finetune_dir), default_name(testset, "local"))
-    artifact = Path(finetune_dir) / f"{default_name(testset, 'local')}.pkl"
+    artifact = _in_dir(finetune_dir, default_name(testset, "local"), ".pkl")
     if record and record.train_hash == train_hash(testset) and artifact.is_file():
         return record
     return train_local(testset, finetune_dir, allow_leakage=allow_leakage)
@@ -192,7 +200,7 @@ def ensure_local(testset: Testset, finetune_dir: Path | str, *,
 
 def load_local_model(finetune_dir: Path, model: str):
     name = model.removeprefix(LOCAL_MODEL_PREFIX).split("@", 1)[0]
-    path = Path(finetune_dir) / f"{name}.pkl"
+    path = _in_dir(finetune_dir, name, ".pkl")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no local fine-tune named {name!r}; "
                                 f"run `evalkit finetune --provider local TESTSET`")
