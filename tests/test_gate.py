@@ -465,10 +465,18 @@ def real_runs(tmp_path_factory):
     assert len(docs) == 4
     for doc in docs:
         doc.write_text("# Notes\nOur office is open from nine to five on weekdays.\n")
+    swap = tmp / "swap" / "tiny-intents"  # te-01 dropped, te-02/te-03 reworded, te-99 added
+    shutil.copytree(FIXTURES / "tiny-intents", swap)
+    rows = [json.loads(line) for line in (swap / "test.jsonl").read_text().splitlines()]
+    rows[1]["input"] = "please refund me"
+    rows[2]["input"] = "cannot log in at all"
+    rows = rows[1:] + [{**rows[0], "id": "te-99"}]
+    (swap / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     common = ["--cache-dir", str(tmp / "cache"), "--finetune-dir", str(tmp / "ft"),
               "--no-progress"]
     runner = CliRunner()
-    for src, reports in ((FIXTURES / "tiny-intents", "good"), (k0, "k0"), (junk, "junk")):
+    for src, reports in ((FIXTURES / "tiny-intents", "good"), (k0, "k0"), (junk, "junk"),
+                         (swap, "swap")):
         result = runner.invoke(main, ["run", str(src), "--reports-dir", str(tmp / reports),
                                       *common])
         assert result.exit_code == 0, result.output
@@ -493,16 +501,19 @@ def test_real_run_passes_its_own_baseline_and_broken_retrieval_fails(real_runs):
 
     # k = 0: the rag rung retrieves nothing, answers like prompt-only, and has no retrieval
     # metrics at all; the rungs without retrieval are untouched
-    k0 = gate(str(real_runs / "k0" / "latest-tiny-intents"), "--baseline", str(to))
+    k0 = gate(str(real_runs / "k0" / "latest-tiny-intents"), "--baseline", str(to),
+              "--allow-testset-change")
     assert k0.exit_code == 1, k0.output
     fails = failed(k0)
     assert {"rag accuracy", "rag recall_at_k", "rag mrr", "rag+fine-tuned recall_at_k",
             "rag+fine-tuned mrr"} <= set(fails)
     assert not any(f.startswith(("prompt-only", "few-shot", "fine-tuned ")) for f in fails)
-    assert "the test set's files changed since the baseline" in k0.output
+    assert ("the test set differs from the baseline's: the test items are the same but other "
+            "files of the test set changed") in k0.output
 
     # a corpus that answers nothing: retrieval misses the gold docs
-    junk = gate(str(real_runs / "junk" / "latest-tiny-intents"), "--baseline", str(to))
+    junk = gate(str(real_runs / "junk" / "latest-tiny-intents"), "--baseline", str(to),
+                "--allow-testset-change")
     assert junk.exit_code == 1, junk.output
     assert sorted(failed(junk)) == ["rag mrr", "rag recall_at_k", "rag+fine-tuned mrr",
                                     "rag+fine-tuned recall_at_k"]
@@ -510,11 +521,39 @@ def test_real_run_passes_its_own_baseline_and_broken_retrieval_fails(real_runs):
 
 
 def test_a_damaged_items_file_is_a_usage_error_naming_its_line(tmp_path):
-    from evalkit.gate.baseline import GateError, _read_clusters
+    from evalkit.gate.baseline import GateError, _read_items
 
     path = tmp_path / "items.jsonl"
     path.write_text('{"id": "a", "cluster": "doc-1"}\n{"id": "b"}\nnot json\n')
     with pytest.raises(GateError, match=r"items\.jsonl:3: invalid JSON"):
-        _read_clusters(path)
+        _read_items(path)
     path.write_text('{"id": "a", "cluster": "doc-1"}\n{"id": "b"}\n')
-    assert _read_clusters(path) == {"a": "doc-1", "b": None}
+    assert [it["id"] for it in _read_items(path)] == ["a", "b"]
+
+
+def test_a_run_on_a_swapped_test_set_fails_with_the_items_counted(real_runs, tmp_path):
+    good = real_runs / "good" / "latest-tiny-intents"
+    swap = real_runs / "swap" / "latest-tiny-intents"
+    to = tmp_path / "baselines.json"
+    made = CliRunner().invoke(main, ["baseline", "update", str(good), "--to", str(to)])
+    assert made.exit_code == 0, made.output
+    assert len(json.loads(to.read_text())["testsets"]["tiny-intents"]["source"]
+               ["item_hashes"]) == 8
+
+    refused = gate(str(swap), "--baseline", str(to))
+    assert refused.exit_code == 1, refused.output
+    assert failed(refused)[0] == "* test set"
+    assert ("the test set differs from the baseline's: 1 item(s) added, 1 removed, 2 changed"
+            in refused.output) and "--allow-testset-change" in refused.output
+
+    allowed = gate(str(swap), "--baseline", str(to), "--allow-testset-change")
+    assert "* test set" not in failed(allowed)
+    assert "paired tests use the unchanged items both runs hold" in allowed.output
+
+    # a baseline recorded before item hashes were kept: ids still counted, changes not
+    doc = json.loads(to.read_text())
+    del doc["testsets"]["tiny-intents"]["source"]["item_hashes"]
+    to.write_text(json.dumps(doc))
+    old = gate(str(swap), "--baseline", str(to))
+    assert old.exit_code == 1 and "1 item(s) added, 1 removed, changes inside items not " \
+        "counted" in old.output

@@ -13,6 +13,7 @@ like with like. Every problem is a `GateError` naming the file and the field (ex
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -74,6 +75,21 @@ class Snapshot:
     summary_schema_version: int | None = None
     has_item_scores: bool = False
     clusters: dict[str, str | None] = field(default_factory=dict)  # item -> cluster (run only)
+    # item -> hash of what it asks and expects, so the gate can count changed items
+    item_hashes: dict[str, str] = field(default_factory=dict)
+
+    def item_ids(self) -> set[str]:
+        """Every item this snapshot knows of: from its item hashes, else from its scores."""
+        if self.item_hashes:
+            return set(self.item_hashes)
+        return {i for v in self.variants.values() for m in v.scores.values() for i in m}
+
+
+def item_hash(item: dict[str, Any]) -> str:
+    """A short hash of an item's content (input, expected, gold passages, cluster)."""
+    content = {k: item.get(k) for k in ("input", "expected", "doc_ids", "cluster")}
+    blob = json.dumps(content, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
 # ---- reading a run folder -------------------------------------------------------------------
@@ -102,10 +118,13 @@ def snapshot_from_run(run_dir: Path | str) -> Snapshot:
     if run_json.is_file():
         meta = _read_json(run_json)
         testset_hash = (meta.get("testset") or {}).get("hash") if isinstance(meta, dict) else None
+    items = _read_items(run_dir / "items.jsonl")
     return Snapshot(testset=testset, variants=variants, source=str(path),
                     run_id=raw.get("run_id"), testset_hash=testset_hash,
                     summary_schema_version=version, has_item_scores=bool(per_item),
-                    clusters=_read_clusters(run_dir / "items.jsonl"))
+                    clusters={str(it["id"]): None if it.get("cluster") is None
+                              else str(it["cluster"]) for it in items},
+                    item_hashes={str(it["id"]): item_hash(it) for it in items})
 
 
 def run_gate_section(run_dir: Path | str) -> tuple[str, dict[str, Any]] | None:
@@ -118,14 +137,12 @@ def run_gate_section(run_dir: Path | str) -> tuple[str, dict[str, Any]] | None:
     return (f"{path} (experiment_config)", section) if section is not None else None
 
 
-def _read_clusters(path: Path) -> dict[str, str | None]:
-    """items.jsonl -> item id -> cluster, so paired tests respect clustered items."""
+def _read_items(path: Path) -> list[dict[str, Any]]:
+    """items.jsonl: clusters for paired tests, item hashes for test-set changes."""
     try:
-        items = read_items(path)
+        return read_items(path)
     except RunFolderError as exc:  # the gate's own error: exit 2, file and line named
         raise GateError(exc.where, exc.message, field=exc.field) from exc
-    return {str(it["id"]): None if it.get("cluster") is None else str(it["cluster"])
-            for it in items}
 
 
 def _read_scores(path: Path) -> dict[str, dict[str, dict[str, float]]]:
@@ -184,7 +201,8 @@ def load_baseline(path: Path | str) -> dict[str, Snapshot]:
             run_id=source.get("run_id") if isinstance(source, dict) else None,
             testset_hash=source.get("testset_hash") if isinstance(source, dict) else None,
             summary_schema_version=entry.get("summary_schema_version"),
-            has_item_scores=any(v.scores for v in variants.values()))
+            has_item_scores=any(v.scores for v in variants.values()),
+            item_hashes=_baseline_item_hashes(source, path, f"{where}.source.item_hashes"))
     return out
 
 
@@ -221,7 +239,8 @@ def _entry_json(s: Snapshot, run_dir: Path, now: str) -> dict[str, Any]:
     return {
         "updated_at": now,
         "source": {"run_id": s.run_id, "git_commit": meta.get("git_commit"),
-                   "testset_hash": s.testset_hash},
+                   "testset_hash": s.testset_hash,
+                   "item_hashes": dict(sorted(s.item_hashes.items()))},
         "summary_schema_version": s.summary_schema_version,
         "variants": {name: {
             "metrics": {m: {"mean": _num(st.mean), "n": st.n, "n_nan": st.n_nan,
@@ -237,6 +256,16 @@ def _entry_json(s: Snapshot, run_dir: Path, now: str) -> dict[str, Any]:
 
 
 # ---- shared parsing -------------------------------------------------------------------------
+
+def _baseline_item_hashes(source: Any, path: Path, where: str) -> dict[str, str]:
+    """A baseline's item hashes; {} for baselines recorded before they were kept."""
+    raw = source.get("item_hashes") if isinstance(source, dict) else None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise GateError(path, "must map item ids to hash strings", field=where)
+    return {str(k): v for k, v in raw.items()}
+
 
 def _variant(raw: Any, path: Path, where: str,
              scores: dict[str, dict[str, float]]) -> VariantStats:

@@ -162,14 +162,60 @@ def paired_test(base: dict[str, float], run: dict[str, float],
 
 # ---- comparing one run with its baseline ----------------------------------------------------
 
-def compare(run: Snapshot, base: Snapshot, tol: Tolerances) -> list[Check]:
-    """Every check for one test set, in baseline variant order."""
+@dataclass(frozen=True)
+class TestsetChange:
+    """How a run's test items differ from the baseline's (by id and by content hash)."""
+
+    __test__ = False
+
+    added: int
+    removed: int
+    changed: set[str]  # ids present in both whose content differs
+    counted_changes: bool  # False for an old baseline that kept no item hashes
+
+    def sentence(self) -> str:
+        parts = [f"{self.added} item(s) added", f"{self.removed} removed"]
+        parts.append(f"{len(self.changed)} changed" if self.counted_changes
+                     else "changes inside items not counted (the baseline keeps no item "
+                          "hashes; re-record it)")
+        if self.added == self.removed == len(self.changed) == 0 and self.counted_changes:
+            return ("the test items are the same but other files of the test set changed "
+                    "(train.jsonl, docs/ or task.yaml)")
+        return ", ".join(parts)
+
+
+def testset_change(run: Snapshot, base: Snapshot) -> TestsetChange | None:
+    """None when the run saw the baseline's test set (same hash), else what differs."""
+    if not (base.testset_hash and run.testset_hash) or base.testset_hash == run.testset_hash:
+        return None
+    run_ids, base_ids = run.item_ids(), base.item_ids()
+    counted = bool(run.item_hashes and base.item_hashes)
+    changed = ({i for i in run_ids & base_ids if run.item_hashes[i] != base.item_hashes[i]}
+               if counted else set())
+    return TestsetChange(len(run_ids - base_ids), len(base_ids - run_ids), changed, counted)
+
+
+def compare(run: Snapshot, base: Snapshot, tol: Tolerances, *,
+            allow_testset_change: bool = False) -> list[Check]:
+    """Every check for one test set, in baseline variant order.
+
+    A run on a different test set than the baseline's fails: a swapped or edited set can
+    move any metric (182 easy items in place of hard ones took accuracy from 0.69 to 1.00)
+    and the gate would be comparing different questions. `allow_testset_change` turns that
+    into a warning; the paired tests then use only the items both runs hold unchanged.
+    """
     ts = run.testset
     checks: list[Check] = []
-    if base.testset_hash and run.testset_hash and base.testset_hash != run.testset_hash:
-        checks.append(Check(ts, "*", "test set", "testset", "warn",
-                            "the test set's files changed since the baseline; paired tests "
-                            "use the items both runs have"))
+    change = testset_change(run, base)
+    if change is not None:
+        status = "warn" if allow_testset_change else "fail"
+        hint = ("; paired tests use the unchanged items both runs hold" if allow_testset_change
+                else "; re-record the baseline, or pass --allow-testset-change to gate anyway")
+        checks.append(Check(ts, "*", "test set", "testset", status,
+                            f"the test set differs from the baseline's: {change.sentence()}"
+                            f"{hint}"))
+        if change.changed:
+            base = _without_items(base, change.changed)
     for name, b in base.variants.items():
         r = run.variants.get(name)
         if r is None:
@@ -183,6 +229,14 @@ def compare(run: Snapshot, base: Snapshot, tol: Tolerances) -> list[Check]:
             checks.append(Check(ts, name, "variant", "variant", "warn",
                                 f"variant {name!r} is not in the baseline, so it is not gated"))
     return checks
+
+
+def _without_items(snap: Snapshot, ids: set[str]) -> Snapshot:
+    """The snapshot with these items' per-item scores dropped (they are not comparable)."""
+    variants = {name: replace(v, scores={m: {i: x for i, x in items.items() if i not in ids}
+                                         for m, items in v.scores.items()})
+                for name, v in snap.variants.items()}
+    return replace(snap, variants=variants)
 
 
 def _metric_checks(ts: str, variant: str, b: VariantStats, r: VariantStats,
@@ -301,7 +355,7 @@ def load_baselines(paths: list[Path | str]) -> dict[str, Snapshot]:
 
 def gate_runs(run_dirs: list[Path | str], baselines: list[Path | str], *,
               tolerances_for: Callable[[Path], Tolerances],
-              allow_subset: bool = False) -> GateReport:
+              allow_subset: bool = False, allow_testset_change: bool = False) -> GateReport:
     """Gate each run folder against the baseline entry of its test set.
 
     `tolerances_for(run_dir)` supplies each run's tolerances. Test sets in the baselines with
@@ -328,7 +382,8 @@ def gate_runs(run_dirs: list[Path | str], baselines: list[Path | str], *,
                                      f"(first: {runs[snap.testset]})")
         runs[snap.testset] = Path(run_dir)
         tols[snap.testset] = tol = tolerances_for(Path(run_dir))
-        checks += compare(snap, base[snap.testset], tol)
+        checks += compare(snap, base[snap.testset], tol,
+                          allow_testset_change=allow_testset_change)
     for name in base:
         if name not in runs:
             checks.append(Check(name, "*", "test set", "testset",
