@@ -127,3 +127,87 @@ def test_changed_corpus_or_chunking_gets_a_new_index(corpus_dir, tmp_path, monke
                         cache_dir=cache)
     assert other is not changed and len(other.passages) < len(changed.passages)
     assert len(list((cache / "index").glob("*.pkl"))) == 3
+
+
+# A corpus shaped like the ones that used to give title-only chunks: a title over one long
+# paragraph, stacked headings, short sections to pack, a long list, a fenced block whose
+# comment lines start with '#', and a heading at the very end.
+STRUCTURED = {
+    "title-over-paragraph": "# Refund policy\n" + " ".join(f"refund{i}" for i in range(70)),
+    "stacked": "# Plans\n## Team plan\n" + " ".join(f"team{i}" for i in range(15))
+               + "\n## Business plan\n" + " ".join(f"biz{i}" for i in range(15))
+               + "\n## Enterprise plan\nAsk sales.\n",
+    "long-list": "# Limits\n\n## API\n" + "\n".join(f"- limit {i}: {i * 10} calls per minute"
+                                                    for i in range(20)),
+    "fenced": "# Export script\nRun it nightly.\n```sh\n# not a heading\n"
+              + "\n".join(f"echo step{i}" for i in range(10)) + "\n```\n## Notes\nKeep logs.\n",
+    "trailing-heading": "# FAQ\nShort answer here.\n## See also\n",
+    "headings-only": "# Just a title\n## And a subtitle\n",
+}
+
+
+def _is_heading(line: str) -> bool:
+    return retrieval._HEADING.match(line) is not None
+
+
+def _structured_chunks(size=20, overlap=5):
+    return {doc_id: chunk_document(Document(doc_id, text), size=size, overlap=overlap)
+            for doc_id, text in STRUCTURED.items()}
+
+
+def test_no_chunk_holds_only_a_title():
+    for doc_id, chunks in _structured_chunks().items():
+        assert chunks, doc_id
+        if doc_id == "headings-only":  # nothing but headings: they are the text
+            assert [c.text for c in chunks] == ["# Just a title\n## And a subtitle"]
+            continue
+        for c in chunks:
+            assert not all(_is_heading(line) for line in c.text.splitlines()), (doc_id, c.text)
+
+
+def test_no_bundled_policy_qa_chunk_is_title_only():
+    ts = load_testset("testsets/policy-qa")
+    c = ts.task.corpus
+    chunks = [p for d in ts.docs for p in chunk_document(d, size=c.chunk_size,
+                                                         overlap=c.chunk_overlap)]
+    assert len(chunks) > len(ts.docs)
+    title_only = [p for p in chunks if all(_is_heading(x) for x in p.text.splitlines())]
+    assert title_only == []
+
+
+def test_a_long_section_keeps_its_heading_in_every_window_and_every_word():
+    chunks = _structured_chunks()["title-over-paragraph"]
+    assert len(chunks) > 1
+    for c in chunks:
+        heading, body = c.text.split("\n", 1)
+        assert heading == "# Refund policy"
+        assert 0 < len(body.split()) <= 20
+    seen = {w for c in chunks for w in c.text.split()}
+    assert {f"refund{i}" for i in range(70)} <= seen
+
+
+def test_short_sections_are_packed_and_fences_are_not_headings():
+    stacked = [c.text for c in _structured_chunks()["stacked"]]
+    # the title and first sub-heading share a section; each plan section fits in 20 words
+    assert stacked[0].startswith("# Plans\n## Team plan\nteam0")
+    assert any("## Business plan" in t for t in stacked)
+    assert any("## Enterprise plan\nAsk sales." in t for t in stacked)
+    fenced = "\n".join(c.text for c in _structured_chunks(size=200)["fenced"])
+    assert "# not a heading" in fenced  # kept as body inside the fence
+    assert len(_structured_chunks(size=200)["fenced"]) == 1  # one section pack, not split
+
+
+def test_a_trailing_heading_joins_the_section_before_it():
+    texts = [c.text for c in _structured_chunks()["trailing-heading"]]
+    assert texts == ["# FAQ\nShort answer here.\n## See also"]
+
+
+def test_a_new_chunker_version_does_not_reuse_old_indexes(corpus_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(retrieval, "_MEMO", {})
+    cache = tmp_path / "cache"
+    first = _index(corpus_dir, cache_dir=cache)
+    monkeypatch.setattr(retrieval, "_MEMO", {})
+    monkeypatch.setattr(retrieval, "CHUNKER_VERSION", retrieval.CHUNKER_VERSION + 1)
+    again = _index(corpus_dir, cache_dir=cache)
+    assert again is not first
+    assert len(list((cache / "index").glob("*.pkl"))) == 2

@@ -29,7 +29,7 @@ from evalkit.providers.base import Usage
 from evalkit.providers.openai import NO_KEY_PLACEHOLDER, redact_url
 from evalkit.providers.pricing import PriceBook
 from evalkit.providers.sqlite_store import SqliteStore
-from evalkit.strategies.retrieval import Passage, chunk_document
+from evalkit.strategies.retrieval import CHUNKER_VERSION, Passage, chunk_document
 
 
 @dataclass(frozen=True)
@@ -193,7 +193,7 @@ class EmbeddingRetriever:
 
     def index_path(self) -> Path:
         c = self.testset.task.corpus
-        ident = json.dumps(["embeddings", self.testset.corpus_hash, c.chunk_size,
+        ident = json.dumps(["embeddings", CHUNKER_VERSION, self.testset.corpus_hash, c.chunk_size,
                             c.chunk_overlap, self.settings.model,
                             redact_url(self.settings.base_url)])
         return self.cache_dir / "index" / f"emb-{hashlib.sha256(ident.encode()).hexdigest()}"

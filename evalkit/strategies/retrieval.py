@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,16 +27,75 @@ class Passage:
     score: float = 0.0
 
 
-def chunk_document(doc: Document, *, size: int, overlap: int) -> list[Passage]:
-    """Split a document into windows of about `size` words that overlap by `overlap` words.
+# Bump when chunk boundaries change, so cached indexes built by the old chunker are not reused.
+CHUNKER_VERSION = 2
 
-    Windows are cut on line boundaries where possible, and line breaks are kept, so headings,
-    list items and sentences stay recognisable to whatever reads the passage.
+_HEADING = re.compile(r"^ {0,3}#{1,6}(\s|$)")
+_FENCE = re.compile(r"^ {0,3}(```|~~~)")
+
+
+def chunk_document(doc: Document, *, size: int, overlap: int) -> list[Passage]:
+    """Split a document into passages of about `size` words, keeping headings with their text.
+
+    Markdown headings open sections; a passage never holds only headings (a title line
+    followed by one long paragraph used to become a title-only passage, which then won
+    retrieval for many queries). Whole sections are packed together while they fit in `size`
+    words; a longer section is cut into windows of at most `size` body words that overlap by
+    `overlap` words, each prefixed by the section's heading(s) so it keeps its context.
+    Line breaks are kept, so headings, list items and sentences stay recognisable.
     """
-    lines = [line for line in doc.text.splitlines() if line.strip()]
+    texts: list[str] = []
+    pack: list[str] = []
+    packed = 0
+    for headings, body in _sections(doc.text):
+        if not body:  # a document of headings only: its headings are its text
+            headings, body = [], headings
+        words = sum(len(line.split()) for line in headings + body)
+        if words <= size:
+            if pack and packed + words > size:
+                texts.append("\n".join(pack))
+                pack, packed = [], 0
+            pack += headings + body
+            packed += words
+            continue
+        if pack:
+            texts.append("\n".join(pack))
+            pack, packed = [], 0
+        texts += ["\n".join(headings + [window]) for window in _windows(body, size, overlap)]
+    if pack:
+        texts.append("\n".join(pack))
+    return [Passage(doc.id, i, text) for i, text in enumerate(texts)]
+
+
+def _sections(text: str) -> list[tuple[list[str], list[str]]]:
+    """(heading lines, body lines) per section; consecutive headings with nothing between them
+    (a title over a sub-heading) share one section, and trailing empty headings join the
+    section before them, so no section is headings only unless the document is."""
+    sections: list[tuple[list[str], list[str]]] = [([], [])]
+    fenced = False
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if _FENCE.match(line):
+            fenced = not fenced
+        headings, body = sections[-1]
+        if not fenced and _HEADING.match(line):
+            if body:
+                sections.append(([line], []))
+            else:
+                headings.append(line)
+        else:
+            body.append(line)
+    if len(sections) > 1 and not sections[-1][1]:
+        headings, _ = sections.pop()
+        sections[-1][1].extend(headings)
+    return [s for s in sections if s[0] or s[1]]
+
+
+def _windows(lines: list[str], size: int, overlap: int) -> list[str]:
+    """Windows of at most `size` words over `lines`, cut on line boundaries where possible and
+    overlapping by about `overlap` words; a line longer than `size` is cut into word windows."""
     words_per_line = [len(line.split()) for line in lines]
-    if not lines:
-        return []
     out, start = [], 0
     while start < len(lines):
         end, count = start, 0
@@ -45,10 +105,10 @@ def chunk_document(doc: Document, *, size: int, overlap: int) -> list[Passage]:
         if count > size:  # one very long line: fall back to word windows inside it
             words = lines[start].split()
             step = max(1, size - overlap)
-            for i in range(0, max(1, len(words) - overlap), step):
-                out.append(Passage(doc.id, len(out), " ".join(words[i:i + size])))
+            out += [" ".join(words[i:i + size])
+                    for i in range(0, max(1, len(words) - overlap), step)]
         else:
-            out.append(Passage(doc.id, len(out), "\n".join(lines[start:end])))
+            out.append("\n".join(lines[start:end]))
         if end >= len(lines):
             break
         back, kept = end, 0  # step back whole lines to overlap by about `overlap` words
@@ -100,7 +160,8 @@ def build_index(docs: tuple[Document, ...] | list[Document], *, chunk_size: int,
                 chunk_overlap: int, corpus_hash: str,
                 cache_dir: Path | None = None) -> TfidfIndex:
     """The index for this corpus and chunking, from memory, disk, or built fresh."""
-    key = hashlib.sha256(f"tfidf:{corpus_hash}:{chunk_size}:{chunk_overlap}".encode()).hexdigest()
+    ident = f"tfidf:v{CHUNKER_VERSION}:{corpus_hash}:{chunk_size}:{chunk_overlap}"
+    key = hashlib.sha256(ident.encode()).hexdigest()
     if key in _MEMO:
         return _MEMO[key]
     path = cache_dir / "index" / f"{key}.pkl" if cache_dir else None
