@@ -6,11 +6,17 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install eval test lint bench clean gate baseline
 
+# The install takes minutes on a fresh clone: say what each step is, and let pip show its
+# progress on the long one rather than a silent screen.
 $(STAMP): pyproject.toml
+	@echo "== [1/3] creating $(VENV)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "== [2/3] upgrading pip"
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	@echo "== [3/3] installing evalkit-ladder and its dependencies (a few minutes the first time)"
+	$(PY) -m pip install --progress-bar on -e '.[test]'
 	touch $(STAMP)
+	@echo "== installed: $(VENV)/bin/evalkit"
 
 install: $(STAMP)
 

@@ -70,6 +70,7 @@ class FakeProvider:
     """
 
     name = "fake"
+    cost_is_notional = False  # bills like a real server, so spend and budget are exercised
 
     def __init__(self, *, fail_inputs: Iterable[str] = (), cost_usd: float = 0.001,
                  delay_s: float = 0.0):

@@ -52,6 +52,27 @@ def test_report_is_self_contained_and_complete(tmp_path):
     assert "tiny-intents" in html and load_testset(FIXTURES / "tiny-intents").hash[:12] in html
 
 
+def test_a_local_run_says_its_cost_is_notional_and_names_its_commit(tmp_path, monkeypatch):
+    """Started from outside the repo, the run still records evalkit's commit; the local
+    provider's cost is never called spent, and a run from no checkout says so."""
+    import subprocess
+
+    monkeypatch.chdir(tmp_path)  # not a git checkout
+    run_dir = _run(tmp_path)
+    run = json.loads((run_dir / "run.json").read_text())
+    head = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert run["git_commit"] == head and run["billing"] == {"notional": True}
+    html = render_report(run_dir).read_text()
+    assert f"git <code>{head[:10]}</code>" in html
+    assert "every cost here is notional" in html and "actually spent" not in html
+
+    run["git_commit"], run["billing"] = None, {"notional": False}
+    (run_dir / "run.json").write_text(json.dumps(run))
+    html = render_report(run_dir).read_text()
+    assert "not a git checkout" in html and "actually spent" in html
+
+
 def test_planted_markup_is_escaped_in_the_html(tmp_path):
     run_dir = _run(tmp_path)
     _plant(run_dir)

@@ -297,6 +297,7 @@ SCRIPT = textwrap.dedent('''
 
     class SlowCountingProvider:
         name = "slow-counting"
+        cost_is_notional = False
 
         def model_for(self, request):
             return "slow-1"
@@ -427,6 +428,7 @@ def test_identical_requests_in_flight_are_paid_once(tmp_path):
 
     class Slow:
         name = "slow"
+        cost_is_notional = False
 
         def __init__(self):
             self.calls = 0

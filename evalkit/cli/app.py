@@ -7,9 +7,13 @@ import sys
 
 import click
 
+from evalkit import DISTRIBUTION, __version__
+
 
 @click.group()
-@click.version_option(package_name="evalkit")
+# the version from the code, so it is right from a checkout on PYTHONPATH too; the packaging
+# test checks it is the version the distribution's metadata carries
+@click.version_option(version=__version__, package_name=DISTRIBUTION)
 def main() -> None:
     """Measure each step up the ladder: prompt -> few-shot -> RAG -> fine-tuned."""
 

@@ -20,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from evalkit import DISTRIBUTION
 from evalkit.analysis import summary as analysis
 from evalkit.config import load_config
 from evalkit.data.leakage import find_leaks
@@ -110,7 +111,8 @@ def run_experiment(config: RunConfig, *, resume: str | None = None,
     jobs = [Job(v.name, item, lambda it, v=v: v.build(it, ctx))
             for v in variants for item in testset.test if (v.name, item.id) not in done]
     cache = ResponseCache(Path(config.cache_dir) / "responses.sqlite")
-    _write_run_json(run_dir, config, testset, setup, sessions_add=None)
+    _write_run_json(run_dir, config, testset, setup, sessions_add=None,
+                    notional=provider.cost_is_notional)
     _write_items(run_dir, testset)
     try:
         stats = asyncio.run(run_jobs(jobs, total=len(jobs), provider=provider, cache=cache,
@@ -118,7 +120,8 @@ def run_experiment(config: RunConfig, *, resume: str | None = None,
                                      max_cost_usd=config.max_cost_usd, progress=progress))
     finally:
         cache.close()
-    _write_run_json(run_dir, config, testset, setup, sessions_add=stats)
+    _write_run_json(run_dir, config, testset, setup, sessions_add=stats,
+                    notional=provider.cost_is_notional)
     summary = write_scores_and_summary(run_dir, testset, config.variants)
     _point_latest(run_dir, testset.name)
     return RunResult(run_dir, summary, stats, list(setup.get("warnings", [])))
@@ -194,7 +197,8 @@ def _new_run_dir(reports: Path, name: str) -> Path:
 
 
 def _write_run_json(run_dir: Path, config: RunConfig, testset: Testset, setup: dict,
-                    sessions_add: RunStats | None) -> None:
+                    sessions_add: RunStats | None, *, notional: bool) -> None:
+    """run.json; `notional`: the provider bills nobody (local), so no cost in it was paid."""
     path = run_dir / "run.json"
     previous = json.loads(path.read_text()) if path.is_file() else {}
     sessions = previous.get("sessions", [])
@@ -215,6 +219,7 @@ def _write_run_json(run_dir: Path, config: RunConfig, testset: Testset, setup: d
         "variant_specs": {n: asdict(default_variant(n, testset)) for n in config.variants},
         "setup": setup,
         "git_commit": _git_commit(),
+        "billing": {"notional": notional},
         "versions": _versions(),
         "sessions": sessions,
         "totals": totals,
@@ -264,17 +269,21 @@ def _now() -> str:
 
 
 def _git_commit() -> str | None:
+    """The commit of the checkout evalkit's code runs from, wherever the run is started
+    (a user's data folder is not evalkit's repo); None when it is not a git checkout (an
+    installed package), which the report says in so many words."""
+    here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, check=False)
-        return out.stdout.strip() or None
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5, check=False)
+        return out.stdout.strip() if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
 
 
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for pkg in ("evalkit", "pandas", "numpy", "scikit-learn", "jinja2", "click", "openai"):
+    for pkg in (DISTRIBUTION, "pandas", "numpy", "scikit-learn", "jinja2", "click", "openai"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

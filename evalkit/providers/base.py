@@ -42,6 +42,7 @@ class Completion:
 
 class Provider(Protocol):
     name: str
+    cost_is_notional: bool  # True: nobody is billed (offline); its costs are for comparison
 
     def model_for(self, request: Request) -> str:
         """The model that will answer this request (the request may pin one)."""

@@ -42,6 +42,7 @@ class LocalProvider:
     """Offline provider. `finetune_dir` is where `local-ft:NAME` models are looked up."""
 
     name = "local"
+    cost_is_notional = True  # runs offline: its per-token prices only let variants compare
 
     def __init__(self, *, model: str = "local-tfidf", finetune_dir: Path | str = "finetunes",
                  usd_per_m_input: float = 0.05, usd_per_m_output: float = 0.20,

@@ -80,6 +80,7 @@ class OpenAIProvider:
     """
 
     name = "openai"
+    cost_is_notional = False  # a server that may bill (a self-hosted one priced per GPU-hour)
 
     def __init__(self, *, model: str = "gpt-4o-mini", base_url: str | None = None,
                  api_key_env: str = "OPENAI_API_KEY", temperature: float | None = 0.0,
