@@ -128,22 +128,26 @@ class OpenAIProvider:
                 "seed": self.seed, "max_completion_tokens": self.max_completion_tokens,
                 "routes": {m: redact_url(u) for m, u in sorted(self.routes.items())}}
 
+    def body(self, request: Request) -> dict[str, Any]:
+        """The Chat Completions request body for `request` (also one Batch API line's body)."""
+        body: dict[str, Any] = {"model": self.model_for(request), "messages": request.messages()}
+        if self.temperature is not None:
+            body["temperature"] = self.temperature
+        if self.seed is not None:
+            body["seed"] = self.seed
+        if self.max_completion_tokens is not None:
+            body[self.max_tokens_param] = self.max_completion_tokens
+        return body
+
     async def complete(self, request: Request) -> Completion:
         model = self.model_for(request)
         price = self.prices.price(model)  # before the call: no spend on an unpriceable model
         client = self._client(self.routes.get(model, self.base_url))
-        messages = request.messages()
-        kwargs: dict[str, Any] = {}
-        if self.temperature is not None:
-            kwargs["temperature"] = self.temperature
-        if self.seed is not None:
-            kwargs["seed"] = self.seed
-        if self.max_completion_tokens is not None:
-            kwargs[self.max_tokens_param] = self.max_completion_tokens
+        body = self.body(request)
+        messages = body["messages"]
         start = time.perf_counter()
         try:
-            response = await client.chat.completions.create(model=model, messages=messages,
-                                                            **kwargs)
+            response = await client.chat.completions.create(**body)
         except Exception as exc:
             raise self._translate(exc) from None
         latency = time.perf_counter() - start
