@@ -16,7 +16,9 @@ from click.testing import CliRunner
 from scipy import stats as sps
 from statsmodels.regression.linear_model import OLS
 from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import proportion_confint
 
+from evalkit.analysis import stats
 from evalkit.analysis import summary as analysis
 from evalkit.analysis.verdicts import VERDICTS
 from evalkit.cli import main
@@ -121,12 +123,12 @@ def test_variant_interval_matches_scipy_on_the_scores(intents_run):
     s = _strict_json(intents_run / "summary.json")
     scores = _scores(intents_run)
     acc = _values(scores, "prompt-only", "accuracy").to_numpy()
-    ci = sps.ttest_1samp(acc, 0).confidence_interval()
+    # 0/1 scores on 8 independent items: Wilson, as statsmodels computes it
+    low, high = proportion_confint(int(acc.sum()), len(acc), alpha=0.05, method="wilson")
     got = s["variants"]["prompt-only"]["metrics"]["accuracy"]
     assert got["mean"] == pytest.approx(acc.mean()) and got["se"] == pytest.approx(sps.sem(acc))
-    assert got["ci_low"] == pytest.approx(ci.low)
-    assert got["ci_high"] == pytest.approx(min(ci.high, 1.0))  # clipped to what accuracy can be
-    assert got["method"] == "t" and got["n"] == 8 and got["n_nan"] == 0
+    assert got["ci_low"] == pytest.approx(low) and got["ci_high"] == pytest.approx(high)
+    assert got["method"] == "wilson" and got["n"] == 8 and got["n_nan"] == 0
 
 
 def test_step_matches_scipy_paired_interval_and_binomial_p(intents_run):
@@ -135,10 +137,17 @@ def test_step_matches_scipy_paired_interval_and_binomial_p(intents_run):
     step = s["steps"][0]
     a = _values(scores, step["from"], "accuracy")
     b = _values(scores, step["to"], "accuracy").reindex(a.index)
-    ci = sps.ttest_rel(b, a).confidence_interval()
     assert step["delta"] == pytest.approx((b - a).mean())
-    assert step["ci_low"] == pytest.approx(max(ci.low, -1))
-    assert step["ci_high"] == pytest.approx(min(ci.high, 1))
+    # 0/1 pairs: Newcombe's paired interval (checked against a published example and
+    # statsmodels in test_stats), or the exact no-change bound when no item moved
+    if (a != b).any():
+        low, high = stats.newcombe_paired_ci(a.to_numpy(), b.to_numpy())
+        assert step["ci_method"] == "newcombe_paired"
+    else:
+        high = stats.no_change_bound(len(a))
+        low = -high
+        assert step["ci_method"] == "no_change_exact"
+    assert (step["ci_low"], step["ci_high"]) == pytest.approx((low, high))
     a_only, b_only = int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum())
     assert step["p_method"] == "mcnemar_exact"
     assert step["discordant"] == {"from_only_correct": a_only, "to_only_correct": b_only}

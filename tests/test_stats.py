@@ -211,3 +211,94 @@ def test_cluster_bootstrap_resamples_whole_clusters():
     for counts in seen:
         assert counts[0] == counts[1] == counts[2]  # cluster a comes whole or not at all
         assert counts[4] == counts[5]
+
+
+# ---- intervals honest at small n (issue 15.4) --------------------------------------------
+
+@pytest.mark.parametrize("k,n", [(0, 5), (5, 5), (3, 7), (1, 40), (380, 392), (0, 1)])
+def test_wilson_and_clopper_pearson_match_statsmodels(k, n):
+    from statsmodels.stats.proportion import proportion_confint
+
+    from evalkit.analysis.stats import clopper_pearson_ci, wilson_ci
+    assert wilson_ci(k, n) == pytest.approx(proportion_confint(k, n, method="wilson"))
+    assert clopper_pearson_ci(k, n) == pytest.approx(proportion_confint(k, n, method="beta"))
+
+
+def test_five_of_five_is_not_certainty():
+    from evalkit.analysis.stats import proportion_ci
+    ci = proportion_ci([1, 1, 1, 1, 1])
+    assert ci.method == "wilson" and ci.low < 0.6 and ci.high == 1.0
+
+
+def test_clustered_proportion_keeps_the_robust_path_until_it_degenerates():
+    from evalkit.analysis.stats import mean_ci, proportion_ci, wilson_ci
+    x = [1, 0, 1, 1, 0, 1, 1, 1]
+    g = ["a", "a", "b", "b", "c", "c", "d", "d"]
+    ci = proportion_ci(x, clusters=g)
+    est = mean_ci(x, clusters=g)
+    assert ci.method == "t_clustered" and (ci.low, ci.high) == (est.ci_low, est.ci_high)
+    alike = proportion_ci([1] * 8, clusters=g)  # clustered se 0: Wilson over 4 clusters
+    assert alike.method == "wilson_clusters"
+    assert (alike.low, alike.high) == pytest.approx(wilson_ci(4, 4))
+
+
+def _pairs(both, a_only, b_only, neither):
+    a = np.array([1] * both + [1] * a_only + [0] * b_only + [0] * neither, dtype=float)
+    b = np.array([1] * both + [0] * a_only + [1] * b_only + [0] * neither, dtype=float)
+    return a, b
+
+
+def test_newcombe_paired_reproduces_the_published_example():
+    # Fagerland, Lydersen & Laake (2017) ch. 8, Cavo et al. 2012: table [[59, 6], [16, 80]],
+    # first minus second = -0.0621 (95% CI -0.1186 to -0.0046)
+    from evalkit.analysis.stats import newcombe_paired_ci
+    first, second = _pairs(59, 6, 16, 80)
+    low, high = newcombe_paired_ci(second, first)  # first - second
+    assert (round(low, 4), round(high, 4)) == (-0.1186, -0.0046)
+
+
+def test_newcombe_paired_without_correlation_is_statsmodels_newcombe():
+    # when ad - bc lies in [0, n/2] the correction sets phi to 0, and the paired interval is
+    # the square-and-add of the two Wilson intervals: statsmodels' "newcomb" difference
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    from evalkit.analysis.stats import newcombe_paired_ci
+    both, a_only, b_only, neither = 5, 5, 6, 6  # ad - bc = 30 - 30 = 0: phi 0
+    a, b = _pairs(both, a_only, b_only, neither)
+    n = len(a)
+    ref = confint_proportions_2indep(int(b.sum()), n, int(a.sum()), n, method="newcomb",
+                                     compare="diff")
+    assert newcombe_paired_ci(a, b) == pytest.approx(ref)
+
+
+def test_paired_interval_does_not_collapse_when_no_item_changed():
+    from evalkit.analysis.stats import paired_difference
+    d = paired_difference([1] * 5, [1] * 5)
+    # exact: 0 changes in 5 items leaves up to 1 - 0.025**(1/5) = 52 % that could change
+    assert d.ci_method == "no_change_exact"
+    assert d.ci_high == pytest.approx(1 - 0.025 ** (1 / 5)) and d.ci_low == -d.ci_high
+    assert d.ci_high == pytest.approx(sps.beta.ppf(0.975, 1, 5))
+    graded = paired_difference([0.5, 0.2, 0.9], [0.5, 0.2, 0.9], bounded=True)
+    assert graded.ci_method == "no_change_exact" and graded.ci_low < 0 < graded.ci_high
+    clustered = paired_difference([1] * 6, [1] * 6, clusters=list("aabbcc"))
+    assert clustered.ci_high == pytest.approx(1 - 0.025 ** (1 / 3))  # 3 clusters, not 6 items
+
+
+def test_settling_items_and_detectable_share_reuse_the_power_calculation():
+    from evalkit.analysis.stats import (
+        MIN_PAIRED_ITEMS,
+        assumed_sd,
+        detectable_changed_share,
+        items_needed,
+        settling_items,
+        t_test_power,
+    )
+    assert settling_items(0.0, 0.0) == items_needed(0.05, assumed_sd())
+    assert settling_items(0.5, 0.1) == MIN_PAIRED_ITEMS  # never fewer than a verdict needs
+    assert settling_items(0.04, 0.3) == items_needed(0.04, 0.3)
+    share = detectable_changed_share(392)
+    assert 0.05 < share < 0.2
+    sd = (share - 0.05 ** 2) ** 0.5
+    assert t_test_power(0.05 / sd, 392) == pytest.approx(0.80, abs=1e-3)
+    # statsmodels' power for the same design agrees
+    assert TTestPower().power(0.05 / sd, 392, 0.05) == pytest.approx(0.80, abs=1e-3)

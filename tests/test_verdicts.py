@@ -113,9 +113,21 @@ def test_dearer_than_even_the_best_case_gain_is_not_worth_it():
 
 
 def test_no_item_changed_and_dearer_is_not_worth_it():
-    v = decide(ev(0.0, 0.0, 0.0, 0.27, n=8), ECON)
+    # only an unbounded graded metric can still give [0, 0] (stats.no_change_bound otherwise)
+    v = decide(ev(0.0, 0.0, 0.0, 0.27, n=400), ECON)
     assert v.verdict == NOT_WORTH_IT
     assert "no item's score changed, and it costs $0.27 more" in v.reason
+
+
+def test_fewer_than_the_minimum_items_is_inconclusive_with_items_needed():
+    # 8 unchanged items used to be a firm "not worth it"; now no verdict below 30 items
+    v = decide(ev(0.0, -0.37, 0.37, 0.27, n=8, needed=622), ECON)
+    assert v.verdict == INCONCLUSIVE
+    assert "fewer than the 30 paired items a verdict needs; about 620 items would settle" \
+        in v.reason
+    # even a large, "significant" gain on 29 items is not judged
+    assert verdict(0.5, 0.2, 0.8, -10.0, n=29, needed=40) == INCONCLUSIVE
+    assert verdict(0.5, 0.2, 0.8, -10.0, n=30, needed=40) == EARNS
 
 
 # ---- inconclusive --------------------------------------------------------------------------
@@ -142,6 +154,8 @@ def test_zero_difference_with_spread_cannot_be_settled_by_more_items():
 
 def test_undefined_interval_is_inconclusive():
     v = decide(ev(1.0, math.nan, math.nan, 5.0, n=1), ECON)
+    assert v.verdict == INCONCLUSIVE and "fewer than the 30 paired items" in v.reason
+    v = decide(ev(1.0, math.nan, math.nan, 5.0, n=40), ECON)
     assert v.verdict == INCONCLUSIVE and "too few items" in v.reason
     assert verdict(0.02, 0.01, 0.03, math.nan) == INCONCLUSIVE
 
@@ -190,13 +204,18 @@ def test_a_gain_the_exact_test_does_not_confirm_is_not_real():
 
 
 def test_five_wins_and_no_losses_is_not_yet_a_gain():
-    """392 items, 5 won by B and none lost: the t interval clears 0, McNemar's p is 0.0625."""
-    from evalkit.analysis.stats import paired_difference
+    """392 items, 5 won by B and none lost: the t interval clears 0, but neither Newcombe's
+    paired interval (the one a step uses) nor McNemar's exact p (0.0625) does."""
+    import numpy as np
+
+    from evalkit.analysis.stats import mean_ci, paired_difference
 
     a = [0] * 5 + [1] * 300 + [0] * 87
     b = [1] * 5 + [1] * 300 + [0] * 87
+    assert mean_ci(np.array(b) - np.array(a)).ci_low > 0
     diff = paired_difference(a, b)
-    assert diff.ci_low > 0 and diff.p_value == pytest.approx(0.0625)
+    assert diff.ci_method == "newcombe_paired" and diff.ci_low < 0
+    assert diff.p_value == pytest.approx(0.0625)
     evidence = StepEvidence("rag", "fine-tuned", "accuracy", diff.delta, diff.ci_low,
                             diff.ci_high, diff.n, diff.items_needed, 10.0,
                             10.0 / (diff.delta * EXTRA_PER_UNIT), diff.p_value)

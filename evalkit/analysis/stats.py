@@ -12,6 +12,12 @@ statsmodels, a hand-worked example) on fixed data.
 - `paired_difference`: the mean of B-A on the items both scored, with the interval from
   `mean_ci`; the p-value is McNemar's exact test for 0/1 metrics without clusters, and the
   (clustered) paired t test otherwise.
+  Its interval is Newcombe's paired method 10 for independent 0/1 pairs, and the exact
+  no-change bound when no item's score moved (a t interval is [0, 0] there at any n).
+- `proportion_ci` (`wilson_ci`, `clopper_pearson_ci`): intervals for 0/1 means that stay valid
+  at small n and at 0 % / 100 %, where a t interval collapses to [p, p].
+- `settling_items`, `detectable_changed_share`: sample sizes for sets too small to judge
+  (below MIN_PAIRED_ITEMS a step gets no verdict) and for `testset check`'s warning.
 - `holm`: Holm's step-down adjustment across the ladder's steps.
 - `items_needed`: how many paired items a two-sided paired t test at alpha needs to detect a
   difference this size with the given power (noncentral t, as statsmodels' TTestPower).
@@ -64,6 +70,7 @@ class PairedDifference:
     items_needed: int | None
     n_clusters: int | None = None
     discordant: tuple[int, int] | None = None  # (A right & B wrong, A wrong & B right), 0/1 only
+    ci_method: str = "t"  # "newcombe_paired", "no_change_exact", "t" or "t_clustered"
 
 
 def _as_array(values: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -195,12 +202,18 @@ def is_binary(*arrays: np.ndarray) -> bool:
 
 def paired_difference(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, *,
                       clusters: Sequence[object] | None = None, confidence: float = CONFIDENCE,
-                      alpha: float = ALPHA, power: float = POWER) -> PairedDifference:
+                      alpha: float = ALPHA, power: float = POWER,
+                      bounded: bool = False) -> PairedDifference:
     """B - A over the items where neither is NaN (a and b aligned on the same items).
 
     The p-value is McNemar's exact test when both are 0/1 metrics and the items are
     independent; with clusters (or graded metrics) it is the paired t test on the same
     (clustered) standard error the interval uses, so the p-value and the interval agree.
+
+    The interval: Newcombe's paired method 10 for independent 0/1 pairs; when no item's score
+    changed and a difference is bounded by 1 (0/1 scores, or `bounded` [0, 1] metrics), the
+    exact no-change bound over the items (or the clusters), since a t interval there is
+    [0, 0] however few items there are; otherwise the (clustered) t interval.
     """
     xa, xb = _as_array(a), _as_array(b)
     if len(xa) != len(xb):
@@ -221,13 +234,21 @@ def paired_difference(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.n
     else:
         p = _t_p_value(est.mean, est.se, est.df)
         method = "paired_t" if g is None else "paired_t_clustered"
+    low, high, ci_method = est.ci_low, est.ci_high, "t" if g is None else "t_clustered"
+    if len(d) and np.all(d == 0) and (binary or bounded):
+        units = len(d) if g is None else len(set(g.tolist()))
+        u = no_change_bound(units, confidence=confidence)
+        low, high, ci_method = -u, u, "no_change_exact"
+    elif binary and g is None:
+        low, high = newcombe_paired_ci(xa, xb, confidence=confidence)
+        ci_method = "newcombe_paired"
     needed = None
     if est.n >= 2 and not math.isnan(est.se):
         # the sd an iid sample would need to give this se: with clusters, the design effect
         sd_eff = est.se * math.sqrt(est.n)
         needed = items_needed(est.mean, sd_eff, alpha=alpha, power=power)
-    return PairedDifference(est.mean, est.se, est.ci_low, est.ci_high, p, method, est.n,
-                            n_excluded, sd, needed, est.n_clusters, discordant)
+    return PairedDifference(est.mean, est.se, low, high, p, method, est.n,
+                            n_excluded, sd, needed, est.n_clusters, discordant, ci_method)
 
 
 def _t_p_value(mean: float, se: float, df: float) -> float:
@@ -280,3 +301,153 @@ def items_needed(delta: float, sd: float, *, alpha: float = ALPHA,
     while n > 2 and t_test_power(d, n - 1, alpha=alpha) >= power:
         n -= 1
     return n
+
+
+
+# ---- intervals that stay honest at small n and at 0 % / 100 % -------------------------------
+
+MIN_PAIRED_ITEMS = 30  # below this a step is inconclusive, whatever its interval says
+DETECTABLE_DELTA = 0.05  # the difference `testset check` and an unsettled step aim to detect
+ASSUMED_CHANGED = 0.20  # share of items assumed to change between rungs when none did
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An interval with the name of the method that produced it (written to summary.json)."""
+
+    low: float
+    high: float
+    method: str
+
+
+def _z(confidence: float) -> float:
+    return float(sps.norm.isf((1 - confidence) / 2))
+
+
+def wilson_ci(successes: int, n: int, *, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Wilson score interval for successes/n: valid at small n and at 0 % or 100 %.
+
+    Unlike the t interval it never collapses to [p, p] when every item agrees (5/5 gives
+    [0.566, 1]). Equals statsmodels' proportion_confint(method="wilson"). NaN for n = 0.
+    """
+    if n == 0:
+        return math.nan, math.nan
+    z = _z(confidence)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def clopper_pearson_ci(successes: int, n: int, *,
+                       confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval for successes/n from beta quantiles; statsmodels'
+    proportion_confint(method="beta"). NaN for n = 0."""
+    if n == 0:
+        return math.nan, math.nan
+    tail = (1 - confidence) / 2
+    low = 0.0 if successes == 0 else float(sps.beta.ppf(tail, successes, n - successes + 1))
+    high = 1.0 if successes == n else float(sps.beta.isf(tail, successes + 1, n - successes))
+    return low, high
+
+
+def proportion_ci(values: Sequence[float] | np.ndarray, *,
+                  clusters: Sequence[object] | None = None,
+                  confidence: float = CONFIDENCE) -> Interval:
+    """Interval for the mean of 0/1 values (NaN dropped).
+
+    Independent items: Wilson. Clustered items: the cluster-robust t interval of `mean_ci`
+    while it is defined; when it degenerates (every item alike, so the clustered se is 0, or a
+    single cluster) Wilson with the number of clusters as the sample size, since a cluster of
+    alike items carries about one item's worth of evidence.
+    """
+    x, g, _ = _clean(values, clusters)
+    if len(x) == 0:
+        return Interval(math.nan, math.nan, "wilson")
+    if g is None:
+        return Interval(*wilson_ci(int(x.sum()), len(x), confidence=confidence), "wilson")
+    est = mean_ci(x, clusters=g, confidence=confidence)
+    if est.se > 0:
+        return Interval(est.ci_low, est.ci_high, "t_clustered")
+    n_clusters = len(set(g.tolist()))
+    successes = round(est.mean * n_clusters)  # every item alike: 0 or all clusters
+    return Interval(*wilson_ci(successes, n_clusters, confidence=confidence), "wilson_clusters")
+
+
+def newcombe_paired_ci(a: np.ndarray, b: np.ndarray, *,
+                       confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Interval for mean(b) - mean(a) on paired 0/1 values: Newcombe (1998, Stat Med 17:2635)
+    method 10, the two Wilson intervals combined with the (continuity-corrected) phi
+    correlation of the pairs; it reproduces the worked example of Fagerland, Lydersen & Laake,
+    "Statistical Analysis of Contingency Tables" (2017), ch. 8 (Cavo et al.: -0.1186 to -0.0046).
+
+    It stays inside [-1, 1], is asymmetric near the edges, and does not collapse to [d, d]
+    when few items changed, as the paired t interval does.
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    n = len(a)
+    if n == 0:
+        return math.nan, math.nan
+    both = float(np.sum((a == 1) & (b == 1)))
+    a_only = float(np.sum((a == 1) & (b == 0)))
+    b_only = float(np.sum((a == 0) & (b == 1)))
+    neither = n - both - a_only - b_only
+    pa, pb = (both + a_only) / n, (both + b_only) / n
+    la, ua = wilson_ci(int(both + a_only), n, confidence=confidence)
+    lb, ub = wilson_ci(int(both + b_only), n, confidence=confidence)
+    denom = (both + a_only) * (b_only + neither) * (both + b_only) * (a_only + neither)
+    cross = both * neither - a_only * b_only
+    # Newcombe's phi with its continuity correction: a positive product shrunk by n/2
+    # (to 0 when it is smaller), a negative one kept as it is
+    cross = cross - n / 2 if cross > n / 2 else min(cross, 0.0)
+    phi = cross / math.sqrt(denom) if denom > 0 else 0.0
+    d = pb - pa
+    low = d - math.sqrt(max(0.0, (pb - lb) ** 2 - 2 * phi * (pb - lb) * (ua - pa)
+                            + (ua - pa) ** 2))
+    high = d + math.sqrt(max(0.0, (ub - pb) ** 2 - 2 * phi * (ub - pb) * (pa - la)
+                             + (pa - la) ** 2))
+    return max(-1.0, low), min(1.0, high)
+
+
+def no_change_bound(n_units: int, *, confidence: float = CONFIDENCE) -> float:
+    """When no item's score changed, the largest share of items that could still change:
+    the exact (Clopper-Pearson) upper limit of 0 changes in n_units. A difference of scores
+    bounded by 1 lies within +/- this, so the interval is [-u, +u], never [0, 0]."""
+    return clopper_pearson_ci(0, n_units, confidence=confidence)[1] if n_units else math.nan
+
+
+def settling_items(delta: float, sd: float, *, alpha: float = ALPHA,
+                   power: float = POWER) -> int:
+    """Paired items that would settle a step: `items_needed` for the observed difference, or,
+    when none was observed (or the sd is 0), for a DETECTABLE_DELTA difference with
+    ASSUMED_CHANGED of the items changing; never below MIN_PAIRED_ITEMS."""
+    n = None
+    if not (math.isnan(sd) or sd == 0):
+        n = items_needed(delta, sd, alpha=alpha, power=power)
+    if n is None:
+        n = items_needed(DETECTABLE_DELTA, assumed_sd(), alpha=alpha, power=power)
+    return max(MIN_PAIRED_ITEMS, n or MIN_PAIRED_ITEMS)
+
+
+def assumed_sd(changed: float = ASSUMED_CHANGED, delta: float = DETECTABLE_DELTA) -> float:
+    """sd of per-item 0/1 differences when `changed` of the items change and the mean
+    difference is `delta`: var = changed - delta^2."""
+    return math.sqrt(changed - delta * delta)
+
+
+def detectable_changed_share(n: int, *, delta: float = DETECTABLE_DELTA, alpha: float = ALPHA,
+                             power: float = POWER) -> float:
+    """The largest share of items that may change between two rungs for n paired items to
+    still detect a `delta` difference with `power` (0 when even no noise would not do)."""
+    lo, hi = delta, 1.0
+    if n < 2 or t_test_power(delta / math.sqrt(max(lo - delta * delta, 1e-12)), n,
+                             alpha=alpha) < power:
+        return 0.0
+    for _ in range(50):  # bisection: power falls as the share changing (the sd) grows
+        mid = (lo + hi) / 2
+        sd = math.sqrt(mid - delta * delta)
+        if t_test_power(delta / sd, n, alpha=alpha) >= power:
+            lo = mid
+        else:
+            hi = mid
+    return lo

@@ -294,8 +294,14 @@ def summarize_variant(data: RunData, name: str, *, seed: int) -> tuple[dict, Var
     out: dict[str, Any] = {"metrics": {}}
     for m in _metric_names(data):
         if data.has(name, m):
-            est = stats.mean_ci(data.values(name, m), clusters=clusters)
+            values = data.values(name, m)
+            est = stats.mean_ci(values, clusters=clusters)
             out["metrics"][m] = _estimate_dict(est, m, clusters is not None)
+            if est.n and stats.is_binary(values):
+                # 0/1 scores: Wilson (clustered t while it is defined), valid at small n and
+                # at 0 % / 100 %, where a t interval collapses to [p, p]
+                ci = stats.proportion_ci(values, clusters=clusters)
+                out["metrics"][m].update(ci_low=ci.low, ci_high=ci.high, method=ci.method)
     mf1 = _macro_f1(data, name, seed)
     if mf1 is not None:
         out["metrics"]["macro_f1"] = mf1
@@ -334,22 +340,26 @@ def _judged(data: RunData, variant: str, metric: str) -> tuple[np.ndarray, int]:
 
 def _step(data: RunData, a: str, b: str, metric: str, costs: dict[str, VariantCost]) -> dict:
     (va, fa), (vb, fb) = _judged(data, a, metric), _judged(data, b, metric)
-    diff = stats.paired_difference(va, vb, clusters=data.cluster_list())
+    diff = stats.paired_difference(va, vb, clusters=data.cluster_list(),
+                                   bounded=metric in UNIT_METRICS)
     sc = step_cost(costs[a], costs[b], diff.delta, data.economics)
     ci_low, ci_high = clip(diff.ci_low, diff.ci_high, metric, difference=True)
+    needed = diff.items_needed
+    if diff.n < stats.MIN_PAIRED_ITEMS:  # too few to judge: say how many would do
+        needed = stats.settling_items(diff.delta, diff.sd)
     verdict = decide(StepEvidence(a, b, metric, diff.delta, ci_low, ci_high, diff.n,
-                                  diff.items_needed, sc.delta_tco_usd, sc.usd_per_extra_correct,
+                                  needed, sc.delta_tco_usd, sc.usd_per_extra_correct,
                                   diff.p_value, n_failed=fa + fb),
                      data.economics)
     return {
         "from": a, "to": b, "metric": metric,
         "delta": diff.delta, "ci_low": ci_low, "ci_high": ci_high,
-        "p_value": diff.p_value, "p_holm": None, "items_needed": diff.items_needed,
+        "p_value": diff.p_value, "p_holm": None, "items_needed": needed,
         "delta_tco_usd": sc.delta_tco_usd, "usd_per_extra_correct": sc.usd_per_extra_correct,
         "break_even_queries_per_month": sc.break_even_queries_per_month,
         "verdict": verdict.verdict, "reason": verdict.reason,
         "se": diff.se, "n": diff.n, "n_excluded": diff.n_excluded, "n_failed": fa + fb,
-        "p_method": diff.p_method,
+        "p_method": diff.p_method, "ci_method": diff.ci_method,
         "n_clusters": diff.n_clusters,
         "discordant": None if diff.discordant is None else
         {"from_only_correct": diff.discordant[0], "to_only_correct": diff.discordant[1]},

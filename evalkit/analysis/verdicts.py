@@ -18,6 +18,12 @@ metrics the p-value comes from the same t statistic as the interval, so this add
 0/1 metrics it is McNemar's exact test, which is the safer judge when few items changed (5
 items won and none lost gives a t interval above 0 but an exact p of 0.0625).
 
+0. Fewer than MIN_PAIRED_ITEMS (30) paired items: **inconclusive**, with the items that would
+   settle it, never "not worth it" or "earns its cost": 5 items cannot tell a rung's worth,
+   whatever its interval says. (The intervals themselves are honest at any size: Newcombe's
+   paired interval for 0/1 scores, and the exact no-change bound when no item's score moved,
+   so 5 unchanged items give [-52, +52] pts, not [0, 0].)
+
 Boundaries: "above 0" and "above -margin" are strict; a cost per extra correct answer equal
 to the value earns its cost. Undefined inputs (fewer than two paired items) are inconclusive.
 """
@@ -27,6 +33,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from evalkit.analysis import stats
 from evalkit.analysis.economics import Economics
 
 EARNS = "earns its cost"
@@ -36,6 +43,7 @@ INCONCLUSIVE = "inconclusive"
 VERDICTS = (EARNS, CHEAPER_NO_WORSE, NOT_WORTH_IT, INCONCLUSIVE)
 
 ALPHA = 0.05
+MIN_PAIRED_ITEMS = stats.MIN_PAIRED_ITEMS
 MINUS = "\u2212"
 ARROW = "\u2192"
 
@@ -77,6 +85,11 @@ def decide(ev: StepEvidence, econ: Economics) -> Verdict:
     def out(verdict: str, why: str) -> Verdict:
         return Verdict(verdict, f"{head}, {verdict}; {why}")
 
+    if ev.n < MIN_PAIRED_ITEMS:
+        needed = (f"; about {about(ev.items_needed)} items would settle it"
+                  if ev.items_needed else "")
+        return out(INCONCLUSIVE, f"fewer than the {MIN_PAIRED_ITEMS} paired items a verdict "
+                                 f"needs{needed}")
     if any(math.isnan(x) for x in (ev.delta, ev.ci_low, ev.ci_high)):
         return out(INCONCLUSIVE, "too few items scored by both variants for an interval")
     if math.isnan(d_tco):

@@ -33,6 +33,9 @@ def testset_check(path, threshold):
                f"{len(ts.docs)} docs, hash {ts.hash[:12]}")
     for note in ts.warnings:
         click.echo(f"warning: {note}")
+    power_note = _power_warning(len(ts.test))
+    if power_note:
+        click.echo(f"warning: {power_note}")
     if ts.task.type == "classification":
         balance = pd.DataFrame({
             "test": pd.Series([i.expected for i in ts.test]).value_counts(),
@@ -54,6 +57,24 @@ def testset_check(path, threshold):
     if problems:
         sys.exit(1)
     click.echo("ok: no leakage, every label in both splits, every doc id resolves")
+
+
+def _power_warning(n: int) -> str | None:
+    """Too small to detect a 5-pt difference between two rungs (80% power, paired test at
+    0.05) when a typical share of the items changes between them; None when large enough."""
+    from evalkit.analysis import stats
+    from evalkit.analysis.verdicts import about
+    need = stats.items_needed(stats.DETECTABLE_DELTA, stats.assumed_sd())
+    if n >= need:
+        return None
+    share = stats.detectable_changed_share(n)
+    pts = f"{stats.DETECTABLE_DELTA * 100:g}-pt difference between two rungs (80% power)"
+    head = (f"{n} test items detect a {pts} only if at most {share:.0%} of the items change "
+            f"between them" if share > stats.DETECTABLE_DELTA else
+            f"{n} test items are too few to detect a {pts}")
+    return (f"{head}; with {stats.ASSUMED_CHANGED:.0%} changing it takes about {about(need)} "
+            f"items" + (f", and a step on fewer than {stats.MIN_PAIRED_ITEMS} gets no verdict"
+                        if n < stats.MIN_PAIRED_ITEMS else ""))
 
 
 @testset.command("import-csv")
