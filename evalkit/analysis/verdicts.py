@@ -123,7 +123,8 @@ def decide(ev: StepEvidence, econ: Economics) -> Verdict:
         return out(NOT_WORTH_IT, f"costs {usd(d_tco)} more {horizon}, more than even the "
                                  f"interval's high end would be worth ({usd(best_case)})")
     if ev.items_needed is None:
-        why = "no difference was observed, so no number of items would show one"
+        why = (f"no difference was observed, so no number of items would show one, though "
+               f"the interval leaves {pts(ev.ci_low)} to {pts(ev.ci_high)} pts open")
     else:
         why = f"about {about(ev.items_needed)} items would settle a difference this size"
     if d_tco < 0:
