@@ -14,6 +14,10 @@ succeeded over a few polls, job events, models — and injects faults on demand:
 - `html_login`: substrings whose answer is a 200 HTML proxy-login page that echoes the key;
 - `retry_after`: {substring: seconds} a 429 with exactly that Retry-After on the first attempt.
 
+Batches (`/v1/batches`, `/v1/files/{id}/content`): a created batch is `in_progress` for
+`batch_polls` polls, then `completed` with an output file of chat completions (and an error
+file for lines `permanent_400` refuses); `batch_creations()` counts creations.
+
 Every request is recorded (path, model, a hash of the messages, status, time), so tests can
 count calls and duplicates. The server checks the bearer key when `api_key` is set and keeps
 everything in memory: nothing it receives reaches the disk.
@@ -83,7 +87,7 @@ class FakeOpenAI:
                  slow_attempts: int | None = None, malformed: tuple[str, ...] = (),
                  retry_after: dict[str, float] | None = None, polls_per_stage: int = 1,
                  served_models: tuple[str, ...] | None = None, cached_prompts: bool = True,
-                 html_login: tuple[str, ...] = ()):
+                 html_login: tuple[str, ...] = (), batch_polls: int = 1):
         self.api_key = api_key
         self.fault_rate = fault_rate
         self.fault_attempts = fault_attempts
@@ -95,6 +99,8 @@ class FakeOpenAI:
         self.html_login = html_login  # substrings answered 200 text/html echoing the key
         self.retry_after = retry_after or {}
         self.polls_per_stage = polls_per_stage
+        self.batch_polls = batch_polls  # polls a batch stays in_progress before completing
+        self.batches: dict[str, dict[str, Any]] = {}
         self.served_models = served_models  # None: any model name is served
         self.cached_prompts = cached_prompts
         self.requests: list[Recorded] = []
@@ -322,6 +328,74 @@ class FakeOpenAI:
                 "created_at": int(time.time()), "filename": filename,
                 "purpose": (fields.get("purpose") or b"").decode(), "status": "processed"}
 
+    def create_batch(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if body.get("input_file_id") not in self.files:
+            return 400, {"error": {"message": "input_file_id not found", "type": "invalid",
+                                   "param": "input_file_id", "code": None}}
+        lines = self.files[body["input_file_id"]].decode().splitlines()
+        with self._lock:
+            batch = {"id": f"batch_{len(self.batches) + 1:04d}", "object": "batch",
+                     "endpoint": body.get("endpoint"), "input_file_id": body["input_file_id"],
+                     "completion_window": body.get("completion_window"),
+                     "status": "validating", "output_file_id": None, "error_file_id": None,
+                     "created_at": int(time.time()), "metadata": body.get("metadata"),
+                     "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+                     "polls": 0}
+            self.batches[batch["id"]] = batch
+        return 200, self._batch_json(batch)
+
+    def batch_creations(self) -> int:
+        with self._lock:
+            return sum(r.path == "/v1/batches" and r.method == "POST" and r.status == 200
+                       for r in self.requests)
+
+    def poll_batch(self, batch_id: str) -> tuple[int, dict[str, Any]]:
+        batch = self.batches.get(batch_id)
+        if batch is None:
+            return 404, {"error": {"message": "no such batch", "type": "invalid",
+                                   "param": None, "code": None}}
+        batch["polls"] += 1
+        if batch["status"] != "completed":
+            batch["status"] = "in_progress"
+            if batch["polls"] > self.batch_polls:
+                self._finish_batch(batch)
+        return 200, self._batch_json(batch)
+
+    def _finish_batch(self, batch: dict[str, Any]) -> None:
+        out, err = [], []
+        for n, line in enumerate(self.files[batch["input_file_id"]].decode().splitlines()):
+            row = json.loads(line)
+            messages = row["body"]["messages"]
+            last_user = messages[-1]["content"] if messages else ""
+            if any(x in last_user for x in self.permanent_400):
+                err.append({"id": f"req_{n}", "custom_id": row["custom_id"], "response": {
+                    "status_code": 400, "request_id": f"r{n}", "body": {"error": {
+                        "message": "refused by the test server", "type": "invalid_request",
+                        "param": None, "code": None}}}, "error": None})
+                continue
+            model = row["body"]["model"]
+            text = self.answer(model, messages)
+            body = {"id": f"chatcmpl-b{n}", "object": "chat.completion", "created": 0,
+                    "model": model, "choices": [{"index": 0, "finish_reason": "stop",
+                                                 "message": {"role": "assistant",
+                                                             "content": text}}],
+                    "usage": self.usage(messages, text)}
+            out.append({"id": f"req_{n}", "custom_id": row["custom_id"],
+                        "response": {"status_code": 200, "request_id": f"r{n}", "body": body},
+                        "error": None})
+        with self._lock:
+            for kind, rows in (("output_file_id", out), ("error_file_id", err)):
+                if rows:
+                    file_id = f"file-{len(self.files) + 1:04d}"
+                    self.files[file_id] = "".join(json.dumps(r) + "\n" for r in rows).encode()
+                    batch[kind] = file_id
+            batch["status"] = "completed"
+            batch["request_counts"] = {"total": len(out) + len(err), "completed": len(out),
+                                       "failed": len(err)}
+
+    def _batch_json(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in batch.items() if k != "polls"}
+
     def create_job(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         if body.get("training_file") not in self.files:
             return 400, {"error": {"message": "training_file not found", "type": "invalid",
@@ -466,6 +540,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/v1/embeddings":
             status, headers, payload, _ = state.embeddings(body)
             self._send(status, headers, payload)
+        elif path == "/v1/batches":
+            status, data = state.create_batch(body)
+            state.record(Recorded("POST", path, status, at=time.time(), body=body))
+            self._json(status, data)
         elif path == "/v1/fine_tuning/jobs":
             status, data = state.create_job(body)
             state.record(Recorded("POST", path, status, body.get("model"), at=time.time(),
@@ -484,6 +562,20 @@ class _Handler(BaseHTTPRequestHandler):
             status, data = state.events(m.group(1)) if m.group(2) else state.poll(m.group(1))
             state.record(Recorded("GET", path, status, at=time.time()))
             self._json(status, data)
+        elif m := re.fullmatch(r"/v1/batches/([^/]+)", path):
+            status, data = state.poll_batch(m.group(1))
+            state.record(Recorded("GET", path, status, at=time.time()))
+            self._json(status, data)
+        elif path == "/v1/batches":
+            self._json(200, {"object": "list", "has_more": False, "data": [
+                state._batch_json(b) for b in reversed(list(state.batches.values()))]})
+        elif m := re.fullmatch(r"/v1/files/([^/]+)/content", path):
+            data = state.files.get(m.group(1))
+            if data is None:
+                self._json(404, {"error": {"message": "no such file", "type": "invalid",
+                                           "param": None, "code": None}})
+            else:
+                self._send(200, {"content-type": "application/octet-stream"}, data)
         elif path == "/v1/models":
             names = list(state.served_models or ()) + list(state.fine_tuned)
             self._json(200, {"object": "list", "data": [

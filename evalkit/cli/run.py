@@ -37,9 +37,16 @@ if TYPE_CHECKING:
 @click.option("--base-url", default=None, help="OpenAI-compatible server, e.g. "
               "http://127.0.0.1:8000/v1 (else config, else OPENAI_BASE_URL). Key: env only.")
 @click.option("--model", default=None, help="Model for the non-fine-tuned rungs.")
+@click.option("--batch", is_flag=True,
+              help="Send uncached requests through the provider's Batch API (OpenAI: half "
+                   "price, answers within 24 h); the run polls, and a killed run resumes by "
+                   "polling (--resume), never by resubmitting.")
+@click.option("--batch-poll-interval", "batch_poll_interval_s", type=click.FloatRange(0.01),
+              default=30.0, show_default=True, help="Seconds between batch status polls.")
 @click.option("--progress/--no-progress", default=True)
 def run(testsets, variants, provider, concurrency, max_cost_usd, resume, allow_leakage,
-        reports_dir, cache_dir, finetune_dir, config_path, base_url, model, progress):
+        reports_dir, cache_dir, finetune_dir, config_path, base_url, model, batch,
+        batch_poll_interval_s, progress):
     """Run TESTSETS through each variant of the ladder and score them."""
     # Deferred so `evalkit --help` loads no scikit-learn, scipy or pandas.
     from evalkit.pipeline.experiment import LeakageRefused, RunConfig, run_experiment
@@ -65,7 +72,8 @@ def run(testsets, variants, provider, concurrency, max_cost_usd, resume, allow_l
                            concurrency=concurrency, max_cost_usd=max_cost_usd,
                            allow_leakage=allow_leakage, reports_dir=reports_dir,
                            cache_dir=cache_dir, finetune_dir=finetune_dir,
-                           config_path=config_path,
+                           config_path=config_path, batch=batch,
+                           batch_poll_interval_s=batch_poll_interval_s,
                            provider_options={k: v for k, v in (("base_url", base_url),
                                                                ("model", model)) if v})
         try:

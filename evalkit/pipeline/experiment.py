@@ -27,6 +27,7 @@ from evalkit.data.leakage import find_leaks
 from evalkit.data.testset import Testset, load_testset
 from evalkit.paths import check_name, inside
 from evalkit.providers import embeddings, get_provider
+from evalkit.run.batch import BatchSettings, run_batches
 from evalkit.run.cache import ResponseCache
 from evalkit.run.journal import Journal, latest
 from evalkit.run.runner import Job, RunStats, run_jobs
@@ -49,6 +50,8 @@ class RunConfig:
     cache_dir: str = ".evalkit-cache"
     finetune_dir: str = "finetunes"
     config_path: str | None = None  # the experiment config (economics, gate, pricing, ...)
+    batch: bool = False  # uncached requests go through the provider's Batch API
+    batch_poll_interval_s: float = 30.0
 
 
 @dataclass
@@ -71,7 +74,8 @@ def run_experiment(config: RunConfig, *, resume: str | None = None,
         run_dir = inside(config.reports_dir, Path(config.reports_dir) / resume, what="run folder")
         saved = json.loads((run_dir / "run.json").read_text())["config"]
         config = RunConfig(**{**saved, "concurrency": config.concurrency,
-                              "max_cost_usd": config.max_cost_usd})
+                              "max_cost_usd": config.max_cost_usd,
+                              "batch_poll_interval_s": config.batch_poll_interval_s})
     # a bad economics section fails before any call
     analysis.check_config(config.config_path, ladder=config.variants)
     testset = load_testset(config.testset)
@@ -103,6 +107,9 @@ def run_experiment(config: RunConfig, *, resume: str | None = None,
             setup["retrieval"] = ctx.index.embed_queries([it.input for it in testset.test])
 
     provider = get_provider(config.provider, **_provider_options(config, setup))
+    if config.batch and getattr(provider, "batches", None) is None:
+        raise ValueError(f"--batch needs a provider with a batch API (openai); "
+                         f"{config.provider!r} answers live only")
     _preflight(variants, testset, ctx, provider)
     if not resume:  # only now: a run that cannot start leaves no empty folder behind
         run_dir = _new_run_dir(Path(config.reports_dir), testset.name)
@@ -115,9 +122,16 @@ def run_experiment(config: RunConfig, *, resume: str | None = None,
                     notional=provider.cost_is_notional)
     _write_items(run_dir, testset)
     try:
-        stats = asyncio.run(run_jobs(jobs, total=len(jobs), provider=provider, cache=cache,
-                                     journal=journal, concurrency=config.concurrency,
-                                     max_cost_usd=config.max_cost_usd, progress=progress))
+        if config.batch:
+            stats = run_batches(
+                jobs, provider=provider, cache=cache, journal=journal, run_dir=run_dir,
+                settings=BatchSettings(poll_interval_s=config.batch_poll_interval_s),
+                max_cost_usd=config.max_cost_usd,
+                spent_before_usd=journal_totals(journal.read())["spent_usd"])
+        else:
+            stats = asyncio.run(run_jobs(jobs, total=len(jobs), provider=provider, cache=cache,
+                                         journal=journal, concurrency=config.concurrency,
+                                         max_cost_usd=config.max_cost_usd, progress=progress))
     finally:
         cache.close()
     _write_run_json(run_dir, config, testset, setup, sessions_add=stats,

@@ -158,6 +158,29 @@ class OpenAIProvider:
         return Completion(text=text, usage=usage, latency_s=latency, cost_usd=price.cost(usage),
                           model=model)
 
+    def completion_from_body(self, body: dict[str, Any], *, model: str,
+                             batch: bool = False) -> Completion:
+        """A Completion from a chat completion's JSON body (a Batch API result line), priced
+        for the requested `model`, at the batch rate (`pricing.batch_price_factor` of the
+        live price) when `batch`."""
+        from openai.types.chat import ChatCompletion
+
+        try:
+            response = ChatCompletion.model_validate(body)
+        except Exception as exc:
+            raise MalformedResponse(f"not a chat completion: {secrets.scrub(str(exc))[:300]}"
+                                    ) from None
+        text, usage = self._read(response, [])
+        factor = self.prices.batch_price_factor if batch else 1.0
+        return Completion(text=text, usage=usage, latency_s=0.0,
+                          cost_usd=self.prices.price(model).cost(usage) * factor, model=model)
+
+    def batches(self, base_url: str | None = None):
+        """The Batch API client for this provider's server (evalkit.providers.openai_batch)."""
+        from evalkit.providers.openai_batch import OpenAIBatches
+
+        return OpenAIBatches(self, base_url=base_url)
+
     def estimate_cost(self, request: Request) -> float:
         """An upper-end guess of one call's cost, for the runner's budget check.
 

@@ -22,6 +22,11 @@ apart at the cached rate. Config section:
           {usd_per_gpu_hour: 1.20, tokens_per_second: 2500}
       training_per_mtok:            # fine-tuning price per million trained tokens
         gpt-4o-mini-2024-07-18: 3.0
+      batch_price_factor: 0.5       # Batch API answers cost this share of the live price
+
+`batch_price_factor` defaults to 0.5: OpenAI's Batch API charges half the live price
+(https://platform.openai.com/docs/guides/batch); set it for a server with another discount
+(1.0 for a self-hosted vLLM batch runner billed by the GPU-hour, priced in `models`).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ TRAINING_PER_MTOK = {
     "gpt-3.5-turbo-0125": 8.00,
 }
 
+DEFAULT_BATCH_PRICE_FACTOR = 0.5  # OpenAI Batch API: 50 % of the live price
 _TOKEN_PRICE_KEYS = {"input_per_mtok", "cached_input_per_mtok", "output_per_mtok"}
 _GPU_KEYS = {"usd_per_gpu_hour", "tokens_per_second", "cached_input_per_mtok"}
 
@@ -96,6 +102,7 @@ class PriceBook:
     def __init__(self, models: Mapping[str, Price] | None = None, *,
                  provider_id: str | None = "openai", on_unknown: str = "error",
                  training_per_mtok: Mapping[str, float] | None = None,
+                 batch_price_factor: float = DEFAULT_BATCH_PRICE_FACTOR,
                  path: Path | str | None = None):
         if on_unknown not in ("error", "zero"):
             raise ConfigError(path, "must be 'error' or 'zero'", field="pricing.on_unknown")
@@ -103,6 +110,7 @@ class PriceBook:
         self.provider_id = provider_id
         self.on_unknown = on_unknown
         self.training = {**TRAINING_PER_MTOK, **(training_per_mtok or {})}
+        self.batch_price_factor = batch_price_factor
         self.path = path
         self._resolved: dict[str, Price] = {}
 
@@ -111,7 +119,8 @@ class PriceBook:
                      path: Path | str | None = None) -> PriceBook:
         """Validate the config's `pricing:` section; errors name the file and the field."""
         section = dict(section or {})
-        unknown = set(section) - {"provider_id", "on_unknown", "models", "training_per_mtok"}
+        unknown = set(section) - {"provider_id", "on_unknown", "models", "training_per_mtok",
+                                  "batch_price_factor"}
         if unknown:
             raise ConfigError(path, "unknown key", field=f"pricing.{sorted(unknown)[0]}")
         models = section.get("models") or {}
@@ -126,9 +135,11 @@ class PriceBook:
                               field="pricing.training_per_mtok")
         training = {str(k): _number(v, path, f"pricing.training_per_mtok.{k}")
                     for k, v in training.items()}
+        factor = _number(section.get("batch_price_factor", DEFAULT_BATCH_PRICE_FACTOR), path,
+                         "pricing.batch_price_factor")
         return cls(parsed, provider_id=section.get("provider_id", "openai"),
                    on_unknown=section.get("on_unknown", "error"),
-                   training_per_mtok=training, path=path)
+                   training_per_mtok=training, batch_price_factor=factor, path=path)
 
     def price(self, model: str) -> Price:
         """The price of `model`, resolved once and remembered."""
