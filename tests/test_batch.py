@@ -18,8 +18,16 @@ import time
 from pathlib import Path
 
 import pytest
-from openai_server import FIXTURES, KEY, FakeOpenAI, assert_key_nowhere, cli, openai_env, \
-    read_jsonl, run_dirs_args
+from openai_server import (
+    FIXTURES,
+    KEY,
+    FakeOpenAI,
+    assert_key_nowhere,
+    cli,
+    openai_env,
+    read_jsonl,
+    run_dirs_args,
+)
 
 from evalkit.run import batch as batch_mod
 from evalkit.run.batch import STATE_FILE, BatchSettings
