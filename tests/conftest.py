@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from evalkit.providers.base import Completion, Usage
+from evalkit.providers.base import Completion, Provider, Usage
 from evalkit.strategies.request import Request
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -62,7 +62,7 @@ def run_dirs(tmp_path: Path) -> dict[str, str]:
             "finetune_dir": str(tmp_path / "finetunes")}
 
 
-class FakeProvider:
+class FakeProvider(Provider):
     """A provider that counts its calls and fails on chosen inputs.
 
     It answers a classification request with its first label and a QA request with "unknown",
@@ -105,12 +105,12 @@ class FakeProvider:
 
 @pytest.fixture
 def fake_provider_factory(monkeypatch) -> Callable[..., FakeProvider]:
-    """Install a FakeProvider as what `run_experiment` gets from `get_provider`."""
+    """Install a FakeProvider as what `run_experiment` gets from `build_provider`."""
 
     def install(**options) -> FakeProvider:
         provider = FakeProvider(**options)
-        monkeypatch.setattr("evalkit.pipeline.experiment.get_provider",
-                            lambda name, **opts: provider)
+        monkeypatch.setattr("evalkit.pipeline.experiment.build_provider",
+                            lambda name, setup: provider)
         return provider
 
     return install

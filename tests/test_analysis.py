@@ -252,7 +252,7 @@ def test_summarize_recomputes_from_the_run_folder_alone(copy_fixture, run_dirs, 
 
     def no_model(*a, **k):
         raise AssertionError("summarize must not reach a provider")
-    monkeypatch.setattr("evalkit.pipeline.experiment.get_provider", no_model)
+    monkeypatch.setattr("evalkit.pipeline.experiment.build_provider", no_model)
 
     result = CliRunner().invoke(main, ["summarize", str(run_dir)])
     assert result.exit_code == 0, result.output

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from evalkit.data.importers import from_csv, write_jsonl
-from evalkit.data.testset import TestsetError, load_items
+from evalkit.data.testset import Task, TestsetError, load_items
 
 
 def test_text_label_csv_becomes_items_with_stable_ids(tmp_path):
@@ -35,7 +35,9 @@ def test_written_jsonl_loads_as_items(tmp_path):
     write_jsonl(from_csv(path), out)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["expected"] for r in rows] == ["refund", "login"]
-    items = load_items(out, labels={"refund", "login"})
+    task = Task(name="t", type="classification", instructions="i",
+                labels={"refund": "money back", "login": "cannot sign in"})
+    items = load_items(out, task=task)
     assert [it.input for it in items] == ["refund me", "locked out"]
 
 

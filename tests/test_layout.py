@@ -1,7 +1,8 @@
 """The package tree reads as the data flow, and no module imports a later stage.
 
 Stages in order: data -> strategies -> providers -> run -> scoring -> analysis -> report | gate
--> pipeline -> cli. `evalkit/config.py` is shared by all. Every import is checked, including
+-> pipeline -> cli, with the task-type and metric registries (`tasks`) beside data.
+`evalkit/config.py` and `evalkit/registry.py` are shared by all. Every import is checked, including
 those deferred inside functions, so a lazy import cannot hide a backward edge.
 """
 
@@ -11,9 +12,12 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).parent.parent / "evalkit"
+# `tasks` (the task-type and metric registries and their built-in plug-ins) sits with `data`:
+# loading a test set validates `expected` and task.yaml's metric names against it, and every
+# later stage reads the same specs. It imports only stage 0 (data imports it, not vice versa).
 STAGES = {"config": 0, "errors": 0, "paths": 0, "registry": 0, "secrets": 0, "data": 1,
-          "strategies": 2, "providers": 3, "run": 4, "scoring": 5, "analysis": 6, "report": 7,
-          "gate": 7, "pipeline": 8, "cli": 9}
+          "tasks": 1, "strategies": 2, "providers": 3, "run": 4, "scoring": 5, "analysis": 6,
+          "report": 7, "gate": 7, "pipeline": 8, "cli": 9}
 
 
 def _stage(module: str) -> str | None:

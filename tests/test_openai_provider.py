@@ -22,7 +22,7 @@ from openai_server import (
 
 from evalkit.data.testset import load_testset
 from evalkit.providers import get_provider
-from evalkit.providers.base import Usage
+from evalkit.providers.base import Provider, Usage
 from evalkit.providers.openai import OpenAIProvider
 from evalkit.providers.pricing import PriceBook
 from evalkit.run.cache import ResponseCache
@@ -110,7 +110,7 @@ def test_max_cost_usd_stops_before_the_cap_with_real_costs(tmp_path):
 def test_budget_holds_with_many_calls_in_flight(tmp_path):
     """Eight workers start at once: the cap must count calls still in flight."""
 
-    class Priced:
+    class Priced(Provider):
         name, model = "priced", "m"
         calls = 0
 

@@ -23,7 +23,7 @@ from conftest import FakeProvider
 
 from evalkit.data.testset import Item, load_testset
 from evalkit.pipeline.experiment import RunConfig, run_experiment
-from evalkit.providers.base import Completion, Usage
+from evalkit.providers.base import Completion, Provider, Usage
 from evalkit.run.cache import ResponseCache, cache_key
 from evalkit.run.journal import Journal, Prediction, latest
 from evalkit.run.runner import Job, run_jobs
@@ -291,11 +291,11 @@ SCRIPT = textwrap.dedent('''
     import asyncio, json, os, sys
 
     from evalkit.pipeline import experiment
-    from evalkit.providers.base import Completion, Usage
+    from evalkit.providers.base import Completion, Provider, Usage
 
     args = json.loads(sys.argv[1])
 
-    class SlowCountingProvider:
+    class SlowCountingProvider(Provider):
         name = "slow-counting"
         cost_is_notional = False
 
@@ -314,7 +314,7 @@ SCRIPT = textwrap.dedent('''
             await asyncio.sleep(0.05)
             return Completion(text=request.labels[0][0], usage=Usage(5, 1), model="slow-1")
 
-    experiment.get_provider = lambda name, **options: SlowCountingProvider()
+    experiment.build_provider = lambda name, setup: SlowCountingProvider()
     config = experiment.RunConfig(testset=args["testset"], variants=["prompt-only"],
                                   concurrency=args["concurrency"], **args["dirs"])
     result = experiment.run_experiment(config, resume=args["resume"], progress=False)
@@ -426,7 +426,7 @@ def test_sigkill_then_resume_repeats_no_journaled_item(tmp_path, run_dirs):
 def test_identical_requests_in_flight_are_paid_once(tmp_path):
     """Two jobs that render the same request at the same time share one call (a cache hit)."""
 
-    class Slow:
+    class Slow(Provider):
         name = "slow"
         cost_is_notional = False
 

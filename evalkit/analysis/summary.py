@@ -28,20 +28,19 @@ from evalkit.analysis.economics import (
 )
 from evalkit.analysis.verdicts import StepEvidence, decide
 from evalkit.config import ConfigError, load_config
-from evalkit.data.testset import Testset
+from evalkit.data.testset import Task, Testset
 from evalkit.run.journal import Journal, Prediction, latest
 from evalkit.run.runfolder import read_items, read_json, read_scores
-from evalkit.scoring import metrics as metric_fns
 from evalkit.scoring.score import COST_METRICS
 from evalkit.strategies.variants import default_variant
+from evalkit.tasks import bounds, metrics_in, run_metrics, task_type
+from evalkit.tasks.base import RunContext
+from evalkit.tasks.classification import macro_f1_codes
+
+__all__ = ["analyze", "compare", "load_run", "macro_f1_codes", "summarize_run"]
 
 SCHEMA_VERSION = 2
-RETRIEVAL_METRICS = ("recall_at_k", "mrr")
-# Metrics that live in [0, 1]: their intervals are clipped to [0, 1] (differences to [-1, 1]);
-# the true value lies there, so clipping never lowers coverage, and it avoids "+122 pts".
-UNIT_METRICS = ("accuracy", "exact_match", "token_f1", "contains", "recall_at_k", "mrr",
-                "macro_f1")
-NO_LABEL = "<none>"
+RETRIEVAL_METRICS = metrics_in("retrieval")
 
 
 @dataclass(frozen=True)
@@ -66,6 +65,7 @@ class RunData:
     clusters: dict[str, str] = field(default_factory=dict)  # item id -> cluster, when given
     expected: dict[str, Any] = field(default_factory=dict)
     labels: list[str] = field(default_factory=list)  # classification labels, for macro-F1
+    task: Task | None = None  # what task.yaml said (run.json's record); see task_view()
     predictions: list[Prediction] = field(default_factory=list)
     setup: dict[str, Any] = field(default_factory=dict)  # run.json "setup"
     specs: dict[str, VariantSpec] = field(default_factory=dict)
@@ -89,6 +89,14 @@ class RunData:
         if series is None:
             return np.full(len(self.item_ids), math.nan)
         return series.reindex(self.item_ids).to_numpy(dtype=float)
+
+    def task_view(self) -> Task:
+        """The task the outputs are parsed against (built from the type, primary metric and
+        labels for a run folder that recorded no more than that)."""
+        if self.task is not None:
+            return self.task
+        return Task.from_record({"type": self.task_type, "primary_metric": self.primary_metric,
+                                 "labels": self.labels})
 
     def has(self, variant: str, metric: str) -> bool:
         return (variant, metric) in self._table()
@@ -166,7 +174,7 @@ def from_testset(run_dir: Path | str, testset: Testset, variants: list[str],
         item_ids=[it.id for it in testset.test],
         clusters={it.id: it.cluster for it in testset.test if it.cluster is not None},
         expected={it.id: it.expected for it in testset.test}, labels=list(task.labels),
-        predictions=predictions, setup=record.get("setup") or {}, specs=specs,
+        task=task, predictions=predictions, setup=record.get("setup") or {}, specs=specs,
         economics=economics_from(record, config_path))
 
 
@@ -198,6 +206,7 @@ def load_run(run_dir: Path | str, *, config_path: Path | str | None = None) -> R
                   if it.get("cluster") is not None},
         expected={str(it["id"]): it.get("expected") for it in items},
         labels=list(labels or []),
+        task=Task.from_record(task) if task.get("type") and task.get("primary_metric") else None,
         predictions=latest(Journal(run_dir / "predictions.jsonl").read()),
         setup=record.get("setup") or {}, specs=_specs(record, ladder),
         economics=economics_from(record, config_path), notes=notes)
@@ -222,14 +231,24 @@ def _metric_names(data: RunData) -> list[str]:
     return ordered + [m for m in RETRIEVAL_METRICS if m in present]
 
 
+def _unit_width(metric: str) -> bool:
+    """The metric's registered range spans at most 1, so a difference of two is within +/-1."""
+    rng = bounds(metric)
+    return rng is not None and rng[1] - rng[0] <= 1.0
+
+
 def clip(low: float, high: float, metric: str, *, difference: bool = False
          ) -> tuple[float, float]:
-    """An interval clipped to what a [0, 1] metric (or a difference of two) can be."""
-    if metric not in UNIT_METRICS:
+    """An interval clipped to the metric's registered range, [lo, hi] (a difference of two to
+    [lo - hi, hi - lo]): the true value lies there, so clipping never lowers coverage, and it
+    avoids "+122 pts". A metric without a finite range (latency, an unregistered one) is left
+    as it is."""
+    rng = bounds(metric)
+    if rng is None:
         return low, high
-    lo_bound = -1.0 if difference else 0.0
+    lo_bound, hi_bound = (rng[0] - rng[1], rng[1] - rng[0]) if difference else rng
     return (max(low, lo_bound) if not math.isnan(low) else low,
-            min(high, 1.0) if not math.isnan(high) else high)
+            min(high, hi_bound) if not math.isnan(high) else high)
 
 
 def _estimate_dict(e: stats.Estimate, metric: str, clustered: bool) -> dict[str, Any]:
@@ -239,34 +258,25 @@ def _estimate_dict(e: stats.Estimate, metric: str, clustered: bool) -> dict[str,
             "n_clusters": e.n_clusters}
 
 
-def macro_f1_codes(y_true: np.ndarray, y_pred: np.ndarray, n_labels: int) -> float:
-    """Macro-F1 over labels 0..n_labels-1 from integer codes (a prediction of n_labels means
-    "no label"); a label never true nor predicted scores 0, as scikit-learn's zero_division=0.
-    Fast enough to bootstrap 2,000 times."""
-    hit = y_true == y_pred
-    tp = np.bincount(y_true[hit], minlength=n_labels + 1)[:n_labels]
-    true_n = np.bincount(y_true, minlength=n_labels + 1)[:n_labels]
-    pred_n = np.bincount(y_pred, minlength=n_labels + 1)[:n_labels]
-    denom = true_n + pred_n
-    f1 = np.divide(2 * tp, denom, out=np.zeros(n_labels), where=denom > 0)
-    return float(f1.mean())
-
-
-def _macro_f1(data: RunData, variant: str, seed: int) -> dict[str, Any] | None:
-    if data.task_type != "classification" or not data.labels or not data.expected:
+def _run_metric(data: RunData, variant: str, metric: str, compute, seed: int
+                ) -> dict[str, Any] | None:
+    """A per-run metric (macro-F1, ...) with a bootstrap interval over the scorable items."""
+    if not data.expected:
         return None
-    code = {label: i for i, label in enumerate(data.labels)}
+    task = data.task_view()
+    kind = task_type(task.type)
     mine = {p.item_id: p for p in data.predictions if p.variant == variant}
     ids = [i for i in data.item_ids if i in mine and mine[i].error_class is None
-           and mine[i].output is not None and data.expected.get(i) in code]
+           and mine[i].output is not None and i in data.expected]
     n_nan = len(data.item_ids) - len(ids)  # failed calls and items never answered
-    y_true = np.array([code[data.expected[i]] for i in ids], dtype=int)
-    y_pred = np.array([code.get(metric_fns.parse_label(mine[i].output, data.labels) or NO_LABEL,
-                                len(code)) for i in ids], dtype=int)
+    statistic = compute(RunContext(task, [data.expected[i] for i in ids],
+                                   [kind.parse(mine[i].output, task) for i in ids]))
+    if statistic is None:
+        return None
     clusters = data.cluster_list(ids)
-    b = stats.bootstrap_ci(lambda ix: macro_f1_codes(y_true[ix], y_pred[ix], len(code)),
-                           len(ids), clusters=clusters, seed=seed)
-    return {"mean": b.estimate, "se": b.se, "ci_low": b.ci_low, "ci_high": b.ci_high,
+    b = stats.bootstrap_ci(statistic, len(ids), clusters=clusters, seed=seed)
+    low, high = clip(b.ci_low, b.ci_high, metric)
+    return {"mean": b.estimate, "se": b.se, "ci_low": low, "ci_high": high,
             "n": len(ids), "n_nan": n_nan,
             "method": "bootstrap_clustered" if clusters is not None else "bootstrap",
             "n_clusters": None if clusters is None else len(set(clusters.tolist()))}
@@ -302,9 +312,11 @@ def summarize_variant(data: RunData, name: str, *, seed: int) -> tuple[dict, Var
                 # at 0 % / 100 %, where a t interval collapses to [p, p]
                 ci = stats.proportion_ci(values, clusters=clusters)
                 out["metrics"][m].update(ci_low=ci.low, ci_high=ci.high, method=ci.method)
-    mf1 = _macro_f1(data, name, seed)
-    if mf1 is not None:
-        out["metrics"]["macro_f1"] = mf1
+    task = data.task_view()
+    for spec in run_metrics(task.type, task.metrics):
+        est = _run_metric(data, name, spec.name, spec.compute, seed)
+        if est is not None:
+            out["metrics"][spec.name] = est
     cost_values = data.values(name, "cost_usd")
     cost = _variant_cost(data, name)
     latency = data.values(name, "latency_s")
@@ -341,7 +353,7 @@ def _judged(data: RunData, variant: str, metric: str) -> tuple[np.ndarray, int]:
 def _step(data: RunData, a: str, b: str, metric: str, costs: dict[str, VariantCost]) -> dict:
     (va, fa), (vb, fb) = _judged(data, a, metric), _judged(data, b, metric)
     diff = stats.paired_difference(va, vb, clusters=data.cluster_list(),
-                                   bounded=metric in UNIT_METRICS)
+                                   bounded=_unit_width(metric))
     sc = step_cost(costs[a], costs[b], diff.delta, data.economics)
     ci_low, ci_high = clip(diff.ci_low, diff.ci_high, metric, difference=True)
     needed = diff.items_needed

@@ -44,24 +44,25 @@ def finetune():
 def finetune_train(testset_dir, provider, finetune_dir, allow_leakage, base_model, base_url,
                    config_path, epochs, dry_run, out, poll_interval, force):
     """Train the fine-tuned rung's model on TESTSET_DIR's train split."""
-    from evalkit.providers import openai_finetune as ft_openai  # deferred: sklearn, openai
+    from evalkit.providers import FineTuneOptions, provider_class  # deferred: sklearn, openai
+    from evalkit.providers import openai_finetune as ft_openai
     from evalkit.strategies import finetune as ft
-    if provider not in ("local", "openai"):
-        fail(f"finetune --provider {provider}: known providers are local and openai")
     try:
-        if provider == "openai":
-            record = ft_openai.train(load_testset(testset_dir), finetune_dir,
-                                     base_model=base_model, base_url=base_url,
-                                     config_path=config_path, n_epochs=epochs,
-                                     allow_leakage=allow_leakage, dry_run=dry_run, out=out,
-                                     interval_s=poll_interval, force=force, echo=click.echo)
-            if record is not None:
-                _print_finetune(record, finetune_dir)
-            return
-        record = ft.train_local(load_testset(testset_dir), finetune_dir,
-                                allow_leakage=allow_leakage)
+        cls = provider_class(provider)
+    except ValueError as exc:
+        fail(f"finetune --provider {provider}: {exc}")
+    options = FineTuneOptions(base_model=base_model, base_url=base_url, config_path=config_path,
+                              n_epochs=epochs, allow_leakage=allow_leakage, dry_run=dry_run,
+                              out=out, interval_s=poll_interval, force=force, echo=click.echo)
+    try:
+        record = cls.fine_tune(load_testset(testset_dir), finetune_dir, options)
     except (TestsetError, ft.LeakageError, ValueError, ft_openai.FineTuneError) as exc:
         fail(str(exc))
+    if record is None:  # a dry run: nothing trained
+        return
+    if record.job_id:  # a job on a fine-tuning API: its status and what it cost
+        _print_finetune(record, finetune_dir)
+        return
     click.echo(f"trained {record.fine_tuned_model} on {record.trained_examples} examples in "
                f"{record.training_time_s:.2f}s (notional ${record.training_cost_usd:.6f}); "
                f"record: {ft.record_path(Path(finetune_dir), record.name)}")

@@ -17,19 +17,17 @@ def judge():
 
 def _judge_setup(provider, base_url, model, config_path, rubric_path):
     from evalkit.config import load_config, refuse_flag_secrets
-    from evalkit.providers import get_provider
+    from evalkit.providers import ProviderSetup, build_provider
     from evalkit.scoring.judge import DEFAULT_RUBRIC
     refuse_flag_secrets({"base_url": base_url, "model": model})
     section = load_config(config_path).section("judge")
     model = model or section.get("model")
     options = {"base_url": base_url or section.get("base_url"), "model": model}
-    if provider == "openai":
-        from evalkit.providers.openai import options_from_config
-        options = options_from_config(config_path, options)
     rubric = Path(rubric_path).read_text() if rubric_path else section.get("rubric",
                                                                            DEFAULT_RUBRIC)
-    return get_provider(provider, **{k: v for k, v in options.items() if v is not None}), \
-        model, rubric
+    setup = ProviderSetup(options={k: v for k, v in options.items() if v is not None},
+                          config_path=config_path)
+    return build_provider(provider, setup), model, rubric
 
 
 _judge_options = [

@@ -19,6 +19,18 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+def _check_server_flags(provider: str, base_url: str | None, model: str | None) -> None:
+    """--base-url and --model mean something only to a server-backed provider."""
+    from evalkit.providers import provider_class
+    try:
+        cls = provider_class(provider)
+    except ValueError as exc:
+        fail(str(exc))
+    if not cls.takes_server_options and (base_url or model):
+        fail(f"--base-url and --model are for a server-backed provider (e.g. --provider "
+             f"openai); the {provider} provider has neither")
+
+
 @main.command()
 @click.argument("testsets", nargs=-1, type=click.Path(file_okay=False))
 @click.option("--variants", default=",".join(LADDER), show_default=True,
@@ -58,9 +70,7 @@ def run(testsets, variants, provider, concurrency, max_cost_usd, resume, allow_l
             fail(f"--resume {resume!r}: a run id is one folder name under --reports-dir "
                  f"({SAFE_NAME_RULE})")
         _check_resume_flags(testsets, Path(reports_dir) / resume)
-    if provider == "local" and (base_url or model):
-        fail("--base-url and --model are for --provider openai; the local provider has "
-              "neither")
+    _check_server_flags(provider, base_url, model)
     try:
         refuse_flag_secrets({"base_url": base_url, "model": model})
     except ValueError as exc:

@@ -8,6 +8,7 @@ import click
 
 from evalkit.cli.app import fail, main
 from evalkit.data.testset import TestsetError, load_testset
+from evalkit.tasks import task_type
 
 
 @main.group()
@@ -36,7 +37,7 @@ def testset_check(path, threshold):
     power_note = _power_warning(len(ts.test))
     if power_note:
         click.echo(f"warning: {power_note}")
-    if ts.task.type == "classification":
+    if task_type(ts.task.type).uses_labels:  # label balance per split
         balance = pd.DataFrame({
             "test": pd.Series([i.expected for i in ts.test]).value_counts(),
             "train": pd.Series([i.expected for i in ts.train], dtype=object).value_counts(),

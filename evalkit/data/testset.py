@@ -18,10 +18,9 @@ from typing import Any
 
 import yaml
 
+from evalkit import tasks
 from evalkit.paths import SAFE_NAME_RULE, is_safe_name
 
-TASK_TYPES = ("classification", "qa")  # the task types evalkit can run today
-RESERVED_TASK_TYPES = ("extraction", "generation")  # named in the design, not built yet
 DOC_SUFFIXES = (".md", ".txt")
 DEFAULT_MAX_INPUT_CHARS = 100_000  # above this an input is warned about (memory, cost)
 
@@ -104,6 +103,26 @@ class Task:
     def metrics(self) -> tuple[str, ...]:
         return (self.primary_metric, *self.secondary_metrics)
 
+    def to_record(self) -> dict[str, Any]:
+        """What run.json keeps of the task, so a run folder can be re-scored and re-analysed
+        without the test-set folder (parsing an output needs the labels, for instance)."""
+        return {"name": self.name, "type": self.type, "primary_metric": self.primary_metric,
+                "secondary_metrics": list(self.secondary_metrics), "labels": list(self.labels),
+                "json_schema": self.json_schema}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Task:
+        """The Task a run.json `task` record describes (instructions are not kept there)."""
+        secondary = record.get("secondary_metrics")
+        if secondary is None:  # run.json from before secondary metrics were recorded
+            kind = tasks.TASK_TYPES.find(record["type"])
+            allowed = kind.allowed_metrics() if kind is not None else ()
+            secondary = [m for m in allowed if m != record["primary_metric"]]
+        return cls(name=record.get("name", ""), type=record["type"], instructions="",
+                   labels=dict.fromkeys(record.get("labels") or [], ""),
+                   primary_metric=record["primary_metric"],
+                   secondary_metrics=tuple(secondary), json_schema=record.get("json_schema"))
+
 
 @dataclass(frozen=True)
 class Testset:
@@ -145,9 +164,8 @@ def load_testset(path: str | Path) -> Testset:
     if not root.is_dir():
         raise TestsetError(root, "test set folder not found")
     task = load_task(root / "task.yaml")
-    labels = set(task.labels) if task.type == "classification" else None
-    test = load_items(root / "test.jsonl", labels=labels)
-    train = load_items(root / "train.jsonl", labels=labels, required=False)
+    test = load_items(root / "test.jsonl", task=task)
+    train = load_items(root / "train.jsonl", task=task, required=False)
     docs = load_docs(root / "docs")
     _check_doc_ids(root, test, train, docs)
     notes = _size_warnings(root, test, train, limit=task.max_input_chars)
@@ -186,8 +204,8 @@ def load_task(path: Path) -> Task:
     if not is_safe_name(raw["name"]):  # it names the run folders: one plain path component
         raise at.error(f"{raw['name']!r} must be a plain name ({SAFE_NAME_RULE}), since run "
                        f"folders are named after it", "name")
-    _check_type(at, raw["type"])
-    labels = _labels(at, raw) if raw["type"] == "classification" else {}
+    kind = _check_type(at, raw["type"])
+    labels = _labels(at, raw) if kind.uses_labels else {}
     corpus = _whole_numbers(at, raw, "corpus", low={"chunk_size": 1})
     few_shot = _whole_numbers(at, raw, "few_shot", low={})
     settings = CorpusSettings(**corpus)
@@ -199,7 +217,7 @@ def load_task(path: Path) -> Task:
         raise at.error(f"must be a whole number >= 1, got {max_chars!r}", "max_input_chars")
     if not isinstance(raw.get("json_schema") or {}, dict):
         raise at.error("must be a mapping (a JSON schema)", "json_schema")
-    primary, secondary = _metric_names(path, raw["type"], raw.get("metrics") or {}, at=at)
+    primary, secondary = _metric_names(path, kind, raw.get("metrics") or {}, at=at)
     return Task(
         name=raw["name"],
         type=raw["type"],
@@ -267,12 +285,16 @@ def _check_keys(at: _Locator, raw: dict) -> None:
                                f"{prefix}{key}", key=True)
 
 
-def _check_type(at: _Locator, task_type: str) -> None:
-    if task_type in RESERVED_TASK_TYPES:
+def _check_type(at: _Locator, task_type: str) -> tasks.TaskType:
+    """The registered task type; a type the design names but no module registers is refused
+    here, at load, rather than accepted and failed on every call."""
+    known = ", ".join(tasks.TASK_TYPES.names())
+    if task_type in tasks.TASK_TYPES:
+        return tasks.task_type(task_type)
+    if task_type in tasks.DESIGNED_TASK_TYPES:
         raise at.error(f"task type {task_type!r} is reserved but not built yet; known types: "
-                       f"{', '.join(TASK_TYPES)}", "type")
-    if task_type not in TASK_TYPES:
-        raise at.error(f"must be one of {', '.join(TASK_TYPES)}, got {task_type!r}", "type")
+                       f"{known}", "type")
+    raise at.error(f"must be one of {known}, got {task_type!r}", "type")
 
 
 def _labels(at: _Locator, raw: dict) -> dict[str, str]:
@@ -313,24 +335,21 @@ def _whole_numbers(at: _Locator, raw: dict, section: str, *, low: dict[str, int]
     return dict(values)
 
 
-# Per task type: the metrics an item can be scored on (the first is the default primary), and
-# the run-level ones that may be secondary only (macro-F1 is not a mean over items).
-ITEM_METRICS = {"classification": ("accuracy",), "qa": ("token_f1", "exact_match", "contains")}
-RUN_METRICS = {"classification": ("macro_f1",), "qa": ()}
-
-
-def _metric_names(path: Path, task_type: str, metrics: Any, *, at: _Locator | None = None
-                  ) -> tuple[str, tuple[str, ...]]:
-    """`metrics.primary` and `metrics.secondary`, checked against what the task type scores."""
+def _metric_names(path: Path, kind: tasks.TaskType, metrics: Any, *,
+                  at: _Locator | None = None) -> tuple[str, tuple[str, ...]]:
+    """`metrics.primary` and `metrics.secondary`, checked against the metric registry: the
+    primary must be a per-item metric of the task type (a per-run one such as macro-F1 is not
+    a mean over items, so it may be secondary only)."""
     at = at or _Locator(path, None)
+    task_type = kind.name
     if not isinstance(metrics, dict):
         raise at.error("must be a mapping with 'primary' and 'secondary'", "metrics")
-    item_level = ITEM_METRICS[task_type]
-    primary = metrics.get("primary", item_level[0])
+    item_level = kind.item_metrics()
+    primary = metrics.get("primary", kind.default_primary)
     if not isinstance(primary, str) or primary not in item_level:
         raise at.error(f"{primary!r} cannot be the primary metric of a {task_type} task; "
                        f"choose one of {', '.join(item_level)}", "metrics.primary")
-    allowed = (*item_level, *RUN_METRICS[task_type])
+    allowed = kind.allowed_metrics()
     secondary = metrics.get("secondary",
                             [m for m in allowed if m != primary])
     if not isinstance(secondary, list) or not all(isinstance(m, str) for m in secondary):
@@ -342,9 +361,8 @@ def _metric_names(path: Path, task_type: str, metrics: Any, *, at: _Locator | No
     return primary, tuple(m for m in secondary if m != primary)
 
 
-def load_items(path: Path, *, labels: set[str] | None = None,
-               required: bool = True) -> tuple[Item, ...]:
-    """Read a JSONL file of items; every error names the file, line and field."""
+def load_items(path: Path, *, task: Task, required: bool = True) -> tuple[Item, ...]:
+    """Read a JSONL file of items of `task`; every error names the file, line and field."""
     if not path.is_file():
         if required:
             raise TestsetError(path, "file not found")
@@ -360,7 +378,7 @@ def load_items(path: Path, *, labels: set[str] | None = None,
                                    line=lineno) from None
             if not line.strip():
                 continue
-            item = parse_item(line, path=path, lineno=lineno, labels=labels)
+            item = parse_item(line, path=path, lineno=lineno, task=task)
             if item.id in seen:
                 raise TestsetError(path, f"duplicate id {item.id!r} (first on line "
                                    f"{seen[item.id]})", line=lineno, field="id")
@@ -371,7 +389,8 @@ def load_items(path: Path, *, labels: set[str] | None = None,
     return tuple(items)
 
 
-def parse_item(line: str, *, path: Path, lineno: int, labels: set[str] | None) -> Item:
+def parse_item(line: str, *, path: Path, lineno: int, task: Task) -> Item:
+    """One JSONL line as an Item; its `expected` is checked by the task type."""
     try:
         raw = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -384,13 +403,10 @@ def parse_item(line: str, *, path: Path, lineno: int, labels: set[str] | None) -
             raise TestsetError(path, "missing required field", line=lineno, field=key)
     if not isinstance(raw["input"], str):
         raise TestsetError(path, "must be a string", line=lineno, field="input")
-    if labels is not None and not isinstance(raw["expected"], str):
-        raise TestsetError(path, "must be one label (a string)", line=lineno, field="expected")
-    if labels is None:
-        _check_answers(raw["expected"], path=path, lineno=lineno)
-    if labels is not None and raw["expected"] not in labels:
-        raise TestsetError(path, f"unknown label {raw['expected']!r}; task.yaml defines "
-                           f"{', '.join(sorted(labels))}", line=lineno, field="expected")
+    try:
+        tasks.task_type(task.type).check_expected(raw["expected"], task)
+    except ValueError as exc:
+        raise TestsetError(path, str(exc), line=lineno, field="expected") from None
     doc_ids = raw.get("doc_ids") or []
     if not isinstance(doc_ids, list):
         raise TestsetError(path, "must be a list of doc ids", line=lineno, field="doc_ids")
@@ -405,25 +421,6 @@ def parse_item(line: str, *, path: Path, lineno: int, labels: set[str] | None) -
         metadata=dict(raw.get("metadata") or {}),
         line=lineno,
     )
-
-
-def _is_answer(value: Any) -> bool:
-    """A string or a number (`true` is not an answer, though Python counts bools as ints)."""
-    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
-
-
-def _check_answers(expected: Any, *, path: Path, lineno: int) -> None:
-    """A QA `expected`: one answer or a non-empty list of them (scoring takes a max over it)."""
-    if isinstance(expected, list):
-        if not expected:
-            raise TestsetError(path, "an empty list of answers: give at least one acceptable "
-                               "answer", line=lineno, field="expected")
-        if all(_is_answer(x) and x != "" for x in expected):
-            return
-    elif _is_answer(expected):
-        return
-    raise TestsetError(path, f"must be a string or a list of acceptable answers, got "
-                       f"{expected!r}", line=lineno, field="expected")
 
 
 def load_docs(folder: Path) -> tuple[Document, ...]:

@@ -1,8 +1,10 @@
 """The regression gate: does a run hold the line its baseline drew? (DESIGN §9)
 
 Per test set, per variant in the baseline:
-- each quality metric (every `metrics.<m>` of the summary; all are higher-is-better, 0..1)
-  fails when its mean drops by more than `max_drop` (per-metric overrides in `metrics:`).
+- each quality metric (every `metrics.<m>` of the summary) fails when its mean gets worse by
+  more than `max_drop` (per-metric overrides in `metrics:`). "Worse" follows the metric
+  registry's direction (evalkit.tasks: a drop for higher-is-better metrics, a rise for the
+  others); a metric no module registers counts as higher-is-better.
   Where both sides have per-item scores, a paired test on the items both answered is reported:
   McNemar's exact test for 0/1 scores, a paired t-test otherwise. With `require_significance`
   a drop beyond tolerance fails only if that test is significant at `alpha` (a drop with no
@@ -35,6 +37,7 @@ from evalkit.gate.baseline import (
     load_baseline,
     snapshot_from_run,
 )
+from evalkit.tasks import higher_is_better
 
 Status = Literal["pass", "fail", "warn"]
 
@@ -271,11 +274,14 @@ def _judge_metric(m: str, base: float, run: float, limit: float, paired: PairedT
         return "warn", f"the baseline has no {m} value, so it is not gated"
     if math.isnan(run):
         return "fail", f"{m}: no scorable items in the run (baseline {base:.4f})"
-    drop = base - run
-    moved = (f"{m} {'fell' if drop > 0 else 'rose'} {abs(drop):.4f} ({base:.4f} -> {run:.4f})"
-             if drop else f"{m} unchanged at {run:.4f}")
+    sign = 1.0 if higher_is_better(m) else -1.0  # +1: a fall is worse; -1: a rise is
+    drop = sign * (base - run)  # how much worse the run is (negative: better)
+    fell = base > run
+    moved = (f"{m} {'fell' if fell else 'rose'} {abs(base - run):.4f} ({base:.4f} -> "
+             f"{run:.4f})" if drop else f"{m} unchanged at {run:.4f}")
     test = f"; {paired.describe()}" if paired else ""
-    significant = paired is not None and paired.p_value < tol.alpha and paired.mean_diff < 0
+    significant = (paired is not None and paired.p_value < tol.alpha
+                   and sign * paired.mean_diff < 0)
     if drop <= limit + 1e-12:
         if drop > 0 and significant:
             return "warn", f"{moved}, within the {limit:.4f} allowed but significant{test}"

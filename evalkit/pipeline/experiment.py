@@ -26,7 +26,7 @@ from evalkit.config import load_config
 from evalkit.data.leakage import find_leaks
 from evalkit.data.testset import Testset, load_testset
 from evalkit.paths import check_name, inside
-from evalkit.providers import embeddings, get_provider
+from evalkit.providers import ProviderSetup, build_provider, embeddings, provider_class
 from evalkit.run.batch import BatchSettings, run_batches
 from evalkit.run.cache import ResponseCache
 from evalkit.run.journal import Journal, latest
@@ -106,8 +106,10 @@ def run_experiment(config: RunConfig, *, resume: str | None = None,
         if retriever:  # indexing cost is setup; query embeddings are a per-query cost
             setup["retrieval"] = ctx.index.embed_queries([it.input for it in testset.test])
 
-    provider = get_provider(config.provider, **_provider_options(config, setup))
-    if config.batch and getattr(provider, "batches", None) is None:
+    provider = build_provider(config.provider, ProviderSetup(
+        options=dict(config.provider_options), config_path=config.config_path,
+        fine_tune=setup.get("fine_tune"), finetune_dir=config.finetune_dir))
+    if config.batch and not provider.supports_batches:
         raise ValueError(f"--batch needs a provider with a batch API (openai); "
                          f"{config.provider!r} answers live only")
     _preflight(variants, testset, ctx, provider)
@@ -145,7 +147,6 @@ def _preflight(variants: list, testset: Testset, ctx: VariantContext, provider) 
     """Build, render and price one request per variant before any call, so a rung that cannot
     work at all (few-shot without train.jsonl, a broken template, a model with no known
     price) is one clear error, not a failure journaled for every item."""
-    estimate = getattr(provider, "estimate_cost", None)
     for v in variants:
         try:
             request = v.build(testset.test[0], ctx)
@@ -153,10 +154,9 @@ def _preflight(variants: list, testset: Testset, ctx: VariantContext, provider) 
         except Exception as exc:
             raise ValueError(f"{testset.path}: variant {v.name!r} cannot build a request: "
                              f"{exc}") from exc
-        if estimate is not None:
-            try:
-                estimate(request)
-            except Exception as exc:
+        try:
+            provider.estimate_cost(request)
+        except Exception as exc:
                 raise ValueError(f"variant {v.name!r} cannot be priced, so its cost and "
                                  f"budget could not be kept: {exc}") from exc
 
@@ -172,28 +172,9 @@ def write_scores_and_summary(run_dir: Path, testset: Testset, variants: list[str
     return summary
 
 
-def _provider_options(config: RunConfig, setup: dict[str, Any]) -> dict[str, Any]:
-    opts = dict(config.provider_options)
-    if config.provider == "local":
-        opts.setdefault("finetune_dir", config.finetune_dir)
-    if config.provider == "openai":  # config provider/pricing sections, route to a fine-tune
-        from evalkit.providers.openai import options_from_config
-        opts = options_from_config(config.config_path, opts, setup.get("fine_tune"))
-    return opts
-
-
 def _prepare_fine_tune(config: RunConfig, testset: Testset) -> dict[str, Any]:
-    """The fine-tuned model the fine-tuned rungs call; local ones are trained on demand."""
-    if config.provider == "local":
-        # run_experiment has already refused (or been allowed) any leak: don't check twice
-        record = finetune.ensure_local(testset, config.finetune_dir, allow_leakage=True)
-    else:
-        name = finetune.default_name(testset, config.provider)
-        record = finetune.load_record(Path(config.finetune_dir), name)
-        if record is None or not record.fine_tuned_model:
-            raise FileNotFoundError(f"{finetune.record_path(Path(config.finetune_dir), name)}: "
-                                    f"no fine-tuned model recorded; run `evalkit finetune` "
-                                    f"or `evalkit finetune register` first")
+    """The fine-tuned model the fine-tuned rungs call, as the provider finds (or trains) it."""
+    record = provider_class(config.provider).fine_tune_for_run(testset, config.finetune_dir)
     return {"fine_tuned_model": record.fine_tuned_model, "fine_tune": asdict(record),
             "warnings": finetune.check_record_for(testset, record)}
 
@@ -228,8 +209,7 @@ def _write_run_json(run_dir: Path, config: RunConfig, testset: Testset, setup: d
         "testset": {"name": testset.name, "path": str(testset.path), "hash": testset.hash,
                     "n_test": len(testset.test), "n_train": len(testset.train),
                     "n_docs": len(testset.docs), "files": testset.file_hashes},
-        "task": {"type": testset.task.type, "primary_metric": testset.task.primary_metric,
-                 "labels": list(testset.task.labels)},  # lets `summarize` work from the folder
+        "task": testset.task.to_record(),  # lets `summarize` work from the folder alone
         "variant_specs": {n: asdict(default_variant(n, testset)) for n in config.variants},
         "setup": setup,
         "git_commit": _git_commit(),

@@ -5,10 +5,17 @@ Providers never import the runner: they take one Request and return one Completi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from evalkit.strategies.request import Request
+
+if TYPE_CHECKING:
+    from evalkit.data.testset import Testset
+    from evalkit.providers.pricing import PriceBook
+    from evalkit.strategies.finetune import FineTuneRecord
 
 
 @dataclass(frozen=True)
@@ -40,15 +47,120 @@ class Completion:
         return cls(**{**d, "usage": Usage(**d.get("usage", {}))})
 
 
-class Provider(Protocol):
-    name: str
-    cost_is_notional: bool  # True: nobody is billed (offline); its costs are for comparison
+@dataclass(frozen=True)
+class ProviderSetup:
+    """What a run hands a provider class to build itself (`Provider.from_config`).
+
+    `options`: the CLI flags and programmatic options (None values already dropped);
+    `config_path`: the experiment config, whose `provider:`/`pricing:` sections a provider may
+    read; `fine_tune`: the fine-tune record of the run's fine-tuned rungs (a dict), if any;
+    `finetune_dir`: where fine-tune records and artifacts live; `calls`: False when nothing
+    will be called (`evalkit estimate`), so credentials need not be present.
+    """
+
+    options: dict[str, Any] = field(default_factory=dict)
+    config_path: str | None = None
+    fine_tune: dict[str, Any] | None = None
+    finetune_dir: str = "finetunes"
+    calls: bool = True
+
+
+@dataclass(frozen=True)
+class FineTuneOptions:
+    """`evalkit finetune` flags; a provider reads those it has a use for."""
+
+    base_model: str | None = None
+    base_url: str | None = None
+    config_path: str | None = None
+    n_epochs: int | None = None
+    allow_leakage: bool = False
+    dry_run: bool = False
+    out: str | None = None
+    interval_s: float = 30.0
+    force: bool = False
+    echo: Callable[[str], None] = print
+
+
+class Provider:
+    """The interface the runner calls: one abstract `complete`, and optional hooks whose
+    defaults say "this provider has no such thing" (the pattern of Inspect's `ModelAPI` and
+    promptfoo's `cleanup?`), so no caller probes with `getattr` or compares provider names.
+
+    A provider lives in one module and is registered under its `name` in
+    `evalkit.providers.PROVIDERS`; it overrides only the hooks it has.
+    """
+
+    name: ClassVar[str] = ""
+    # Whether --base-url / --model mean anything to it (a server-backed provider).
+    takes_server_options: ClassVar[bool] = True
+    # True: nobody is billed (offline); its costs are only for comparing variants.
+    cost_is_notional: ClassVar[bool] = False
 
     def model_for(self, request: Request) -> str:
         """The model that will answer this request (the request may pin one)."""
+        return request.model or ""
 
     def cache_params(self) -> dict[str, Any]:
         """Generation parameters that change the answer, for the cache key. Never secrets."""
+        return {}
 
     async def complete(self, request: Request) -> Completion:
         """Answer one request; raise on failure (the runner records it per item)."""
+        raise NotImplementedError
+
+    # --- optional hooks ---------------------------------------------------------------------
+
+    def estimate_cost(self, request: Request) -> float | None:
+        """An upper-end guess of one call's cost for the budget check; None: no guess (the
+        runner then reserves the dearest call seen so far)."""
+        return None
+
+    def price_book(self) -> PriceBook | None:
+        """The token prices it bills with, for `evalkit estimate`; None: not token-priced."""
+        return None
+
+    @property
+    def max_output_tokens(self) -> int | None:
+        """A hard cap on answer tokens, when the provider sends one."""
+        return None
+
+    # Whether `batches` gives a Batch API client (`evalkit run --batch`).
+    supports_batches: ClassVar[bool] = False
+
+    def batches(self, base_url: str | None = None) -> Any:
+        """The Batch API client for one of its servers (only if `supports_batches`)."""
+        raise NotImplementedError(f"provider {self.name!r} has no batch API")
+
+    def server_for(self, model: str) -> str | None:
+        """The base URL of the server that answers `model` (None: the default, or none)."""
+        return None
+
+    async def aclose(self) -> None:
+        """Release connections; the runner awaits it inside the loop that used them."""
+
+    @classmethod
+    def from_config(cls, setup: ProviderSetup) -> Provider:
+        """Build the provider for a run from options and the experiment config."""
+        return cls(**setup.options)
+
+    @classmethod
+    def fine_tune_for_run(cls, testset: Testset, finetune_dir: str) -> FineTuneRecord:
+        """The fine-tuned model a run's fine-tuned rungs call: by default the one a previous
+        `evalkit finetune` (or `finetune register`) recorded for this provider."""
+        from evalkit.strategies import finetune  # deferred: scikit-learn
+
+        name = finetune.default_name(testset, cls.name)
+        record = finetune.load_record(Path(finetune_dir), name)
+        if record is None or not record.fine_tuned_model:
+            raise FileNotFoundError(f"{finetune.record_path(Path(finetune_dir), name)}: "
+                                    f"no fine-tuned model recorded; run `evalkit finetune` "
+                                    f"or `evalkit finetune register` first")
+        return record
+
+    @classmethod
+    def fine_tune(cls, testset: Testset, finetune_dir: str, options: FineTuneOptions
+                  ) -> FineTuneRecord | None:
+        """Train this provider's fine-tuned model on the train split (`evalkit finetune`);
+        None when nothing was trained (a dry run)."""
+        raise ValueError(f"provider {cls.name!r} cannot fine-tune; train the model elsewhere "
+                         f"and record it with `evalkit finetune register`")

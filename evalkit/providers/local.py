@@ -20,9 +20,10 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -30,18 +31,30 @@ from sklearn.feature_extraction.text import HashingVectorizer, TfidfVectorizer
 from sklearn.preprocessing import normalize
 from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 
-from evalkit.providers.base import Completion, Usage
+from evalkit.providers.base import Completion, FineTuneOptions, Provider, ProviderSetup, Usage
+from evalkit.registry import Registry
+from evalkit.strategies import finetune
 from evalkit.strategies.finetune import LOCAL_MODEL_PREFIX, load_local_model
 from evalkit.strategies.request import Request
+
+if TYPE_CHECKING:
+    from evalkit.data.testset import Testset
 
 UNKNOWN = "unknown"
 CODE_VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 
+# Task type -> what the local provider does for it: (request, fine-tuned model or None,
+# provider) -> the answer text. The fine-tuned model is what `finetune.LOCAL_TRAINERS` trained
+# for that type. A task type without an entry is refused when a request of it arrives.
+Answerer = Callable[[Request, Any, "LocalProvider"], str]
+LOCAL_ANSWERERS: Registry[Answerer] = Registry("local-provider task type")
 
-class LocalProvider:
+
+class LocalProvider(Provider):
     """Offline provider. `finetune_dir` is where `local-ft:NAME` models are looked up."""
 
-    name = "local"
+    name = finetune.LOCAL_PROVIDER
+    takes_server_options = False  # no server: --base-url / --model mean nothing here
     cost_is_notional = True  # runs offline: its per-token prices only let variants compare
 
     def __init__(self, *, model: str = "local-tfidf", finetune_dir: Path | str = "finetunes",
@@ -62,16 +75,32 @@ class LocalProvider:
         return {"qa_min_support": self.qa_min_support, "code": CODE_VERSION, "prices": [
             self.usd_per_m_input, self.usd_per_m_output, self.fine_tuned_markup]}
 
+    @classmethod
+    def from_config(cls, setup: ProviderSetup) -> LocalProvider:
+        return cls(**{"finetune_dir": setup.finetune_dir, **setup.options})
+
+    @classmethod
+    def fine_tune_for_run(cls, testset: Testset, finetune_dir: str) -> finetune.FineTuneRecord:
+        """Trained on demand (and reused while the train split is unchanged). The run has
+        already refused, or been allowed, any leak: don't check twice."""
+        return finetune.ensure_local(testset, finetune_dir, provider=cls.name,
+                                     allow_leakage=True)
+
+    @classmethod
+    def fine_tune(cls, testset: Testset, finetune_dir: str, options: FineTuneOptions
+                  ) -> finetune.FineTuneRecord:
+        return finetune.train_local(testset, finetune_dir, provider=cls.name,
+                                    allow_leakage=options.allow_leakage)
+
     async def complete(self, request: Request) -> Completion:
         start = time.perf_counter()
-        ft = self._fine_tuned(request.model)
-        if request.task_type == "classification":
-            text = classify(request, ft)
-        elif request.task_type == "qa":
-            text = answer_question(request, ft, min_support=self.qa_min_support)
-        else:
+        answer = LOCAL_ANSWERERS.find(request.task_type)
+        if answer is None:
             raise NotImplementedError(
-                f"the local provider handles classification and qa, not {request.task_type!r}")
+                f"the local provider handles {', '.join(LOCAL_ANSWERERS.names())}, "
+                f"not {request.task_type!r}")
+        ft = self._fine_tuned(request.model)
+        text = answer(request, ft, self)
         latency = time.perf_counter() - start
         usage = Usage(input_tokens=sum(len(m["content"].split()) for m in request.messages()),
                       output_tokens=len(text.split()))
@@ -122,6 +151,11 @@ class _Remembering:
 
 
 # --- classification ---------------------------------------------------------------------------
+
+@LOCAL_ANSWERERS.decorator("classification")
+def _classify(request: Request, ft: Any, provider: LocalProvider) -> str:
+    return classify(request, ft)
+
 
 def classify(request: Request, ft=None) -> str:
     labels = [label for label, _ in request.labels]
@@ -199,6 +233,11 @@ def _cos(q, m) -> np.ndarray:
 
 
 # --- question answering -----------------------------------------------------------------------
+
+@LOCAL_ANSWERERS.decorator("qa")
+def _answer(request: Request, ft: Any, provider: LocalProvider) -> str:
+    return answer_question(request, ft, min_support=provider.qa_min_support)
+
 
 def answer_question(request: Request, ft=None, *, min_support: float) -> str:
     question = request.input

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from evalkit import secrets
-from evalkit.providers.base import Completion, Usage
+from evalkit.providers.base import Completion, FineTuneOptions, Provider, ProviderSetup, Usage
 from evalkit.providers.pricing import PriceBook
 from evalkit.strategies.request import Request
 
@@ -72,7 +72,7 @@ def redact_url(url: str | None) -> str | None:
     return url
 
 
-class OpenAIProvider:
+class OpenAIProvider(Provider):
     """Chat Completions against OpenAI or an OpenAI-compatible server.
 
     `routes` maps a model name to the base URL that serves it (a LoRA registered on another
@@ -117,7 +117,32 @@ class OpenAIProvider:
         for url in {self.base_url, *self.routes.values()} if require_key else ():
             self._api_key(url)  # fail now, not once per item, when OpenAI itself has no key
 
-    # --- the Provider protocol --------------------------------------------------------------
+    # --- the Provider interface -------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, setup: ProviderSetup) -> OpenAIProvider:
+        """Options from the config's `provider:` section < CLI flags, prices from `pricing:`,
+        and a route to the fine-tuned model when the record names another server."""
+        opts = options_from_config(setup.config_path, setup.options, setup.fine_tune)
+        return cls(**opts, require_key=setup.calls)
+
+    @classmethod
+    def fine_tune(cls, testset, finetune_dir: str, options: FineTuneOptions):
+        """A job on an OpenAI-compatible fine-tuning API (files + fine_tuning.jobs)."""
+        from evalkit.providers import openai_finetune
+
+        return openai_finetune.train(
+            testset, finetune_dir, base_model=options.base_model, base_url=options.base_url,
+            config_path=options.config_path, n_epochs=options.n_epochs,
+            allow_leakage=options.allow_leakage, dry_run=options.dry_run, out=options.out,
+            interval_s=options.interval_s, force=options.force, echo=options.echo)
+
+    def price_book(self) -> PriceBook:
+        return self.prices
+
+    @property
+    def max_output_tokens(self) -> int | None:
+        return self.max_completion_tokens
 
     def model_for(self, request: Request) -> str:
         return request.model or self.model
@@ -174,6 +199,11 @@ class OpenAIProvider:
         factor = self.prices.batch_price_factor if batch else 1.0
         return Completion(text=text, usage=usage, latency_s=0.0,
                           cost_usd=self.prices.price(model).cost(usage) * factor, model=model)
+
+    supports_batches = True
+
+    def server_for(self, model: str) -> str | None:
+        return self.routes.get(model, self.base_url)
 
     def batches(self, base_url: str | None = None):
         """The Batch API client for this provider's server (evalkit.providers.openai_batch)."""

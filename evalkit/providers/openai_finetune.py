@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.data.testset import Testset
-from evalkit.providers.openai import NO_KEY_PLACEHOLDER, approx_tokens, redact_url
+from evalkit.providers.openai import NO_KEY_PLACEHOLDER, OpenAIProvider, approx_tokens, redact_url
 from evalkit.providers.pricing import PriceBook
 from evalkit.strategies.finetune import (
     FineTuneRecord,
@@ -139,7 +139,7 @@ def start(testset: Testset, finetune_dir: Path | str, *, sdk, base_model: str,
           n_epochs: int | None = None, suffix: str | None = None,
           seed: int | None = 0) -> FineTuneRecord:
     """Upload the file, create the job, and write the record before any polling."""
-    name = name or default_name(testset, "openai")
+    name = name or default_name(testset, OpenAIProvider.name)
     uploaded = sdk.files.create(file=(f"{name}.jsonl", io.BytesIO(training.jsonl())),
                                 purpose="fine-tune")
     kwargs: dict[str, Any] = {"model": base_model, "training_file": uploaded.id}
@@ -152,7 +152,7 @@ def start(testset: Testset, finetune_dir: Path | str, *, sdk, base_model: str,
         kwargs["seed"] = seed
     job = sdk.fine_tuning.jobs.create(**kwargs)
     record = FineTuneRecord(
-        name=name, provider="openai", base_model=base_model,
+        name=name, provider=OpenAIProvider.name, base_model=base_model,
         fine_tuned_model=job.fine_tuned_model or "", status=job.status,
         train_hash=train_hash(testset), trained_examples=len(training.lines),
         created_at=_now(), job_id=job.id, base_url=redact_url(base_url))
@@ -252,7 +252,7 @@ def train(testset: Testset, finetune_dir: Path | str, *, base_model: str,
     """
     from evalkit.config import load_config
 
-    name = name or default_name(testset, "openai")
+    name = name or default_name(testset, OpenAIProvider.name)
     if not dry_run:
         done = existing_job(finetune_dir, name, testset=testset, base_model=base_model,
                             force=force, echo=echo)
@@ -337,7 +337,7 @@ def register(finetune_dir: Path | str, name: str, *, model: str, base_url: str |
                             f"still {old.status}; registering would lose it (follow it with "
                             f"`evalkit finetune status {name}`, or pass --force)")
     record = FineTuneRecord(
-        name=name, provider="openai", base_model=base_model, fine_tuned_model=model,
+        name=name, provider=OpenAIProvider.name, base_model=base_model, fine_tuned_model=model,
         status="succeeded", train_hash=train_hash(testset) if testset else "",
         trained_examples=len(testset.train) if testset else 0,
         training_time_s=(gpu_hours or 0.0) * 3600.0,  # GPU time

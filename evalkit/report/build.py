@@ -21,6 +21,7 @@ from evalkit.analysis.verdicts import usd
 from evalkit.report import charts
 from evalkit.run.journal import Journal, latest
 from evalkit.run.runfolder import RunFolderError, read_items, read_json, read_scores
+from evalkit.tasks import METRICS, bounds
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -118,8 +119,16 @@ def _charts(summary: dict, ladder: list[str], primary: str, steps: list[dict]) -
 
 
 def is_wrong(value: float, metric: str) -> bool:
-    """An item counts as wrong when a 0/1 metric is 0, or a graded one is below 0.5."""
-    return value < 0.5 if metric not in ("accuracy", "exact_match", "contains") else value < 1
+    """An item counts as wrong when a 0/1 metric is 0, or a graded one is in the worse half of
+    its range (below 0.5 for a [0, 1] metric); binary and range come from the metric registry,
+    and a metric no module registers is read as a graded [0, 1] one."""
+    spec = METRICS.find(metric)
+    if spec is not None and spec.binary:
+        return value < 1 if spec.higher_is_better else value > 0
+    lo, hi = bounds(metric) or (0.0, 1.0)
+    middle = (lo + hi) / 2
+    higher = spec is None or spec.higher_is_better
+    return value < middle if higher else value > middle
 
 
 def _rag_diagnostics(scores: pd.DataFrame, ladder: list[str], primary: str) -> list[dict]:

@@ -126,7 +126,7 @@ def _chunks(accepted: list[_Pending], provider: Provider, settings: BatchSetting
     """Requests grouped by the server that answers their model, split to the API's limits."""
     by_url: dict[str | None, list[_Pending]] = {}
     for p in accepted:
-        url = getattr(provider, "routes", {}).get(p.model, getattr(provider, "base_url", None))
+        url = provider.server_for(p.model)
         by_url.setdefault(url, []).append(p)
     for url, items in by_url.items():
         chunk: list[_Pending] = []

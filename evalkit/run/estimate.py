@@ -19,14 +19,15 @@ from typing import Any
 
 from evalkit.config import load_config
 from evalkit.data.testset import Testset, load_testset
-from evalkit.providers import get_provider
+from evalkit.providers import ProviderSetup, build_provider
 from evalkit.providers.base import Usage
-from evalkit.providers.openai import approx_tokens, options_from_config
+from evalkit.providers.openai import approx_tokens
 from evalkit.providers.pricing import PriceBook, UnknownPrice
 from evalkit.run.cache import ResponseCache, request_key
 from evalkit.strategies import finetune
 from evalkit.strategies.retrieval import chunk_document
 from evalkit.strategies.variants import VariantContext, default_variant
+from evalkit.tasks import task_type
 
 
 @dataclass
@@ -61,7 +62,7 @@ class Estimate:
 
 def expected_output_tokens(testset: Testset, max_completion_tokens: int | None) -> int:
     """A per-answer output guess, never above the cap the provider sends."""
-    if testset.task.type == "classification" and testset.task.labels:
+    if task_type(testset.task.type).uses_labels and testset.task.labels:
         guess = max(math.ceil(len(label) / 4) for label in testset.task.labels) + 1
     elif testset.train:
         lengths = [math.ceil(len(it.references[0]) / 4) for it in testset.train]
@@ -78,20 +79,21 @@ def estimate_run(testset_dir: str, *, variants: list[str], provider: str = "open
     """The expected tokens and dollars of `evalkit run` with these options. Makes no call."""
     testset = load_testset(testset_dir)
     out = Estimate(testset.name, provider)
-    if provider != "openai":
-        out.notes.append(f"provider {provider!r} has no token prices; nothing to estimate")
-        return out
     rungs = [default_variant(name, testset) for name in variants]
     record = None
     if any(v.fine_tuned for v in rungs):
         record = finetune.load_record(Path(finetune_dir), finetune.default_name(testset, provider))
-    opts = options_from_config(config_path, provider_options or {},
-                               asdict(record) if record else None)
-    llm = get_provider("openai", **opts, require_key=False)
-    prices: PriceBook = opts["pricing"]
+    llm = build_provider(provider, ProviderSetup(
+        options={k: v for k, v in (provider_options or {}).items() if v is not None},
+        config_path=config_path, fine_tune=asdict(record) if record else None,
+        finetune_dir=finetune_dir, calls=False))
+    prices = llm.price_book()
+    if prices is None:
+        out.notes.append(f"provider {provider!r} has no token prices; nothing to estimate")
+        return out
     ctx = VariantContext(testset, cache_dir=Path(cache_dir),
                          fine_tuned_model=record.fine_tuned_model if record else None)
-    out_tokens = expected_output_tokens(testset, llm.max_completion_tokens)
+    out_tokens = expected_output_tokens(testset, llm.max_output_tokens)
     cache_path = Path(cache_dir) / "responses.sqlite"
     cache = ResponseCache(cache_path) if cache_path.is_file() else None
     try:

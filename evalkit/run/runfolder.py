@@ -78,3 +78,8 @@ def read_items(path: Path | str) -> list[dict[str, Any]]:
                                      field="id")
             items.append(item)
     return items
+
+
+def read_summary(run_dir: Path | str) -> dict[str, Any]:
+    """A run folder's summary.json (schema: docs/summary-schema.md), as written by the run."""
+    return read_json(Path(run_dir) / "summary.json")

@@ -5,7 +5,7 @@ any number of items. For each job: build the Request, look it up in the cache, e
 provider; journal the result the moment it is known. A call that raises is journaled as an
 error for that item and the run goes on. With `max_cost_usd`, no call is issued once the
 spend so far, plus the expected cost of the calls still in flight, plus this call's expected
-cost (the provider's `estimate_cost(request)` if it has one, and never less than the dearest
+cost (the provider's `estimate_cost(request)` when it makes a guess, and never less than the dearest
 call seen) would cross the cap; those jobs are left unjournaled, so `--resume` can finish them.
 """
 
@@ -53,7 +53,6 @@ async def run_jobs(jobs: Iterable[Job], *, total: int, provider: Provider,
     bar = tqdm(total=total, disable=None if progress else True, unit="item", leave=False)
     max_call_cost = 0.0
     reserved = 0.0  # expected cost of the calls in flight
-    estimate = getattr(provider, "estimate_cost", None)  # optional: a per-request cost guess
     inflight: dict[str, asyncio.Future] = {}  # cache key -> the answer one worker is fetching
     start = time.perf_counter()
 
@@ -80,7 +79,7 @@ async def run_jobs(jobs: Iterable[Job], *, total: int, provider: Provider,
                 guess = 0.0  # this call's expected cost, reserved while it is in flight
                 if max_cost_usd is not None:
                     try:
-                        guess = max(max_call_cost, estimate(request) if estimate else 0.0)
+                        guess = max(max_call_cost, provider.estimate_cost(request) or 0.0)
                     except Exception as exc:  # e.g. no price known for the model: don't call
                         _record_error(journal, stats, job, exc)
                         bar.update()
@@ -121,9 +120,7 @@ async def run_jobs(jobs: Iterable[Job], *, total: int, provider: Provider,
     finally:
         bar.close()
         journal.close()
-        aclose = getattr(provider, "aclose", None)  # HTTP clients close inside their loop
-        if aclose is not None:
-            await aclose()
+        await provider.aclose()  # HTTP clients close inside their loop
     stats.wall_s = time.perf_counter() - start
     return stats
 

@@ -1,8 +1,10 @@
 """Predictions -> per-item scores, in long format (run, variant, item_id, metric, value).
 
-Which metrics apply follows from the task type; retrieval metrics are added for items with
-gold `doc_ids` on variants that retrieved passages. A failed call scores NaN on the quality
-metrics ("not scorable"), so errors are counted, never silently averaged in as zeros.
+Which metrics apply comes from the registries (evalkit.tasks): the task type parses each
+output once, then every per-item metric task.yaml asks for is computed on it; retrieval
+metrics are added for items with gold `doc_ids` on variants that retrieved passages, and cost
+metrics for every answered item. A failed call scores NaN on the quality metrics ("not
+scorable"), so errors are counted, never silently averaged in as zeros.
 """
 
 from __future__ import annotations
@@ -11,44 +13,34 @@ import math
 
 import pandas as pd
 
+from evalkit import tasks
 from evalkit.data.testset import Item, Task
 from evalkit.run.journal import Prediction
-from evalkit.scoring import metrics
 
 SCORE_COLUMNS = ["run", "variant", "item_id", "metric", "value"]
-COST_METRICS = ("latency_s", "input_tokens", "output_tokens", "cost_usd")
-
-
-_TEXT_METRICS = {"exact_match": metrics.exact_match, "token_f1": metrics.token_f1,
-                 "contains": metrics.contains}
+COST_METRICS = tasks.metrics_in("cost")  # latency_s, input_tokens, output_tokens, cost_usd
 
 
 def quality_metrics(task: Task) -> tuple[str, ...]:
     """The per-item quality metrics task.yaml asks for: the primary, then the secondary ones."""
-    if task.type == "classification":
-        return ("accuracy",)
-    declared = tuple(m for m in (task.primary_metric, *task.secondary_metrics)
-                     if m in _TEXT_METRICS)
-    return declared or tuple(_TEXT_METRICS)  # a Task built in code without metric names
+    return tasks.quality_metrics(task)
 
 
 def score_item(task: Task, item: Item, pred: Prediction) -> dict[str, float]:
-    out: dict[str, float] = {}
     ok = pred.error_class is None and pred.output is not None
-    if task.type == "classification":
-        label = metrics.parse_label(pred.output, list(task.labels)) if ok else None
-        out["accuracy"] = float(label == item.expected) if ok else math.nan
-    else:
-        for name in quality_metrics(task):
-            out[name] = _TEXT_METRICS[name](pred.output, item.references) if ok else math.nan
-    if pred.retrieved and item.doc_ids:
-        out["recall_at_k"] = metrics.recall_at_k(pred.retrieved, item.doc_ids)
-        out["mrr"] = metrics.mrr(pred.retrieved, item.doc_ids)
+    parsed = tasks.task_type(task.type).parse(pred.output, task) if ok else None
+    ctx = tasks.ItemContext(task, item, pred.output if ok else None, parsed,
+                            tuple(pred.retrieved or ()), pred)
+    out: dict[str, float] = {}
+    for name in quality_metrics(task):
+        out[name] = float(tasks.metric(name).compute(ctx)) if ok else math.nan
+    for name in tasks.metric_names(task_type=task.type, level="item", group="retrieval"):
+        value = tasks.metric(name).compute(ctx)
+        if value is not None:
+            out[name] = float(value)
     if ok:
-        out["latency_s"] = pred.latency_s
-        out["input_tokens"] = float(pred.input_tokens)
-        out["output_tokens"] = float(pred.output_tokens)
-        out["cost_usd"] = pred.cost_usd
+        for name in tasks.metric_names(task_type=task.type, level="item", group="cost"):
+            out[name] = float(tasks.metric(name).compute(ctx))
     return out
 
 

@@ -26,9 +26,17 @@ from evalkit.data.leakage import find_leaks
 from evalkit.data.testset import Testset
 from evalkit.data.text import make_vectorizer
 from evalkit.paths import check_name, inside
+from evalkit.registry import Registry
 
 LOCAL_MODEL_PREFIX = "local-ft:"
+# The name local fine-tunes are filed under: the local provider's registered name (it reads
+# this constant, since this stage comes before the providers).
+LOCAL_PROVIDER = "local"
 LOCAL_USD_PER_HOUR = 0.10  # the notional price of the CPU that trains the local model
+
+# Task type -> how the local "fine-tune" of that type is trained from the train split: a
+# function (testset) -> a picklable model the local provider's answerer for that type uses.
+LOCAL_TRAINERS: Registry = Registry("local fine-tune trainer")
 
 
 @dataclass
@@ -148,26 +156,36 @@ def refuse_leakage(testset: Testset) -> None:
                            f"(cosine {leaks[0].similarity:.2f}); refusing to fine-tune")
 
 
-def train_local(testset: Testset, finetune_dir: Path | str, *, name: str | None = None,
-                allow_leakage: bool = False) -> FineTuneRecord:
-    """Train the local model on the train split, save artifact + record, return the record."""
+@LOCAL_TRAINERS.decorator("classification")
+def _train_classifier(testset: Testset) -> Pipeline:
+    model = Pipeline([("tfidf", make_vectorizer()),
+                      ("clf", LogisticRegression(C=10.0, max_iter=2000))])
+    return model.fit([it.input for it in testset.train],
+                     [str(it.expected) for it in testset.train])
+
+
+@LOCAL_TRAINERS.decorator("qa")
+def _train_qa(testset: Testset) -> QAMemory:
+    return QAMemory([it.input for it in testset.train],
+                    [it.references[0] for it in testset.train])
+
+
+def train_local(testset: Testset, finetune_dir: Path | str, *, provider: str = LOCAL_PROVIDER,
+                name: str | None = None, allow_leakage: bool = False) -> FineTuneRecord:
+    """Train the local model on the train split, save artifact + record, return the record.
+    `provider` is the name the record is filed under (the local provider's)."""
     finetune_dir = Path(finetune_dir)
-    name = name or default_name(testset, "local")
+    name = name or default_name(testset, provider)
     if not testset.train:
         raise ValueError(f"{testset.path}: cannot fine-tune without train.jsonl")
+    if testset.task.type not in LOCAL_TRAINERS:
+        raise ValueError(f"local fine-tuning has no trainer for task type "
+                         f"{testset.task.type!r}; it has: {', '.join(LOCAL_TRAINERS.names())}")
     if not allow_leakage:
         refuse_leakage(testset)
     start = time.perf_counter()
     inputs = [it.input for it in testset.train]
-    if testset.task.type == "classification":
-        model = Pipeline([("tfidf", make_vectorizer()),
-                          ("clf", LogisticRegression(C=10.0, max_iter=2000))])
-        model.fit(inputs, [str(it.expected) for it in testset.train])
-    elif testset.task.type == "qa":
-        model = QAMemory(inputs, [it.references[0] for it in testset.train])
-    else:
-        raise NotImplementedError(f"local fine-tuning supports classification and qa, "
-                                  f"not {testset.task.type!r}")
+    model = LOCAL_TRAINERS.get(testset.task.type)(testset)
     elapsed = time.perf_counter() - start
     finetune_dir.mkdir(parents=True, exist_ok=True)
     artifact = _in_dir(finetune_dir, name, ".pkl")
@@ -175,7 +193,7 @@ def train_local(testset: Testset, finetune_dir: Path | str, *, name: str | None 
         pickle.dump(model, fh)
     artifact.with_suffix(".tmp").replace(artifact)
     record = FineTuneRecord(
-        name=name, provider="local", base_model="local-tfidf",
+        name=name, provider=provider, base_model="local-tfidf",
         # the train hash in the id makes a retrained model a new model for the response cache
         fine_tuned_model=f"{LOCAL_MODEL_PREFIX}{name}@{train_hash(testset)[:12]}",
         status="succeeded",
@@ -189,13 +207,13 @@ def train_local(testset: Testset, finetune_dir: Path | str, *, name: str | None 
 
 
 def ensure_local(testset: Testset, finetune_dir: Path | str, *,
-                 allow_leakage: bool = False) -> FineTuneRecord:
+                 provider: str = LOCAL_PROVIDER, allow_leakage: bool = False) -> FineTuneRecord:
     """The local fine-tune for this test set, trained now if missing or stale."""
-    record = load_record(Path(finetune_dir), default_name(testset, "local"))
-    artifact = _in_dir(finetune_dir, default_name(testset, "local"), ".pkl")
+    record = load_record(Path(finetune_dir), default_name(testset, provider))
+    artifact = _in_dir(finetune_dir, default_name(testset, provider), ".pkl")
     if record and record.train_hash == train_hash(testset) and artifact.is_file():
         return record
-    return train_local(testset, finetune_dir, allow_leakage=allow_leakage)
+    return train_local(testset, finetune_dir, provider=provider, allow_leakage=allow_leakage)
 
 
 def load_local_model(finetune_dir: Path, model: str):

@@ -1,0 +1,34 @@
+"""Task types and metrics: the registries (`base`) and the built-in plug-ins.
+
+Importing this package registers the built-ins; a new built-in task type or metric is one
+module here plus one line below. A user's own registers itself from wherever it lives:
+
+    from evalkit.tasks import Metric, register_metric
+    register_metric(Metric("brevity", "item", lambda ctx: ..., task_types=("qa",)))
+"""
+
+from evalkit.tasks import classification, common, qa  # noqa: F401  (registers the built-ins)
+from evalkit.tasks.base import (
+    DESIGNED_TASK_TYPES,
+    METRICS,
+    TASK_TYPES,
+    ItemContext,
+    Metric,
+    RunContext,
+    TaskType,
+    bounds,
+    higher_is_better,
+    metric,
+    metric_names,
+    metrics_in,
+    quality_metrics,
+    register_metric,
+    register_task_type,
+    run_metrics,
+    task_type,
+)
+
+__all__ = ["DESIGNED_TASK_TYPES", "METRICS", "TASK_TYPES", "ItemContext", "Metric",
+           "RunContext", "TaskType", "bounds", "higher_is_better", "metric", "metric_names",
+           "metrics_in", "quality_metrics", "register_metric", "register_task_type",
+           "run_metrics", "task_type"]
