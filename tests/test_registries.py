@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,31 @@ def test_public_api_is_lazy_and_complete():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True, timeout=60).stdout.strip()
     assert out == "[] True True"
+
+
+def test_a_task_types_response_format_reaches_the_request_body_and_cache_key(echo_registered,
+                                                                              tmp_path):
+    """The structured-output hook: what a TaskType asks for is sent as `response_format`, and
+    is part of the cache key (a JSON-mode answer is not a plain-text one)."""
+    from evalkit.providers.openai import OpenAIProvider
+    from evalkit.run.cache import request_key
+    from evalkit.strategies.variants import VariantContext, default_variant
+
+    schema = {"type": "json_schema", "json_schema": {"name": "echo", "schema": {
+        "type": "object", "properties": {"word": {"type": "string"}}}}}
+    plain = tasks.TASK_TYPES.unregister("echo")
+    tasks.register_task_type(tasks.TaskType(
+        "echo", check_expected=_check_word, metrics=plain.metrics,
+        response_format=lambda task: schema))
+    try:
+        ts = load_testset(_echo_set(tmp_path / "echo-set"))
+        request = default_variant("prompt-only", ts).build(ts.test[0], VariantContext(ts))
+        provider = OpenAIProvider(base_url="http://127.0.0.1:9/v1", require_key=False)
+        assert request.response_format == schema
+        assert provider.body(request)["response_format"] == schema
+        plain_request = replace(request, response_format=None)
+        assert "response_format" not in provider.body(plain_request)
+        assert request_key(provider, request) != request_key(provider, plain_request)
+    finally:
+        tasks.TASK_TYPES.unregister("echo")
+        tasks.register_task_type(plain)

@@ -91,6 +91,7 @@ class Provider:
     """
 
     name: ClassVar[str] = ""
+    model: str = ""  # the default model it calls (instances set theirs)
     # Whether --base-url / --model mean anything to it (a server-backed provider).
     takes_server_options: ClassVar[bool] = True
     # True: nobody is billed (offline); its costs are only for comparing variants.

@@ -162,6 +162,8 @@ class OpenAIProvider(Provider):
             body["seed"] = self.seed
         if self.max_completion_tokens is not None:
             body[self.max_tokens_param] = self.max_completion_tokens
+        if request.response_format is not None:  # structured output the task type asks for
+            body["response_format"] = request.response_format
         return body
 
     async def complete(self, request: Request) -> Completion:

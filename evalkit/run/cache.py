@@ -29,9 +29,11 @@ def request_key(provider: Any, request: Any) -> str:
     The task type is part of it: the local provider answers the same messages differently
     for a classification and a QA task.
     """
+    params = {**provider.cache_params(), "task_type": request.task_type}
+    if request.response_format is not None:  # absent otherwise: older cache keys still hit
+        params["response_format"] = request.response_format
     return cache_key(provider=provider.name, model=provider.model_for(request),
-                     messages=request.messages(),
-                     params={**provider.cache_params(), "task_type": request.task_type})
+                     messages=request.messages(), params=params)
 
 
 def completion_from_row(text: str) -> Completion | None:

@@ -182,7 +182,7 @@ def score_run(run_dir: Path | str, provider: Provider, *, model: str | None = No
                                 "unparseable": int((group["error"].isna()
                                                     & values.isna()).sum()),
                                 "errors": int(group["error"].notna().sum())}
-    summary = {"model": model or getattr(provider, "model", None), "rubric": rubric,
+    summary = {"model": model or (provider.model or None), "rubric": rubric,
                "variants": per_variant, "judge_cost": _cost(preds, stats)}
     (run_dir / "judge.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

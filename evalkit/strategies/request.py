@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
@@ -32,6 +33,9 @@ class Request:
     examples: tuple[Example, ...] = ()
     passages: tuple[Passage, ...] = ()
     model: str | None = None  # a variant may pin a model (the fine-tuned rungs do)
+    # What the answer must look like, as an OpenAI `response_format` (e.g. a JSON schema):
+    # the task type's `response_format` hook decides; None asks for plain text.
+    response_format: dict[str, Any] | None = None
 
     def messages(self) -> list[dict[str, str]]:
         """Chat messages: system (instructions + labels), example turns, then the input.

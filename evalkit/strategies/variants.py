@@ -21,6 +21,7 @@ from evalkit.data.testset import Item, Testset
 from evalkit.strategies.ladder import LADDER  # noqa: F401  re-exported for callers
 from evalkit.strategies.request import Example, Request
 from evalkit.strategies.retrieval import Passage, TfidfIndex, build_index
+from evalkit.tasks import task_type
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Variant:
             examples=examples,
             passages=passages,
             model=ctx.fine_tuned_model if self.fine_tuned else self.model,
+            response_format=ctx.response_format,
         )
 
 
@@ -83,6 +85,11 @@ class VariantContext:
         self.seed = seed
         self.index_factory = index_factory  # another retriever (embeddings); None: TF-IDF
         self._memo: dict[tuple[str, int], dict] = {}  # (what, k) -> {input: result}
+
+    @cached_property
+    def response_format(self) -> dict | None:
+        """The structured output every request of this task asks for (its task type's hook)."""
+        return task_type(self.testset.task.type).response_format(self.testset.task)
 
     @cached_property
     def index(self) -> TfidfIndex:
