@@ -88,10 +88,15 @@ class OpenAIProvider(Provider):
                  max_tokens_param: str = "max_completion_tokens", max_retries: int = 5,
                  timeout_s: float = 60.0, routes: Mapping[str, str] | None = None,
                  pricing: PriceBook | Mapping[str, Any] | None = None,
-                 default_output_tokens: int = 256, require_key: bool = True):
+                 default_output_tokens: int = 256, require_key: bool = True,
+                 http_transport: str = "auto"):
         if max_tokens_param not in ("max_completion_tokens", "max_tokens"):
             raise ValueError("max_tokens_param must be 'max_completion_tokens' or 'max_tokens' "
                              "(older OpenAI-compatible servers only know max_tokens)")
+        if http_transport not in HTTP_TRANSPORTS:
+            raise ValueError(f"http_transport must be one of {', '.join(HTTP_TRANSPORTS)}, "
+                             f"got {http_transport!r}")
+        self.http_transport = http_transport
         if not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
         self.model = model
@@ -172,13 +177,17 @@ class OpenAIProvider(Provider):
         client = self._client(self.routes.get(model, self.base_url))
         body = self.body(request)
         messages = body["messages"]
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         start = time.perf_counter()
         try:
-            response = await client.chat.completions.create(**body)
+            # the SDK's low-level post: its auth, base URL, retries (Retry-After) and typed
+            # errors, without create()'s parameter transform or pydantic parsing of the answer
+            raw = await client.post("/chat/completions", content=content, options=_JSON,
+                                    cast_to=_http_response_type())
         except Exception as exc:
             raise self._translate(exc) from None
-        latency = time.perf_counter() - start
-        text, usage = self._read(response, messages)
+        latency = _elapsed(raw, since=start)
+        text, usage = self._read(_json_body(raw), messages)
         self._max_output_seen = max(self._max_output_seen, usage.output_tokens)
         # calibrate the tokenizer-free estimate against what the server counted
         self._input_ratio = max(self._input_ratio, usage.input_tokens / approx_tokens(messages))
@@ -190,14 +199,7 @@ class OpenAIProvider(Provider):
         """A Completion from a chat completion's JSON body (a Batch API result line), priced
         for the requested `model`, at the batch rate (`pricing.batch_price_factor` of the
         live price) when `batch`."""
-        from openai.types.chat import ChatCompletion
-
-        try:
-            response = ChatCompletion.model_validate(body)
-        except Exception as exc:
-            raise MalformedResponse(f"not a chat completion: {secrets.scrub(str(exc))[:300]}"
-                                    ) from None
-        text, usage = self._read(response, [])
+        text, usage = self._read(body, [])
         factor = self.prices.batch_price_factor if batch else 1.0
         return Completion(text=text, usage=usage, latency_s=0.0,
                           cost_usd=self.prices.price(model).cost(usage) * factor, model=model)
@@ -256,32 +258,35 @@ class OpenAIProvider(Provider):
         held = self._clients.get(base_url)
         if held is None or held[0] is not loop:
             client = AsyncOpenAI(api_key=self._api_key(base_url), base_url=base_url,
-                                 max_retries=self.max_retries, timeout=self.timeout_s)
+                                 max_retries=self.max_retries, timeout=self.timeout_s,
+                                 http_client=_http_client(self.http_transport,
+                                                          self.timeout_s))
             self._clients[base_url] = held = (loop, client)
         return held[1]
 
-    def _read(self, response: Any, messages: list[dict[str, str]]) -> tuple[str, Usage]:
-        """Text and usage from a ChatCompletion; anything else is a MalformedResponse."""
-        if isinstance(response, str):
-            raise MalformedResponse("expected a JSON chat completion, got "
-                                    f"{secrets.scrub(response[:200])!r}")
+    def _read(self, data: Any, messages: list[dict[str, str]]) -> tuple[str, Usage]:
+        """Text and usage from a chat completion's JSON; anything else is a MalformedResponse.
+
+        Reads only the fields evalkit uses, from the parsed JSON (no pydantic models: that
+        parse was a tenth of the client's time per call)."""
         try:
-            text = response.choices[0].message.content
-        except (AttributeError, IndexError, TypeError, KeyError):
+            text = data["choices"][0]["message"]["content"]
+        except (IndexError, TypeError, KeyError):
             text = None
         if not isinstance(text, str):
             raise MalformedResponse("the response has no choices[0].message.content string: "
-                                    f"{secrets.scrub(_short(response))}")
-        u = getattr(response, "usage", None)
-        if u is None or not isinstance(getattr(u, "prompt_tokens", None), int):
+                                    f"{secrets.scrub(json.dumps(data, default=str)[:200])}")
+        u = data.get("usage")
+        if not isinstance(u, dict) or type(u.get("prompt_tokens")) is not int:
             # some servers omit usage; estimate rather than pretend the call was free
             return text, Usage(input_tokens=approx_tokens(messages),
                                output_tokens=math.ceil(len(text) / 4))
-        details = getattr(u, "prompt_tokens_details", None)
-        cached = getattr(details, "cached_tokens", None) or 0
-        return text, Usage(input_tokens=u.prompt_tokens,
-                           output_tokens=int(getattr(u, "completion_tokens", 0) or 0),
-                           cached_input_tokens=int(cached))
+        details = u.get("prompt_tokens_details")
+        cached = details.get("cached_tokens") if isinstance(details, dict) else 0
+        output = u.get("completion_tokens")
+        return text, Usage(input_tokens=u["prompt_tokens"],
+                           output_tokens=output if type(output) is int else 0,
+                           cached_input_tokens=cached if type(cached) is int else 0)
 
     def _translate(self, exc: Exception) -> Exception:
         """The SDK's error as ours, same class name, key scrubbed from the message."""
@@ -296,11 +301,67 @@ class OpenAIProvider(Provider):
         return secrets.scrub(text)
 
 
-def _short(obj: Any) -> str:
+HTTP_TRANSPORTS = ("auto", "aiohttp", "httpx")
+# Connections per client: never fewer than the runner's workers (--concurrency <= 1024), and
+# all of them kept alive between calls, so no call waits for or re-opens a connection.
+POOL = 1024
+
+
+def _http_client(transport: str, timeout_s: float):
+    """The SDK's HTTP client: its aiohttp transport where installed (about half the client
+    CPU per call of its default httpx2 one, measured by benchmarks/sdk_floor.py), else its
+    default; the pool sized for any concurrency."""
+    import openai
+
     try:
-        return json.dumps(obj.model_dump(), default=str)[:200]
+        import httpx2 as http
+    except ImportError:
+        import httpx as http
+    limits = http.Limits(max_connections=POOL, max_keepalive_connections=POOL)
+    if transport in ("auto", "aiohttp"):
+        try:
+            import aiohttp  # noqa: F401  (the SDK's transport needs it)
+        except ImportError:
+            if transport == "aiohttp":
+                raise ValueError("http_transport: aiohttp needs the aiohttp package "
+                                 "(pip install 'openai[aiohttp]')") from None
+        else:
+            return openai.DefaultAioHttpClient(limits=limits, timeout=timeout_s)
+    return openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout_s)
+
+
+_JSON = {"headers": {"Content-Type": "application/json"}}  # the body is prebuilt JSON bytes
+
+
+def _http_response_type() -> type:
+    """The SDK's HTTP library's Response class: post(cast_to=Response) returns the raw
+    response, unparsed (httpx2 in openai >= 3, httpx before)."""
+    try:
+        import httpx2 as http
+    except ImportError:  # older openai releases are built on httpx
+        import httpx as http
+    return http.Response
+
+
+def _json_body(raw: Any) -> Any:
+    """The parsed body of a 2xx response; a body that is not JSON is a MalformedResponse
+    (key scrubbed: a proxy's login page may echo it)."""
+    try:
+        return json.loads(raw.content)
+    except ValueError:
+        text = raw.content[:200].decode("utf-8", "replace")
+        raise MalformedResponse("the response body is not valid JSON (expected a chat "
+                                f"completion): {secrets.scrub(text)!r}") from None
+
+
+def _elapsed(raw: Any, *, since: float) -> float:
+    """Seconds from sending the request to its last byte (the HTTP library's own clock, the
+    final attempt only), so waiting for retries or a busy event loop before sending is not
+    counted as the model's latency; the wall time since `since` when it is unavailable."""
+    try:
+        return raw.elapsed.total_seconds()
     except Exception:
-        return repr(obj)[:200]
+        return time.perf_counter() - since
 
 
 # Keys of the config's `provider:` section that are the retriever's, not the chat provider's.
