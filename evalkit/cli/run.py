@@ -152,6 +152,7 @@ def _print_run(result) -> None:
     s, stats = result.summary, result.stats
     click.echo(f"\n{s['testset']} ({s['task_type']}), run {s['run_id']}")
     click.echo(variant_table(s).to_string())
+    _print_decision(s)
     click.echo(f"calls made: {stats.calls}, served from cache: {stats.cache_hits}, "
                f"errors: {stats.errors}"
                + (f", skipped for budget: {stats.skipped_budget}" if stats.skipped_budget else ""))
@@ -166,8 +167,20 @@ def _print_run(result) -> None:
         click.echo(line)
 
 
+def _print_decision(summary: dict) -> None:
+    """The recommendation and the assumptions it rests on: the first lines after the table."""
+    rec = summary.get("recommendation") or {}
+    if rec.get("sentence"):
+        click.echo(rec["sentence"])
+    line = (summary.get("economics") or {}).get("assumptions_line")
+    if line:
+        click.echo(line)
+
+
 def variant_table(summary: dict) -> pd.DataFrame:
     import pandas as pd
+
+    from evalkit.analysis.verdicts import usd
     rows = {}
     num = lambda x: math.nan if x is None else x  # noqa: E731  summary.json writes NaN as null
     for name, v in summary["variants"].items():
@@ -175,7 +188,7 @@ def variant_table(summary: dict) -> pd.DataFrame:
         row["n"] = next(iter(v["metrics"].values()))["n"] if v["metrics"] else 0
         row["errors"] = v["calls"]["errors"]
         row["p50_ms"] = round(num(v["latency"]["p50_s"]) * 1000, 2)
-        row["$/query"] = f"{num(v['cost']['per_query_usd']):.2e}"
+        row["$/query"] = usd(num(v["cost"]["per_query_usd"]))  # the report's format
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")
 
@@ -197,6 +210,7 @@ def summarize(run_dir, config_path, comparisons):
     except (OSError, ValueError, KeyError) as exc:
         fail(str(exc))
     click.echo(variant_table(summary).to_string())
+    _print_decision(summary)
     for note in summary.get("notes", []):
         click.echo(f"note: {note}")
     for line in verdict_lines(summary):
