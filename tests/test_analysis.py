@@ -271,6 +271,13 @@ def test_summarize_recomputes_from_the_run_folder_alone(copy_fixture, run_dirs, 
                                        "--compare", "prompt-only,fine-tuned"])
     assert result.exit_code == 0, result.output
     after = _strict_json(run_dir / "summary.json")
+    # the console's assumption line says which inputs the config set
+    line = next(x for x in result.output.splitlines() if x.startswith("assumed: "))
+    assert line == after["economics"]["assumptions_line"]
+    assert line.startswith("assumed: 50,000 queries/month, 12 months, ")
+    assert line.endswith("(from the config: queries_per_month, variants.fine-tuned.hours, "
+                         "variants.fine-tuned.fixed_monthly_usd; the rest are defaults \u2014 "
+                         "set them in economics:)")
     ft = after["variants"]["fine-tuned"]["cost"]
     # the variant's own hours replace its kind's default build hours (prompt work 4 h and
     # fine-tune preparation 16 h at $100) with 10 h

@@ -54,6 +54,16 @@ def test_five_items_all_correct_is_not_certain_and_not_judged():
     assert f"about {about(step['items_needed'])} items would settle it" in step["reason"]
 
 
+def test_five_identical_answers_are_still_no_verdict():
+    # both rungs answer the 5 items the same way: below 30 items that is "inconclusive",
+    # not "no change" (5 items say nothing about the next 5)
+    s = analysis.analyze(run_data({"prompt-only": [1] * 5, "few-shot": [1] * 5},
+                                  outputs={"prompt-only": ["a"] * 5, "few-shot": ["a"] * 5}))
+    step = s["steps"][0]
+    assert step["same_outputs_as"] == "prompt-only" and step["verdict"] == INCONCLUSIVE
+    assert step["items_needed"] >= 30
+
+
 def test_testset_check_warns_when_too_small_for_a_five_point_difference(intents_dir):
     from click.testing import CliRunner
 

@@ -448,7 +448,8 @@ def _step(data: RunData, a: str, b: str, metric: str, costs: dict[str, VariantCo
                                   needed, sc.delta_tco_usd, sc.usd_per_extra_correct,
                                   diff.p_value, n_failed=fa + fb),
                      data.economics)
-    if same_as is not None and costs[b].tco_usd >= costs[same_as].tco_usd:
+    if (same_as is not None and diff.n >= stats.MIN_PAIRED_ITEMS
+            and costs[b].tco_usd >= costs[same_as].tco_usd):  # below 30 items: no verdict
         verdict = no_change(a, b, same_as, len(data.item_ids),
                             costs[b].tco_usd - costs[same_as].tco_usd, data.economics)
     return {

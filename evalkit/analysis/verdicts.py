@@ -1,8 +1,21 @@
 """One verdict per step up the ladder, with a sentence that quotes the numbers behind it.
 
+A step's `from` is the incumbent, not the rung below: the first rung, or the latest rung
+whose own step earned its cost or was cheaper, no worse (ACCEPTED). A rejected rung never
+becomes the `from` of a later step.
+
 The rules, applied in order to the step A -> B (delta = B - A on the primary metric, its 95%
 interval [lo, hi], delta TCO = TCO_B - TCO_A, V queries a month over H months):
 
+0. Fewer than MIN_PAIRED_ITEMS (30) paired items: **inconclusive**, with the items that would
+   settle it, never "not worth it" or "earns its cost": 5 items cannot tell a rung's worth,
+   whatever its interval says. (The intervals themselves are honest at any size: Newcombe's
+   paired interval for 0/1 scores, and the exact no-change bound when no item's score moved,
+   so 5 unchanged items give [-52, +52] pts, not [0, 0].)
+   Then a rung whose outputs equal an earlier rung X's on every item, at no lower TCO than
+   X, is **no change** (from X): the same answers can be no gain, whatever the interval
+   against the incumbent says, and it costs at least as much (summary.py decides this one,
+   from the outputs; `no_change` words it).
 1. lo > 0 (a real gain): **earns its cost** when B costs no more, or when the cost per extra
    correct answer is at most `value_per_correct_usd`; otherwise **not worth it** (too dear).
 2. delta TCO < 0 and lo > -margin: **cheaper, no worse** (non-inferior within
@@ -17,20 +30,6 @@ interval [lo, hi], delta TCO = TCO_B - TCO_A, V queries a month over H months):
 metrics the p-value comes from the same t statistic as the interval, so this adds nothing; for
 0/1 metrics it is McNemar's exact test, which is the safer judge when few items changed (5
 items won and none lost gives a t interval above 0 but an exact p of 0.0625).
-
-0. Fewer than MIN_PAIRED_ITEMS (30) paired items: **inconclusive**, with the items that would
-   settle it, never "not worth it" or "earns its cost": 5 items cannot tell a rung's worth,
-   whatever its interval says. (The intervals themselves are honest at any size: Newcombe's
-   paired interval for 0/1 scores, and the exact no-change bound when no item's score moved,
-   so 5 unchanged items give [-52, +52] pts, not [0, 0].)
-
-Before the rules: a rung whose outputs equal an earlier rung X's on every item, at no lower
-TCO than X, is **no change** (from X): the same answers can be no gain, whatever the
-interval against the incumbent says, and it costs at least as much.
-
-A step's `from` is the incumbent, not the rung below: the first rung, or the latest rung
-whose own step earned its cost or was cheaper, no worse (ACCEPTED). A rejected rung never
-becomes the `from` of a later step.
 
 Boundaries: "above 0" and "above -margin" are strict; a cost per extra correct answer equal
 to the value earns its cost. Undefined inputs (fewer than two paired items) are inconclusive.
