@@ -151,8 +151,8 @@ def test_provider_completion_counts_tokens_and_prices_them():
 
 
 def test_provider_rejects_unsupported_task_type_and_unknown_provider():
-    with pytest.raises(NotImplementedError, match="'generation'"):
-        _complete(LocalProvider(), Request("generation", "Write.", "a poem"))
+    with pytest.raises(NotImplementedError, match="'poetry'"):  # no answerer registered
+        _complete(LocalProvider(), Request("poetry", "Write.", "a poem"))
     with pytest.raises(ValueError, match="unknown provider 'nope'"):
         get_provider("nope")
 

@@ -10,6 +10,8 @@ information that rung adds:
   extractive reader that picks the best-supported sentence of the passages and the span in it
   that fits the question; and, for the fine-tuned rung, a nearest-question memory of the train
   split (which is all a small "fine-tune" can learn about facts it was shown).
+- generation: see evalkit.providers.local_generation (passage sentences for content, a house
+  style learned from the train split for form).
 Costs are notional and deterministic: tokens are counted by whitespace and priced per million
 like a hosted small model (a fine-tuned model at a premium, as hosted fine-tunes are), so the
 economics sections have non-zero numbers that do not drift with the machine's load.
@@ -32,6 +34,7 @@ from sklearn.preprocessing import normalize
 from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 
 from evalkit.providers.base import Completion, FineTuneOptions, Provider, ProviderSetup, Usage
+from evalkit.providers.local_generation import answer_long
 from evalkit.registry import Registry
 from evalkit.strategies import finetune
 from evalkit.strategies.finetune import LOCAL_MODEL_PREFIX, load_local_model
@@ -41,7 +44,11 @@ if TYPE_CHECKING:
     from evalkit.data.testset import Testset
 
 UNKNOWN = "unknown"
-CODE_VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+# The code is part of the "model": this file, the answerer modules it dispatches to and the
+# code the local fine-tunes answer with (their pickles hold data, not code)
+_CODE = (Path(__file__), Path(__file__).with_name("local_generation.py"),
+         Path(__file__).parents[1] / "strategies" / "house_style.py")
+CODE_VERSION = hashlib.sha256(b"".join(p.read_bytes() for p in _CODE)).hexdigest()[:16]
 
 # Task type -> what the local provider does for it: (request, fine-tuned model or None,
 # provider) -> the answer text. The fine-tuned model is what `finetune.LOCAL_TRAINERS` trained
@@ -321,3 +328,10 @@ def _best_span(question: str, sentence: str) -> str:
             if span.lower() not in q:
                 return span
     return sentence
+
+
+# --- long-form answers (evalkit.providers.local_generation) -----------------------------------
+
+@LOCAL_ANSWERERS.decorator("generation")
+def _long_form(request: Request, ft: Any, provider: LocalProvider) -> str:
+    return answer_long(request, ft)

@@ -91,7 +91,8 @@ def _variant_rows(summary: dict, ladder: list[str], primary: str) -> list[dict]:
                           if _ok(per_query) and _ok(mean) and mean > 0 else None)
         rows.append({"name": name, "metrics": v.get("metrics", {}), "latency": v.get("latency", {}),
                      "tokens": v.get("tokens", {}), "cost": cost, "calls": v.get("calls", {}),
-                     "per_1k_correct": per_1k_correct})
+                     "per_1k_correct": per_1k_correct,
+                     "not_applicable": v.get("not_applicable", {})})
     return rows
 
 

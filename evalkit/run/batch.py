@@ -32,7 +32,7 @@ from typing import Any
 from evalkit.providers.base import Completion, Provider
 from evalkit.providers.openai_batch import MAX_BYTES, MAX_REQUESTS
 from evalkit.run.cache import ResponseCache, request_key
-from evalkit.run.journal import Journal, Prediction
+from evalkit.run.journal import Journal, Prediction, shown
 from evalkit.run.runner import Job, RunStats
 from evalkit.strategies.request import Request
 
@@ -193,7 +193,8 @@ def _collect(record: dict, api: Any, status: Any, cache: ResponseCache | None,
             model=completion.model, input_tokens=completion.usage.input_tokens,
             output_tokens=completion.usage.output_tokens,
             cached_input_tokens=completion.usage.cached_input_tokens, latency_s=0.0,
-            cost_usd=completion.cost_usd, cached=False, retrieved=meta["retrieved"]))
+            cost_usd=completion.cost_usd, cached=False, retrieved=meta["retrieved"],
+            passages=meta.get("passages", [])))  # batches.json from before passages were kept
     for cid, meta in requests.items():
         if cid not in seen:
             _error(journal, stats, meta["variant"], meta["item_id"],
@@ -206,8 +207,7 @@ def _prediction(variant: str, item_id: str, request: Request, c: Completion) -> 
         variant=variant, item_id=item_id, output=c.text, model=c.model,
         input_tokens=c.usage.input_tokens, output_tokens=c.usage.output_tokens,
         cached_input_tokens=c.usage.cached_input_tokens, latency_s=c.latency_s,
-        cost_usd=c.cost_usd, cached=c.cached,
-        retrieved=list(dict.fromkeys(p.doc_id for p in request.passages)))
+        cost_usd=c.cost_usd, cached=c.cached, **shown(request.passages))
 
 
 def _error(journal: Journal, stats: RunStats, variant: str, item_id: str, message: str,
@@ -252,7 +252,7 @@ class _State:
                   "requests": {p.custom_id: {
                       "variant": p.job.variant, "item_id": p.job.item.id, "key": p.key,
                       "model": p.model,
-                      "retrieved": list(dict.fromkeys(x.doc_id for x in p.request.passages))}
+                      **shown(p.request.passages)}
                       for p in chunk}}
         self.records.append(record)
         self.save()

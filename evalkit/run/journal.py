@@ -31,6 +31,7 @@ class Prediction:
     error_class: str | None = None
     error: str | None = None
     retrieved: list[str] = field(default_factory=list)  # doc ids of passages, in rank order
+    passages: list[list] = field(default_factory=list)  # [doc_id, chunk] per passage shown
 
 
 class Journal:
@@ -83,10 +84,19 @@ def as_record(p: Prediction) -> dict[str, Any]:
     """`dataclasses.asdict(p)` without its generic deep copy (a tenth of the time per line)."""
     record = {name: getattr(p, name) for name in _FIELDS}
     record["retrieved"] = list(p.retrieved)
+    record["passages"] = [list(x) for x in p.passages]
     for name in ("output", "error", "model"):  # the last line of defence before disk
         if isinstance(record[name], str):
             record[name] = scrub(record[name])
     return record
+
+
+def shown(passages: Any) -> dict[str, list]:
+    """What the journal keeps of the passages a request showed: the documents, ranked (for
+    recall@k and MRR), and each passage as [doc_id, chunk], so scoring can find its text again
+    (groundedness) without copying every passage into every line."""
+    return {"retrieved": list(dict.fromkeys(p.doc_id for p in passages)),
+            "passages": [[p.doc_id, p.chunk] for p in passages]}
 
 
 def latest(preds: list[Prediction]) -> list[Prediction]:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from evalkit.data.testset import Item
 from evalkit.providers.base import Completion, Provider
 from evalkit.run.cache import ResponseCache, request_key
-from evalkit.run.journal import Journal, Prediction
+from evalkit.run.journal import Journal, Prediction, shown
 from evalkit.strategies.request import Request
 
 
@@ -130,8 +130,7 @@ def _prediction(job: Job, request: Request, c: Completion) -> Prediction:
         variant=job.variant, item_id=job.item.id, output=c.text, model=c.model,
         input_tokens=c.usage.input_tokens, output_tokens=c.usage.output_tokens,
         cached_input_tokens=c.usage.cached_input_tokens, latency_s=c.latency_s,
-        cost_usd=c.cost_usd, cached=c.cached,
-        retrieved=list(dict.fromkeys(p.doc_id for p in request.passages)),  # docs, ranked
+        cost_usd=c.cost_usd, cached=c.cached, **shown(request.passages),
     )
 
 

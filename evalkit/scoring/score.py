@@ -10,15 +10,25 @@ scorable"), so errors are counted, never silently averaged in as zeros.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
 from evalkit import tasks
-from evalkit.data.testset import Item, Task
+from evalkit.data.testset import Document, Item, Task
 from evalkit.run.journal import Prediction
+from evalkit.strategies.retrieval import chunk_document
 
 SCORE_COLUMNS = ["run", "variant", "item_id", "metric", "value"]
 COST_METRICS = tasks.metrics_in("cost")  # latency_s, input_tokens, output_tokens, cost_usd
+
+
+def passage_texts(task: Task, docs: Sequence[Document]) -> dict[tuple[str, int], str]:
+    """(doc id, chunk) -> passage text, chunked with the task's corpus settings (what the
+    TF-IDF and embedding indexes are built from)."""
+    c = task.corpus
+    return {(p.doc_id, p.chunk): p.text for d in docs
+            for p in chunk_document(d, size=c.chunk_size, overlap=c.chunk_overlap)}
 
 
 def quality_metrics(task: Task) -> tuple[str, ...]:
@@ -26,14 +36,23 @@ def quality_metrics(task: Task) -> tuple[str, ...]:
     return tasks.quality_metrics(task)
 
 
-def score_item(task: Task, item: Item, pred: Prediction) -> dict[str, float]:
+def score_item(task: Task, item: Item, pred: Prediction,
+               passage_texts: Mapping[tuple[str, int], str] | None = None) -> dict[str, float]:
+    """Every applicable metric of one prediction. `passage_texts` maps (doc id, chunk) to the
+    passage's text, for metrics that read what a rung was shown (groundedness)."""
     ok = pred.error_class is None and pred.output is not None
     parsed = tasks.task_type(task.type).parse(pred.output, task) if ok else None
+    texts = passage_texts or {}
+    shown = tuple(t for doc, chunk in pred.passages
+                  if (t := texts.get((doc, chunk))) is not None)
     ctx = tasks.ItemContext(task, item, pred.output if ok else None, parsed,
-                            tuple(pred.retrieved or ()), pred)
+                            tuple(pred.retrieved or ()), pred, shown)
     out: dict[str, float] = {}
     for name in quality_metrics(task):
-        out[name] = float(tasks.metric(name).compute(ctx)) if ok else math.nan
+        spec = tasks.metric(name)
+        if spec.applies is not None and not spec.applies(ctx):
+            continue  # not applicable here (no passages to be grounded in): no score at all
+        out[name] = float(spec.compute(ctx)) if ok else math.nan
     for name in tasks.metric_names(task_type=task.type, level="item", group="retrieval"):
         value = tasks.metric(name).compute(ctx)
         if value is not None:
@@ -45,12 +64,16 @@ def score_item(task: Task, item: Item, pred: Prediction) -> dict[str, float]:
 
 
 def score_predictions(run_id: str, task: Task, items: dict[str, Item],
-                      predictions: list[Prediction]) -> pd.DataFrame:
+                      predictions: list[Prediction], *,
+                      docs: Sequence[Document] = ()) -> pd.DataFrame:
+    """scores.csv's rows. `docs` is the corpus, chunked as the retrievers chunk it, so a
+    journaled (doc id, chunk) finds the passage's text again."""
+    texts = passage_texts(task, docs) if any(p.passages for p in predictions) else {}
     rows = []
     for pred in predictions:
         item = items.get(pred.item_id)
         if item is None:
             continue
-        for metric, value in score_item(task, item, pred).items():
+        for metric, value in score_item(task, item, pred, texts).items():
             rows.append((run_id, pred.variant, pred.item_id, metric, value))
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)

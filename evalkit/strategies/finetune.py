@@ -27,6 +27,7 @@ from evalkit.data.testset import Testset
 from evalkit.data.text import make_vectorizer
 from evalkit.paths import check_name, inside
 from evalkit.registry import Registry
+from evalkit.strategies.house_style import HouseStyleModel
 
 LOCAL_MODEL_PREFIX = "local-ft:"
 # The name local fine-tunes are filed under: the local provider's registered name (it reads
@@ -168,6 +169,12 @@ def _train_classifier(testset: Testset) -> Pipeline:
 def _train_qa(testset: Testset) -> QAMemory:
     return QAMemory([it.input for it in testset.train],
                     [it.references[0] for it in testset.train])
+
+
+@LOCAL_TRAINERS.decorator("generation")
+def _train_generation(testset: Testset) -> HouseStyleModel:
+    return HouseStyleModel([it.input for it in testset.train],
+                           [it.references[0] for it in testset.train])
 
 
 def train_local(testset: Testset, finetune_dir: Path | str, *, provider: str = LOCAL_PROVIDER,

@@ -41,8 +41,8 @@ DESIGNED_TASK_TYPES = ("classification", "qa", "extraction", "generation")
 @dataclass(frozen=True)
 class ItemContext:
     """What a per-item metric sees: the raw output (None when the call failed), the task
-    type's parse of it, the item, what the variant retrieved, and the journaled prediction
-    (tokens, latency, cost)."""
+    type's parse of it, the item, what the variant retrieved (doc ids, and the text of each
+    passage shown), and the journaled prediction (tokens, latency, cost)."""
 
     task: Task
     item: Item
@@ -50,6 +50,7 @@ class ItemContext:
     parsed: Any
     retrieved: tuple[str, ...] = ()
     prediction: Any = None
+    passages: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -88,6 +89,13 @@ class Metric:
     binary: bool = False  # every per-item value is 0 or 1 (Wilson/McNemar apply)
     group: Group = "quality"
     description: str = ""
+    # whether the metric applies to this answer at all (groundedness: only where passages were
+    # retrieved); None: always. Where it does not apply no score is written, not a 0 or a NaN,
+    # and `not_applicable` is what summary.json says instead
+    applies: Callable[[ItemContext], bool] | None = None
+    not_applicable: str = ""
+    # scored only when task.yaml names it, never by default (the LLM judge costs model calls)
+    opt_in: bool = False
 
     def applies_to(self, task_type: str) -> bool:
         return self.task_types is None or task_type in self.task_types
@@ -115,7 +123,8 @@ class TaskType:
     first per-item one being the default primary; `parse(output, task)` turns a raw answer into
     what metrics compare (a label, a JSON object, the text itself); `response_format(task)` is
     what a request sends as the OpenAI `response_format` (None: plain text); `uses_labels`
-    makes task.yaml's `labels` required and checked.
+    makes task.yaml's `labels` required and checked; `options` are the task.yaml keys only
+    this type reads.
     """
 
     name: str
@@ -125,6 +134,9 @@ class TaskType:
     response_format: Callable[[Task], dict[str, Any] | None] = _no_structured_output
     uses_labels: bool = False
     description: str = ""
+    # task.yaml keys only this type reads: key -> check(value) returning the value to keep in
+    # `Task.options`, raising ValueError with a message (the loader adds file, line, field)
+    options: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def allowed_metrics(self) -> tuple[str, ...]:
