@@ -147,3 +147,18 @@ def test_vector_rows_of_the_wrong_shape_are_misses(tmp_path):
     assert vector.tolist() == [1.0] * 4 and tokens == 3.0
     assert reopened.get("odd") is None and reopened.get("text") is None
     reopened.close()
+
+
+def test_writes_are_queued_off_the_loop_and_committed_together(tmp_path):
+    cache = ResponseCache(tmp_path / "responses.sqlite", flush_s=60)  # no timed flush here
+    for i in range(50):
+        cache.put(f"k{i}", HIT)
+    assert cache.get("k7") is not None  # answered from the queue before any commit
+    db = sqlite3.connect(tmp_path / "responses.sqlite")
+    assert db.execute("SELECT COUNT(*) FROM responses").fetchone() == (0,)
+    cache.close()  # flushes: one transaction for the lot
+    assert db.execute("SELECT COUNT(*) FROM responses").fetchone() == (50,)
+    db.close()
+    reopened = ResponseCache(tmp_path / "responses.sqlite")
+    assert reopened.get("k49").text == HIT.text and reopened.get("k49").cached
+    reopened.close()

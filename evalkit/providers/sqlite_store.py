@@ -118,6 +118,23 @@ class SqliteStore:
             except sqlite3.DatabaseError as exc:
                 self._failed("write", exc)
 
+    def execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """Run one write per row in a single transaction (one commit for the lot); a database
+        error skips the lot, said once, like `execute`."""
+        if not rows:
+            return
+        with self._lock:
+            if self._db is None:
+                return
+            try:
+                self._db.execute("BEGIN")
+                self._db.executemany(sql, rows)
+                self._db.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                self._failed("write", exc)
+
     def close(self) -> None:
         with self._lock:
             if self._db is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -65,24 +66,57 @@ def completion_from_row(text: str) -> Completion | None:
 class ResponseCache:
     """A small SQLite key-value store of Completions. Safe to share across asyncio tasks.
 
+    Writes leave the event loop: `put` only queues the row, and one writer thread commits the
+    queue in a single transaction every `flush_s` (or at `close`), so no call waits for
+    SQLite. Until then `get` answers from the queue, so a repeat of a just-answered request
+    is a hit. A kill loses at most the last `flush_s` of cache rows — never an answer: the
+    journal, not the cache, is what `--resume` trusts.
+
     Damage never crashes a run (see `SqliteStore`): a damaged file is moved aside, a lock
     held too long or a bad row is a miss.
     """
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, *, flush_s: float = 0.05):
         self.path = Path(path)
         self._store = SqliteStore(self.path, schema="CREATE TABLE IF NOT EXISTS responses "
                                   "(key TEXT PRIMARY KEY, completion TEXT NOT NULL)")
+        self._pending: dict[str, str] = {}
+        self._pending_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._flush_s = flush_s
+        self._writer = threading.Thread(target=self._write_loop, name="evalkit-cache-writer",
+                                        daemon=True)
+        self._writer.start()
 
     def get(self, key: str) -> Completion | None:
+        with self._pending_lock:
+            queued = self._pending.get(key)
+        if queued is not None:
+            return completion_from_row(queued)
         row = self._store.fetchone("SELECT completion FROM responses WHERE key = ?", (key,))
         return None if row is None else completion_from_row(row[0])
 
     def put(self, key: str, completion: Completion) -> None:
         data = completion.to_dict()
         data["cached"] = False
-        self._store.execute("INSERT OR REPLACE INTO responses VALUES (?, ?)",
-                            (key, json.dumps(data)))
+        with self._pending_lock:
+            self._pending[key] = json.dumps(data)
+
+    def flush(self) -> None:
+        """Commit every queued row now (one transaction)."""
+        with self._pending_lock:
+            rows, self._pending = list(self._pending.items()), {}
+        self._store.execute_many("INSERT OR REPLACE INTO responses VALUES (?, ?)", rows)
 
     def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        self._writer.join()
+        self.flush()
         self._store.close()
+
+    def _write_loop(self) -> None:
+        while not self._closed:
+            self._wake.wait(self._flush_s)
+            self.flush()
