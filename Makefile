@@ -50,6 +50,7 @@ lint: $(STAMP)
 ## Method, machine and the last results: docs/benchmarks.md. Takes ~5 minutes on 2 cores.
 bench: $(STAMP)
 	@nproc; free -h | head -2; $(PY) --version
+	$(PY) benchmarks/bench_wire.py
 	$(PY) benchmarks/bench_overhead.py
 	$(PY) benchmarks/bench_local_ladder.py
 	$(PY) benchmarks/bench_report.py

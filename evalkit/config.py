@@ -17,7 +17,7 @@ import yaml
 
 from evalkit.secrets import credential_in
 
-KNOWN_SECTIONS = ("economics", "gate", "pricing", "provider", "judge")
+KNOWN_SECTIONS = ("economics", "gate", "pricing", "provider", "judge", "compare")
 
 
 class ConfigError(ValueError):

@@ -82,13 +82,19 @@ def test_summary_has_every_listed_field(intents_run):
         assert set(v["tokens"]) >= {"input", "output"}
         for m in ("accuracy", "macro_f1"):
             assert set(v["metrics"][m]) >= METRIC_FIELDS
-    assert [(st["from"], st["to"]) for st in s["steps"]] == list(zip(ladder, ladder[1:],
-                                                                     strict=False))
+    assert [st["to"] for st in s["steps"]] == ladder[1:]
+    incumbent = ladder[0]
+    for st in s["steps"]:  # judged against the incumbent: the first rung or an accepted one
+        assert st["from"] == incumbent
+        if st["verdict"] in ("earns its cost", "cheaper, no worse"):
+            incumbent = st["to"]
+    assert s["recommendation"]["variant"] == incumbent
     for st in s["steps"]:
         assert set(st) >= STEP_FIELDS
         assert st["metric"] == "accuracy" and st["verdict"] in VERDICTS
         assert st["reason"].startswith(f"{st['from']} \u2192 {st['to']}: ")
-        assert f", {st['verdict']}; " in st["reason"]
+        assert f", {st['verdict']}; " in st["reason"] or st["verdict"] == "no change"
+        assert st["verdict"] not in st["sentence"]  # the page shows it beside the sentence
 
 
 def _paths(obj, prefix=""):
@@ -265,11 +271,23 @@ def test_summarize_recomputes_from_the_run_folder_alone(copy_fixture, run_dirs, 
                                        "--compare", "prompt-only,fine-tuned"])
     assert result.exit_code == 0, result.output
     after = _strict_json(run_dir / "summary.json")
+    # the console's assumption line says which inputs the config set
+    line = next(x for x in result.output.splitlines() if x.startswith("assumed: "))
+    assert line == after["economics"]["assumptions_line"]
+    assert line.startswith("assumed: 50,000 queries/month, 12 months, ")
+    assert line.endswith("(from the config: queries_per_month, variants.fine-tuned.hours, "
+                         "variants.fine-tuned.fixed_monthly_usd; the rest are defaults \u2014 "
+                         "set them in economics:)")
     ft = after["variants"]["fine-tuned"]["cost"]
-    assert ft["fixed_monthly_usd"] == 400 and ft["setup_usd"] == pytest.approx(
-        before["variants"]["fine-tuned"]["cost"]["setup_usd"] + 600)
+    # the variant's own hours replace its kind's default build hours (prompt work 4 h and
+    # fine-tune preparation 16 h at $100) with 10 h
+    assert ft["setup_usd"] == pytest.approx(
+        before["variants"]["fine-tuned"]["cost"]["setup_usd"] - (4 + 16) * 100 + 10 * 100)
+    monthly = {i["item"]: i for i in ft["monthly_items"]}
+    assert monthly["hosting"]["usd"] == 400 and monthly["hosting"]["source"].startswith("config")
+    assert ft["fixed_monthly_usd"] == pytest.approx(sum(i["usd"] for i in ft["monthly_items"]))
     assert ft["tco_usd"] == pytest.approx(
-        ft["setup_usd"] + 12 * (400 + 50_000 * ft["per_query_usd"]))
+        ft["setup_usd"] + 12 * (ft["fixed_monthly_usd"] + 50_000 * ft["per_query_usd"]))
     step = next(st for st in after["steps"] if st["to"] == "fine-tuned")
     assert step["delta_tco_usd"] == pytest.approx(
         ft["tco_usd"] - after["variants"][step["from"]]["cost"]["tco_usd"])

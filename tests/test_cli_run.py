@@ -202,4 +202,20 @@ def test_allow_leakage_reaches_the_fine_tuned_rung(copy_fixture, run_dirs):
     assert refused.exit_code == 2 and "leak" in refused.output
     allowed = CliRunner().invoke(main, ["run", str(root), "--allow-leakage", *_args(run_dirs)])
     assert allowed.exit_code == 0, allowed.output
-    assert "rag → fine-tuned" in allowed.output
+    assert "→ fine-tuned: " in allowed.output
+
+
+def test_run_prints_the_recommendation_and_assumptions_right_after_the_table(two_runs):
+    first, _, _ = two_runs
+    for folder in _run_folders(first.output):
+        summary = json.loads((folder / "summary.json").read_text())
+        after = first.output.split(f"run {folder.name}\n", 1)[1].splitlines()
+        table_end = 1 + len(summary["ladder"])  # header and one row per variant
+        assert after[table_end] == summary["recommendation"]["sentence"]
+        assert after[table_end].startswith(f"Ship {summary['recommendation']['variant']}: ")
+        assert after[table_end + 1] == summary["economics"]["assumptions_line"]
+        assert after[table_end + 1].startswith("assumed: 10,000 queries/month, 12 months, "
+                                               "$0.05 per correct answer")
+        # money in the table is the report's format, never scientific notation
+        table = "\n".join(after[:table_end])
+        assert "$0.0000" in table and not re.search(r"\de-\d", table)

@@ -103,6 +103,13 @@ def test_report_of_a_bundled_run_in_headless_chromium(tmp_path):
     cfg = RunConfig(testset=str(BUNDLED / "policy-qa"), reports_dir=str(tmp_path / "reports"),
                     cache_dir=str(tmp_path / "cache"), finetune_dir=str(tmp_path / "ft"))
     run_dir = run_experiment(cfg, progress=False).run_dir
+    # the bundled ladder as run (before planting): rag+fine-tuned repeats rag's answers on
+    # every item, so it is "no change from rag" at its higher cost, never a gain (issue 15.2)
+    as_run = json.loads((run_dir / "summary.json").read_text())
+    combined = next(st for st in as_run["steps"] if st["to"] == "rag+fine-tuned")
+    assert combined["verdict"] == "no change" and combined["same_outputs_as"] == "rag"
+    assert "rag+fine-tuned: no change from rag; the same output as rag on all 320 items" \
+        in combined["reason"]
     _plant(run_dir)
     path = render_report(run_dir)
     OUTPUT.mkdir(exist_ok=True)
@@ -120,7 +127,17 @@ def test_report_of_a_bundled_run_in_headless_chromium(tmp_path):
         assert page.locator("#charts svg").count() == 3  # quality/cost, TCO, step deltas
         verdicts = page.locator("#verdicts li.verdict")
         assert verdicts.count() == 4  # one sentence per step of the five-rung ladder
-        assert "few-shot → rag" in page.locator("#verdicts").inner_text()
+        summary = json.loads((run_dir / "summary.json").read_text())
+        # the recommendation and its assumptions come first, as summary.json has them
+        assert page.locator("#rec-sentence").inner_text() == \
+            summary["recommendation"]["sentence"]
+        assert page.locator("#assumptions").inner_text() == \
+            summary["economics"]["assumptions_line"]
+        first = page.locator("#recommendation").bounding_box()["y"]
+        assert first < page.locator("#verdicts").bounding_box()["y"]
+        for li, step in zip(verdicts.all(), summary["steps"], strict=True):
+            text = li.inner_text()  # the verdict once, as the badge, not again in the sentence
+            assert text.count(step["verdict"]) == 1 and step["to"] in text
         assert page.locator("#count").inner_text() == "320 of 320 items"
         assert page.locator("#items .item").count() == 50  # paginated
         # a filter narrows the list

@@ -11,11 +11,13 @@ from evalkit.analysis.verdicts import (
     CHEAPER_NO_WORSE,
     EARNS,
     INCONCLUSIVE,
+    NO_CHANGE,
     NOT_WORTH_IT,
     VERDICTS,
     StepEvidence,
     about,
     decide,
+    no_change,
     pts,
     usd,
 )
@@ -43,7 +45,7 @@ def test_a_real_gain_worth_its_price_earns_its_cost():
     v = decide(ev(0.04, 0.01, 0.07, 120.0), ECON)
     assert v.verdict == EARNS
     assert v.reason == ("rag \u2192 fine-tuned: +4.0 pts accuracy [+1.0, +7.0] on 400 items, "
-                        "earns its cost; $0.025 per extra correct answer, within the $0.050 "
+                        "earns its cost; $0.025 per extra correct answer, within the $0.05 "
                         "one is worth")
 
 
@@ -62,7 +64,7 @@ def test_cost_per_extra_correct_equal_to_value_still_earns():
 def test_a_real_gain_too_dear_is_not_worth_it():
     v = decide(ev(0.02, 0.001, 0.04, 1200.0), ECON)
     assert v.verdict == NOT_WORTH_IT
-    assert "$0.50 per extra correct answer is more than the $0.050" in v.reason
+    assert "$0.50 per extra correct answer is more than the $0.05" in v.reason
 
 
 def test_ci_low_exactly_zero_is_not_a_real_gain():
@@ -164,7 +166,26 @@ def test_every_verdict_is_reachable_and_only_those():
     cases = [(0.04, 0.01, 0.07, 120.0), (-0.005, -0.019, 0.009, -500.0),
              (-0.05, -0.08, -0.02, 40.0), (0.018, -0.009, 0.045, 50.0)]
     reached = [verdict(*c, needed=1000) for c in cases]
-    assert reached == list(VERDICTS)
+    # the fifth, "no change", is decided from the outputs, not the numbers (no_change below)
+    assert reached + [no_change("a", "b", "a", 10, 1.0, ECON).verdict] == list(VERDICTS)
+
+
+def test_no_change_names_the_rung_it_repeats_and_what_it_costs_more():
+    same = no_change("prompt-only", "few-shot", "prompt-only", 320, 800.0, ECON)
+    assert same.verdict == NO_CHANGE
+    assert same.reason == ("prompt-only → few-shot: no change; the same output on all 320 "
+                           "items, at $800 more over 12 months")
+    other = no_change("prompt-only", "rag+fine-tuned", "rag", 320, 3202.0, ECON)
+    assert other.reason.startswith("prompt-only → rag+fine-tuned: no change from rag; "
+                                   "the same output as rag on all 320 items, at $3,202 more "
+                                   "than rag")
+    assert "no change" not in other.sentence  # the page shows the verdict as a badge
+
+
+def test_sentence_is_the_reason_without_its_verdict_word():
+    v = decide(ev(-0.05, -0.08, -0.02, 40.0), ECON)
+    assert v.reason.count(NOT_WORTH_IT) == 1 and NOT_WORTH_IT not in v.sentence
+    assert v.sentence == v.reason.replace(f", {NOT_WORTH_IT}", "")
 
 
 # ---- formatting ----------------------------------------------------------------------------
@@ -176,7 +197,11 @@ def test_points(x, text):
 
 
 @pytest.mark.parametrize("x,text", [(1234.4, "$1,234"), (12.3, "$12.30"), (0.0123, "$0.012"),
-                                    (0.00000123, "$0.0000012"), (0, "$0"), (-5, "-$5.00")])
+                                    (0.00000123, "$0.0000012"), (0, "$0"), (-5, "-$5.00"),
+                                    (0.05, "$0.05"), (0.6, "$0.60"), (0.1, "$0.10"),
+                                    (0.0999, "$0.10"), (3.8484375e-06, "$0.0000038"),
+                                    (3.85e-06, "$0.0000039"), (4e-10, "<$0.000001"),
+                                    (-2e-9, "-<$0.000001"), (99.999, "$100")])
 def test_dollars(x, text):
     assert usd(x) == text
 

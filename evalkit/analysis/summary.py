@@ -19,20 +19,23 @@ import numpy as np
 import pandas as pd
 
 from evalkit.analysis import stats
+from evalkit.analysis.decision import recommend
 from evalkit.analysis.economics import (
     Economics,
+    RungKind,
     VariantCost,
+    assumption_line,
+    assumptions,
     parse_economics,
     step_cost,
     variant_cost,
 )
-from evalkit.analysis.verdicts import StepEvidence, decide
+from evalkit.analysis.verdicts import ACCEPTED, StepEvidence, decide, no_change, usd
 from evalkit.config import ConfigError, load_config
 from evalkit.data.testset import Task, Testset
 from evalkit.run.journal import Journal, Prediction, latest
 from evalkit.run.runfolder import read_items, read_json, read_scores
 from evalkit.scoring.score import COST_METRICS
-from evalkit.strategies.variants import default_variant
 from evalkit.tasks import METRICS, bounds, metrics_in, run_metrics, task_type
 from evalkit.tasks.base import RunContext
 from evalkit.tasks.classification import macro_f1_codes
@@ -45,10 +48,36 @@ RETRIEVAL_METRICS = metrics_in("retrieval")
 
 @dataclass(frozen=True)
 class VariantSpec:
-    """What the economics need to know about a variant: does it train, does it retrieve."""
+    """What the economics need to know about a variant, read from its recorded spec (never
+    from its name): does it use examples, does it retrieve, does it train, is it self-hosted."""
 
     fine_tuned: bool = False
     retrieves: bool = False
+    few_shot: bool = False
+    self_hosted: bool = False  # served from your own OpenAI-compatible server (base_url)
+
+    @classmethod
+    def from_record(cls, spec: dict[str, Any], *,
+                    run_base_url: str | None = None) -> VariantSpec:
+        """From run.json's variant_specs entry; accepts flat (`rag_k`, `few_shot_k`) and
+        nested (`rag: {k}`, `few_shot: {k}`) shapes."""
+        def k(flat: str, nested: str) -> int:
+            inner = spec.get(nested)
+            value = spec.get(flat) or (inner.get("k") if isinstance(inner, dict) else 0)
+            return int(value or 0)
+
+        base_url = spec.get("base_url") or run_base_url
+        return cls(fine_tuned=bool(spec.get("fine_tuned") or spec.get("fine_tuned_model")),
+                   retrieves=k("rag_k", "rag") > 0, few_shot=k("few_shot_k", "few_shot") > 0,
+                   self_hosted=bool(base_url) and not _is_api_host(str(base_url)))
+
+
+API_HOSTS = ("api.openai.com",)  # hosted APIs: per-token prices include the hosting
+
+
+def _is_api_host(url: str) -> bool:
+    from urllib.parse import urlparse
+    return (urlparse(url).hostname or "") in API_HOSTS
 
 
 @dataclass
@@ -71,6 +100,7 @@ class RunData:
     specs: dict[str, VariantSpec] = field(default_factory=dict)
     economics: Economics = field(default_factory=Economics)
     notes: list[str] = field(default_factory=list)
+    comparisons: list[tuple[str, str]] = field(default_factory=list)  # config `compare:`
     _by_key: dict[tuple[str, str], pd.Series] | None = field(default=None, init=False,
                                                               repr=False)
 
@@ -122,6 +152,36 @@ def economics_from(run_record: dict[str, Any], config_path: Path | str | None) -
     return parse_economics(recorded, path=label)
 
 
+def parse_compare(raw: Any, *, path: Path | str | None) -> list[tuple[str, str]]:
+    """The config's `compare:` list: extra pairs to judge, each `[A, B]` or `{from: A, to: B}`
+    (B against A), e.g. `compare: [[large-prompted, small-ft]]`."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ConfigError(path, "must be a list of pairs, e.g. [[rag, fine-tuned]]",
+                          field="compare")
+    pairs = []
+    for i, entry in enumerate(raw):
+        if isinstance(entry, dict) and set(entry) == {"from", "to"}:
+            entry = [entry["from"], entry["to"]]
+        if not (isinstance(entry, list) and len(entry) == 2
+                and all(isinstance(x, str) and x for x in entry) and entry[0] != entry[1]):
+            raise ConfigError(path, f"must be two different variant names, [A, B] or "
+                              f"{{from: A, to: B}}; got {entry!r}", field=f"compare[{i}]")
+        pairs.append((entry[0], entry[1]))
+    return pairs
+
+
+def comparisons_from(run_record: dict[str, Any],
+                     config_path: Path | str | None) -> list[tuple[str, str]]:
+    """The `compare:` pairs: from the given config file, else the one recorded in run.json."""
+    if config_path is not None:
+        cfg = load_config(config_path)
+        return parse_compare(cfg.sections.get("compare"), path=cfg.path)
+    recorded = (run_record.get("experiment_config") or {}).get("compare")
+    return parse_compare(recorded, path="run.json experiment_config")
+
+
 def check_config(config_path: Path | str | None, *,
                  ladder: list[str] | None = None) -> Economics:
     """Validate the economics section before a run, so a typo fails fast, not after scoring.
@@ -135,18 +195,29 @@ def check_config(config_path: Path | str | None, *,
         if ladder is not None and name not in ladder:
             raise ConfigError(cfg.path, f"names no variant of this run (its ladder: "
                               f"{', '.join(ladder)})", field=f"economics.variants.{name}")
+    for i, pair in enumerate(parse_compare(cfg.sections.get("compare"), path=cfg.path)):
+        for name in pair:
+            if ladder is not None and name not in ladder:
+                raise ConfigError(cfg.path, f"names {name!r}, no variant of this run (its "
+                                  f"ladder: {', '.join(ladder)})", field=f"compare[{i}]")
     return econ
 
 
-def _specs(record: dict[str, Any], ladder: list[str]) -> dict[str, VariantSpec]:
+def _specs(record: dict[str, Any], ladder: list[str],
+           notes: list[str] | None = None) -> dict[str, VariantSpec]:
+    """Each variant's kind from run.json's recorded spec; a variant without one is costed as
+    a plain prompt (and a note says so), never guessed from its name."""
     recorded = record.get("variant_specs") or {}
+    run_base_url = ((record.get("config") or {}).get("provider_options") or {}).get("base_url")
     out = {}
     for name in ladder:
         spec = recorded.get(name)
-        if spec is not None:
-            out[name] = VariantSpec(bool(spec.get("fine_tuned")), bool(spec.get("rag_k")))
-        else:  # run.json without variant specs (older runs): go by the bundled rungs' names
-            out[name] = VariantSpec("fine-tuned" in name, name.startswith("rag"))
+        if isinstance(spec, dict):
+            out[name] = VariantSpec.from_record(spec, run_base_url=run_base_url)
+        else:
+            out[name] = VariantSpec()
+            if notes is not None:
+                notes.append(f"run.json records no spec for {name!r}: costed as a plain prompt")
     return out
 
 
@@ -160,13 +231,8 @@ def from_testset(run_dir: Path | str, testset: Testset, variants: list[str],
     """RunData for a run whose test set is loaded in memory (the `evalkit run` path)."""
     run_dir = Path(run_dir)
     record = _read_record(run_dir)
-    specs = _specs(record, variants)
-    for name in variants:
-        try:
-            v = default_variant(name, testset)
-            specs[name] = VariantSpec(v.fine_tuned, bool(v.rag_k))
-        except ValueError:
-            pass  # a variant this evalkit does not define: keep what run.json / its name say
+    notes: list[str] = []
+    specs = _specs(record, variants, notes)
     task = testset.task
     return RunData(
         run_id=record.get("run_id", run_dir.name), testset=testset.name, task_type=task.type,
@@ -175,7 +241,8 @@ def from_testset(run_dir: Path | str, testset: Testset, variants: list[str],
         clusters={it.id: it.cluster for it in testset.test if it.cluster is not None},
         expected={it.id: it.expected for it in testset.test}, labels=list(task.labels),
         task=task, predictions=predictions, setup=record.get("setup") or {}, specs=specs,
-        economics=economics_from(record, config_path))
+        economics=economics_from(record, config_path), notes=notes,
+        comparisons=comparisons_from(record, config_path))
 
 
 def load_run(run_dir: Path | str, *, config_path: Path | str | None = None) -> RunData:
@@ -208,8 +275,9 @@ def load_run(run_dir: Path | str, *, config_path: Path | str | None = None) -> R
         labels=list(labels or []),
         task=Task.from_record(task) if task.get("type") and task.get("primary_metric") else None,
         predictions=latest(Journal(run_dir / "predictions.jsonl").read()),
-        setup=record.get("setup") or {}, specs=_specs(record, ladder),
-        economics=economics_from(record, config_path), notes=notes)
+        setup=record.get("setup") or {}, specs=_specs(record, ladder, notes),
+        economics=economics_from(record, config_path), notes=notes,
+        comparisons=comparisons_from(record, config_path))
 
 
 def _task_from_testset(path: str | None) -> tuple[str, str, list[str]]:
@@ -229,6 +297,12 @@ def _metric_names(data: RunData) -> list[str]:
     ordered = [data.primary_metric] if data.primary_metric in quality else []
     ordered += [m for m in quality if m not in ordered]
     return ordered + [m for m in RETRIEVAL_METRICS if m in present]
+
+
+def _binary(metric: str) -> bool:
+    """The metric is registered as 0/1 per item (accuracy, exact_match, contains)."""
+    spec = METRICS.find(metric)
+    return spec is not None and spec.binary
 
 
 def _unit_width(metric: str) -> bool:
@@ -292,10 +366,17 @@ def _mean(x: np.ndarray) -> float:
     return float(x.mean()) if len(x) else math.nan
 
 
-def _variant_cost(data: RunData, name: str) -> VariantCost:
+def _kind(data: RunData, name: str) -> RungKind:
     spec = data.specs.get(name, VariantSpec())
+    return RungKind(few_shot=spec.few_shot, retrieves=spec.retrieves, fine_tuned=spec.fine_tuned,
+                    self_hosted=spec.self_hosted)
+
+
+def _variant_cost(data: RunData, name: str) -> VariantCost:
+    kind = _kind(data, name)
     return variant_cost(name, _mean(data.values(name, "cost_usd")), data.economics,
-                        fine_tuned=spec.fine_tuned, retrieves=spec.retrieves,
+                        fine_tuned=kind.fine_tuned, retrieves=kind.retrieves,
+                        few_shot=kind.few_shot, self_hosted=kind.self_hosted,
                         run_setup=data.setup)
 
 
@@ -318,9 +399,10 @@ def summarize_variant(data: RunData, name: str, *, seed: int) -> tuple[dict, Var
             values = data.values(name, m)
             est = stats.mean_ci(values, clusters=clusters)
             out["metrics"][m] = _estimate_dict(est, m, clusters is not None)
-            if est.n and stats.is_binary(values):
-                # 0/1 scores: Wilson (clustered t while it is defined), valid at small n and
-                # at 0 % / 100 %, where a t interval collapses to [p, p]
+            if est.n and _binary(m) and stats.is_binary(values):
+                # a 0/1 metric (registry) with 0/1 values (not epoch means): Wilson (clustered
+                # t while it is defined), valid at small n and at 0 % / 100 %, where a t
+                # interval collapses to [p, p]
                 ci = stats.proportion_ci(values, clusters=clusters)
                 out["metrics"][m].update(ci_low=ci.low, ci_high=ci.high, method=ci.method)
     task = data.task_view()
@@ -342,7 +424,8 @@ def summarize_variant(data: RunData, name: str, *, seed: int) -> tuple[dict, Var
                    "setup_usd": cost.setup_usd,
                    "fixed_monthly_usd": cost.fixed_monthly_usd, "tco_usd": cost.tco_usd,
                    "total_notional_usd": float(np.nansum(cost_values)),
-                   "setup_items": [asdict(i) for i in cost.setup_items]}
+                   "setup_items": [asdict(i) for i in cost.setup_items],
+                   "monthly_items": [asdict(i) for i in cost.monthly_items]}
     preds = [p for p in data.predictions if p.variant == name]
     out["calls"] = {"items": len(preds), "errors": sum(p.error_class is not None for p in preds),
                     "cached": sum(p.cached for p in preds)}
@@ -364,7 +447,9 @@ def _judged(data: RunData, variant: str, metric: str) -> tuple[np.ndarray, int]:
     return values, len(rows)
 
 
-def _step(data: RunData, a: str, b: str, metric: str, costs: dict[str, VariantCost]) -> dict:
+def _step(data: RunData, a: str, b: str, metric: str, costs: dict[str, VariantCost], *,
+          same_as: str | None = None) -> dict:
+    """B judged against A; `same_as`: an earlier rung whose outputs B repeats on every item."""
     (va, fa), (vb, fb) = _judged(data, a, metric), _judged(data, b, metric)
     diff = stats.paired_difference(va, vb, clusters=data.cluster_list(),
                                    bounded=_unit_width(metric))
@@ -377,13 +462,18 @@ def _step(data: RunData, a: str, b: str, metric: str, costs: dict[str, VariantCo
                                   needed, sc.delta_tco_usd, sc.usd_per_extra_correct,
                                   diff.p_value, n_failed=fa + fb),
                      data.economics)
+    if (same_as is not None and diff.n >= stats.MIN_PAIRED_ITEMS
+            and costs[b].tco_usd >= costs[same_as].tco_usd):  # below 30 items: no verdict
+        verdict = no_change(a, b, same_as, len(data.item_ids),
+                            costs[b].tco_usd - costs[same_as].tco_usd, data.economics)
     return {
         "from": a, "to": b, "metric": metric,
         "delta": diff.delta, "ci_low": ci_low, "ci_high": ci_high,
         "p_value": diff.p_value, "p_holm": None, "items_needed": needed,
         "delta_tco_usd": sc.delta_tco_usd, "usd_per_extra_correct": sc.usd_per_extra_correct,
         "break_even_queries_per_month": sc.break_even_queries_per_month,
-        "verdict": verdict.verdict, "reason": verdict.reason,
+        "verdict": verdict.verdict, "reason": verdict.reason, "sentence": verdict.sentence,
+        "same_outputs_as": same_as,
         "se": diff.se, "n": diff.n, "n_excluded": diff.n_excluded, "n_failed": fa + fb,
         "p_method": diff.p_method, "ci_method": diff.ci_method,
         "n_clusters": diff.n_clusters,
@@ -414,15 +504,61 @@ def _check_variants(data: RunData, pairs: list[tuple[str, str]]) -> None:
                               f"{', '.join(data.ladder)})", field=f"economics.variants.{name}")
 
 
+def _outputs(data: RunData) -> dict[str, dict[str, str | None]]:
+    """Per variant, item id -> output (None for a failed call), from the journal."""
+    out: dict[str, dict[str, str | None]] = {}
+    for p in data.predictions:
+        out.setdefault(p.variant, {})[p.item_id] = None if p.error_class else p.output
+    return out
+
+
+def _same_outputs_as(outputs: dict[str, dict[str, str | None]], name: str,
+                     candidates: list[str], item_ids: list[str]) -> str | None:
+    """The first candidate whose outputs equal `name`'s on every item (none failed)."""
+    mine = outputs.get(name, {})
+    if not item_ids or any(mine.get(i) is None for i in item_ids):
+        return None
+    for other in candidates:
+        theirs = outputs.get(other, {})
+        if all(theirs.get(i) == mine[i] for i in item_ids):
+            return other
+    return None
+
+
+def _economics(data: RunData) -> dict[str, Any]:
+    """summary.json's `economics`: the resolved settings, and the assumptions the verdicts
+    rest on (each with its source) with the one line the console and the report print."""
+    used = assumptions(data.economics, [_kind(data, n) for n in data.ladder])
+    return {**data.economics.as_dict(), "assumptions": used,
+            "assumptions_line": assumption_line(used, usd=usd)}
+
+
+def ladder_steps(data: RunData, costs: dict[str, VariantCost]) -> tuple[list[dict], str]:
+    """Each rung after the first judged against the incumbent (verdicts.py's docstring), and
+    the incumbent left at the top: the variant to ship."""
+    outputs = _outputs(data)
+    incumbent, steps = data.ladder[0], []
+    for i, name in enumerate(data.ladder[1:], start=1):
+        earlier = [incumbent, *(n for n in reversed(data.ladder[:i]) if n != incumbent)]
+        same = _same_outputs_as(outputs, name, earlier, data.item_ids)
+        step = _step(data, incumbent, name, data.primary_metric, costs, same_as=same)
+        steps.append(step)
+        if step["verdict"] in ACCEPTED:
+            incumbent = name
+    return steps, incumbent
+
+
 def analyze(data: RunData, *, seed: int = 0,
             comparisons: list[tuple[str, str]] = ()) -> dict[str, Any]:
-    """The full summary (schema 2) of one run, as a JSON-ready dict (null for undefined)."""
-    _check_variants(data, list(comparisons))
+    """The full summary (schema 2) of one run, as a JSON-ready dict (null for undefined).
+
+    `comparisons` (e.g. `summarize --compare`) come after the config's `compare:` pairs."""
+    pairs = list(dict.fromkeys([*data.comparisons, *comparisons]))
+    _check_variants(data, pairs)
     variants, costs = {}, {}
     for name in data.ladder:
         variants[name], costs[name] = summarize_variant(data, name, seed=seed)
-    steps = [_step(data, a, b, data.primary_metric, costs)
-             for a, b in zip(data.ladder, data.ladder[1:], strict=False)]
+    steps, incumbent = ladder_steps(data, costs)
     for step, p in zip(steps, stats.holm([s["p_value"] for s in steps]), strict=True):
         step["p_holm"] = p
     summary = {
@@ -435,10 +571,11 @@ def analyze(data: RunData, *, seed: int = 0,
         "confidence": stats.CONFIDENCE,
         "clustered": bool(data.clusters),
         "bootstrap": {"seed": seed, "resamples": stats.BOOTSTRAP_RESAMPLES},
-        "economics": data.economics.as_dict(),
+        "economics": _economics(data),
+        "recommendation": recommend(steps, incumbent, data.ladder, data.economics),
         "variants": variants,
         "steps": steps,
-        "comparisons": [_step(data, a, b, data.primary_metric, costs) for a, b in comparisons],
+        "comparisons": [_step(data, a, b, data.primary_metric, costs) for a, b in pairs],
         "notes": list(data.notes),
     }
     return to_json_ready(summary)

@@ -1,8 +1,21 @@
 """One verdict per step up the ladder, with a sentence that quotes the numbers behind it.
 
+A step's `from` is the incumbent, not the rung below: the first rung, or the latest rung
+whose own step earned its cost or was cheaper, no worse (ACCEPTED). A rejected rung never
+becomes the `from` of a later step.
+
 The rules, applied in order to the step A -> B (delta = B - A on the primary metric, its 95%
 interval [lo, hi], delta TCO = TCO_B - TCO_A, V queries a month over H months):
 
+0. Fewer than MIN_PAIRED_ITEMS (30) paired items: **inconclusive**, with the items that would
+   settle it, never "not worth it" or "earns its cost": 5 items cannot tell a rung's worth,
+   whatever its interval says. (The intervals themselves are honest at any size: Newcombe's
+   paired interval for 0/1 scores, and the exact no-change bound when no item's score moved,
+   so 5 unchanged items give [-52, +52] pts, not [0, 0].)
+   Then a rung whose outputs equal an earlier rung X's on every item, at no lower TCO than
+   X, is **no change** (from X): the same answers can be no gain, whatever the interval
+   against the incumbent says, and it costs at least as much (summary.py decides this one,
+   from the outputs; `no_change` words it).
 1. lo > 0 (a real gain): **earns its cost** when B costs no more, or when the cost per extra
    correct answer is at most `value_per_correct_usd`; otherwise **not worth it** (too dear).
 2. delta TCO < 0 and lo > -margin: **cheaper, no worse** (non-inferior within
@@ -17,12 +30,6 @@ interval [lo, hi], delta TCO = TCO_B - TCO_A, V queries a month over H months):
 metrics the p-value comes from the same t statistic as the interval, so this adds nothing; for
 0/1 metrics it is McNemar's exact test, which is the safer judge when few items changed (5
 items won and none lost gives a t interval above 0 but an exact p of 0.0625).
-
-0. Fewer than MIN_PAIRED_ITEMS (30) paired items: **inconclusive**, with the items that would
-   settle it, never "not worth it" or "earns its cost": 5 items cannot tell a rung's worth,
-   whatever its interval says. (The intervals themselves are honest at any size: Newcombe's
-   paired interval for 0/1 scores, and the exact no-change bound when no item's score moved,
-   so 5 unchanged items give [-52, +52] pts, not [0, 0].)
 
 Boundaries: "above 0" and "above -margin" are strict; a cost per extra correct answer equal
 to the value earns its cost. Undefined inputs (fewer than two paired items) are inconclusive.
@@ -40,7 +47,9 @@ EARNS = "earns its cost"
 CHEAPER_NO_WORSE = "cheaper, no worse"
 NOT_WORTH_IT = "not worth it"
 INCONCLUSIVE = "inconclusive"
-VERDICTS = (EARNS, CHEAPER_NO_WORSE, NOT_WORTH_IT, INCONCLUSIVE)
+NO_CHANGE = "no change"
+VERDICTS = (EARNS, CHEAPER_NO_WORSE, NOT_WORTH_IT, INCONCLUSIVE, NO_CHANGE)
+ACCEPTED = (EARNS, CHEAPER_NO_WORSE)  # a step with one of these makes its rung the incumbent
 
 ALPHA = 0.05
 MIN_PAIRED_ITEMS = stats.MIN_PAIRED_ITEMS
@@ -68,8 +77,12 @@ class StepEvidence:
 
 @dataclass(frozen=True)
 class Verdict:
+    """`reason`: the sentence with the verdict in it, for the console; `sentence`: the same
+    without the verdict word, for a page that shows the verdict beside it."""
+
     verdict: str
     reason: str
+    sentence: str = ""
 
 
 def decide(ev: StepEvidence, econ: Economics) -> Verdict:
@@ -83,7 +96,7 @@ def decide(ev: StepEvidence, econ: Economics) -> Verdict:
     margin = econ.non_inferiority_margin
 
     def out(verdict: str, why: str) -> Verdict:
-        return Verdict(verdict, f"{head}, {verdict}; {why}")
+        return Verdict(verdict, f"{head}, {verdict}; {why}", f"{head}; {why}")
 
     if ev.n < MIN_PAIRED_ITEMS:
         needed = (f"; about {about(ev.items_needed)} items would settle it"
@@ -132,6 +145,22 @@ def decide(ev: StepEvidence, econ: Economics) -> Verdict:
     return out(INCONCLUSIVE, why)
 
 
+def no_change(from_variant: str, to_variant: str, same_as: str, n: int, extra_tco_usd: float,
+              econ: Economics) -> Verdict:
+    """The verdict for a rung that gives the same output as `same_as` on every item."""
+    horizon = f"over {econ.horizon_months:g} months"
+    than = "" if same_as == from_variant else f" than {same_as}"
+    cost = (f"at {usd(extra_tco_usd)} more{than} {horizon}" if extra_tco_usd > 0
+            else "at the same cost")
+    head = f"{from_variant} {ARROW} {to_variant}"
+    if same_as == from_variant:
+        verdict, why = NO_CHANGE, f"the same output on all {n:,} items, {cost}"
+    else:
+        verdict, why = f"{NO_CHANGE} from {same_as}", (f"the same output as {same_as} on all "
+                                                       f"{n:,} items, {cost}")
+    return Verdict(NO_CHANGE, f"{head}: {verdict}; {why}", f"{head}: {why}")
+
+
 def pts(x: float) -> str:
     """A metric difference in percentage points with its sign: +1.8, \u22120.9."""
     if x is None or math.isnan(x):
@@ -139,19 +168,29 @@ def pts(x: float) -> str:
     return f"{MINUS}{abs(x) * 100:.1f}" if x < 0 else f"+{x * 100:.1f}"
 
 
+USD_FLOOR = 0.000001  # below a millionth of a dollar, "<$0.000001"
+
+
 def usd(x: float | None) -> str:
-    """Dollars, readable at any scale: $1,234 / $12.30 / $0.0012."""
+    """Dollars, readable at any scale and never in scientific notation; the one money format
+    of the CLI, the verdict sentences and the report (docs/economics.md, "Money"):
+    $1,234 (no cents from $100) / $12.30 / $0.62 (cents from $0.10) / $0.05, $0.0012,
+    $0.0000038 (two significant digits, trailing zeros dropped) / <$0.000001 / $0.
+    """
     if x is None or math.isnan(x):
         return "n/a"
     sign, a = ("-" if x < 0 else ""), abs(x)
-    if a >= 100:
+    if a >= 99.995:  # what rounds to $100.00 or more
         return f"{sign}${a:,.0f}"
-    if a >= 1:
+    if a >= 0.0995:  # what rounds to $0.10 or more
         return f"{sign}${a:,.2f}"
     if a == 0:
         return "$0"
+    if a < USD_FLOOR:
+        return f"{sign}<${USD_FLOOR:.6f}"
     decimals = 1 - math.floor(math.log10(a))  # two significant digits
-    return f"{sign}${a:.{decimals}f}"
+    text = f"{a:.{decimals}f}".rstrip("0")
+    return f"{sign}${text}"
 
 
 def about(n: int) -> str:

@@ -70,11 +70,14 @@ NONNEG = click.FloatRange(min=0)
 @click.option("--allow-testset-change", is_flag=True,
               help="Gate a run whose test set differs from the baseline's (a warning instead "
                    "of a failure; paired tests use the unchanged items both hold).")
+@click.option("--allow-item-subset", is_flag=True,
+              help="Gate a --limit/--sample run against a full baseline (or the reverse): a "
+                   "warning instead of a failure; paired tests use the items both hold.")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False), default=None,
               help="Also write JUnit XML here (one testcase per check).")
 def gate(runs, baseline_paths, config_path, max_drop, metric_max_drop, require_significance,
          alpha, max_cost_increase, max_latency_increase, cost_slack_usd, latency_slack_s,
-         max_error_rate_increase, subset, allow_testset_change, junit_path):
+         max_error_rate_increase, subset, allow_testset_change, allow_item_subset, junit_path):
     """Compare RUNS (run folders, one per test set) with the baseline; exit 1 on a regression."""
     # Deferred: evalkit.gate.check needs scipy; `evalkit gate --help` should not load it.
     from evalkit.config import ConfigError, load_config
@@ -99,7 +102,8 @@ def gate(runs, baseline_paths, config_path, max_drop, metric_max_drop, require_s
             return base.override(**flags)
 
         report = gate_runs(list(runs), list(baseline_paths), tolerances_for=tolerances_for,
-                           allow_subset=subset, allow_testset_change=allow_testset_change)
+                           allow_subset=subset, allow_testset_change=allow_testset_change,
+                           allow_item_subset=allow_item_subset)
     except (GateError, ConfigError) as exc:
         _usage_error(exc)
     click.echo(gate_report.console(report))

@@ -55,10 +55,17 @@ def _check_server_flags(provider: str, base_url: str | None, model: str | None) 
                    "polling (--resume), never by resubmitting.")
 @click.option("--batch-poll-interval", "batch_poll_interval_s", type=click.FloatRange(0.01),
               default=30.0, show_default=True, help="Seconds between batch status polls.")
+@click.option("--limit", type=click.IntRange(1), default=None, metavar="N",
+              help="Run only the first N test items (recorded in run.json; the gate refuses "
+                   "to compare such a run with a full baseline unless told to).")
+@click.option("--sample", type=click.IntRange(1), default=None, metavar="N",
+              help="Run N test items drawn with --seed, stratified by cluster, else label.")
+@click.option("--seed", "sample_seed", type=int, default=0, show_default=True,
+              help="Seed of --sample.")
 @click.option("--progress/--no-progress", default=True)
 def run(testsets, variants, provider, concurrency, max_cost_usd, resume, allow_leakage,
         reports_dir, cache_dir, finetune_dir, config_path, base_url, model, batch,
-        batch_poll_interval_s, progress):
+        batch_poll_interval_s, limit, sample, sample_seed, progress):
     """Run TESTSETS through each variant of the ladder and score them."""
     # Deferred so `evalkit --help` loads no scikit-learn, scipy or pandas.
     from evalkit.pipeline.experiment import LeakageRefused, RunConfig, run_experiment
@@ -76,6 +83,8 @@ def run(testsets, variants, provider, concurrency, max_cost_usd, resume, allow_l
     except ValueError as exc:
         fail(str(exc))
     ladder = _parse_variants(variants)
+    if limit is not None and sample is not None:
+        fail("--limit and --sample are two ways to choose items; give one")
     all_failed = []
     for target in testsets or [None]:
         config = RunConfig(testset=str(target), variants=ladder, provider=provider,
@@ -84,6 +93,7 @@ def run(testsets, variants, provider, concurrency, max_cost_usd, resume, allow_l
                            cache_dir=cache_dir, finetune_dir=finetune_dir,
                            config_path=config_path, batch=batch,
                            batch_poll_interval_s=batch_poll_interval_s,
+                           limit=limit, sample=sample, sample_seed=sample_seed,
                            provider_options={k: v for k, v in (("base_url", base_url),
                                                                ("model", model)) if v})
         try:
@@ -123,14 +133,17 @@ def _check_resume_flags(testsets, run_dir: Path) -> None:
               "provider": ctx.params["provider"], "allow_leakage": ctx.params["allow_leakage"],
               "config_path": ctx.params["config_path"], "cache_dir": ctx.params["cache_dir"],
               "finetune_dir": ctx.params["finetune_dir"],
-              "base_url": ctx.params["base_url"], "model": ctx.params["model"]}
+              "base_url": ctx.params["base_url"], "model": ctx.params["model"],
+              "limit": ctx.params["limit"], "sample": ctx.params["sample"],
+              "sample_seed": ctx.params["sample_seed"]}
     options = recorded.get("provider_options") or {}
     have = {**recorded, "base_url": options.get("base_url"), "model": options.get("model")}
     differ = [name for name, value in wanted.items()
               if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
               and value != have.get(name)]
     if differ:
-        flags = ", ".join("--" + n.removesuffix("_path").replace("_", "-") for n in differ)
+        flags = ", ".join("--" + n.removesuffix("_path").removeprefix("sample_")
+                          .replace("_", "-") for n in differ)
         fail(f"{run_dir / 'run.json'} records other values for {flags}; --resume keeps the "
               f"run's own settings (drop the flags, or start a new run)")
 
@@ -139,10 +152,14 @@ def _print_run(result) -> None:
     s, stats = result.summary, result.stats
     click.echo(f"\n{s['testset']} ({s['task_type']}), run {s['run_id']}")
     click.echo(variant_table(s).to_string())
+    _print_decision(s)
     click.echo(f"calls made: {stats.calls}, served from cache: {stats.cache_hits}, "
                f"errors: {stats.errors}"
                + (f", skipped for budget: {stats.skipped_budget}" if stats.skipped_budget else ""))
     click.echo(f"run folder: {result.run_dir}")
+    if result.subset:
+        click.echo(f"subset: {result.subset['n']} of {result.subset['of']} test items "
+                   f"({result.subset['flag']}); not comparable with a full run")
     for line in result.warnings:
         click.echo(f"warning: {line}")
     from evalkit.analysis.summary import verdict_lines
@@ -150,8 +167,20 @@ def _print_run(result) -> None:
         click.echo(line)
 
 
+def _print_decision(summary: dict) -> None:
+    """The recommendation and the assumptions it rests on: the first lines after the table."""
+    rec = summary.get("recommendation") or {}
+    if rec.get("sentence"):
+        click.echo(rec["sentence"])
+    line = (summary.get("economics") or {}).get("assumptions_line")
+    if line:
+        click.echo(line)
+
+
 def variant_table(summary: dict) -> pd.DataFrame:
     import pandas as pd
+
+    from evalkit.analysis.verdicts import usd
     rows = {}
     num = lambda x: math.nan if x is None else x  # noqa: E731  summary.json writes NaN as null
     for name, v in summary["variants"].items():
@@ -160,7 +189,7 @@ def variant_table(summary: dict) -> pd.DataFrame:
         row["n"] = next(iter(v["metrics"].values()))["n"] if v["metrics"] else 0
         row["errors"] = v["calls"]["errors"]
         row["p50_ms"] = round(num(v["latency"]["p50_s"]) * 1000, 2)
-        row["$/query"] = f"{num(v['cost']['per_query_usd']):.2e}"
+        row["$/query"] = usd(num(v["cost"]["per_query_usd"]))  # the report's format
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")
 
@@ -182,6 +211,7 @@ def summarize(run_dir, config_path, comparisons):
     except (OSError, ValueError, KeyError) as exc:
         fail(str(exc))
     click.echo(variant_table(summary).to_string())
+    _print_decision(summary)
     for note in summary.get("notes", []):
         click.echo(f"note: {note}")
     for line in verdict_lines(summary):

@@ -27,7 +27,7 @@ DEFAULT_MAX_INPUT_CHARS = 100_000  # above this an input is warned about (memory
 # Every key task.yaml may hold: top-level keys and the keys of each nested section. Anything
 # else is a typo (`few_shots:`, `chunk_szie:`) that would otherwise be silently ignored.
 TASK_KEYS = ("name", "type", "instructions", "labels", "metrics", "corpus", "few_shot",
-             "json_schema", "max_input_chars")
+             "json_schema", "fields", "max_input_chars")
 SECTION_KEYS = {"corpus": ("chunk_size", "chunk_overlap", "k"), "few_shot": ("k",),
                 "metrics": ("primary", "secondary")}
 
@@ -65,7 +65,11 @@ class Item:
 
     @property
     def references(self) -> list[str]:
-        """`expected` as a list of acceptable strings (for text metrics)."""
+        """`expected` as a list of acceptable strings (for text metrics); a JSON record
+        (extraction) as its JSON text, which is what a few-shot example or a fine-tuning
+        file shows as the answer."""
+        if isinstance(self.expected, dict):
+            return [json.dumps(self.expected, ensure_ascii=False)]
         if isinstance(self.expected, list):
             return [str(x) for x in self.expected]
         return [str(self.expected)]
@@ -98,6 +102,8 @@ class Task:
     few_shot_k: int = 4
     json_schema: dict[str, Any] | None = None
     max_input_chars: int = DEFAULT_MAX_INPUT_CHARS
+    # field -> one-line description (extraction); from the schema's properties when not given
+    fields: dict[str, str] = field(default_factory=dict)
     # keys only one task type reads (generation's `style`), checked by that type's
     # `TaskType.options` when task.yaml is loaded
     options: dict[str, Any] = field(default_factory=dict)
@@ -111,7 +117,8 @@ class Task:
         without the test-set folder (parsing an output needs the labels, for instance)."""
         return {"name": self.name, "type": self.type, "primary_metric": self.primary_metric,
                 "secondary_metrics": list(self.secondary_metrics), "labels": list(self.labels),
-                "json_schema": self.json_schema, "options": self.options}
+                "json_schema": self.json_schema, "fields": dict(self.fields),
+                "options": self.options}
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Task:
@@ -125,6 +132,7 @@ class Task:
                    labels=dict.fromkeys(record.get("labels") or [], ""),
                    primary_metric=record["primary_metric"],
                    secondary_metrics=tuple(secondary), json_schema=record.get("json_schema"),
+                   fields=dict(record.get("fields") or {}),
                    options=dict(record.get("options") or {}))
 
 
@@ -219,8 +227,8 @@ def load_task(path: Path) -> Task:
     max_chars = raw.get("max_input_chars", DEFAULT_MAX_INPUT_CHARS)
     if type(max_chars) is not int or max_chars < 1:
         raise at.error(f"must be a whole number >= 1, got {max_chars!r}", "max_input_chars")
-    if not isinstance(raw.get("json_schema") or {}, dict):
-        raise at.error("must be a mapping (a JSON schema)", "json_schema")
+    schema = _json_schema(at, raw.get("json_schema"))
+    fields = _fields(at, raw.get("fields"), schema)
     primary, secondary = _metric_names(path, kind, raw.get("metrics") or {}, at=at)
     options = {}
     for key, check in kind.options.items():
@@ -238,10 +246,55 @@ def load_task(path: Path) -> Task:
         secondary_metrics=secondary,
         corpus=settings,
         few_shot_k=few_shot.get("k", 4),
-        json_schema=raw.get("json_schema"),
+        json_schema=schema,
         max_input_chars=max_chars,
+        fields=fields,
         options=options,
     )
+
+
+def _json_schema(at: _Locator, value: Any) -> dict[str, Any] | None:
+    """`json_schema`: a mapping inline, or a path (relative to task.yaml) to a JSON file;
+    either way checked as a JSON Schema, so a broken schema fails here, not on every item."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        path = at.path.parent / value
+        if not path.is_file():
+            raise at.error(f"schema file {value!r} not found (paths are relative to "
+                           f"task.yaml)", "json_schema")
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise TestsetError(path, f"malformed JSON: {exc.msg} (column {exc.colno})",
+                               line=exc.lineno, field="json_schema") from None
+    if not isinstance(value, dict):
+        raise at.error("must be a mapping (a JSON schema) or the path of a JSON file",
+                       "json_schema")
+    from evalkit.tasks.extraction import check_schema  # jsonschema, only when a schema is given
+
+    problem = check_schema(value)
+    if problem is not None:
+        raise at.error(f"not a valid JSON Schema: {problem}", "json_schema")
+    return value
+
+
+def _fields(at: _Locator, value: Any, schema: dict[str, Any] | None) -> dict[str, str]:
+    """`fields`: field -> one-line description; without it, the schema's properties (and
+    their descriptions) name the fields."""
+    if value is None:
+        props = (schema or {}).get("properties")
+        if not isinstance(props, dict):
+            return {}
+        return {str(k): str((v or {}).get("description", "")) if isinstance(v, dict) else ""
+                for k, v in props.items()}
+    if not isinstance(value, dict):
+        raise at.error("must map each field name to a one-line description", "fields")
+    for name, desc in value.items():
+        if not isinstance(desc, str):
+            raise at.error(f"must be a one-line description (a string), got {desc!r}",
+                           f"fields.{name}")
+    return {str(k): v for k, v in value.items()}
 
 
 def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:

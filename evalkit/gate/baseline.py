@@ -77,6 +77,8 @@ class Snapshot:
     clusters: dict[str, str | None] = field(default_factory=dict)  # item -> cluster (run only)
     # item -> hash of what it asks and expects, so the gate can count changed items
     item_hashes: dict[str, str] = field(default_factory=dict)
+    # run.json "subset" (--limit/--sample): the run holds only some test items; None: all
+    subset: dict[str, Any] | None = None
 
     def item_ids(self) -> set[str]:
         """Every item this snapshot knows of: from its item hashes, else from its scores."""
@@ -114,17 +116,19 @@ def snapshot_from_run(run_dir: Path | str) -> Snapshot:
     variants = {name: _variant(v, path, f"variants.{name}", per_item.get(name, {}))
                 for name, v in variants_raw.items()}
     run_json = run_dir / "run.json"
-    testset_hash = None
+    testset_hash, subset = None, None
     if run_json.is_file():
         meta = _read_json(run_json)
-        testset_hash = (meta.get("testset") or {}).get("hash") if isinstance(meta, dict) else None
+        if isinstance(meta, dict):
+            testset_hash = (meta.get("testset") or {}).get("hash")
+            subset = meta.get("subset") if isinstance(meta.get("subset"), dict) else None
     items = _read_items(run_dir / "items.jsonl")
     return Snapshot(testset=testset, variants=variants, source=str(path),
                     run_id=raw.get("run_id"), testset_hash=testset_hash,
                     summary_schema_version=version, has_item_scores=bool(per_item),
                     clusters={str(it["id"]): None if it.get("cluster") is None
                               else str(it["cluster"]) for it in items},
-                    item_hashes={str(it["id"]): item_hash(it) for it in items})
+                    item_hashes={str(it["id"]): item_hash(it) for it in items}, subset=subset)
 
 
 def run_gate_section(run_dir: Path | str) -> tuple[str, dict[str, Any]] | None:
@@ -202,7 +206,9 @@ def load_baseline(path: Path | str) -> dict[str, Snapshot]:
             testset_hash=source.get("testset_hash") if isinstance(source, dict) else None,
             summary_schema_version=entry.get("summary_schema_version"),
             has_item_scores=any(v.scores for v in variants.values()),
-            item_hashes=_baseline_item_hashes(source, path, f"{where}.source.item_hashes"))
+            item_hashes=_baseline_item_hashes(source, path, f"{where}.source.item_hashes"),
+            subset=(source.get("subset") if isinstance(source, dict)
+                    and isinstance(source.get("subset"), dict) else None))
     return out
 
 
@@ -240,7 +246,8 @@ def _entry_json(s: Snapshot, run_dir: Path, now: str) -> dict[str, Any]:
         "updated_at": now,
         "source": {"run_id": s.run_id, "git_commit": meta.get("git_commit"),
                    "testset_hash": s.testset_hash,
-                   "item_hashes": dict(sorted(s.item_hashes.items()))},
+                   "item_hashes": dict(sorted(s.item_hashes.items())),
+                   **({"subset": s.subset} if s.subset else {})},
         "summary_schema_version": s.summary_schema_version,
         "variants": {name: {
             "metrics": {m: {"mean": _num(st.mean), "n": st.n, "n_nan": st.n_nan,

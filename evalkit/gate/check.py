@@ -32,6 +32,7 @@ from evalkit.analysis import stats
 from evalkit.config import ConfigError
 from evalkit.gate.baseline import (
     GateError,
+    MetricStats,
     Snapshot,
     VariantStats,
     load_baseline,
@@ -198,8 +199,26 @@ def testset_change(run: Snapshot, base: Snapshot) -> TestsetChange | None:
     return TestsetChange(len(run_ids - base_ids), len(base_ids - run_ids), changed, counted)
 
 
+def subset_check(run: Snapshot, base: Snapshot, *, allow: bool) -> Check | None:
+    """A failing check when run and baseline cover different parts of the test set: a
+    `--limit 50` run's accuracy is not the full set's, so comparing them would gate noise.
+    `allow` (--allow-item-subset) makes it a warning; the paired tests then use the items
+    both hold."""
+    def part(s: Snapshot) -> str | None:
+        return None if not s.subset else f"{s.subset.get('n')} of {s.subset.get('of')} " \
+            f"items ({s.subset.get('flag')})"
+    if part(run) == part(base):
+        return None
+    hint = ("; gated on the items both hold" if allow
+            else "; run the full set, or pass --allow-item-subset to gate anyway")
+    return Check(run.testset, "*", "test set", "testset", "warn" if allow else "fail",
+                 f"the run covers {part(run) or 'the full test set'} and the baseline "
+                 f"{part(base) or 'the full test set'}{hint}")
+
+
 def compare(run: Snapshot, base: Snapshot, tol: Tolerances, *,
-            allow_testset_change: bool = False) -> list[Check]:
+            allow_testset_change: bool = False, allow_item_subset: bool = False
+            ) -> list[Check]:
     """Every check for one test set, in baseline variant order.
 
     A run on a different test set than the baseline's fails: a swapped or edited set can
@@ -209,6 +228,12 @@ def compare(run: Snapshot, base: Snapshot, tol: Tolerances, *,
     """
     ts = run.testset
     checks: list[Check] = []
+    if (partial := subset_check(run, base, allow=allow_item_subset)) is not None:
+        checks.append(partial)
+        common = run.item_ids() & base.item_ids()
+        dropped, run, base = _unrestricted(ts, run, base, (_on_items(run, common),
+                                                           _on_items(base, common)))
+        checks += dropped
     change = testset_change(run, base)
     if change is not None:
         status = "warn" if allow_testset_change else "fail"
@@ -240,6 +265,48 @@ def _without_items(snap: Snapshot, ids: set[str]) -> Snapshot:
                                          for m, items in v.scores.items()})
                 for name, v in snap.variants.items()}
     return replace(snap, variants=variants)
+
+
+def _on_items(snap: Snapshot, ids: set[str]) -> Snapshot:
+    """The snapshot's metric means and item counts recomputed over `ids` from its per-item
+    scores, so a subset run meets the same items' baseline values, not the full set's mean.
+    A metric without per-item scores (macro-F1 is one figure per run) cannot be recomputed
+    and is dropped; `_unrestricted` says so."""
+    if snap.item_ids() <= ids:
+        return snap  # already on those items: keep its own figures (and intervals)
+
+    def metric(scores: dict[str, float]) -> MetricStats:
+        held = [x for i, x in scores.items() if i in ids]
+        ok = [x for x in held if not math.isnan(x)]
+        return MetricStats(sum(ok) / len(ok) if ok else math.nan, len(ok), len(held) - len(ok))
+
+    def variant(v: VariantStats) -> VariantStats:
+        answered = len({i for m in v.scores.values() for i in m if i in ids})
+        return replace(v, metrics={m: metric(v.scores[m]) for m in v.metrics if m in v.scores},
+                       items=answered, errors=min(v.errors, answered))
+    return replace(snap, variants={n: variant(v) for n, v in snap.variants.items()})
+
+
+def _unrestricted(ts: str, run: Snapshot, base: Snapshot, kept: tuple[Snapshot, Snapshot]
+                  ) -> tuple[list[Check], Snapshot, Snapshot]:
+    """Warnings for metrics `_on_items` had to drop, and both snapshots without them."""
+    checks = []
+    r, b = kept
+    for name, bv in base.variants.items():
+        rv = run.variants.get(name)
+        if rv is None or name not in r.variants or name not in b.variants:
+            continue
+        for m in sorted((set(bv.metrics) & set(rv.metrics))
+                        - (set(b.variants[name].metrics) & set(r.variants[name].metrics))):
+            checks.append(Check(ts, name, m, "metric", "warn",
+                                f"{m} has no per-item scores, so it cannot be compared on the "
+                                f"items both hold; not gated"))
+    def both(s: Snapshot, other: Snapshot) -> Snapshot:
+        return replace(s, variants={n: replace(v, metrics={
+            m: st for m, st in v.metrics.items()
+            if n not in other.variants or m in other.variants[n].metrics})
+            for n, v in s.variants.items()})
+    return checks, both(r, b), both(b, r)
 
 
 def _metric_checks(ts: str, variant: str, b: VariantStats, r: VariantStats,
@@ -361,7 +428,8 @@ def load_baselines(paths: list[Path | str]) -> dict[str, Snapshot]:
 
 def gate_runs(run_dirs: list[Path | str], baselines: list[Path | str], *,
               tolerances_for: Callable[[Path], Tolerances],
-              allow_subset: bool = False, allow_testset_change: bool = False) -> GateReport:
+              allow_subset: bool = False, allow_testset_change: bool = False,
+              allow_item_subset: bool = False) -> GateReport:
     """Gate each run folder against the baseline entry of its test set.
 
     `tolerances_for(run_dir)` supplies each run's tolerances. Test sets in the baselines with
@@ -389,7 +457,8 @@ def gate_runs(run_dirs: list[Path | str], baselines: list[Path | str], *,
         runs[snap.testset] = Path(run_dir)
         tols[snap.testset] = tol = tolerances_for(Path(run_dir))
         checks += compare(snap, base[snap.testset], tol,
-                          allow_testset_change=allow_testset_change)
+                          allow_testset_change=allow_testset_change,
+                          allow_item_subset=allow_item_subset)
     for name in base:
         if name not in runs:
             checks.append(Check(name, "*", "test set", "testset",

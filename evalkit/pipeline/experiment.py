@@ -23,7 +23,9 @@ from typing import Any
 from evalkit import DISTRIBUTION
 from evalkit.analysis import summary as analysis
 from evalkit.config import load_config
+from evalkit.data import subset as subsets
 from evalkit.data.leakage import find_leaks
+from evalkit.data.subset import SubsetSpec
 from evalkit.data.testset import Testset, load_testset
 from evalkit.paths import check_name, inside
 from evalkit.providers import ProviderSetup, build_provider, embeddings, provider_class
@@ -52,6 +54,19 @@ class RunConfig:
     config_path: str | None = None  # the experiment config (economics, gate, pricing, ...)
     batch: bool = False  # uncached requests go through the provider's Batch API
     batch_poll_interval_s: float = 30.0
+    limit: int | None = None  # run only the first N test items
+    sample: int | None = None  # run N items drawn with sample_seed (stratified)
+    sample_seed: int = 0
+
+    def subset_spec(self) -> SubsetSpec | None:
+        """What --limit / --sample asked for (None: the whole test set)."""
+        if self.limit is not None and self.sample is not None:
+            raise ValueError("--limit and --sample are two ways to choose items; give one")
+        if self.limit is not None:
+            return SubsetSpec("limit", self.limit)
+        if self.sample is not None:
+            return SubsetSpec("sample", self.sample, self.sample_seed)
+        return None
 
 
 @dataclass
@@ -60,6 +75,7 @@ class RunResult:
     summary: dict[str, Any]
     stats: RunStats
     warnings: list[str] = field(default_factory=list)  # about the setup; also in run.json
+    subset: dict[str, Any] | None = None  # run.json "subset": --limit/--sample, else None
 
 
 class LeakageRefused(RuntimeError):
@@ -78,7 +94,7 @@ def run_experiment(config: RunConfig, *, resume: str | None = None,
                               "batch_poll_interval_s": config.batch_poll_interval_s})
     # a bad economics section fails before any call
     analysis.check_config(config.config_path, ladder=config.variants)
-    testset = load_testset(config.testset)
+    testset, subset = subsets.apply(load_testset(config.testset), config.subset_spec())
     leaks = find_leaks(testset.test, testset.train, threshold=config.leakage_threshold)
     if leaks and not config.allow_leakage:
         listing = "\n".join(f"  {p.test_id} ~ {p.train_id} (cosine {p.similarity:.3f})"
@@ -121,7 +137,7 @@ def run_experiment(config: RunConfig, *, resume: str | None = None,
             for v in variants for item in testset.test if (v.name, item.id) not in done]
     cache = ResponseCache(Path(config.cache_dir) / "responses.sqlite")
     _write_run_json(run_dir, config, testset, setup, sessions_add=None,
-                    notional=provider.cost_is_notional)
+                    notional=provider.cost_is_notional, subset=subset)
     _write_items(run_dir, testset)
     try:
         if config.batch:
@@ -137,10 +153,10 @@ def run_experiment(config: RunConfig, *, resume: str | None = None,
     finally:
         cache.close()
     _write_run_json(run_dir, config, testset, setup, sessions_add=stats,
-                    notional=provider.cost_is_notional)
+                    notional=provider.cost_is_notional, subset=subset)
     summary = write_scores_and_summary(run_dir, testset, config.variants)
     _point_latest(run_dir, testset.name)
-    return RunResult(run_dir, summary, stats, list(setup.get("warnings", [])))
+    return RunResult(run_dir, summary, stats, list(setup.get("warnings", [])), subset)
 
 
 def _preflight(variants: list, testset: Testset, ctx: VariantContext, provider) -> None:
@@ -192,8 +208,10 @@ def _new_run_dir(reports: Path, name: str) -> Path:
 
 
 def _write_run_json(run_dir: Path, config: RunConfig, testset: Testset, setup: dict,
-                    sessions_add: RunStats | None, *, notional: bool) -> None:
-    """run.json; `notional`: the provider bills nobody (local), so no cost in it was paid."""
+                    sessions_add: RunStats | None, *, notional: bool,
+                    subset: dict | None = None) -> None:
+    """run.json; `notional`: the provider bills nobody (local), so no cost in it was paid;
+    `subset`: the --limit/--sample record (None: every test item ran)."""
     path = run_dir / "run.json"
     previous = json.loads(path.read_text()) if path.is_file() else {}
     sessions = previous.get("sessions", [])
@@ -209,6 +227,7 @@ def _write_run_json(run_dir: Path, config: RunConfig, testset: Testset, setup: d
         "testset": {"name": testset.name, "path": str(testset.path), "hash": testset.hash,
                     "n_test": len(testset.test), "n_train": len(testset.train),
                     "n_docs": len(testset.docs), "files": testset.file_hashes},
+        "subset": subset,  # n_test above counts the items this run holds
         "task": testset.task.to_record(),  # lets `summarize` work from the folder alone
         "variant_specs": {n: asdict(default_variant(n, testset)) for n in config.variants},
         "setup": setup,

@@ -30,6 +30,7 @@ class Request:
     instructions: str
     input: str
     labels: tuple[tuple[str, str], ...] = ()  # (label, description) pairs, in task order
+    fields: tuple[tuple[str, str], ...] = ()  # (field, description) pairs of a JSON record
     examples: tuple[Example, ...] = ()
     passages: tuple[Passage, ...] = ()
     model: str | None = None  # a variant may pin a model (the fine-tuned rungs do)
@@ -48,7 +49,7 @@ class Request:
         return [dict(m) for m in rendered]
 
     def _render_messages(self) -> list[dict[str, str]]:
-        msgs = [{"role": "system", "content": _system(self.instructions, self.labels)}]
+        msgs = [{"role": "system", "content": _system(self.instructions, self.labels, self.fields)}]
         for ex in self.examples:
             msgs.append({"role": "user", "content": ex.input})
             msgs.append({"role": "assistant", "content": ex.output})
@@ -58,9 +59,10 @@ class Request:
 
 
 @lru_cache(maxsize=256)
-def _system(instructions: str, labels: tuple[tuple[str, str], ...]) -> str:
+def _system(instructions: str, labels: tuple[tuple[str, str], ...],
+            fields: tuple[tuple[str, str], ...] = ()) -> str:
     """The system message, the same for every item of a task: rendered once per task."""
-    return _render("system.j2", instructions=instructions, labels=labels)
+    return _render("system.j2", instructions=instructions, labels=labels, fields=fields)
 
 
 @lru_cache(maxsize=1)

@@ -46,6 +46,7 @@ class Variant:
             instructions=task.instructions,
             input=item.input,
             labels=tuple(task.labels.items()),
+            fields=tuple(task.fields.items()),
             examples=examples,
             passages=passages,
             model=ctx.fine_tuned_model if self.fine_tuned else self.model,

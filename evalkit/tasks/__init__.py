@@ -7,7 +7,8 @@ module here plus one line below. A user's own registers itself from wherever it 
     register_metric(Metric("brevity", "item", lambda ctx: ..., task_types=("qa",)))
 """
 
-from evalkit.tasks import classification, common, generation, qa  # noqa: F401  (registers the built-ins)
+# importing the built-ins registers them
+from evalkit.tasks import classification, common, extraction, generation, qa  # noqa: F401
 from evalkit.tasks.base import (
     DESIGNED_TASK_TYPES,
     METRICS,

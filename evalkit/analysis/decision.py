@@ -1,0 +1,67 @@
+"""One recommendation from a ladder's steps: which variant to ship, in one sentence, and why.
+
+The variant is the incumbent the ladder ends with (the last rung whose step was accepted, see
+verdicts.py). The sentence names the strongest rung that did not displace it — the largest
+gain among the steps judged against it that were not accepted — and what held that rung back
+(the interval, the items that would settle it, the money); when every later rung is worse or
+no different, it quotes the step that made the incumbent. `reasons` lists those steps'
+sentences, so the report can show the evidence under the recommendation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from evalkit.analysis.economics import Economics
+from evalkit.analysis.verdicts import ACCEPTED, INCONCLUSIVE, NO_CHANGE, about, pts, usd
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def recommend(steps: list[dict[str, Any]], incumbent: str, ladder: list[str],
+              econ: Economics) -> dict[str, Any]:
+    """`{variant, sentence, reasons}` for summary.json (steps as `_step` writes them)."""
+    against = [s for s in steps if s["from"] == incumbent]
+    won = [s for s in steps if s["to"] == incumbent and s["verdict"] in ACCEPTED]
+    rivals = [s for s in against if s["verdict"] not in (*ACCEPTED, NO_CHANGE)
+              and _finite(s["delta"]) and s["delta"] > 0]
+    if rivals:
+        why = _rival(max(rivals, key=lambda s: s["delta"]), econ)
+    elif won:
+        why = _winning_step(won[-1])
+    elif len(ladder) < 2:
+        why = "the only variant in this run"
+    else:
+        why = "no rung above it was shown to be better at a price worth paying"
+    return {"variant": incumbent, "sentence": f"Ship {incumbent}: {why}.",
+            "reasons": [s["reason"] for s in (*won, *against)]}
+
+
+def _rival(s: dict[str, Any], econ: Economics) -> str:
+    """'fine-tuned is +2.1 pts accuracy [-0.4, +4.6] better on 392 items, inconclusive ...'"""
+    head = (f"{s['to']} is {pts(s['delta'])} pts {s['metric']} [{pts(s['ci_low'])}, "
+            f"{pts(s['ci_high'])}] better on {s['n']:,} items")
+    d_tco = s.get("delta_tco_usd")
+    horizon = f"over {econ.horizon_months:g} months"
+    money = ("" if not _finite(d_tco) else
+             f"costs {usd(d_tco)} more {horizon}" if d_tco > 0 else
+             f"saves {usd(-d_tco)} {horizon}")
+    if s["verdict"] == INCONCLUSIVE:
+        needed = s.get("items_needed")
+        settle = f" (about {about(needed)} items would settle it)" if needed else ""
+        return f"{head}, inconclusive{settle}" + (f", and {money}" if money else "")
+    per = s.get("usd_per_extra_correct")
+    if _finite(per) and _finite(s["ci_low"]) and s["ci_low"] > 0:
+        return (f"{head}, but {money} ({usd(per)} per extra correct answer, more than the "
+                f"{usd(econ.value_per_correct_usd)} one is worth)")
+    return f"{head}, but {money}, more than even the interval's high end would be worth"
+
+
+def _winning_step(s: dict[str, Any]) -> str:
+    """'+15.6 pts accuracy [+10.5, +20.6] over prompt-only on 392 items; $0.00007 per ...'"""
+    why = s["sentence"].split("; ", 1)[1] if "; " in s["sentence"] else s["verdict"]
+    return (f"{pts(s['delta'])} pts {s['metric']} [{pts(s['ci_low'])}, {pts(s['ci_high'])}] "
+            f"over {s['from']} on {s['n']:,} items; {why}")

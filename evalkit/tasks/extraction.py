@@ -1,0 +1,287 @@
+"""`extraction`: a text in, a JSON record out; `expected` is a JSON object (fields -> values).
+
+The rules a reviewer must check:
+- **Parsing** is tolerant of real small models: the whole output as JSON, else the first
+  fenced block (```json ... ```), else the first `{...}` in the text that decodes to an
+  object. Anything else (no object, a JSON array, broken JSON) is *invalid*: json_valid 0,
+  schema_valid 0, field_accuracy 0, and for the slot metrics every gold pair is missed and
+  nothing is predicted (all false negatives, no false positives).
+- **Empty** values are null, "", whitespace, [] and {}; an empty value and a missing key are
+  the same thing.
+- **Values match** after normalisation: strings case-, whitespace- and punctuation-
+  insensitively ("A-12345" = "a12345"); numbers as numbers (2 = 2.0 = "2"); anything else
+  (lists, objects) by its canonical JSON.
+- **Slot metrics** (the usual span-extraction precision/recall/F1) count (field, value)
+  pairs, micro-averaged over the set: an empty gold field contributes no gold pair; a
+  non-empty predicted value is a predicted pair, a true positive when the gold value of that
+  field matches, a false positive otherwise (a value for an empty field, a field the gold
+  record does not have); an unmatched gold pair is a false negative. P = TP/(TP+FP),
+  R = TP/(TP+FN), F1 = 2TP/(2TP+FP+FN); with a zero denominator (nothing predicted, nothing
+  gold) the score is 1.0, since there was nothing to get wrong.
+- **field_accuracy** (per item, the default primary): the share of fields, over the gold
+  record's keys and the prediction's, whose values match (both empty counts as a match); an
+  item whose gold and predicted records are both empty scores 1.0.
+- **schema_valid**: the parsed object validates against task.yaml's `json_schema` (the
+  `jsonschema` library, the draft the schema's `$schema` names, else the latest); without a
+  schema it equals json_valid (every object is valid against the empty schema).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from evalkit.tasks.base import (
+    ItemContext,
+    Metric,
+    RunContext,
+    TaskType,
+    register_metric,
+    register_task_type,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from evalkit.data.testset import Task
+
+_FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
+_PUNCT = str.maketrans("", "", string.punctuation)
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+# --- parsing ----------------------------------------------------------------------------------
+
+def extract_json(output: str | None) -> dict[str, Any] | None:
+    """The JSON object in a model's answer, or None when there is none (see module doc)."""
+    if output is None:
+        return None
+    text = output.strip()
+    whole = _loads(text)
+    if whole is not None:
+        return whole if isinstance(whole, dict) else None
+    for block in _FENCE.findall(text):
+        found = _loads(block.strip())
+        if isinstance(found, dict):
+            return found
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"\{", text):
+        try:
+            found, _ = decoder.raw_decode(text, match.start())
+        except json.JSONDecodeError:
+            continue
+        if isinstance(found, dict):
+            return found
+    return None
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, ValueError):
+        return None
+
+
+# --- values -----------------------------------------------------------------------------------
+
+def is_empty(value: Any) -> bool:
+    """null, "", whitespace, [] and {} are all "the text does not say"."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    return isinstance(value, (list, dict)) and not value
+
+
+def normalize_value(value: Any) -> Any:
+    """What a value is compared as: a float for numbers (and numeric strings), else a
+    lower-cased string without punctuation or repeated whitespace; lists and objects as their
+    canonical JSON."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        stripped = value.strip()
+        if _NUMBER.fullmatch(stripped.replace(",", "")):
+            return float(stripped.replace(",", ""))
+        return " ".join(stripped.lower().translate(_PUNCT).split())
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def values_match(expected: Any, predicted: Any) -> bool:
+    """Both empty, or both non-empty and equal after normalisation."""
+    if is_empty(expected) or is_empty(predicted):
+        return is_empty(expected) and is_empty(predicted)
+    return normalize_value(expected) == normalize_value(predicted)
+
+
+# --- metrics as plain functions ---------------------------------------------------------------
+
+def slot_counts(expected: dict[str, Any], predicted: dict[str, Any] | None
+                ) -> tuple[int, int, int]:
+    """(true positives, false positives, false negatives) over one item's (field, value)
+    pairs; an invalid prediction (None) misses every gold pair and predicts nothing."""
+    gold = {k for k, v in expected.items() if not is_empty(v)}
+    if predicted is None:
+        return 0, 0, len(gold)
+    guessed = {k for k, v in predicted.items() if not is_empty(v)}
+    tp = sum(1 for k in guessed & gold if values_match(expected[k], predicted[k]))
+    return tp, len(guessed) - tp, len(gold) - tp
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den else 1.0
+
+
+def slot_prf(expected: Sequence[dict[str, Any]], predicted: Sequence[dict[str, Any] | None]
+             ) -> tuple[float, float, float]:
+    """Micro-averaged slot precision, recall and F1 over a set of items."""
+    tp = fp = fn = 0
+    for e, p in zip(expected, predicted, strict=True):
+        a, b, c = slot_counts(e, p)
+        tp, fp, fn = tp + a, fp + b, fn + c
+    return _ratio(tp, tp + fp), _ratio(tp, tp + fn), _ratio(2 * tp, 2 * tp + fp + fn)
+
+
+def field_accuracy(expected: dict[str, Any], predicted: dict[str, Any] | None) -> float:
+    """Share of fields (gold keys and predicted keys) whose values match; 0 when invalid."""
+    if predicted is None:
+        return 0.0
+    keys = set(expected) | set(predicted)
+    if not keys:
+        return 1.0
+    return sum(values_match(expected.get(k), predicted.get(k)) for k in keys) / len(keys)
+
+
+def schema_errors(value: Any, schema: dict[str, Any]) -> list[str]:
+    """Where `value` breaks `schema` ("quantity: 'two' is not of type 'integer'"), [] if
+    nowhere; the messages are jsonschema's, prefixed by the failing path."""
+    out = []
+    for err in sorted(_validator(json.dumps(schema, sort_keys=True)).iter_errors(value),
+                      key=lambda e: list(e.absolute_path)):
+        where = ".".join(str(p) for p in err.absolute_path)
+        out.append(f"{where}: {err.message}" if where else err.message)
+    return out
+
+
+@lru_cache(maxsize=32)
+def _validator(schema_json: str):
+    import jsonschema  # deferred: only extraction tasks with a schema need it
+
+    schema = json.loads(schema_json)
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def check_schema(schema: dict[str, Any]) -> str | None:
+    """None if `schema` is a valid JSON Schema, else why not (jsonschema's message)."""
+    import jsonschema
+
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        return exc.message
+    return None
+
+
+# --- the task type ----------------------------------------------------------------------------
+
+def check_expected(expected: Any, task: Task) -> None:
+    """A JSON object (an empty one is legal: nothing to extract); its keys must be fields
+    task.yaml declares (when it declares any), and it must satisfy the task's schema."""
+    if not isinstance(expected, dict):
+        raise ValueError(f"must be a JSON object of fields -> values, got {expected!r}")
+    if task.fields:
+        unknown = [k for k in expected if k not in task.fields]
+        if unknown:
+            raise ValueError(f"unknown field {unknown[0]!r}; task.yaml's fields: "
+                             f"{', '.join(task.fields)}")
+    if task.json_schema:
+        errors = schema_errors(expected, task.json_schema)
+        if errors:
+            raise ValueError(f"does not match task.yaml's json_schema: {errors[0]}")
+
+
+def _parse(output: str, task: Task) -> dict[str, Any] | None:
+    return extract_json(output)
+
+
+def strict_compatible(schema: dict[str, Any]) -> bool:
+    """Whether OpenAI's strict structured outputs accept `schema` as it is: an object whose
+    properties are all required and which allows no others (checked at the top level)."""
+    props = schema.get("properties")
+    return (schema.get("type") == "object" and isinstance(props, dict)
+            and schema.get("additionalProperties") is False
+            and set(schema.get("required") or ()) == set(props))
+
+
+def response_format(task: Task) -> dict[str, Any]:
+    """JSON through the API: the task's schema (strict where OpenAI would accept it as
+    strict), else plain JSON mode. Providers that cannot send it fall back to the prompt."""
+    if task.json_schema:
+        name = re.sub(r"[^A-Za-z0-9_-]", "_", task.name)[:64] or "record"
+        return {"type": "json_schema", "json_schema": {
+            "name": name, "schema": task.json_schema,
+            "strict": strict_compatible(task.json_schema)}}
+    return {"type": "json_object"}
+
+
+def _record(ctx: ItemContext) -> dict[str, Any]:
+    return ctx.item.expected
+
+
+def _json_valid(ctx: ItemContext) -> float:
+    return float(ctx.parsed is not None)
+
+
+def _schema_valid(ctx: ItemContext) -> float:
+    if ctx.parsed is None:
+        return 0.0
+    if not ctx.task.json_schema:
+        return 1.0
+    return float(not schema_errors(ctx.parsed, ctx.task.json_schema))
+
+
+def _slot_metric(which: int):
+    """A per-run statistic over item indices (so the analysis can bootstrap it)."""
+    def compute(ctx: RunContext):
+        import numpy as np
+
+        counts = np.array([slot_counts(e, p) for e, p in zip(ctx.expected, ctx.parsed)],
+                          dtype=float).reshape(-1, 3)
+
+        def statistic(ix: np.ndarray) -> float:
+            tp, fp, fn = counts[ix].sum(axis=0)
+            num, den = ((tp, tp + fp), (tp, tp + fn), (2 * tp, 2 * tp + fp + fn))[which]
+            return float(num / den) if den else 1.0
+        return statistic
+    return compute
+
+
+TYPE = "extraction"
+register_metric(Metric("field_accuracy", "item",
+                       lambda ctx: field_accuracy(_record(ctx), ctx.parsed), task_types=(TYPE,),
+                       description="share of the record's fields whose values match"))
+register_metric(Metric("json_valid", "item", _json_valid, task_types=(TYPE,), binary=True,
+                       description="a JSON object could be read from the answer"))
+register_metric(Metric("schema_valid", "item", _schema_valid, task_types=(TYPE,), binary=True,
+                       description="the answer's object validates against json_schema"))
+for _i, _name in enumerate(("slot_precision", "slot_recall", "slot_f1")):
+    register_metric(Metric(_name, "run", _slot_metric(_i), task_types=(TYPE,),
+                           description=f"micro-averaged {_name[5:]} over (field, value) pairs"))
+register_task_type(TaskType(
+    TYPE, check_expected=check_expected,
+    metrics=("field_accuracy", "slot_f1", "slot_precision", "slot_recall", "json_valid",
+             "schema_valid"),
+    parse=_parse, response_format=response_format,
+    description="a JSON record of fields -> values read from the input"))
+
+__all__ = ["check_expected", "extract_json", "field_accuracy", "is_empty", "normalize_value",
+           "response_format", "schema_errors", "slot_counts", "slot_prf", "strict_compatible",
+           "values_match"]
