@@ -99,5 +99,5 @@ def step_deltas(labels: Sequence[str], delta: Sequence[float], low: Sequence[flo
     ax.set_yticks(ys)
     ax.set_yticklabels(labels)
     ax.set_xlabel(f"Δ {metric} (paired, 95% CI)")
-    ax.set_title("Each step against the rung below")
+    ax.set_title("Each rung against the incumbent")
     return _svg(fig)
