@@ -133,6 +133,10 @@ def test_report_of_a_bundled_run_in_headless_chromium(tmp_path):
             summary["recommendation"]["sentence"]
         assert page.locator("#assumptions").inner_text() == \
             summary["economics"]["assumptions_line"]
+        rows = page.locator("#assumption-table tbody tr")
+        assert rows.count() == len(summary["economics"]["assumptions"])
+        cells = [c.text_content() for c in rows.first.locator("td").all()]  # inside <details>
+        assert cells == ["queries_per_month", "10000", "default"]
         first = page.locator("#recommendation").bounding_box()["y"]
         assert first < page.locator("#verdicts").bounding_box()["y"]
         for li, step in zip(verdicts.all(), summary["steps"], strict=True):
