@@ -284,3 +284,20 @@ def test_changing_one_economics_input_in_the_config_changes_verdict_and_assumpti
     assert "rag_hours" not in sources  # no retrieving rung: not an input of any verdict
     assert default["recommendation"]["variant"] == "few-shot"
     assert configured["recommendation"]["variant"] == "fine-tuned"
+
+
+# ---- one money format (issue 13.6) ----------------------------------------------------------
+
+def test_the_gate_prints_money_as_the_report_does():
+    from evalkit.gate.baseline import VariantStats
+    from evalkit.gate.check import Tolerances, _operational_checks
+    from evalkit.gate.render import _value
+    from evalkit.money import usd as money_usd
+
+    assert usd is money_usd  # verdicts re-exports the one formatter
+    base = VariantStats({}, 3.8484375e-06, 0.001, 0.002, 320, 0, 0)
+    run = VariantStats({}, 3.9e-06, 0.001, 0.002, 320, 0, 0)
+    cost = _operational_checks("t", "v", base, run, Tolerances())[0]
+    assert cost.reason.startswith("cost/query $0.0000038 -> $0.0000039 (+1%)")
+    assert _value("cost", 3.85e-06) == "$0.0000039"
+    assert not re.search(r"\de-\d", cost.reason)

@@ -15,9 +15,9 @@ PACKAGE = Path(__file__).parent.parent / "evalkit"
 # `tasks` (the task-type and metric registries and their built-in plug-ins) sits with `data`:
 # loading a test set validates `expected` and task.yaml's metric names against it, and every
 # later stage reads the same specs. It imports only stage 0 (data imports it, not vice versa).
-STAGES = {"config": 0, "errors": 0, "paths": 0, "registry": 0, "secrets": 0, "data": 1,
-          "tasks": 1, "strategies": 2, "providers": 3, "run": 4, "scoring": 5, "analysis": 6,
-          "report": 7, "gate": 7, "pipeline": 8, "cli": 9}
+STAGES = {"config": 0, "errors": 0, "money": 0, "paths": 0, "registry": 0, "secrets": 0,
+          "data": 1, "tasks": 1, "strategies": 2, "providers": 3, "run": 4, "scoring": 5,
+          "analysis": 6, "report": 7, "gate": 7, "pipeline": 8, "cli": 9}
 
 
 def _stage(module: str) -> str | None:

@@ -38,6 +38,7 @@ from evalkit.gate.baseline import (
     load_baseline,
     snapshot_from_run,
 )
+from evalkit.money import usd
 from evalkit.tasks import higher_is_better
 
 Status = Literal["pass", "fail", "warn"]
@@ -369,7 +370,7 @@ def _operational_checks(ts: str, variant: str, b: VariantStats, r: VariantStats,
                         tol: Tolerances) -> list[Check]:
     out = [
         _rise(ts, variant, "cost/query", "cost", b.per_query_usd, r.per_query_usd,
-              tol.max_cost_increase, tol.cost_slack_usd, lambda x: f"${x:.3g}"),
+              tol.max_cost_increase, tol.cost_slack_usd, usd),
         _rise(ts, variant, "p95 latency", "latency", b.p95_s, r.p95_s,
               tol.max_latency_increase, tol.latency_slack_s, lambda x: f"{x * 1000:.1f} ms"),
     ]

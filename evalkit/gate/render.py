@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from evalkit.gate.check import Check, GateReport, Tolerances
+from evalkit.money import usd
 
 COLUMNS = ("status", "test set", "variant", "check", "baseline", "run", "change", "allowed",
            "paired test")
@@ -118,7 +119,7 @@ def _value(kind: str, x: float | None) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
     if kind == "cost":
-        return f"${x:.3g}"
+        return usd(x)
     if kind == "latency":
         return f"{x * 1000:.1f} ms"
     if kind == "errors":
@@ -145,7 +146,7 @@ def _allowed(c: Check, tol: Tolerances) -> str:
     if c.kind == "metric" and c.limit is not None:
         return f"-{c.limit:.4f}" + (" & sig." if tol.require_significance else "")
     if c.kind == "cost":
-        slack = f" & ${tol.cost_slack_usd:.3g}" if tol.cost_slack_usd else ""
+        slack = f" & {usd(tol.cost_slack_usd)}" if tol.cost_slack_usd else ""
         return f"+{tol.max_cost_increase:.0%}{slack}"
     if c.kind == "latency":
         slack = f" & {tol.latency_slack_s * 1000:.0f} ms" if tol.latency_slack_s else ""

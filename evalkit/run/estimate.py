@@ -19,6 +19,7 @@ from typing import Any
 
 from evalkit.config import load_config
 from evalkit.data.testset import Testset, load_testset
+from evalkit.money import usd
 from evalkit.providers import ProviderSetup, build_provider
 from evalkit.providers.base import Usage
 from evalkit.providers.openai import approx_tokens
@@ -172,14 +173,14 @@ def format_estimate(est: Estimate) -> str:
             continue
         lines.append(f"  {v.variant:<16} {v.model:<40} {v.items:>5} items "
                      f"({v.cached} cached)  ~{v.input_tokens:>8} in / {v.output_tokens:>6} out "
-                     f"tokens  ${v.notional_usd:.4f} notional, ${v.to_spend_usd:.4f} to spend"
+                     f"tokens  {usd(v.notional_usd)} notional, {usd(v.to_spend_usd)} to spend"
                      + (f"  [{v.price_source}]" if v.price_source else ""))
         if v.note:
             lines.append(f"    {v.note}")
     if est.setup.get("indexing_usd") is not None:
         s = est.setup
         lines.append(f"  embeddings {s['embedding_model']}: index ~{s['indexing_tokens']} tokens "
-                     f"${s['indexing_usd']:.4f} (setup), queries ${s['query_usd']:.4f}")
+                     f"{usd(s['indexing_usd'])} (setup), queries {usd(s['query_usd'])}")
     lines.extend(f"  note: {n}" for n in est.notes)
-    lines.append(f"total to spend: ${est.total_to_spend_usd:.4f}")
+    lines.append(f"total to spend: {usd(est.total_to_spend_usd)}")
     return "\n".join(lines)
