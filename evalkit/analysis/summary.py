@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evalkit.analysis import stats
+from evalkit.analysis import abstention, stats
 from evalkit.analysis.decision import recommend
 from evalkit.analysis.economics import (
     Economics,
@@ -413,6 +413,9 @@ def summarize_variant(data: RunData, name: str, *, seed: int) -> tuple[dict, Var
         est = _run_metric(data, name, spec.name, spec.compute, seed)
         if est is not None:
             out["metrics"][spec.name] = est
+    answerability = abstention.split(data, name)
+    if answerability is not None:
+        out["answerability"] = answerability
     cost_values = data.values(name, "cost_usd")
     cost = _variant_cost(data, name)
     latency = data.values(name, "latency_s")
@@ -561,6 +564,8 @@ def analyze(data: RunData, *, seed: int = 0,
     steps, incumbent = ladder_steps(data, costs)
     for step, p in zip(steps, stats.holm([s["p_value"] for s in steps]), strict=True):
         step["p_holm"] = p
+    compared = [_step(data, a, b, data.primary_metric, costs) for a, b in pairs]
+    notes = abstention.annotate(variants, [*steps, *compared], data.primary_metric)
     summary = {
         "schema_version": SCHEMA_VERSION,
         "run_id": data.run_id,
@@ -575,8 +580,8 @@ def analyze(data: RunData, *, seed: int = 0,
         "recommendation": recommend(steps, incumbent, data.ladder, data.economics),
         "variants": variants,
         "steps": steps,
-        "comparisons": [_step(data, a, b, data.primary_metric, costs) for a, b in pairs],
-        "notes": list(data.notes),
+        "comparisons": compared,
+        "notes": [*data.notes, *notes],
     }
     return to_json_ready(summary)
 

@@ -64,10 +64,17 @@ class Item:
     line: int = field(default=0, compare=False)  # where it was read, for error messages
 
     @property
+    def answerable(self) -> bool:
+        """False for a question the documents do not answer (`expected: null`)."""
+        return self.expected is not None
+
+    @property
     def references(self) -> list[str]:
-        """`expected` as a list of acceptable strings (for text metrics); a JSON record
-        (extraction) as its JSON text, which is what a few-shot example or a fine-tuning
-        file shows as the answer."""
+        """`expected` as a list of acceptable strings (for text metrics); none when
+        unanswerable; a JSON record (extraction) as its JSON text, which is what a few-shot
+        example or a fine-tuning file shows as the answer."""
+        if self.expected is None:
+            return []
         if isinstance(self.expected, dict):
             return [json.dumps(self.expected, ensure_ascii=False)]
         if isinstance(self.expected, list):
@@ -464,13 +471,15 @@ def parse_item(line: str, *, path: Path, lineno: int, task: Task) -> Item:
                            line=lineno) from exc
     if not isinstance(raw, dict):
         raise TestsetError(path, "each line must be a JSON object", line=lineno)
-    for key in ("id", "input", "expected"):
+    for key in ("id", "input"):
         if key not in raw or raw[key] is None or raw[key] == "":
             raise TestsetError(path, "missing required field", line=lineno, field=key)
+    kind = tasks.task_type(task.type)
+    expected = _expected(raw, kind, path=path, lineno=lineno)
     if not isinstance(raw["input"], str):
         raise TestsetError(path, "must be a string", line=lineno, field="input")
     try:
-        tasks.task_type(task.type).check_expected(raw["expected"], task)
+        kind.check_expected(expected, task)
     except ValueError as exc:
         raise TestsetError(path, str(exc), line=lineno, field="expected") from None
     doc_ids = raw.get("doc_ids") or []
@@ -481,12 +490,34 @@ def parse_item(line: str, *, path: Path, lineno: int, task: Task) -> Item:
     return Item(
         id=str(raw["id"]),
         input=raw["input"],
-        expected=raw["expected"],
+        expected=expected,
         doc_ids=tuple(str(d) for d in doc_ids),
         cluster=None if raw.get("cluster") is None else str(raw["cluster"]),
         metadata=dict(raw.get("metadata") or {}),
         line=lineno,
     )
+
+
+def _expected(raw: dict, kind: tasks.TaskType, *, path: Path, lineno: int) -> Any:
+    """The item's `expected`; None marks an unanswerable question (`expected: null` or
+    `answerable: false`), which only a task type that can abstain (qa) accepts."""
+    answerable = raw.get("answerable", True)
+    if not isinstance(answerable, bool):
+        raise TestsetError(path, f"must be true or false, got {answerable!r}", line=lineno,
+                           field="answerable")
+    can_abstain = kind.abstains is not None
+    if not answerable:
+        if not can_abstain:
+            raise TestsetError(path, f"a {kind.name} item cannot be unanswerable", line=lineno,
+                               field="answerable")
+        if raw.get("expected") is not None:
+            raise TestsetError(path, "an unanswerable item (answerable: false) has no answer; "
+                               "drop expected or set it to null", line=lineno, field="expected")
+        return None
+    if "expected" not in raw or raw["expected"] == "" or (
+            raw["expected"] is None and not can_abstain):
+        raise TestsetError(path, "missing required field", line=lineno, field="expected")
+    return raw["expected"]
 
 
 def load_docs(folder: Path) -> tuple[Document, ...]:

@@ -49,6 +49,7 @@ from evalkit.strategies.finetune import (
     train_hash,
 )
 from evalkit.strategies.variants import VariantContext, default_variant
+from evalkit.tasks import task_type
 
 MIN_EXAMPLES = 10  # OpenAI's minimum for a fine-tuning file
 DEFAULT_EPOCHS = 3  # for the estimate when n_epochs is "auto" (OpenAI may pick more for tiny files)
@@ -79,10 +80,11 @@ def build_lines(testset: Testset) -> list[dict[str, Any]]:
     ctx = VariantContext(testset)
     rung = default_variant("prompt-only", testset)
     lines = []
+    target = task_type(testset.task.type).target
     for item in testset.train:
         messages = rung.build(item, ctx).messages()
-        lines.append({"messages": [*messages,
-                                   {"role": "assistant", "content": item.references[0]}]})
+        lines.append({"messages": [*messages, {"role": "assistant",
+                                               "content": target(item, testset.task)}]})
     return lines
 
 

@@ -92,7 +92,8 @@ def _variant_rows(summary: dict, ladder: list[str], primary: str) -> list[dict]:
         rows.append({"name": name, "metrics": v.get("metrics", {}), "latency": v.get("latency", {}),
                      "tokens": v.get("tokens", {}), "cost": cost, "calls": v.get("calls", {}),
                      "per_1k_correct": per_1k_correct,
-                     "not_applicable": v.get("not_applicable", {})})
+                     "not_applicable": v.get("not_applicable", {}),
+                     "answerability": v.get("answerability")})  # QA with unanswerable items
     return rows
 
 

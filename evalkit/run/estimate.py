@@ -66,7 +66,8 @@ def expected_output_tokens(testset: Testset, max_completion_tokens: int | None) 
     if task_type(testset.task.type).uses_labels and testset.task.labels:
         guess = max(math.ceil(len(label) / 4) for label in testset.task.labels) + 1
     elif testset.train:
-        lengths = [math.ceil(len(it.references[0]) / 4) for it in testset.train]
+        target = task_type(testset.task.type).target
+        lengths = [math.ceil(len(target(it, testset.task)) / 4) for it in testset.train]
         guess = math.ceil(1.5 * sum(lengths) / len(lengths)) + 2
     else:
         guess = 64

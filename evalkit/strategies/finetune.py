@@ -28,6 +28,7 @@ from evalkit.data.text import make_vectorizer
 from evalkit.paths import check_name, inside
 from evalkit.registry import Registry
 from evalkit.strategies.house_style import HouseStyleModel
+from evalkit.tasks import task_type
 
 LOCAL_MODEL_PREFIX = "local-ft:"
 # The name local fine-tunes are filed under: the local provider's registered name (it reads
@@ -167,8 +168,9 @@ def _train_classifier(testset: Testset) -> Pipeline:
 
 @LOCAL_TRAINERS.decorator("qa")
 def _train_qa(testset: Testset) -> QAMemory:
+    target = task_type(testset.task.type).target  # an unanswerable item teaches abstaining
     return QAMemory([it.input for it in testset.train],
-                    [it.references[0] for it in testset.train])
+                    [target(it, testset.task) for it in testset.train])
 
 
 @LOCAL_TRAINERS.decorator("generation")

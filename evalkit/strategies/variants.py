@@ -116,7 +116,9 @@ class VariantContext:
             chosen = self._fixed_examples(k)
         else:
             chosen = [train[i] for i in self._nearest(item.input, k)]
-        return tuple(Example(it.input, _example_output(it)) for it in chosen)
+        task = self.testset.task
+        target = task_type(task.type).target  # the label, the answer, or an abstention
+        return tuple(Example(it.input, target(it, task)) for it in chosen)
 
     def passages_for(self, item: Item, k: int) -> tuple[Passage, ...]:
         """The index's top-k passages for the item's input (TF-IDF: the whole test set's
@@ -173,7 +175,3 @@ def _pending(texts: list[str], memo: dict) -> list[str]:
     """The distinct texts not memoised yet, in order."""
     return [t for t in dict.fromkeys(texts) if t not in memo]
 
-
-def _example_output(item: Item) -> str:
-    """What the assistant 'said' in an example: the label, or the canonical answer."""
-    return item.references[0]

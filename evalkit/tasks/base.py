@@ -66,7 +66,7 @@ class RunContext:
     parsed: list[Any]
 
 
-ItemCompute = Callable[[ItemContext], "float | None"]  # None: the metric does not apply
+ItemCompute = Callable[[ItemContext], "float | None"]  # None: no row for this item
 # A per-run metric returns a statistic over item indices, so the analysis can bootstrap it.
 RunCompute = Callable[[RunContext], "Callable[[np.ndarray], float] | None"]
 
@@ -114,6 +114,10 @@ def _raw(output: str, task: Task) -> Any:
     return output
 
 
+def _first_reference(item: Item, task: Task) -> str:
+    return item.references[0]
+
+
 @dataclass(frozen=True)
 class TaskType:
     """One kind of task.
@@ -124,7 +128,9 @@ class TaskType:
     what metrics compare (a label, a JSON object, the text itself); `response_format(task)` is
     what a request sends as the OpenAI `response_format` (None: plain text); `uses_labels`
     makes task.yaml's `labels` required and checked; `options` are the task.yaml keys only
-    this type reads.
+    this type reads; `target(item, task)` is the answer a few-shot example or a fine-tuning
+    line shows for an item; `abstains(output, task)`, where the type can decline to answer
+    (qa), says whether an output abstains (None: it cannot).
     """
 
     name: str
@@ -133,6 +139,8 @@ class TaskType:
     parse: Callable[[str, Task], Any] = _raw
     response_format: Callable[[Task], dict[str, Any] | None] = _no_structured_output
     uses_labels: bool = False
+    target: Callable[[Item, Task], str] = _first_reference
+    abstains: Callable[[str, Task], bool] | None = None
     description: str = ""
     # task.yaml keys only this type reads: key -> check(value) returning the value to keep in
     # `Task.options`, raising ValueError with a message (the loader adds file, line, field)

@@ -1,21 +1,41 @@
-"""`qa`: short answers, `expected` one acceptable answer or a list of them.
+"""`qa`: short answers, `expected` one acceptable answer or a list of them, or `null` (or
+`answerable: false`) for a question the documents do not answer.
 
 Text metrics follow the SQuAD v1.1 evaluation script: lower-case, strip punctuation and the
 articles a/an/the, fold whitespace, and take the maximum over the acceptable references.
+
+Abstention (issue 11.4), as SQuAD 2.0 scores no-answer questions: an answer *abstains* when,
+after the same normalisation, it contains one of task.yaml's `abstain_phrases` as whole words
+(default `DEFAULT_ABSTAIN_PHRASES`). On an unanswerable item the text metrics score 1 for an
+abstention and 0 for any answer, so the overall primary rewards knowing when to decline. Beside
+it: `answerable_f1` (token F1 on answerable items only, so abstaining earns nothing there) and
+`abstain_precision` / `abstain_recall` / `abstain_f1` (per run: of the abstentions, how many
+were on unanswerable items; of the unanswerable items, how many drew an abstention).
 """
 
 from __future__ import annotations
 
+import math
 import re
 import string
 from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from evalkit.tasks.base import Metric, TaskType, register_metric, register_task_type
+from evalkit.tasks.base import (
+    ItemContext,
+    Metric,
+    RunContext,
+    TaskType,
+    register_metric,
+    register_task_type,
+)
 
 if TYPE_CHECKING:
-    from evalkit.data.testset import Task
+    from evalkit.data.testset import Item, Task
+
+DEFAULT_ABSTAIN_PHRASES = ("unknown", "not in the documents", "i don't know",
+                           "cannot be answered")
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCT = set(string.punctuation)
@@ -69,10 +89,14 @@ def _is_answer(value: Any) -> bool:
 
 
 def check_expected(expected: Any, task: Task) -> None:
-    """One answer or a non-empty list of them (scoring takes a max over it)."""
+    """One answer, a non-empty list of them (scoring takes a max over it), or None for an
+    unanswerable question."""
+    if expected is None:
+        return
     if isinstance(expected, list):
         if not expected:
-            raise ValueError("an empty list of answers: give at least one acceptable answer")
+            raise ValueError("an empty list of answers: give at least one acceptable answer, "
+                             "or null for a question the documents do not answer")
         if all(_is_answer(x) and x != "" for x in expected):
             return
     elif _is_answer(expected):
@@ -80,8 +104,67 @@ def check_expected(expected: Any, task: Task) -> None:
     raise ValueError(f"must be a string or a list of acceptable answers, got {expected!r}")
 
 
+def check_phrases(value: Any) -> tuple[str, ...]:
+    """task.yaml `abstain_phrases`: a non-empty list of non-empty strings."""
+    if not isinstance(value, list) or not value or not all(
+            isinstance(p, str) and p.strip() for p in value):
+        raise ValueError("must be a non-empty list of phrases (strings)")
+    return tuple(value)
+
+
+def abstain_phrases(task: Task) -> tuple[str, ...]:
+    return tuple(task.options.get("abstain_phrases") or DEFAULT_ABSTAIN_PHRASES)
+
+
+def abstains(output: str, task: Task) -> bool:
+    """Whether an answer declines: it holds an abstain phrase as whole words (normalised)."""
+    text = f" {normalize_answer(output)} "
+    return any(f" {p} " in text for p in map(normalize_answer, abstain_phrases(task)) if p)
+
+
+def _target(item: Item, task: Task) -> str:
+    """What an example shows: the first reference, or the first abstain phrase."""
+    return item.references[0] if item.expected is not None else abstain_phrases(task)[0]
+
+
 def _text_metric(fn):
-    return lambda ctx: fn(ctx.parsed, ctx.item.references)
+    def compute(ctx: ItemContext) -> float:
+        if ctx.item.expected is None:  # unanswerable: right exactly when it abstains
+            return float(abstains(ctx.output, ctx.task))
+        return fn(ctx.parsed, ctx.item.references)
+    return compute
+
+
+def _answerable_f1(ctx: ItemContext) -> float:
+    return token_f1(ctx.parsed, ctx.item.references)
+
+
+def _answerable(ctx: ItemContext) -> bool:
+    return ctx.item.expected is not None
+
+
+def _abstention(which: str):
+    """Precision, recall or F1 of abstaining, with unanswerable items as the positives."""
+    def factory(ctx: RunContext):
+        import numpy as np
+
+        truth = np.array([e is None for e in ctx.expected], dtype=bool)
+        said = np.array([abstains(o, ctx.task) for o in ctx.parsed], dtype=bool)
+
+        def statistic(ix: np.ndarray) -> float:
+            t, s = truth[ix], said[ix]
+            hit = float(np.sum(t & s))
+            precision = hit / s.sum() if s.sum() else math.nan
+            recall = hit / t.sum() if t.sum() else math.nan
+            if which == "precision":
+                return precision
+            if which == "recall":
+                return recall
+            if math.isnan(precision) or math.isnan(recall):
+                return math.nan
+            return 2 * precision * recall / (precision + recall) if hit else 0.0
+        return statistic
+    return factory
 
 
 register_metric(Metric("token_f1", "item", _text_metric(token_f1), task_types=("qa",),
@@ -90,7 +173,15 @@ register_metric(Metric("exact_match", "item", _text_metric(exact_match), task_ty
                        binary=True, description="normalised answer equals a reference"))
 register_metric(Metric("contains", "item", _text_metric(contains), task_types=("qa",),
                        binary=True, description="a normalised reference appears in the answer"))
+register_metric(Metric("answerable_f1", "item", _answerable_f1, task_types=("qa",),
+                       applies=_answerable, not_applicable="the set has no answerable items",
+                       description="token F1 on answerable items only"))
+for _which in ("precision", "recall", "f1"):
+    register_metric(Metric(f"abstain_{_which}", "run", _abstention(_which), task_types=("qa",),
+                           description=f"abstention {_which}: unanswerable items as positives"))
 register_task_type(TaskType(
-    "qa", check_expected=check_expected, metrics=("token_f1", "exact_match", "contains"),
-    description="short answers: one acceptable answer or a list of them"))
-
+    "qa", check_expected=check_expected,
+    metrics=("token_f1", "exact_match", "contains", "answerable_f1", "abstain_precision",
+             "abstain_recall", "abstain_f1"),
+    target=_target, abstains=abstains, options={"abstain_phrases": check_phrases},
+    description="short answers: one acceptable answer, a list of them, or null (unanswerable)"))
