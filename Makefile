@@ -24,8 +24,7 @@ install: $(STAMP)
 TESTSETS := $(patsubst %/task.yaml,%,$(wildcard testsets/*/task.yaml))
 
 eval: $(STAMP)
-	$(VENV)/bin/evalkit run $(TESTSETS)
-	@for t in $(notdir $(TESTSETS)); do $(VENV)/bin/evalkit report reports/latest-$$t; done
+	$(VENV)/bin/evalkit run $(TESTSETS)   # each run ends with its report: reports/<run>/index.html
 
 ## Gate the bundled ladders against the committed baselines (exit 1 regression, 2 usage error).
 ## Local-provider latency is CPU time on whatever machine runs it, hence the wide latency slack.

@@ -632,4 +632,4 @@ def openai_env(monkeypatch):
 def run_dirs_args(tmp_path) -> list:
     """`evalkit run` flags that keep reports, cache and fine-tunes inside tmp_path."""
     return ["--reports-dir", tmp_path / "reports", "--cache-dir", tmp_path / "cache",
-            "--finetune-dir", tmp_path / "finetunes", "--no-progress"]
+            "--finetune-dir", tmp_path / "finetunes", "--no-progress", "--no-report"]

@@ -316,14 +316,17 @@ def test_compare_any_two_variants(intents_run):
 
 
 def test_run_console_ends_with_the_verdicts(intents_dir, run_dirs):
-    args = ["run", str(intents_dir), "--no-progress", "--variants", "prompt-only,few-shot,rag"]
+    args = ["run", str(intents_dir), "--no-progress", "--no-report", "--variants",
+            "prompt-only,few-shot,rag"]
     for k, v in run_dirs.items():
         args += [f"--{k.replace('_', '-')}", v]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     run_dir = Path(run_dirs["reports_dir"]) / "latest"
     reasons = [st["reason"] for st in _strict_json(run_dir / "summary.json")["steps"]]
-    assert result.output.strip().splitlines()[-len(reasons):] == reasons
+    lines = result.output.strip().splitlines()
+    assert lines[-len(reasons) - 1:-1] == reasons  # then the line saying where the report is
+    assert lines[-1].startswith("report: ")
 
 
 def test_old_run_json_falls_back_to_the_test_set(intents_run, tmp_path):

@@ -15,7 +15,7 @@ from evalkit.strategies.variants import LADDER
 
 
 def _args(run_dirs: dict[str, str]) -> list[str]:
-    return ["--no-progress", "--reports-dir", run_dirs["reports_dir"],
+    return ["--no-progress", "--no-report", "--reports-dir", run_dirs["reports_dir"],
             "--cache-dir", run_dirs["cache_dir"], "--finetune-dir", run_dirs["finetune_dir"]]
 
 
@@ -188,7 +188,7 @@ def test_a_rung_that_cannot_work_is_one_error_and_leaves_no_run_folder(copy_fixt
     result = CliRunner().invoke(main, ["run", str(root), "--variants", "prompt-only,few-shot",
                                        *_args(run_dirs)])
     assert result.exit_code == 2
-    assert "variant 'few-shot' cannot build a request" in result.output
+    assert "variant 'few-shot' needs a train.jsonl" in result.output  # the pre-flight's words
     assert "train.jsonl" in result.output
     reports = Path(run_dirs["reports_dir"])
     assert not reports.exists() or not [p for p in reports.iterdir() if p.is_dir()]

@@ -19,6 +19,8 @@ statsmodels, a hand-worked example) on fixed data.
 - `settling_items`, `detectable_changed_share`: sample sizes for sets too small to judge
   (below MIN_PAIRED_ITEMS a step gets no verdict) and for `testset check`'s warning.
 - `holm`: Holm's step-down adjustment across the ladder's steps.
+- `detectable_effect`: the smallest standardised difference n paired items detect with the
+  given power (the inverse of `items_needed`, for a test set before any run).
 - `items_needed`: how many paired items a two-sided paired t test at alpha needs to detect a
   difference this size with the given power (noncentral t, as statsmodels' TTestPower).
 
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as sps
+from scipy.optimize import brentq
 
 CONFIDENCE = 0.95
 ALPHA = 0.05
@@ -277,7 +280,22 @@ def t_test_power(effect_size: float, n: int, *, alpha: float = ALPHA) -> float:
         return math.nan
     df, nc = n - 1, abs(effect_size) * math.sqrt(n)
     crit = sps.t.isf(alpha / 2, df)
-    return float(sps.nct.sf(crit, df, nc) + sps.nct.cdf(-crit, df, nc))
+    wrong_side = float(sps.nct.cdf(-crit, df, nc))
+    if math.isnan(wrong_side):  # scipy gives NaN far out in that tail (few df, large nc): ~0
+        wrong_side = 0.0
+    return float(sps.nct.sf(crit, df, nc)) + wrong_side
+
+
+def detectable_effect(n: int, *, alpha: float = ALPHA, power: float = POWER) -> float:
+    """The smallest standardised difference (delta / sd) that a two-sided paired t test on
+    `n` items detects with `power`: statsmodels' TTestPower().solve_power(nobs=n). NaN below
+    two items. Multiplied by the sd of the per-item differences it is in the metric's units."""
+    if n < 2:
+        return math.nan
+    hi = (sps.norm.isf(alpha / 2) + sps.norm.ppf(power)) / math.sqrt(n)  # normal: too small
+    while t_test_power(hi, n, alpha=alpha) < power:  # widen gently: nct is NaN far out
+        hi *= 1.25
+    return float(brentq(lambda d: t_test_power(d, n, alpha=alpha) - power, 1e-9, hi))
 
 
 def items_needed(delta: float, sd: float, *, alpha: float = ALPHA,

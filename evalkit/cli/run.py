@@ -63,9 +63,11 @@ def _check_server_flags(provider: str, base_url: str | None, model: str | None) 
 @click.option("--seed", "sample_seed", type=int, default=0, show_default=True,
               help="Seed of --sample.")
 @click.option("--progress/--no-progress", default=True)
+@click.option("--report/--no-report", default=True, show_default=True,
+              help="Write the HTML report (index.html in the run folder) when the run ends.")
 def run(testsets, variants, provider, concurrency, max_cost_usd, resume, allow_leakage,
         reports_dir, cache_dir, finetune_dir, config_path, base_url, model, batch,
-        batch_poll_interval_s, limit, sample, sample_seed, progress):
+        batch_poll_interval_s, limit, sample, sample_seed, progress, report):
     """Run TESTSETS through each variant of the ladder and score them."""
     # Deferred so `evalkit --help` loads no scikit-learn, scipy or pandas.
     from evalkit.pipeline.experiment import LeakageRefused, RunConfig, run_experiment
@@ -97,16 +99,29 @@ def run(testsets, variants, provider, concurrency, max_cost_usd, resume, allow_l
                            provider_options={k: v for k, v in (("base_url", base_url),
                                                                ("model", model)) if v})
         try:
-            result = run_experiment(config, resume=resume, progress=progress)
+            result = run_experiment(config, resume=resume, progress=progress, echo=click.echo)
         except (TestsetError, LeakageRefused, ft.LeakageError, FileNotFoundError,
                 ValueError, RuntimeError) as exc:
             fail(str(exc))
         _print_run(result)
+        _report(result.run_dir, write=report)
         if result.stats.jobs and result.stats.errors == result.stats.jobs:
             all_failed.append(str(result.run_dir))
     if all_failed:
         fail(f"every call failed in {', '.join(all_failed)}: see the errors in "
               f"predictions.jsonl (error_class, error)", code=1)
+
+
+def _report(run_dir: Path, *, write: bool) -> None:
+    """The run's last line: where its report is, or how to write it."""
+    if not write:
+        click.echo(f"report: not written (--no-report); `evalkit report {run_dir}` writes it")
+        return
+    from evalkit.report import render_report
+    try:
+        click.echo(f"report: {render_report(run_dir)}")
+    except ValueError as exc:  # the run folder is complete; only the page failed
+        click.echo(f"warning: report not written ({exc}); the run folder is complete")
 
 
 def _parse_variants(text: str) -> list[str]:

@@ -8,7 +8,7 @@ import click
 
 from evalkit.cli.app import fail, main
 from evalkit.data.testset import TestsetError, load_testset
-from evalkit.tasks import task_type
+from evalkit.strategies.ladder import LADDER
 
 
 @main.group()
@@ -18,18 +18,32 @@ def testset() -> None:
 
 @testset.command("check")
 @click.argument("path", type=click.Path())
+@click.option("--variants", default=",".join(LADDER), show_default=True,
+              help="The ladder `run` would be given; its refusals are checked.")
+@click.option("--provider", default="local", show_default=True)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Experiment config YAML, as given to `run`.")
+@click.option("--finetune-dir", default="finetunes", show_default=True)
+@click.option("--allow-leakage", is_flag=True, help="As `run --allow-leakage`: leaks warn.")
 @click.option("--threshold", default=0.9, show_default=True,
               help="TF-IDF cosine at or above which a test/train pair is a near-duplicate.")
-def testset_check(path, threshold):
-    """Validate a test set: sizes, label balance, doc ids, and test/train leakage."""
-    import pandas as pd  # deferred: keeps `evalkit --help` free of pandas and sklearn
+@click.option("--show-all", is_flag=True, help="List every leaking pair, not the first 20.")
+@click.option("--scan-anyway", is_flag=True,
+              help="Scan for leakage even when a cheaper refusal has been found.")
+def testset_check(path, variants, provider, config_path, finetune_dir, allow_leakage,
+                  threshold, show_all, scan_anyway):
+    """The run's pre-flight: every refusal `evalkit run` would make on PATH, cheapest first,
+    then sizes, label balance, leakage and the smallest difference the set can detect.
 
-    from evalkit.data.leakage import find_leaks
+    Exits 1 exactly when `run` with the same options would refuse to start."""
+    from evalkit.pipeline import preflight  # deferred: sklearn
+    from evalkit.pipeline.preflight import balance_notes, detectable_line, ok_line
+
+    ladder = [v.strip() for v in variants.split(",") if v.strip()]
     try:
         ts = load_testset(path)
     except TestsetError as exc:
         fail(str(exc))
-    problems = []
     click.echo(f"{ts.name}: {ts.task.type}, {len(ts.test)} test, {len(ts.train)} train, "
                f"{len(ts.docs)} docs, hash {ts.hash[:12]}")
     for note in ts.warnings:
@@ -37,27 +51,38 @@ def testset_check(path, threshold):
     power_note = _power_warning(len(ts.test))
     if power_note:
         click.echo(f"warning: {power_note}")
-    if task_type(ts.task.type).uses_labels:  # label balance per split
-        balance = pd.DataFrame({
-            "test": pd.Series([i.expected for i in ts.test]).value_counts(),
-            "train": pd.Series([i.expected for i in ts.train], dtype=object).value_counts(),
-        }).reindex(list(ts.task.labels)).fillna(0).astype(int)
-        click.echo(balance.to_string())
-        for split in ("test", "train"):
-            missing = balance.index[balance[split] == 0].tolist()
-            if missing:
-                problems.append(f"labels with no {split} items: {', '.join(missing)}")
-    leaks = find_leaks(ts.test, ts.train, threshold=threshold)
-    for p in leaks[:50]:
-        click.echo(f"leak: {p.test_id} ~ {p.train_id} cosine {p.similarity:.3f}"
-                   + (" (exact)" if p.exact else ""))
-    if leaks:
-        problems.append(f"{len(leaks)} test/train pairs at cosine >= {threshold}")
-    for p in problems:
-        click.echo(f"problem: {p}")
-    if problems:
+    refusals = preflight.cheap_refusals(ts, ladder, provider=provider,
+                                        finetune_dir=finetune_dir, config_path=config_path)
+    _echo_refusals(refusals)
+    for line in balance_notes(ts):
+        click.echo(line)
+    leaks = []
+    if refusals and not scan_anyway:
+        click.echo("leakage: not scanned until the refusals above are fixed (--scan-anyway)")
+    else:
+        leaks, refusal = preflight.leakage_refusal(ts, threshold=threshold, allow=allow_leakage)
+        shown = leaks if show_all else leaks[:preflight.LEAKS_LISTED]
+        for p in shown:
+            click.echo(f"leak: {p.test_id} ~ {p.train_id} cosine {p.similarity:.3f}"
+                       + (" (exact)" if p.exact else ""))
+        if leaks:
+            rest = len(leaks) - len(shown)
+            click.echo(f"leakage: {preflight.leak_counts(leaks)} at cosine >= {threshold}"
+                       + (f"; {rest} more pairs with --show-all" if rest else "")
+                       + ("; allowed by --allow-leakage" if refusal is None else ""))
+        if refusal:
+            refusals.append(refusal)
+            click.echo(f"refused ({refusal.check}): fix the split, or pass --allow-leakage")
+    click.echo(detectable_line(ts))
+    if refusals:
+        click.echo(f"run would refuse: {len(refusals)} problem(s) above")
         sys.exit(1)
-    click.echo("ok: no leakage, every label in both splits, every doc id resolves")
+    click.echo(ok_line(ts, ladder, leaks))
+
+
+def _echo_refusals(refusals) -> None:
+    for r in refusals:
+        click.echo(f"refused ({r.check}): {r.message}")
 
 
 def _power_warning(n: int) -> str | None:

@@ -14,6 +14,8 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -24,10 +26,11 @@ from evalkit import DISTRIBUTION
 from evalkit.analysis import summary as analysis
 from evalkit.config import load_config
 from evalkit.data import subset as subsets
-from evalkit.data.leakage import find_leaks
 from evalkit.data.subset import SubsetSpec
 from evalkit.data.testset import Testset, load_testset
 from evalkit.paths import check_name, inside
+from evalkit.pipeline import preflight
+from evalkit.pipeline.preflight import LeakageRefused  # noqa: F401  re-exported for callers
 from evalkit.providers import ProviderSetup, build_provider, embeddings, provider_class
 from evalkit.run.batch import BatchSettings, run_batches
 from evalkit.run.cache import ResponseCache
@@ -78,13 +81,14 @@ class RunResult:
     subset: dict[str, Any] | None = None  # run.json "subset": --limit/--sample, else None
 
 
-class LeakageRefused(RuntimeError):
-    """The test set leaks into train and the user did not pass --allow-leakage."""
+def run_experiment(config: RunConfig, *, resume: str | None = None, progress: bool = True,
+                   echo: Callable[[str], None] | None = None) -> RunResult:
+    """Run (or resume) one experiment and write every file of its run folder.
 
-
-def run_experiment(config: RunConfig, *, resume: str | None = None,
-                   progress: bool = True) -> RunResult:
-    """Run (or resume) one experiment and write every file of its run folder."""
+    `echo` gets one line per setup stage with its duration (loading, leakage check,
+    fine-tune, index), so a first run that trains and indexes for seconds is not a blank
+    screen before the progress bar."""
+    say = _Stages(echo)
     if resume:
         check_name(resume, what="run id")
         run_dir = inside(config.reports_dir, Path(config.reports_dir) / resume, what="run folder")
@@ -92,15 +96,11 @@ def run_experiment(config: RunConfig, *, resume: str | None = None,
         config = RunConfig(**{**saved, "concurrency": config.concurrency,
                               "max_cost_usd": config.max_cost_usd,
                               "batch_poll_interval_s": config.batch_poll_interval_s})
-    # a bad economics section fails before any call
-    analysis.check_config(config.config_path, ladder=config.variants)
-    testset, subset = subsets.apply(load_testset(config.testset), config.subset_spec())
-    leaks = find_leaks(testset.test, testset.train, threshold=config.leakage_threshold)
-    if leaks and not config.allow_leakage:
-        listing = "\n".join(f"  {p.test_id} ~ {p.train_id} (cosine {p.similarity:.3f})"
-                            for p in leaks[:20])
-        raise LeakageRefused(f"{testset.path}: {len(leaks)} test items leak into train:\n"
-                             f"{listing}\nfix the split, or pass --allow-leakage")
+    with say.stage() as note:
+        testset, subset = subsets.apply(load_testset(config.testset), config.subset_spec())
+        note(f"{testset.name}: loaded {len(testset.test)} test, {len(testset.train)} train, "
+             f"{len(testset.docs)} docs")
+    refuse_to_start(testset, config, say=say)
     if resume:
         recorded = json.loads((run_dir / "run.json").read_text())["testset"]["hash"]
         if recorded != testset.hash:
@@ -109,7 +109,13 @@ def run_experiment(config: RunConfig, *, resume: str | None = None,
                              f"mix answers to two versions of it. Start a new run instead.")
 
     variants = [default_variant(name, testset) for name in config.variants]
-    setup = _prepare_fine_tune(config, testset) if any(v.fine_tuned for v in variants) else {}
+    setup = {}
+    if any(v.fine_tuned for v in variants):
+        with say.stage() as note:
+            setup = _prepare_fine_tune(config, testset)
+            note(f"{testset.name}: fine-tune {setup['fine_tune']['fine_tuned_model']}: "
+                 + (f"trained on {setup['fine_tune']['trained_examples']} examples"
+                    if setup.pop("trained_now") else "recorded earlier, reused"))
     retriever = embeddings.from_config(config.config_path, config.provider_options, testset,
                                        cache_dir=Path(config.cache_dir))  # None: TF-IDF
     ctx = VariantContext(testset, cache_dir=Path(config.cache_dir),
@@ -117,7 +123,10 @@ def run_experiment(config: RunConfig, *, resume: str | None = None,
                          index_factory=retriever.build if retriever else None)
     if any(v.rag_k for v in variants):
         t0 = time.perf_counter()
-        _ = ctx.index
+        with say.stage() as note:
+            _ = ctx.index
+            note(f"{testset.name}: index of {len(testset.docs)} docs"
+                 + (" (embeddings)" if retriever else ""))
         setup["indexing_time_s"] = round(time.perf_counter() - t0, 4)
         if retriever:  # indexing cost is setup; query embeddings are a per-query cost
             setup["retrieval"] = ctx.index.embed_queries([it.input for it in testset.test])
@@ -149,7 +158,8 @@ def run_experiment(config: RunConfig, *, resume: str | None = None,
         else:
             stats = asyncio.run(run_jobs(jobs, total=len(jobs), provider=provider, cache=cache,
                                          journal=journal, concurrency=config.concurrency,
-                                         max_cost_usd=config.max_cost_usd, progress=progress))
+                                         max_cost_usd=config.max_cost_usd, progress=progress,
+                                         label=testset.name))
     finally:
         cache.close()
     _write_run_json(run_dir, config, testset, setup, sessions_add=stats,
@@ -157,6 +167,42 @@ def run_experiment(config: RunConfig, *, resume: str | None = None,
     summary = write_scores_and_summary(run_dir, testset, config.variants)
     _point_latest(run_dir, testset.name)
     return RunResult(run_dir, summary, stats, list(setup.get("warnings", [])), subset)
+
+
+class _Stages:
+    """One console line per setup stage, with how long it took: `with say.stage() as note:
+    ...; done("what happened")` prints "what happened (1.23 s)". Silent without `echo`."""
+
+    def __init__(self, echo: Callable[[str], None] | None):
+        self.echo = echo
+
+    @contextmanager
+    def stage(self):
+        start, said = time.perf_counter(), []
+        yield said.append
+        if self.echo is not None and said:
+            self.echo(f"{said[-1]} ({time.perf_counter() - start:.2f} s)")
+
+
+def refuse_to_start(testset: Testset, config: RunConfig, *, say: _Stages | None = None) -> None:
+    """Raise RunRefused with every cheap refusal, else LeakageRefused if the split leaks: the
+    rules `evalkit testset check` reports (evalkit.pipeline.preflight), before any call."""
+    say = say or _Stages(None)
+    refusals = preflight.cheap_refusals(testset, config.variants, provider=config.provider,
+                                        finetune_dir=config.finetune_dir,
+                                        config_path=config.config_path)
+    if len(refusals) == 1 and refusals[0].error is not None:
+        raise refusals[0].error  # one reason: its own typed error (a ConfigError, say)
+    if refusals:
+        raise preflight.RunRefused(refusals)
+    with say.stage() as note:
+        leaks, leak = preflight.leakage_refusal(testset, threshold=config.leakage_threshold,
+                                                allow=config.allow_leakage)
+        note(f"{testset.name}: leakage check of {len(testset.test)} test x "
+             f"{len(testset.train)} train items: "
+             + (preflight.leak_counts(leaks) if leaks else "none"))
+    if leak:
+        raise preflight.LeakageRefused([leak])
 
 
 def _preflight(variants: list, testset: Testset, ctx: VariantContext, provider) -> None:
@@ -189,10 +235,13 @@ def write_scores_and_summary(run_dir: Path, testset: Testset, variants: list[str
 
 
 def _prepare_fine_tune(config: RunConfig, testset: Testset) -> dict[str, Any]:
-    """The fine-tuned model the fine-tuned rungs call, as the provider finds (or trains) it."""
+    """The fine-tuned model the fine-tuned rungs call, as the provider finds (or trains) it;
+    `trained_now` says whether it was trained by this call (for the stage line)."""
+    before = finetune.load_record(Path(config.finetune_dir),
+                                  finetune.default_name(testset, config.provider))
     record = provider_class(config.provider).fine_tune_for_run(testset, config.finetune_dir)
-    return {"fine_tuned_model": record.fine_tuned_model, "fine_tune": asdict(record),
-            "warnings": finetune.check_record_for(testset, record)}
+    return {"trained_now": record != before, "fine_tuned_model": record.fine_tuned_model,
+            "fine_tune": asdict(record), "warnings": finetune.check_record_for(testset, record)}
 
 
 def _new_run_dir(reports: Path, name: str) -> Path:

@@ -145,18 +145,29 @@ class Provider:
         return cls(**setup.options)
 
     @classmethod
-    def fine_tune_for_run(cls, testset: Testset, finetune_dir: str) -> FineTuneRecord:
-        """The fine-tuned model a run's fine-tuned rungs call: by default the one a previous
-        `evalkit finetune` (or `finetune register`) recorded for this provider."""
+    def fine_tune_missing(cls, testset: Testset, finetune_dir: str) -> str | None:
+        """Why `fine_tune_for_run` would fail, found without training or calling anything
+        (the run's pre-flight and `testset check` ask); None when it would succeed. By
+        default: no record of a fine-tuned model for this provider."""
         from evalkit.strategies import finetune  # deferred: scikit-learn
 
         name = finetune.default_name(testset, cls.name)
         record = finetune.load_record(Path(finetune_dir), name)
         if record is None or not record.fine_tuned_model:
-            raise FileNotFoundError(f"{finetune.record_path(Path(finetune_dir), name)}: "
-                                    f"no fine-tuned model recorded; run `evalkit finetune` "
-                                    f"or `evalkit finetune register` first")
-        return record
+            return (f"{finetune.record_path(Path(finetune_dir), name)}: no fine-tuned model "
+                    f"recorded; run `evalkit finetune` or `evalkit finetune register` first")
+        return None
+
+    @classmethod
+    def fine_tune_for_run(cls, testset: Testset, finetune_dir: str) -> FineTuneRecord:
+        """The fine-tuned model a run's fine-tuned rungs call: by default the one a previous
+        `evalkit finetune` (or `finetune register`) recorded for this provider."""
+        from evalkit.strategies import finetune  # deferred: scikit-learn
+
+        problem = cls.fine_tune_missing(testset, finetune_dir)
+        if problem:
+            raise FileNotFoundError(problem)
+        return finetune.load_record(Path(finetune_dir), finetune.default_name(testset, cls.name))
 
     @classmethod
     def fine_tune(cls, testset: Testset, finetune_dir: str, options: FineTuneOptions

@@ -87,6 +87,11 @@ class LocalProvider(Provider):
         return cls(**{"finetune_dir": setup.finetune_dir, **setup.options})
 
     @classmethod
+    def fine_tune_missing(cls, testset: Testset, finetune_dir: str) -> str | None:
+        """Trained on demand, so only a train split is needed."""
+        return None if testset.train else f"{testset.path}: cannot fine-tune without train.jsonl"
+
+    @classmethod
     def fine_tune_for_run(cls, testset: Testset, finetune_dir: str) -> finetune.FineTuneRecord:
         """Trained on demand (and reused while the train split is unchanged). The run has
         already refused, or been allowed, any leak: don't check twice."""

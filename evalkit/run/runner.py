@@ -46,7 +46,9 @@ class RunStats:
 
 async def run_jobs(jobs: Iterable[Job], *, total: int, provider: Provider,
                    cache: ResponseCache | None, journal: Journal, concurrency: int = 8,
-                   max_cost_usd: float | None = None, progress: bool = True) -> RunStats:
+                   max_cost_usd: float | None = None, progress: bool = True,
+                   label: str = "") -> RunStats:
+    """Run every job; the progress bar reads `label` (the test set) and the current variant."""
     stats = RunStats()
     it = iter(jobs)
     # disable=None: tqdm draws only on a terminal, so CI logs are not flooded
@@ -55,11 +57,15 @@ async def run_jobs(jobs: Iterable[Job], *, total: int, provider: Provider,
     reserved = 0.0  # expected cost of the calls in flight
     inflight: dict[str, asyncio.Future] = {}  # cache key -> the answer one worker is fetching
     start = time.perf_counter()
+    shown = [""]  # the variant the bar names
 
     async def worker() -> None:
         nonlocal max_call_cost, reserved
         for job in it:  # a shared iterator: each job goes to exactly one worker
             stats.jobs += 1
+            if job.variant != shown[0]:  # jobs come variant by variant: name the one started
+                shown[0] = job.variant
+                bar.set_description(f"{label} {job.variant}".strip(), refresh=False)
             try:
                 request = job.build(job.item)
                 key = request_key(provider, request)

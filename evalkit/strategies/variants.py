@@ -24,6 +24,10 @@ from evalkit.strategies.retrieval import Passage, TfidfIndex, build_index
 from evalkit.tasks import task_type
 
 
+class MissingCorpus(ValueError):
+    """A rung that retrieves, on a test set with no docs/ corpus."""
+
+
 @dataclass(frozen=True)
 class Variant:
     """One rung. `fine_tuned` variants run on the model recorded for the test set's fine-tune."""
@@ -70,7 +74,7 @@ def default_variant(name: str, testset: Testset) -> Variant:
         raise ValueError(f"unknown variant {name!r}; known: {', '.join(factories)}")
     variant = factories[name]()
     if variant.rag_k and not testset.docs:
-        raise ValueError(f"variant {name!r} needs a docs/ corpus, and {testset.path} has none")
+        raise MissingCorpus(f"variant {name!r} needs a docs/ corpus, and {testset.path} has none")
     return variant
 
 

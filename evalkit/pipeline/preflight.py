@@ -1,0 +1,184 @@
+"""Pre-flight: every refusal `evalkit run` would make, found before anything is paid for.
+
+`run_experiment` and `evalkit testset check` both call `cheap_refusals` and `leakage_refusal`,
+so the check exits non-zero exactly when the run would refuse; there is no second copy of the
+rules to drift. The order is cheapest first, because the leakage scan takes seconds on a large
+set and a missing `docs/` should not wait for it:
+
+1. the experiment config's `economics:` section (a typo, a per-variant entry naming no rung);
+2. a known provider; then each variant: a known name; `docs/` for a rung that retrieves;
+   `train.jsonl` for few-shot examples; what the provider's `fine_tune_missing` says its
+   fine-tuned rungs lack (local: a train split to train on; others: a recorded model);
+3. leakage: test items that are (nearly) train items, unless allowed. Counted as items and as
+   pairs, since one test item can match several train rows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from evalkit.analysis.summary import check_config
+from evalkit.data.leakage import LeakPair, find_leaks
+from evalkit.data.testset import Testset
+from evalkit.providers import Provider, provider_class
+from evalkit.strategies.variants import MissingCorpus, Variant, default_variant
+
+LEAKS_LISTED = 20  # pairs shown in a refusal; `testset check --show-all` lists every one
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """One reason the run would not start. `check` names the rule (config, variant, docs,
+    train, fine-tune, leakage); `message` says where and how to fix it."""
+
+    check: str
+    message: str
+    error: Exception | None = field(default=None, compare=False)  # the typed error, if any
+
+
+class RunRefused(ValueError):
+    """The run would refuse to start; `refusals` says every reason found."""
+
+    def __init__(self, refusals: list[Refusal]):
+        self.refusals = refusals
+        super().__init__("\n".join(r.message for r in refusals))
+
+
+class LeakageRefused(RunRefused):
+    """The test set leaks into train and the user did not pass --allow-leakage."""
+
+
+def cheap_refusals(testset: Testset, variants: list[str], *, provider: str,
+                   finetune_dir: str | Path, config_path: str | Path | None) -> list[Refusal]:
+    """Every refusal that needs no scan of the data: milliseconds on any size of set."""
+    out = []
+    try:
+        check_config(config_path, ladder=variants)
+    except ValueError as exc:
+        out.append(Refusal("config", str(exc), exc))
+    try:
+        provider_cls: type[Provider] | None = provider_class(provider)
+    except ValueError as exc:  # an unknown provider: its error lists the known ones
+        out.append(Refusal("provider", str(exc), exc))
+        provider_cls = None
+    for name in variants:
+        try:
+            variant = default_variant(name, testset)
+        except MissingCorpus as exc:
+            out.append(Refusal("docs", str(exc), exc))
+            continue
+        except ValueError as exc:  # an unknown name
+            out.append(Refusal("variant", str(exc), exc))
+            continue
+        out.extend(_needs(variant, testset, provider=provider_cls,
+                          finetune_dir=Path(finetune_dir)))
+    return out
+
+
+def _needs(variant: Variant, testset: Testset, *, provider: type[Provider] | None,
+           finetune_dir: Path) -> list[Refusal]:
+    """What one rung needs beyond its name and docs/: train.jsonl, a fine-tuned model."""
+    out = []
+    if variant.few_shot_k and not testset.train:
+        out.append(Refusal("train", f"{testset.path}: variant {variant.name!r} needs a "
+                           f"train.jsonl to draw its few-shot examples from"))
+    if variant.fine_tuned and provider is not None:
+        problem = provider.fine_tune_missing(testset, str(finetune_dir))
+        if problem:
+            out.append(Refusal("fine-tune", f"variant {variant.name!r}: {problem}"))
+    return out
+
+
+def leakage_refusal(testset: Testset, *, threshold: float, allow: bool
+                    ) -> tuple[list[LeakPair], Refusal | None]:
+    """The leaking pairs (most similar first), and the refusal they make unless allowed."""
+    leaks = find_leaks(testset.test, testset.train, threshold=threshold)
+    if not leaks or allow:
+        return leaks, None
+    listing = "\n".join(f"  {p.test_id} ~ {p.train_id} (cosine {p.similarity:.3f})"
+                        for p in leaks[:LEAKS_LISTED])
+    more = (f"\n  ... and {len(leaks) - LEAKS_LISTED} more pairs (`evalkit testset check "
+            f"--show-all` lists them)" if len(leaks) > LEAKS_LISTED else "")
+    return leaks, Refusal("leakage", f"{testset.path}: {leak_counts(leaks)} at cosine >= "
+                          f"{threshold}:\n{listing}{more}\nfix the split, or pass "
+                          f"--allow-leakage")
+
+
+def leak_counts(leaks: list[LeakPair]) -> str:
+    """'3 test items leak into train (5 pairs)': items and pairs, never one for the other."""
+    items = len({p.test_id for p in leaks})
+    return (f"{items} test item{'s' if items != 1 else ''} leak{'s' if items == 1 else ''} "
+            f"into train ({len(leaks)} pair{'s' if len(leaks) != 1 else ''})")
+
+
+# What `testset check` says beside the refusals: none of it stops a run.
+
+
+def balance_notes(testset: Testset) -> list[str]:
+    """Per-label counts in each split, and a warning per label missing from one (a label
+    with no train items cannot be learned or shown; one with no test items is not measured)."""
+    if not testset.task.labels:
+        return []
+    test = _counts(testset.test)
+    train = _counts(testset.train)
+    width = max(len(label) for label in testset.task.labels)
+    lines = [f"  {'label':<{width}}  test  train"]
+    lines += [f"  {label:<{width}}  {test.get(label, 0):>4}  {train.get(label, 0):>5}"
+              for label in testset.task.labels]
+    for split, counts, present in (("test", test, True), ("train", train, bool(testset.train))):
+        missing = [label for label in testset.task.labels if not counts.get(label)]
+        if present and missing:
+            lines.append(f"warning: labels with no {split} items: {', '.join(missing)}")
+    return lines
+
+
+def _counts(items) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for it in items:
+        out[str(it.expected)] = out.get(str(it.expected), 0) + 1
+    return out
+
+
+def detectable_line(testset: Testset) -> str:
+    """The smallest step up the ladder this test set can show at 80 % power (paired t test,
+    two-sided, alpha 0.05): in standard units (delta / sd of the per-item differences, as
+    statsmodels' TTestPower solves it), and in points of the primary metric when
+    ASSUMED_CHANGED of the items change between two rungs (0/1 differences with mean delta
+    then have sd sqrt(share - delta^2), so delta = d * sqrt(share / (1 + d^2))). Clusters
+    shrink the effective sample: with clusters the same is given counting each cluster as
+    one item, the worst case."""
+    from evalkit.analysis.stats import ASSUMED_CHANGED, POWER, detectable_effect
+
+    def pts(n: int) -> float:
+        d = detectable_effect(n)
+        return 100 * d * math.sqrt(ASSUMED_CHANGED / (1 + d * d))
+
+    n = len(testset.test)
+    if n < 2:
+        return f"detectable difference: none with {n} test item; a paired test needs 2 or more"
+    line = (f"detectable difference at {POWER:.0%} power: {detectable_effect(n):.3f} sd of the "
+            f"paired differences with {n} test items, about {pts(n):.1f} pts of "
+            f"{testset.task.primary_metric} when {ASSUMED_CHANGED:.0%} of the items change "
+            f"between two rungs")
+    clusters = {it.cluster for it in testset.test if it.cluster is not None}
+    if len(clusters) >= 2:
+        line += (f" (up to {pts(len(clusters)):.1f} pts if items within each of the "
+                 f"{len(clusters)} clusters move together)")
+    return line
+
+
+def ok_line(testset: Testset, variants: list[str], leaks: list[LeakPair]) -> str:
+    """The closing line when nothing refuses; it claims only what was checked and held."""
+    facts = [f"{leak_counts(leaks)}, allowed" if leaks else "no leakage"]
+    if testset.task.labels:
+        test, train = _counts(testset.test), _counts(testset.train)
+        if all(test.get(label) for label in testset.task.labels):
+            facts.append("every label in the test split"
+                         + (" and in train" if all(train.get(x) for x in testset.task.labels)
+                            else ""))
+    if any(it.doc_ids for it in (*testset.test, *testset.train)):
+        facts.append("every doc id resolves")
+    return (f"ok: `evalkit run` would start {', '.join(variants)} on {testset.name}: "
+            f"{'; '.join(facts)}")
