@@ -47,6 +47,7 @@ CASES = [
     ("few-shot without train", _no_train, "prompt-only,few-shot", "train"),
     ("local fine-tune without train", _no_train, "prompt-only,fine-tuned", "fine-tune"),
     ("unknown variant", None, "prompt-only,retrieval", "variant"),
+    ("unknown provider", None, "prompt-only --provider nope", "provider"),
     ("economics naming no rung", _bad_economics, "prompt-only,few-shot", "config"),
     ("leakage", _leak, "prompt-only,few-shot", "leakage"),
     ("leakage allowed", _leak, "prompt-only,few-shot --allow-leakage", None),
