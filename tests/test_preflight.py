@@ -151,9 +151,10 @@ def test_missing_docs_on_10000_rows_is_reported_in_under_2_s(tmp_path):
     write_jsonl(root / "train.jsonl", [{"id": f"r{i}", "input": f"another text {i} on "
                                         f"topic {i % 89}", "expected": "ab"[i % 2]}
                                        for i in range(10_000)])
-    start = time.perf_counter()
+    # CPU time, not wall time: eight helpers share two cores, and the claim is about the work
+    start = time.process_time()
     result = CliRunner().invoke(main, ["testset", "check", str(root)])
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert result.exit_code == 1 and "refused (docs)" in result.output
     assert elapsed < 2.0, f"{elapsed:.2f}s"
 
