@@ -76,6 +76,11 @@ def variant(name: str, **changes) -> dict:
     return {**BASE, name: {**BASE[name], **changes}}
 
 
+# The local provider's latency is CPU time on a shared machine: tests about other checks
+# give it room, so a busy neighbour cannot fail them.
+NO_LATENCY_CHECK = ("--latency-slack-s", "60")
+
+
 def gate(*args: str):
     return CliRunner().invoke(main, ["gate", *args])
 
@@ -501,8 +506,9 @@ def test_real_run_passes_its_own_baseline_and_broken_retrieval_fails(real_runs):
 
     # k = 0: the rag rung retrieves nothing, answers like prompt-only, and has no retrieval
     # metrics at all; the rungs without retrieval are untouched
+    # these runs are timed on a shared machine: latency is not what this test is about
     k0 = gate(str(real_runs / "k0" / "latest-tiny-intents"), "--baseline", str(to),
-              "--allow-testset-change")
+              "--allow-testset-change", *NO_LATENCY_CHECK)
     assert k0.exit_code == 1, k0.output
     fails = failed(k0)
     assert {"rag accuracy", "rag recall_at_k", "rag mrr", "rag+fine-tuned recall_at_k",
@@ -513,7 +519,7 @@ def test_real_run_passes_its_own_baseline_and_broken_retrieval_fails(real_runs):
 
     # a corpus that answers nothing: retrieval misses the gold docs
     junk = gate(str(real_runs / "junk" / "latest-tiny-intents"), "--baseline", str(to),
-                "--allow-testset-change")
+                "--allow-testset-change", *NO_LATENCY_CHECK)
     assert junk.exit_code == 1, junk.output
     assert sorted(failed(junk)) == ["rag mrr", "rag recall_at_k", "rag+fine-tuned mrr",
                                     "rag+fine-tuned recall_at_k"]
