@@ -124,12 +124,12 @@ def abstains(output: str, task: Task) -> bool:
 
 def _target(item: Item, task: Task) -> str:
     """What an example shows: the first reference, or the first abstain phrase."""
-    return item.references[0] if item.expected is not None else abstain_phrases(task)[0]
+    return item.references[0] if item.answerable else abstain_phrases(task)[0]
 
 
 def _text_metric(fn):
     def compute(ctx: ItemContext) -> float:
-        if ctx.item.expected is None:  # unanswerable: right exactly when it abstains
+        if not ctx.item.answerable:  # right exactly when it abstains
             return float(abstains(ctx.output, ctx.task))
         return fn(ctx.parsed, ctx.item.references)
     return compute
@@ -140,7 +140,7 @@ def _answerable_f1(ctx: ItemContext) -> float:
 
 
 def _answerable(ctx: ItemContext) -> bool:
-    return ctx.item.expected is not None
+    return ctx.item.answerable
 
 
 def _abstention(which: str):
