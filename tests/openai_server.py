@@ -12,7 +12,9 @@ succeeded over a few polls, job events, models — and injects faults on demand:
   `slow_attempts` limits how many attempts are slow (None: all);
 - `malformed`: substrings whose answer is a 200 with a body that is not JSON;
 - `html_login`: substrings whose answer is a 200 HTML proxy-login page that echoes the key;
-- `retry_after`: {substring: seconds} a 429 with exactly that Retry-After on the first attempt.
+- `retry_after`: {substring: seconds} a 429 with exactly that Retry-After on the first attempt;
+- `reject_response_format`: a request carrying `response_format` gets the 400 a server without
+  structured output sends ("Unrecognized request argument supplied: response_format").
 
 Batches (`/v1/batches`, `/v1/files/{id}/content`): a created batch is `in_progress` for
 `batch_polls` polls, then `completed` with an output file of chat completions (and an error
@@ -26,6 +28,10 @@ The "model": for classification prompts it picks the label whose description sha
 words with the message (a weak zero-shot model); with few-shot examples or passages it also
 votes with them; a fine-tuned model (created by a job) answers from the uploaded training
 file's nearest example. QA prompts get the best-overlapping passage sentence, else "unknown".
+Extraction prompts (a `response_format`, or a system prompt listing the record's keys) get a
+record of those keys: an order id (KP-123456) and an e-mail address when the message has one,
+null otherwise; bare JSON when the request asked through `response_format`, else wrapped in
+chatty text and a ```json fence, as small models answer.
 """
 
 from __future__ import annotations
@@ -87,7 +93,8 @@ class FakeOpenAI:
                  slow_attempts: int | None = None, malformed: tuple[str, ...] = (),
                  retry_after: dict[str, float] | None = None, polls_per_stage: int = 1,
                  served_models: tuple[str, ...] | None = None, cached_prompts: bool = True,
-                 html_login: tuple[str, ...] = (), batch_polls: int = 1):
+                 html_login: tuple[str, ...] = (), batch_polls: int = 1,
+                 reject_response_format: bool = False):
         self.api_key = api_key
         self.fault_rate = fault_rate
         self.fault_attempts = fault_attempts
@@ -97,6 +104,7 @@ class FakeOpenAI:
         self.slow_attempts = slow_attempts
         self.malformed = malformed
         self.html_login = html_login  # substrings answered 200 text/html echoing the key
+        self.reject_response_format = reject_response_format
         self.retry_after = retry_after or {}
         self.polls_per_stage = polls_per_stage
         self.batch_polls = batch_polls  # polls a batch stays in_progress before completing
@@ -184,6 +192,9 @@ class FakeOpenAI:
         if any(n in last_user for n in self.permanent_400):
             return self._error(rec, 400, "invalid_request_error",
                                "This item is refused by the test server (permanent 400).")
+        if self.reject_response_format and "response_format" in body:
+            return self._error(rec, 400, "invalid_request_error",
+                               "Unrecognized request argument supplied: response_format")
         if self.served_models is not None and model not in self.served_models \
                 and model not in self.fine_tuned:
             return self._error(rec, 404, "model_not_found", f"The model {model!r} does not exist")
@@ -204,7 +215,9 @@ class FakeOpenAI:
             self.record(rec)
             page = f"<html>proxy login for {KEY} (Bearer {KEY}) at http://u:{KEY}@proxy</html>"
             return 200, {"content-type": "text/html"}, page.encode(), rec
-        text = self.answer(model, messages)
+        keys = _record_keys(body, messages)
+        text = self.extract(keys, last_user, asked="response_format" in body) if keys \
+            else self.answer(model, messages)
         usage = self.usage(messages, text)
         self.prompt_tokens[key] = usage["prompt_tokens"]
         rec.status = 200
@@ -277,6 +290,17 @@ class FakeOpenAI:
             if _overlap(question, best) > 0.2:
                 return best
         return "unknown"
+
+    def extract(self, keys: list[str], user: str, *, asked: bool) -> str:
+        """A record of `keys`: the order id and e-mail the message holds, null elsewhere."""
+        found = {"order": re.search(r"KP-?\d{6}", user, flags=re.I),
+                 "mail": re.search(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", user)}
+        record = {}
+        for k in keys:
+            hit = next((m for cue, m in found.items() if cue in k), None)
+            record[k] = hit.group(0) if hit else None
+        text = json.dumps(record)
+        return text if asked else f"Sure! Here is the record:\n```json\n{text}\n```\nAnything else?"
 
     def judge(self, user: str) -> str:
         """Grades by word overlap with the best reference; `GARBLE` in the answer: no JSON."""
@@ -464,6 +488,19 @@ class FakeOpenAI:
                    "message": f"Job entered {s}", "type": "message", "data": {}}
                   for i, s in enumerate(reached)]
         return 200, {"object": "list", "data": list(reversed(events)), "has_more": False}
+
+
+def _record_keys(body: dict[str, Any], messages: list[dict[str, str]]) -> list[str]:
+    """The keys an extraction request asks for: the schema's properties, else the keys the
+    system prompt lists under "JSON object with exactly these keys"; [] for other tasks."""
+    schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") or {}
+    if schema.get("properties"):
+        return list(schema["properties"])
+    system = messages[0]["content"] if messages and messages[0]["role"] == "system" else ""
+    if "JSON object with exactly these keys" not in system:
+        return []
+    listed = system.split("JSON object with exactly these keys", 1)[1]
+    return re.findall(r"^- ([A-Za-z0-9_]+): ", listed, flags=re.M)
 
 
 def _overlap(a: str, b: str) -> float:

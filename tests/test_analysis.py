@@ -101,7 +101,8 @@ def _paths(obj, prefix=""):
     """(dotted path, is_leaf) for every field, variable names generalised as in the doc."""
     if isinstance(obj, dict):
         for k, v in obj.items():
-            name = {"variants": "<variant>", "metrics": "<name>"}.get(prefix.rsplit(".", 1)[-1])
+            name = {"variants": "<variant>", "metrics": "<name>",
+                    "run_metrics": "<name>"}.get(prefix.rsplit(".", 1)[-1])
             key = f"{prefix}.{name or k}" if prefix else k
             nested = isinstance(v, dict) or (isinstance(v, list) and v and isinstance(v[0], dict))
             yield key, not nested

@@ -356,6 +356,43 @@ def _run_metric(data: RunData, variant: str, metric: str, compute, seed: int
             "n_clusters": None if clusters is None else len(set(clusters.tolist()))}
 
 
+def run_metric_deltas(data: RunData, a: str, b: str, *, seed: int = 0) -> dict[str, Any]:
+    """B - A on each per-run quality metric (slot F1, macro-F1, ...), with a paired bootstrap
+    interval: the same resampled items for both variants, so the interval is the paired one
+    (a per-run metric has no per-item differences to average). A failed call counts as a
+    wrong answer, as in a step: its parse is None (no label, no JSON record)."""
+    if not data.expected:
+        return {}
+    task = data.task_view()
+    kind = task_type(task.type)
+    ids = [i for i in data.item_ids if i in data.expected]
+    parsed = {}
+    for name in (a, b):
+        mine = {p.item_id: p for p in data.predictions if p.variant == name}
+        parsed[name] = [kind.parse(mine[i].output, task) if i in mine and mine[i].output
+                        is not None and mine[i].error_class is None else None for i in ids]
+    expected = [data.expected[i] for i in ids]
+    clusters = data.cluster_list(ids)
+    unchanged = parsed[a] == parsed[b]  # every answer the same: resampling shows only zeros
+    units = len(ids) if clusters is None else len(set(clusters.tolist()))
+    out: dict[str, Any] = {}
+    for spec in run_metrics(task.type, task.metrics):
+        sa = spec.compute(RunContext(task, expected, parsed[a]))
+        sb = spec.compute(RunContext(task, expected, parsed[b]))
+        if sa is None or sb is None or not ids:
+            continue
+        boot = stats.bootstrap_ci(lambda ix, sa=sa, sb=sb: sb(ix) - sa(ix), len(ids),
+                                  clusters=clusters, seed=seed)
+        low, high = clip(boot.ci_low, boot.ci_high, spec.name, difference=True)
+        method = "paired_bootstrap" + ("_clustered" if clusters is not None else "")
+        if unchanged and _unit_width(spec.name):  # as a step does: [-u, +u], never [0, 0]
+            bound = stats.no_change_bound(units)
+            low, high, method = -bound, bound, "no_change_exact"
+        out[spec.name] = {"delta": boot.estimate, "ci_low": low, "ci_high": high,
+                          "se": boot.se, "n": len(ids), "method": method}
+    return out
+
+
 def _quantile(x: np.ndarray, q: float) -> float:
     x = x[~np.isnan(x)]
     return float(np.quantile(x, q)) if len(x) else math.nan
@@ -493,7 +530,9 @@ def compare(data: RunData | Path | str, a: str, b: str, *, metric: str | None = 
         data = load_run(data, config_path=config_path)
     _check_variants(data, [(a, b)])
     costs = {n: _variant_cost(data, n) for n in (a, b)}
-    return _step(data, a, b, metric or data.primary_metric, costs)
+    step = _step(data, a, b, metric or data.primary_metric, costs)
+    step["run_metrics"] = run_metric_deltas(data, a, b)
+    return step
 
 
 def _check_variants(data: RunData, pairs: list[tuple[str, str]]) -> None:
@@ -566,6 +605,8 @@ def analyze(data: RunData, *, seed: int = 0,
         step["p_holm"] = p
     compared = [_step(data, a, b, data.primary_metric, costs) for a, b in pairs]
     notes = abstention.annotate(variants, [*steps, *compared], data.primary_metric)
+    for step in (*steps, *compared):
+        step["run_metrics"] = run_metric_deltas(data, step["from"], step["to"], seed=seed)
     summary = {
         "schema_version": SCHEMA_VERSION,
         "run_id": data.run_id,

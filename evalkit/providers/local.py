@@ -6,6 +6,9 @@ information that rung adds:
   over the few-shot examples, evidence from retrieved passages (each passage speaks for the
   label whose description it resembles), and, for the fine-tuned rung, a logistic regression
   trained on the train split (`evalkit finetune --provider local`).
+- extraction: candidate spans picked by rules from the field descriptions and the schema
+  (prompt-only), by patterns induced from the examples (few-shot), with the passages' names
+  (RAG), or by a tagger trained on the train split (evalkit.strategies.extract_local).
 - qa: "unknown" without evidence; the answer of a near-identical example question; an
   extractive reader that picks the best-supported sentence of the passages and the span in it
   that fits the question; and, for the fine-tuned rung, a nearest-question memory of the train
@@ -22,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -36,9 +40,10 @@ from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 from evalkit.providers.base import Completion, FineTuneOptions, Provider, ProviderSetup, Usage
 from evalkit.providers.local_generation import answer_long
 from evalkit.registry import Registry
-from evalkit.strategies import finetune
+from evalkit.strategies import extract_local, finetune
 from evalkit.strategies.finetune import LOCAL_MODEL_PREFIX, load_local_model
 from evalkit.strategies.request import Request
+from evalkit.tasks.extraction import extract_json
 
 if TYPE_CHECKING:
     from evalkit.data.testset import Testset
@@ -47,7 +52,8 @@ UNKNOWN = "unknown"
 # The code is part of the "model": this file, the answerer modules it dispatches to and the
 # code the local fine-tunes answer with (their pickles hold data, not code)
 _CODE = (Path(__file__), Path(__file__).with_name("local_generation.py"),
-         Path(__file__).parents[1] / "strategies" / "house_style.py")
+         Path(__file__).parents[1] / "strategies" / "house_style.py",
+         Path(extract_local.__file__))
 CODE_VERSION = hashlib.sha256(b"".join(p.read_bytes() for p in _CODE)).hexdigest()[:16]
 
 # Task type -> what the local provider does for it: (request, fine-tuned model or None,
@@ -150,6 +156,9 @@ class _Remembering:
             return self.model.predict_proba(texts)
         proba = self._remember(("proba", texts[0]), lambda: self.model.predict_proba(texts))
         return proba.copy()
+
+    def predict(self, text: str) -> Any:  # an extraction tagger: a record per input
+        return dict(self._remember(("predict", text), lambda: self.model.predict(text)))
 
     def recall(self, question: str) -> tuple[str, float]:
         return self._remember(("recall", question), lambda: self.model.recall(question))
@@ -340,3 +349,34 @@ def _best_span(question: str, sentence: str) -> str:
 @LOCAL_ANSWERERS.decorator("generation")
 def _long_form(request: Request, ft: Any, provider: LocalProvider) -> str:
     return answer_long(request, ft)
+
+
+# --- extraction -------------------------------------------------------------------------------
+
+@LOCAL_ANSWERERS.decorator("extraction")
+def _extract(request: Request, ft: Any, provider: LocalProvider) -> str:
+    return extract_local.to_json(extract_record(request, ft))
+
+
+def extract_record(request: Request, ft=None) -> dict[str, Any]:
+    """The record for one request, from only what it carries (see extract_local)."""
+    if ft is not None:
+        return ft.predict(request.input)
+    specs = extract_local.request_specs(request.fields, request.response_format)
+    if request.passages:
+        found = extract_local.passage_names(p.text for p in request.passages)
+        for spec in specs:
+            if spec.kind == "name":
+                spec.names = {**extract_local.name_aliases(found), **(spec.names or {})}
+    if not request.examples:
+        return extract_local.rules_answer(request.input, specs)
+    examples = [(e.input, extract_json(e.output) or {}) for e in request.examples]
+    learned = extract_local.learn_from_examples(specs, examples)
+    votes: dict[str, Counter] = {}
+    for spec in specs:
+        if spec.kind == "choice":  # the examples come nearest first: the nearer, the louder
+            votes[spec.name] = Counter()
+            for rank, (_, record) in enumerate(examples):
+                value = record.get(spec.name)
+                votes[spec.name][value if value is not None else "__none__"] += 1 / (rank + 1)
+    return extract_local.rules_answer(request.input, specs, learned=learned, votes=votes)

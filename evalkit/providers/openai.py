@@ -89,7 +89,7 @@ class OpenAIProvider(Provider):
                  timeout_s: float = 60.0, routes: Mapping[str, str] | None = None,
                  pricing: PriceBook | Mapping[str, Any] | None = None,
                  default_output_tokens: int = 256, require_key: bool = True,
-                 http_transport: str = "auto"):
+                 http_transport: str = "auto", response_format: str = "auto"):
         if max_tokens_param not in ("max_completion_tokens", "max_tokens"):
             raise ValueError("max_tokens_param must be 'max_completion_tokens' or 'max_tokens' "
                              "(older OpenAI-compatible servers only know max_tokens)")
@@ -97,6 +97,14 @@ class OpenAIProvider(Provider):
             raise ValueError(f"http_transport must be one of {', '.join(HTTP_TRANSPORTS)}, "
                              f"got {http_transport!r}")
         self.http_transport = http_transport
+        if response_format not in RESPONSE_FORMATS:
+            raise ValueError(f"response_format must be one of {', '.join(RESPONSE_FORMATS)} "
+                             f"(auto: what the task asks; json_object: JSON mode for servers "
+                             f"without json_schema; none: instructions only), got "
+                             f"{response_format!r}")
+        self.response_format = response_format
+        # servers that answered 400 to a response_format: asked with instructions only since
+        self._no_response_format: set[str | None] = set()
         if not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
         self.model = model
@@ -154,9 +162,12 @@ class OpenAIProvider(Provider):
 
     def cache_params(self) -> dict[str, Any]:
         """What changes an answer besides model and messages. Never the key."""
-        return {"base_url": redact_url(self.base_url), "temperature": self.temperature,
-                "seed": self.seed, "max_completion_tokens": self.max_completion_tokens,
-                "routes": {m: redact_url(u) for m, u in sorted(self.routes.items())}}
+        params = {"base_url": redact_url(self.base_url), "temperature": self.temperature,
+                  "seed": self.seed, "max_completion_tokens": self.max_completion_tokens,
+                  "routes": {m: redact_url(u) for m, u in sorted(self.routes.items())}}
+        if self.response_format != "auto":  # absent by default: older cache keys still hit
+            params["response_format_mode"] = self.response_format
+        return params
 
     def body(self, request: Request) -> dict[str, Any]:
         """The Chat Completions request body for `request` (also one Batch API line's body)."""
@@ -167,9 +178,22 @@ class OpenAIProvider(Provider):
             body["seed"] = self.seed
         if self.max_completion_tokens is not None:
             body[self.max_tokens_param] = self.max_completion_tokens
-        if request.response_format is not None:  # structured output the task type asks for
-            body["response_format"] = request.response_format
+        wanted = self._response_format(request)
+        if wanted is not None:  # structured output the task type asks for
+            body["response_format"] = wanted
         return body
+
+    def _response_format(self, request: Request) -> dict[str, Any] | None:
+        """What this server gets as `response_format`: the task's (a strict json_schema or
+        JSON mode), JSON mode instead of a schema with `response_format: json_object`, and
+        nothing with `none` or once the server refused one (the prompt still asks for JSON)."""
+        wanted = request.response_format
+        if (wanted is None or self.response_format == "none"
+                or self.server_for(self.model_for(request)) in self._no_response_format):
+            return None
+        if self.response_format == "json_object" and wanted.get("type") == "json_schema":
+            return {"type": "json_object"}
+        return wanted
 
     async def complete(self, request: Request) -> Completion:
         model = self.model_for(request)
@@ -180,12 +204,20 @@ class OpenAIProvider(Provider):
         content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         start = time.perf_counter()
         try:
-            # the SDK's low-level post: its auth, base URL, retries (Retry-After) and typed
-            # errors, without create()'s parameter transform or pydantic parsing of the answer
-            raw = await client.post("/chat/completions", content=content, options=_JSON,
-                                    cast_to=_http_response_type())
+            raw = await self._post(client, content)
         except Exception as exc:
-            raise self._translate(exc) from None
+            if "response_format" not in body or not _refuses_response_format(exc):
+                raise self._translate(exc) from None
+            # a server without structured output (some vLLM/Ollama builds 400 on it): ask
+            # once more with the prompt's instructions only, and remember the server
+            self._no_response_format.add(self.server_for(model))
+            body = self.body(request)
+            content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+            start = time.perf_counter()
+            try:
+                raw = await self._post(client, content)
+            except Exception as again:
+                raise self._translate(again) from None
         latency = _elapsed(raw, since=start)
         text, usage = self._read(_json_body(raw), messages)
         self._max_output_seen = max(self._max_output_seen, usage.output_tokens)
@@ -193,6 +225,13 @@ class OpenAIProvider(Provider):
         self._input_ratio = max(self._input_ratio, usage.input_tokens / approx_tokens(messages))
         return Completion(text=text, usage=usage, latency_s=latency, cost_usd=price.cost(usage),
                           model=model)
+
+    @staticmethod
+    async def _post(client: Any, content: bytes) -> Any:
+        # the SDK's low-level post: its auth, base URL, retries (Retry-After) and typed
+        # errors, without create()'s parameter transform or pydantic parsing of the answer
+        return await client.post("/chat/completions", content=content, options=_JSON,
+                                 cast_to=_http_response_type())
 
     def completion_from_body(self, body: dict[str, Any], *, model: str,
                              batch: bool = False) -> Completion:
@@ -305,6 +344,16 @@ HTTP_TRANSPORTS = ("auto", "aiohttp", "httpx")
 # Connections per client: never fewer than the runner's workers (--concurrency <= 1024), and
 # all of them kept alive between calls, so no call waits for or re-opens a connection.
 POOL = 1024
+
+
+RESPONSE_FORMATS = ("auto", "json_object", "none")
+
+
+def _refuses_response_format(exc: Exception) -> bool:
+    """A 400 whose message names response_format: the server does not do structured output."""
+    import openai
+
+    return isinstance(exc, openai.BadRequestError) and "response_format" in str(exc).lower()
 
 
 def _http_client(transport: str, timeout_s: float):

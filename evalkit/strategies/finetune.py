@@ -179,6 +179,18 @@ def _train_generation(testset: Testset) -> HouseStyleModel:
                            [it.references[0] for it in testset.train])
 
 
+@LOCAL_TRAINERS.decorator("extraction")
+def _train_extractor(testset: Testset):
+    """A candidate tagger per field (evalkit.strategies.extract_local), trained on the train
+    split's inputs and records, for the fields and schema the requests will carry."""
+    from evalkit.strategies.extract_local import train_tagger
+    from evalkit.tasks import task_type
+
+    task = testset.task
+    return train_tagger(tuple(task.fields.items()), task_type(task.type).response_format(task),
+                        [it.input for it in testset.train], [it.expected for it in testset.train])
+
+
 def train_local(testset: Testset, finetune_dir: Path | str, *, provider: str = LOCAL_PROVIDER,
                 name: str | None = None, allow_leakage: bool = False) -> FineTuneRecord:
     """Train the local model on the train split, save artifact + record, return the record.
