@@ -62,6 +62,7 @@ def build_context(run_dir: Path) -> dict[str, Any]:
         "variant_rows": _variant_rows(summary, ladder, primary),
         "metric_names": _metric_names(summary, ladder),
         "charts": _charts(summary, ladder, primary, steps),
+        "break_even": [break_even_text(s, summary) for s in steps],
         "rag": _rag_diagnostics(scores, ladder, primary),
         "errors_by_class": _errors_by_class(preds),
         "explorer_json": _explorer_json(items, preds, scores, ladder, primary),
@@ -97,7 +98,8 @@ def _variant_rows(summary: dict, ladder: list[str], primary: str) -> list[dict]:
     return rows
 
 
-def _charts(summary: dict, ladder: list[str], primary: str, steps: list[dict]) -> dict[str, str]:
+def _charts(summary: dict, ladder: list[str], primary: str,
+            steps: list[dict]) -> dict[str, charts.Chart]:
     vs = [summary["variants"].get(n, {}) for n in ladder]
     pm = [v.get("metrics", {}).get(primary, {}) for v in vs]
     cost = [v.get("cost", {}) for v in vs]
@@ -111,13 +113,33 @@ def _charts(summary: dict, ladder: list[str], primary: str, steps: list[dict]) -
             [c.get("fixed_monthly_usd", 0) for c in cost],
             [c.get("per_query_usd") for c in cost],
             horizon_months=float(econ.get("horizon_months", 12)),
-            break_evens=[(f"{s['from']}→{s['to']}", s.get("break_even_queries_per_month"))
-                         for s in steps])
+            break_evens=[charts.BreakEven(f"{s['from']} → {s['to']}",
+                                          s.get("break_even_queries_per_month"),
+                                          ladder.index(s["from"]))
+                         for s in steps if s["from"] in ladder],
+            volume_now=econ.get("queries_per_month"))
     if steps:
         out["deltas"] = charts.step_deltas(
             [f"{s['from']} → {s['to']}" for s in steps], [s.get("delta") for s in steps],
             [s.get("ci_low") for s in steps], [s.get("ci_high") for s in steps], metric=primary)
     return out
+
+
+def break_even_text(step: dict, summary: dict) -> tuple[str, str]:
+    """The steps table's break-even cell and its tooltip: the volume as the TCO chart labels
+    it, or why there is none (one rung costs less, or more, at every volume)."""
+    v = step.get("break_even_queries_per_month")
+    if _ok(v):
+        return charts.volume(v), f"{step['to']} and {step['from']} cost the same at this volume"
+    a = (summary["variants"].get(step["from"]) or {}).get("cost") or {}
+    b = (summary["variants"].get(step["to"]) or {}).get("cost") or {}
+    d = step.get("delta_tco_usd")
+    if not all(_ok(x.get("per_query_usd")) for x in (a, b)) or not _ok(d):
+        return "–", "costs unknown"
+    if d == 0:
+        return "none", f"{step['to']} and {step['from']} cost the same at every volume"
+    which = "more" if d > 0 else "less"
+    return "none", f"{step['to']} costs {which} than {step['from']} at every volume"
 
 
 def is_wrong(value: float, metric: str) -> bool:
