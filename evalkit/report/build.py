@@ -8,7 +8,6 @@ escaped: the template autoescapes, and the item explorer's data is embedded as J
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from pathlib import Path
@@ -19,9 +18,9 @@ import pandas as pd
 
 from evalkit.analysis.verdicts import usd
 from evalkit.report import charts
+from evalkit.report.explorer import embed_json, explorer_data, is_wrong, judge_reasons
 from evalkit.run.journal import Journal, latest
 from evalkit.run.runfolder import RunFolderError, read_items, read_json, read_scores
-from evalkit.tasks import METRICS, bounds
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -65,7 +64,8 @@ def build_context(run_dir: Path) -> dict[str, Any]:
         "break_even": [break_even_text(s, summary) for s in steps],
         "rag": _rag_diagnostics(scores, ladder, primary),
         "errors_by_class": _errors_by_class(preds),
-        "explorer_json": _explorer_json(items, preds, scores, ladder, primary),
+        "explorer_json": embed_json(explorer_data(items, preds, scores, ladder, primary,
+                                                  reasons=judge_reasons(run_dir))),
         "n_items": len(items),
         "economics": summary.get("economics") or {},
     }
@@ -142,19 +142,6 @@ def break_even_text(step: dict, summary: dict) -> tuple[str, str]:
     return "none", f"{step['to']} costs {which} than {step['from']} at every volume"
 
 
-def is_wrong(value: float, metric: str) -> bool:
-    """An item counts as wrong when a 0/1 metric is 0, or a graded one is in the worse half of
-    its range (below 0.5 for a [0, 1] metric); binary and range come from the metric registry,
-    and a metric no module registers is read as a graded [0, 1] one."""
-    spec = METRICS.find(metric)
-    if spec is not None and spec.binary:
-        return value < 1 if spec.higher_is_better else value > 0
-    lo, hi = bounds(metric) or (0.0, 1.0)
-    middle = (lo + hi) / 2
-    higher = spec is None or spec.higher_is_better
-    return value < middle if higher else value > middle
-
-
 def _rag_diagnostics(scores: pd.DataFrame, ladder: list[str], primary: str) -> list[dict]:
     """Per retrieval rung: recall@k, MRR, and wrong answers split by whether gold was retrieved."""
     out = []
@@ -180,34 +167,6 @@ def _rag_diagnostics(scores: pd.DataFrame, ladder: list[str], primary: str) -> l
 def _errors_by_class(preds) -> list[tuple[str, str, int]]:
     counts = Counter((p.variant, p.error_class) for p in preds if p.error_class)
     return [(v, c, n) for (v, c), n in sorted(counts.items())]
-
-
-def _explorer_json(items: list[dict], preds, scores: pd.DataFrame, ladder: list[str],
-                   primary: str) -> str:
-    """Compact per-item data for the explorer: input, expected, each variant's output and score."""
-    prim = scores[scores["metric"] == primary]
-    score_of = {(v, i): s for v, i, s in zip(prim["variant"], prim["item_id"], prim["value"])}
-    out_of = {(p.variant, p.item_id): (p.output if p.output is not None
-                                       else f"[error] {p.error_class}: {p.error}")
-              for p in preds}
-    rows = []
-    for it in items:
-        outs = []
-        for v in ladder:
-            s = score_of.get((v, it["id"]))
-            outs.append([out_of.get((v, it["id"])), None if s is None or math.isnan(s)
-                         else round(float(s), 4)])
-        expected = it["expected"]
-        rows.append({"id": it["id"], "in": it["input"],
-                     "exp": (" | ".join(map(str, expected)) if isinstance(expected, list)
-                             else str(expected)),
-                     "grp": str(it.get("cluster") or (expected if isinstance(expected, str)
-                                                      else "")),
-                     "o": outs})
-    data = json.dumps({"variants": ladder, "metric": primary, "items": rows},
-                      ensure_ascii=False, separators=(",", ":"))
-    # Safe inside <script type="application/json">: no "</script>", no HTML-significant chars.
-    return data.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
 
 
 def _ok(x) -> bool:

@@ -1,0 +1,128 @@
+"""The item explorer's data: one compact record per item, embedded once as escaped JSON.
+
+The page's script renders a page of rows at a time from this data (never all 10,000), and only
+through `textContent`, so model output can never become markup. The JSON itself is made safe
+for a `<script type="application/json">` element by writing `<`, `>` and `&` as \\u escapes:
+no `</script>` or `<!--` can appear in it, whatever an output says.
+
+Per item: id, input, expected, label or cluster, the gold document ids, and per variant a cell
+`[output, score, wrong, error, retrieved, reason]`:
+- `score` is the primary metric (null when unscored), `wrong` 1/0 by `is_wrong` (a failed call
+  counts as wrong, as it does when steps are judged), null when neither is known;
+- `error` is "ErrorClass: message" for a failed call, `retrieved` the ranked doc ids the rung's
+  passages came from (the journal's `retrieved`), `reason` the judge's explanation when
+  `evalkit judge score` graded the run (judge_scores.csv).
+Trailing empty fields are dropped to keep 60,000 cells light.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from evalkit.run.journal import Prediction
+from evalkit.tasks import METRICS, bounds
+
+
+def is_wrong(value: float, metric: str) -> bool:
+    """An item counts as wrong when a 0/1 metric is 0, or a graded one is in the worse half of
+    its range (below 0.5 for a [0, 1] metric); binary and range come from the metric registry,
+    and a metric no module registers is read as a graded [0, 1] one."""
+    return wrong_test(metric)(value)
+
+
+def wrong_test(metric: str) -> Callable[[float], bool]:
+    """`is_wrong` for one metric, with the registry read once (60,000 cells call it)."""
+    spec = METRICS.find(metric)
+    higher = spec is None or spec.higher_is_better
+    if spec is not None and spec.binary:
+        return (lambda v: v < 1) if higher else (lambda v: v > 0)
+    lo, hi = bounds(metric) or (0.0, 1.0)
+    middle = (lo + hi) / 2
+    return (lambda v: v < middle) if higher else (lambda v: v > middle)
+
+
+def judge_reasons(run_dir: Path) -> dict[tuple[str, str], str]:
+    """(variant, item id) -> the judge's one-sentence reason, when the run was judged."""
+    path = run_dir / "judge_scores.csv"
+    if not path.is_file():
+        return {}
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return {}  # the explanation is a nicety; a damaged file must not cost the report
+    if not {"variant", "item_id", "reason"} <= set(table.columns):
+        return {}
+    return {(v, i): r for v, i, r in zip(table["variant"], table["item_id"], table["reason"])
+            if r}
+
+
+def _expected_text(expected: Any) -> str:
+    if isinstance(expected, list):
+        return " | ".join(map(str, expected))
+    if isinstance(expected, dict):
+        return json.dumps(expected, ensure_ascii=False, sort_keys=True)
+    return str(expected)
+
+
+def _group(item: dict) -> str:
+    cluster = item.get("cluster")
+    if cluster:
+        return str(cluster)
+    return item["expected"] if isinstance(item.get("expected"), str) else ""
+
+
+def _cell(p: Prediction | None, score: float | None, wrong_if: Callable[[float], bool],
+          reason: str | None) -> list[Any]:
+    failed = p is not None and p.error_class is not None
+    if score is not None:
+        wrong: int | None = int(wrong_if(score))
+    else:
+        wrong = 1 if failed else None
+    cell = [None if p is None else p.output, score, wrong,
+            f"{p.error_class}: {p.error}" if failed else None,
+            list(p.retrieved) if p is not None and p.retrieved else None, reason]
+    while cell and cell[-1] is None:
+        cell.pop()
+    return cell
+
+
+def explorer_data(items: list[dict], preds: list[Prediction], scores: pd.DataFrame,
+                  ladder: list[str], primary: str, *,
+                  reasons: dict[tuple[str, str], str] | None = None) -> dict[str, Any]:
+    """The explorer's records (see the module docstring), in item order."""
+    prim = scores[scores["metric"] == primary]
+    score_of = {(v, i): s for v, i, s in zip(prim["variant"], prim["item_id"], prim["value"])}
+    pred_of = {(p.variant, p.item_id): p for p in preds}
+    reasons = reasons or {}
+    wrong_if = wrong_test(primary)
+    rows = []
+    for it in items:
+        cells = []
+        for v in ladder:
+            s = score_of.get((v, it["id"]))
+            s = None if s is None or math.isnan(s) else round(float(s), 4)
+            cells.append(_cell(pred_of.get((v, it["id"])), s, wrong_if,
+                               reasons.get((v, it["id"]))))
+        row = {"id": it["id"], "in": it["input"], "exp": _expected_text(it["expected"]),
+               "grp": _group(it), "o": cells}
+        if it.get("doc_ids"):
+            row["gold"] = list(it["doc_ids"])
+        rows.append(row)
+    spec = METRICS.find(primary)
+    lo, hi = bounds(primary) or (0.0, 1.0)
+    return {"variants": ladder, "metric": primary, "lo": lo, "hi": hi,
+            "higher": spec is None or spec.higher_is_better,
+            "grouping": "cluster" if any(it.get("cluster") for it in items) else "label",
+            "items": rows}
+
+
+def embed_json(data: Any) -> str:
+    """JSON safe inside <script type="application/json">: no HTML-significant characters."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
