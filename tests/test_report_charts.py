@@ -55,9 +55,10 @@ def test_tco_marks_a_break_even_and_widens_to_hold_it():
 def test_report_break_even_in_chart_and_table_agree(tmp_path):
     """Prompt-only hosted at $0.50 a month but cheaper per query than few-shot (shorter
     prompts) breaks even with it at some volume: the TCO chart marks it and the steps table
-    shows the same number."""
+    shows the same number. (People's hours priced at $0, so only these costs count.)"""
     config = tmp_path / "exp.yaml"
-    config.write_text("economics:\n  variants:\n    prompt-only: {fixed_monthly_usd: 0.5}\n")
+    config.write_text("economics:\n  hourly_rate_usd: 0\n"
+                      "  variants:\n    prompt-only: {fixed_monthly_usd: 0.5}\n")
     cfg = RunConfig(testset=str(FIXTURES / "tiny-intents"), reports_dir=str(tmp_path / "r"),
                     cache_dir=str(tmp_path / "c"), finetune_dir=str(tmp_path / "ft"),
                     variants=["prompt-only", "few-shot"], config_path=str(config))

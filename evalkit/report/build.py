@@ -18,6 +18,7 @@ import pandas as pd
 
 from evalkit.analysis.verdicts import usd
 from evalkit.report import charts
+from evalkit.report.breakdowns import breakdowns_context
 from evalkit.report.explorer import embed_json, explorer_data, is_wrong, judge_reasons
 from evalkit.run.journal import Journal, latest
 from evalkit.run.runfolder import RunFolderError, read_items, read_json, read_scores
@@ -67,6 +68,7 @@ def build_context(run_dir: Path) -> dict[str, Any]:
         "explorer_json": embed_json(explorer_data(items, preds, scores, ladder, primary,
                                                   reasons=judge_reasons(run_dir))),
         "n_items": len(items),
+        "breakdowns": breakdowns_context(run_dir, summary, ladder),
         "economics": summary.get("economics") or {},
     }
 

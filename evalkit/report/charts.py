@@ -24,7 +24,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import Formatter, LogLocator, MaxNLocator  # noqa: E402
 
-from evalkit.analysis.verdicts import pts, usd  # noqa: E402
+from evalkit.analysis.verdicts import pts  # noqa: E402
+from evalkit.money import usd  # noqa: E402
 
 plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False,
                      "axes.spines.right": False, "svg.hashsalt": "evalkit"})

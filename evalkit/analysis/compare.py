@@ -1,0 +1,225 @@
+"""Two runs side by side: "the new base model is out; does our fine-tune still beat it?"
+
+`compare_runs(run_a, run_b)` pairs variants across two run folders of the same test set (any
+variants, models or dates) and computes, for each pair, B minus A on the items both runs
+hold, with the statistics a ladder step uses (`stats.paired_difference`: McNemar's exact test
+and Newcombe's interval for 0/1 metrics, the paired t otherwise, clustered when the items
+are; a failed call counts as a wrong answer, 0, as it does when a step is judged), Holm's
+correction across the pairs, and one sentence per pair.
+
+Which pairs:
+- without a baseline, every variant name the two runs share (A:v against B:v); when they
+  share none, every A variant against every B variant;
+- with `baseline_variant` ("X", "A:X" or "B:X"; bare X is looked up in A first), that variant
+  against every other variant of both runs.
+
+The test sets must match for the comparison to mean what it says: the page warns when the
+test-set hashes differ, and counts items only one run holds and shared items whose input or
+expected answer changed; only unchanged shared items are paired.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evalkit.analysis import stats
+from evalkit.analysis.summary import RunData, load_run
+from evalkit.analysis.verdicts import pts
+from evalkit.money import usd
+from evalkit.run.runfolder import read_items, read_json
+from evalkit.tasks import bounds
+
+
+@dataclass(frozen=True)
+class Side:
+    """One run of the comparison, as its label ("A" or "B") and what was read from it."""
+
+    label: str
+    run_dir: Path
+    data: RunData
+    testset_hash: str | None
+    items: dict[str, tuple[Any, Any]]  # item id -> (input, expected)
+    per_query_usd: dict[str, float | None]
+
+    def key(self, variant: str) -> str:
+        return f"{self.label}:{variant}"
+
+
+@dataclass(frozen=True)
+class PairResult:
+    """B minus A for one pair of variants on the unchanged shared items."""
+
+    a: str  # "A:prompt-only"
+    b: str
+    metric: str
+    delta: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    p_holm: float
+    p_method: str
+    ci_method: str
+    n: int
+    n_failed: int
+    discordant: tuple[int, int] | None  # (A right & B wrong, A wrong & B right) for 0/1
+    per_query_usd_a: float | None
+    per_query_usd_b: float | None
+    sentence: str = ""
+
+
+@dataclass(frozen=True)
+class RunComparison:
+    run_a: str
+    run_b: str
+    testset_a: str
+    testset_b: str
+    metric: str
+    n_a: int
+    n_b: int
+    shared: int  # item ids both runs hold
+    changed: int  # shared ids whose input or expected answer differ
+    same_testset: bool
+    warnings: list[str]
+    pairs: list[PairResult] = field(default_factory=list)
+
+    @property
+    def paired(self) -> int:
+        return self.shared - self.changed
+
+
+def _side(label: str, run_dir: Path | str) -> Side:
+    run_dir = Path(run_dir)
+    data = load_run(run_dir)
+    record = read_json(run_dir / "run.json")
+    summary = read_json(run_dir / "summary.json", required=False)
+    items = {str(it["id"]): (it.get("input"), it.get("expected"))
+             for it in read_items(run_dir / "items.jsonl")}
+    cost = {v: ((summary.get("variants") or {}).get(v) or {}).get("cost", {}).get("per_query_usd")
+            for v in data.ladder}
+    return Side(label, run_dir, data, (record.get("testset") or {}).get("hash"), items, cost)
+
+
+def _baseline(spec: str, a: Side, b: Side) -> tuple[Side, str]:
+    side_name, _, name = spec.rpartition(":")
+    sides = [s for s in (a, b) if not side_name or s.label == side_name.upper()]
+    for side in sides:
+        if name in side.data.ladder:
+            return side, name
+    have = ", ".join([a.key(v) for v in a.data.ladder] + [b.key(v) for v in b.data.ladder])
+    raise ValueError(f"--baseline-variant {spec!r}: no such variant; the runs have {have}")
+
+
+def _pairs(a: Side, b: Side, baseline: str | None) -> list[tuple[Side, str, Side, str]]:
+    if baseline:
+        side, name = _baseline(baseline, a, b)
+        return [(side, name, s, v) for s in (a, b) for v in s.data.ladder
+                if (s.label, v) != (side.label, name)]
+    shared = [v for v in a.data.ladder if v in b.data.ladder]
+    if shared:
+        return [(a, v, b, v) for v in shared]
+    return [(a, va, b, vb) for va in a.data.ladder for vb in b.data.ladder]
+
+
+def _judged(side: Side, variant: str, metric: str, ids: list[str]) -> tuple[np.ndarray, int]:
+    """Values on `ids` with a failed call as 0 (a wrong answer), as steps are judged."""
+    data = side.data
+    by_id = dict(zip(data.item_ids, data.values(variant, metric), strict=True))
+    failed = {p.item_id for p in data.predictions if p.variant == variant and p.error_class}
+    values = np.array([by_id.get(i, math.nan) for i in ids], dtype=float)
+    rows = [k for k, i in enumerate(ids) if i in failed and math.isnan(values[k])]
+    values[rows] = 0.0
+    return values, len(rows)
+
+
+def _testset_warnings(a: Side, b: Side, shared: list[str], changed: int) -> list[str]:
+    out = []
+    if a.testset_hash != b.testset_hash:
+        out.append(f"the test sets differ (hash {str(a.testset_hash)[:12]} in A, "
+                   f"{str(b.testset_hash)[:12]} in B)")
+    only_a, only_b = len(a.data.item_ids) - len(shared), len(b.data.item_ids) - len(shared)
+    if only_a or only_b:
+        out.append(f"{only_a} items only in A, {only_b} only in B; {len(shared)} shared")
+    if changed:
+        out.append(f"{changed} shared items changed their input or expected answer and are "
+                   "left out")
+    if a.data.testset != b.data.testset:
+        out.append(f"the runs name different test sets ({a.data.testset!r}, "
+                   f"{b.data.testset!r})")
+    return out
+
+
+def sentence(r: PairResult) -> str:
+    """One line a reader can act on: the difference, its interval, its test and what it says."""
+    if r.n == 0:
+        return f"{r.a} → {r.b}: no shared item both scored; nothing to compare."
+    if r.ci_low > 0:
+        reading = f"{r.b} is better"
+    elif r.ci_high < 0:
+        reading = f"{r.b} is worse"
+    else:
+        reading = "no difference shown"
+    flips = ""
+    if r.discordant is not None:
+        flips = (f"; {r.discordant[0]} items only {r.a} got right, "
+                 f"{r.discordant[1]} only {r.b}")
+    cost = ""
+    if r.per_query_usd_a is not None and r.per_query_usd_b is not None:
+        cost = f"; per query {usd(r.per_query_usd_a)} → {usd(r.per_query_usd_b)}"
+    return (f"{r.a} → {r.b}: {pts(r.delta)} pts {r.metric} [{pts(r.ci_low)}, "
+            f"{pts(r.ci_high)}] on {r.n} shared items, p = {r.p_value:.3g} "
+            f"(Holm {r.p_holm:.3g}); {reading}{flips}{cost}.")
+
+
+def compare_runs(run_a: Path | str, run_b: Path | str, *, baseline_variant: str | None = None,
+                 metric: str | None = None) -> RunComparison:
+    """Pair the two runs' variants on their shared, unchanged items (see the module doc)."""
+    a, b = _side("A", run_a), _side("B", run_b)
+    metric = metric or a.data.primary_metric
+    in_b = set(b.data.item_ids)
+    shared = [i for i in a.data.item_ids if i in in_b]
+    changed = {i for i in shared if a.items and b.items and a.items.get(i) != b.items.get(i)}
+    ids = [i for i in shared if i not in changed]
+    clusters = a.data.cluster_list(ids)
+    rng = bounds(metric)
+    results = []
+    for sa, va, sb, vb in _pairs(a, b, baseline_variant):
+        (xa, fa), (xb, fb) = _judged(sa, va, metric, ids), _judged(sb, vb, metric, ids)
+        d = stats.paired_difference(xa, xb, clusters=clusters,
+                                    bounded=rng is not None and rng[1] - rng[0] <= 1.0)
+        results.append(PairResult(sa.key(va), sb.key(vb), metric, d.delta, d.ci_low,
+                                  d.ci_high, d.p_value, math.nan, d.p_method, d.ci_method,
+                                  d.n, fa + fb, d.discordant, sa.per_query_usd.get(va),
+                                  sb.per_query_usd.get(vb)))
+    holm = stats.holm([r.p_value for r in results]) if results else []
+    pairs = []
+    for r, p in zip(results, holm, strict=True):
+        r = PairResult(**{**r.__dict__, "p_holm": p})
+        pairs.append(PairResult(**{**r.__dict__, "sentence": sentence(r)}))
+    warnings = _testset_warnings(a, b, shared, len(changed))
+    return RunComparison(a.data.run_id, b.data.run_id, a.data.testset, b.data.testset, metric,
+                         len(a.data.item_ids), len(b.data.item_ids), len(shared), len(changed),
+                         not warnings, warnings, pairs)
+
+
+def to_markdown(c: RunComparison) -> str:
+    """The comparison as a Markdown summary (a PR comment, a ticket, $GITHUB_STEP_SUMMARY)."""
+    lines = [f"# evalkit compare: {c.run_a} (A) vs {c.run_b} (B)", "",
+             f"Test set: {c.testset_a}" + ("" if c.testset_a == c.testset_b
+                                           else f" vs {c.testset_b}")
+             + f"; {c.paired} items paired; metric {c.metric}.", ""]
+    for w in c.warnings:
+        lines.append(f"> **Warning:** {w}.")
+    if c.warnings:
+        lines.append("")
+    lines += ["| A | B | Δ (pts) | 95% CI | p | p (Holm) | items |",
+              "|---|---|---:|---|---:|---:|---:|"]
+    for r in c.pairs:
+        lines.append(f"| {r.a} | {r.b} | {pts(r.delta)} | [{pts(r.ci_low)}, {pts(r.ci_high)}] "
+                     f"| {r.p_value:.3g} | {r.p_holm:.3g} | {r.n} |")
+    lines += ["", *[f"- {r.sentence}" for r in c.pairs], ""]
+    return "\n".join(lines)

@@ -1,0 +1,23 @@
+"""The report's breakdowns section: confusion matrices, per-label P/R/F1, per-cluster quality
+and the answerable/unanswerable split, gathered for the template (numbers from analysis)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from evalkit.analysis import breakdowns
+from evalkit.analysis.summary import load_run
+
+
+def breakdowns_context(run_dir: Path, summary: dict[str, Any],
+                       ladder: list[str]) -> dict[str, Any]:
+    """What breakdowns.html.j2 draws; empty lists where a view does not apply."""
+    data = load_run(run_dir)
+    data.ladder = [v for v in ladder if v in data.ladder] or data.ladder
+    confusions = [c for v in data.ladder if (c := breakdowns.confusion(data, v)) is not None]
+    answerability = [(v, a) for v in ladder
+                     if (a := (summary["variants"].get(v) or {}).get("answerability"))]
+    return {"confusions": confusions, "clusters": breakdowns.cluster_quality(data),
+            "cluster_variants": data.ladder, "answerability": answerability,
+            "unparsed": breakdowns.UNPARSED}

@@ -1,0 +1,90 @@
+"""Breakdowns (issue 13.3) against their references: scikit-learn's confusion matrix and
+precision/recall/F1, statsmodels' Wilson interval, and a plain item bootstrap for F1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from statsmodels.stats.proportion import proportion_confint
+
+from evalkit.analysis import breakdowns
+from evalkit.analysis.summary import load_run
+from evalkit.pipeline.experiment import RunConfig, run_experiment
+
+FIXTURES = Path(__file__).parent / "fixtures"
+LABELS = ["a", "b", "c"]
+
+
+def _sample(seed: int = 1, n: int = 300):
+    rng = np.random.default_rng(seed)
+    expected = rng.choice(LABELS, size=n).tolist()
+    predicted = [e if rng.random() < 0.7 else rng.choice([*LABELS, None]) for e in expected]
+    return expected, predicted
+
+
+def test_confusion_and_per_label_scores_match_sklearn_and_statsmodels():
+    expected, predicted = _sample()
+    counts = breakdowns.confusion_counts(expected, predicted, LABELS)
+    as_text = ["∅" if p is None else p for p in predicted]
+    ref = confusion_matrix(expected, as_text, labels=[*LABELS, "∅"])
+    assert counts.tolist() == ref[:3].tolist()  # rows: the three labels; last column: unparsed
+    scores = breakdowns.label_scores(counts, LABELS)
+    p, r, f, support = precision_recall_fscore_support(expected, as_text, labels=LABELS,
+                                                       zero_division=0)
+    for i, s in enumerate(scores):
+        assert s.precision == pytest.approx(p[i]) and s.recall == pytest.approx(r[i])
+        assert s.f1 == pytest.approx(f[i]) and s.support == support[i]
+        tp = counts[i, i]
+        assert s.precision_ci == pytest.approx(proportion_confint(tp, s.predicted,
+                                                                  method="wilson"))
+        assert s.recall_ci == pytest.approx(proportion_confint(tp, s.support, method="wilson"))
+        assert s.f1_ci[0] < s.f1 < s.f1_ci[1]
+
+
+def test_f1_interval_agrees_with_an_item_bootstrap():
+    """Drawing the confusion cells from a multinomial is the item bootstrap: the two 95%
+    intervals agree to within Monte Carlo error."""
+    expected, predicted = _sample(seed=3, n=200)
+    counts = breakdowns.confusion_counts(expected, predicted, LABELS)
+    fast = breakdowns.label_scores(counts, LABELS, resamples=4000)
+    rng = np.random.default_rng(7)
+    e, p = np.array(expected, dtype=object), np.array(["∅" if x is None else x
+                                                       for x in predicted], dtype=object)
+    boot = []
+    for _ in range(2000):
+        idx = rng.integers(0, len(e), len(e))
+        boot.append(precision_recall_fscore_support(e[idx], p[idx], labels=LABELS,
+                                                    zero_division=0)[2])
+    low, high = np.percentile(np.array(boot), [2.5, 97.5], axis=0)
+    for i, s in enumerate(fast):
+        assert s.f1_ci[0] == pytest.approx(low[i], abs=0.02)
+        assert s.f1_ci[1] == pytest.approx(high[i], abs=0.02)
+
+
+def test_a_run_gives_one_matrix_per_variant_summing_to_the_test_set(tmp_path):
+    cfg = RunConfig(testset=str(FIXTURES / "tiny-intents"), reports_dir=str(tmp_path / "r"),
+                    cache_dir=str(tmp_path / "c"), finetune_dir=str(tmp_path / "ft"),
+                    variants=["prompt-only", "few-shot"])
+    run_dir = run_experiment(cfg, progress=False).run_dir
+    data = load_run(run_dir)
+    for v in data.ladder:
+        c = breakdowns.confusion(data, v)
+        assert sum(map(sum, c.counts)) == len(data.item_ids)
+        correct = sum(c.counts[i][i] for i in range(len(c.labels)))
+        assert correct == pytest.approx(data.values(v, "accuracy").sum())
+
+
+def test_qa_has_no_confusion_matrix_but_clusters(tmp_path):
+    cfg = RunConfig(testset=str(FIXTURES / "tiny-qa"), reports_dir=str(tmp_path / "r"),
+                    cache_dir=str(tmp_path / "c"), finetune_dir=str(tmp_path / "ft"),
+                    variants=["prompt-only", "rag"])
+    data = load_run(run_experiment(cfg, progress=False).run_dir)
+    assert breakdowns.confusion(data, "rag") is None
+    assert data.clusters, "tiny-qa gives every item a cluster"
+    rows = breakdowns.cluster_quality(data)
+    assert sum(r.n_items for r in rows) == len(data.item_ids)
+    assert all(0 <= r.means["rag"][1] <= r.means["rag"][0] <= r.means["rag"][2] <= 1
+               for r in rows if r.means["rag"][3] > 1)

@@ -1,0 +1,100 @@
+"""`evalkit compare` (issue 13.5): two runs of support-intents, one on the embedded local
+provider and one against the loopback OpenAI-compatible server, paired on their items."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from openai_server import FakeOpenAI, cli
+from scipy import stats as sps
+
+from evalkit.analysis.compare import compare_runs
+
+BUNDLED = Path(__file__).parent.parent / "testsets"
+LIMIT = "60"  # the first 60 items of support-intents keep the test quick
+
+
+def _latest(reports: Path) -> Path:
+    return max((p for p in reports.iterdir() if p.is_dir() and not p.is_symlink()
+                and (p / "summary.json").is_file()), key=lambda p: p.stat().st_mtime)
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("compare")
+    common = ["--variants", "prompt-only,few-shot", "--limit", LIMIT, "--no-progress",
+              "--cache-dir", tmp / "cache", "--finetune-dir", tmp / "ft"]
+    cli("run", BUNDLED / "support-intents", "--reports-dir", tmp / "local", *common)
+    with FakeOpenAI() as server:
+        cli("run", BUNDLED / "support-intents", "--provider", "openai", "--base-url",
+            server.base_url, "--reports-dir", tmp / "served",
+            *common)
+    return _latest(tmp / "local"), _latest(tmp / "served")
+
+
+def _accuracy(run_dir: Path, variant: str) -> pd.Series:
+    s = pd.read_csv(run_dir / "scores.csv")
+    s = s[(s.variant == variant) & (s.metric == "accuracy")]
+    return s.set_index(s.item_id.astype(str))["value"]
+
+
+def test_compare_writes_page_and_markdown(two_runs, tmp_path):
+    a, b = two_runs
+    out = tmp_path / "cmp"
+    result = cli("compare", a, b, "--out", out)
+    page, md = (out / "compare.html").read_text(), (out / "compare.md").read_text()
+    assert "A:prompt-only" in page and "B:few-shot" in page
+    assert md.startswith(f"# evalkit compare: {a.name} (A) vs {b.name} (B)")
+    assert md.count("\n- A:") == 2, md  # one sentence per shared variant name
+    assert "Warning" not in md, "same test set, same subset: no warning"
+    assert md in result.output
+
+
+def test_a_paired_difference_matches_scipy(two_runs):
+    """few-shot, local (A) against the served model (B): McNemar's exact p is scipy's
+    two-sided binomial test on the discordant items, the delta their mean difference."""
+    a, b = two_runs
+    c = compare_runs(a, b)
+    pair = next(r for r in c.pairs if r.a == "A:few-shot")
+    xa, xb = _accuracy(a, "few-shot"), _accuracy(b, "few-shot")
+    xb = xb.reindex(xa.index)
+    assert c.paired == len(xa) == int(LIMIT)
+    only_a, only_b = int(((xa == 1) & (xb == 0)).sum()), int(((xa == 0) & (xb == 1)).sum())
+    assert pair.discordant == (only_a, only_b)
+    assert pair.delta == pytest.approx(float(np.mean(xb - xa)))
+    assert only_a + only_b > 0, "the two providers answer differently on some items"
+    assert pair.p_value == pytest.approx(sps.binomtest(only_a, only_a + only_b, 0.5).pvalue)
+    assert pair.p_method == "mcnemar_exact"
+
+
+def test_a_different_test_set_is_warned_and_only_unchanged_items_pair(two_runs, tmp_path):
+    a, b = two_runs
+    changed = tmp_path / b.name
+    import shutil
+
+    shutil.copytree(b, changed)
+    items = [json.loads(x) for x in (changed / "items.jsonl").read_text().splitlines()]
+    items[0]["expected"] = "bug_report" if items[0]["expected"] != "bug_report" else "sso_setup"
+    (changed / "items.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items[:-5]))
+    run = json.loads((changed / "run.json").read_text())
+    run["testset"]["hash"] = "0" * 64
+    (changed / "run.json").write_text(json.dumps(run))
+    c = compare_runs(a, changed)
+    assert not c.same_testset
+    assert c.paired == int(LIMIT) - 5 - 1
+    assert any("test sets differ" in w for w in c.warnings)
+    assert any("1 shared items changed" in w for w in c.warnings)
+
+
+def test_baseline_variant_pairs_it_with_every_other(two_runs):
+    a, b = two_runs
+    c = compare_runs(a, b, baseline_variant="B:prompt-only")
+    assert [(r.a, r.b) for r in c.pairs] == [("B:prompt-only", "A:prompt-only"),
+                                             ("B:prompt-only", "A:few-shot"),
+                                             ("B:prompt-only", "B:few-shot")]
+    with pytest.raises(ValueError, match="no such variant"):
+        compare_runs(a, b, baseline_variant="rag")
