@@ -104,8 +104,17 @@ def test_score_run_keeps_the_judge_cost_apart(tmp_path):
     assert set(judged["variants"]) == {"prompt-only", "rag"}
     assert judged["judge_cost"]["calls"] == 10  # judgements, each with its notional cost
     assert judged["judge_cost"]["notional_usd"] > 0
-    # the system under test's spend and summary are untouched by judging
+    # the system under test's spend, costs and other metrics are untouched by judging; the
+    # judge's score joins the metrics, its cost stays in its own section
     assert json.loads((run_dir / "run.json").read_text())["totals"] == before
-    assert (run_dir / "summary.json").read_text() == summary_before
+    old, new = json.loads(summary_before), json.loads((run_dir / "summary.json").read_text())
+    for name, v in old["variants"].items():
+        judged_metrics = new["variants"][name]["metrics"]
+        assert set(judged_metrics) - set(v["metrics"]) == {"judge"}
+        assert {m: judged_metrics[m] for m in v["metrics"]} == v["metrics"]
+        assert new["variants"][name]["cost"] == v["cost"]
+        mine = scores[scores["variant"] == name]["value"]
+        assert judged_metrics["judge"]["mean"] == pytest.approx(mine.mean())
+    assert new["judge"]["cost"]["calls"] == 10 and "judge" not in old
     assert "judge cost (apart from the variants')" in out
     assert_key_nowhere(tmp_path)

@@ -30,6 +30,7 @@ from evalkit.analysis.economics import (
     step_cost,
     variant_cost,
 )
+from evalkit.analysis.judged import judge_section
 from evalkit.analysis.verdicts import ACCEPTED, StepEvidence, decide, no_change, usd
 from evalkit.config import ConfigError, load_config
 from evalkit.data.testset import Task, Testset
@@ -101,6 +102,7 @@ class RunData:
     economics: Economics = field(default_factory=Economics)
     notes: list[str] = field(default_factory=list)
     comparisons: list[tuple[str, str]] = field(default_factory=list)  # config `compare:`
+    judge: dict[str, Any] | None = None  # judge.json: the LLM judge's model, rubric and cost
     _by_key: dict[tuple[str, str], pd.Series] | None = field(default=None, init=False,
                                                               repr=False)
 
@@ -242,7 +244,8 @@ def from_testset(run_dir: Path | str, testset: Testset, variants: list[str],
         expected={it.id: it.expected for it in testset.test}, labels=list(task.labels),
         task=task, predictions=predictions, setup=record.get("setup") or {}, specs=specs,
         economics=economics_from(record, config_path), notes=notes,
-        comparisons=comparisons_from(record, config_path))
+        comparisons=comparisons_from(record, config_path),
+        judge=read_json(run_dir / "judge.json", required=False) or None)
 
 
 def load_run(run_dir: Path | str, *, config_path: Path | str | None = None) -> RunData:
@@ -277,7 +280,8 @@ def load_run(run_dir: Path | str, *, config_path: Path | str | None = None) -> R
         predictions=latest(Journal(run_dir / "predictions.jsonl").read()),
         setup=record.get("setup") or {}, specs=_specs(record, ladder, notes),
         economics=economics_from(record, config_path), notes=notes,
-        comparisons=comparisons_from(record, config_path))
+        comparisons=comparisons_from(record, config_path),
+        judge=read_json(run_dir / "judge.json", required=False) or None)
 
 
 def _task_from_testset(path: str | None) -> tuple[str, str, list[str]]:
@@ -624,6 +628,9 @@ def analyze(data: RunData, *, seed: int = 0,
         "comparisons": compared,
         "notes": [*data.notes, *notes],
     }
+    judge = judge_section(data.judge, data.scores, data.task_view().metrics)
+    if judge is not None:  # the judge's model, cost (apart) and agreement, beside its scores
+        summary["judge"] = judge
     return to_json_ready(summary)
 
 

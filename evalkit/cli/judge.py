@@ -54,7 +54,9 @@ def _with_judge_options(f):
 @_with_judge_options
 def judge_score(run_dir, variants, provider, base_url, model, config_path, rubric_path,
                 cache_dir, concurrency, max_cost_usd):
-    """Grade RUN_DIR's answers with the judge: judge_scores.csv and judge.json."""
+    """Grade RUN_DIR's answers with the judge: judge_scores.csv and judge.json, and the
+    metric `judge` in scores.csv and summary.json (the run is re-scored, no other call)."""
+    from evalkit.pipeline.experiment import rescore
     from evalkit.run.cache import ResponseCache
     from evalkit.scoring.judge import score_run
     try:
@@ -66,6 +68,7 @@ def judge_score(run_dir, variants, provider, base_url, model, config_path, rubri
                                 concurrency=concurrency, max_cost_usd=max_cost_usd)
         finally:
             cache.close()
+        rescore(run_dir)
     except (TestsetError, ValueError, OSError) as exc:
         fail(str(exc))
     for name, v in summary["variants"].items():

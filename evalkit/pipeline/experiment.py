@@ -31,11 +31,12 @@ from evalkit.data.testset import Testset, load_testset
 from evalkit.paths import check_name, inside
 from evalkit.pipeline import preflight
 from evalkit.pipeline.preflight import LeakageRefused  # noqa: F401  re-exported for callers
-from evalkit.providers import ProviderSetup, build_provider, embeddings, provider_class
+from evalkit.providers import Provider, ProviderSetup, build_provider, embeddings, provider_class
 from evalkit.run.batch import BatchSettings, run_batches
 from evalkit.run.cache import ResponseCache
 from evalkit.run.journal import Journal, latest
 from evalkit.run.runner import Job, RunStats, run_jobs
+from evalkit.scoring import judge as judging
 from evalkit.scoring.score import score_predictions
 from evalkit.strategies import finetune
 from evalkit.strategies.variants import LADDER, VariantContext, default_variant
@@ -138,6 +139,7 @@ def run_experiment(config: RunConfig, *, resume: str | None = None, progress: bo
         raise ValueError(f"--batch needs a provider with a batch API (openai); "
                          f"{config.provider!r} answers live only")
     _preflight(variants, testset, ctx, provider)
+    judge = _judge_for(config, testset)  # before any call: a judge that cannot be built fails
     if not resume:  # only now: a run that cannot start leaves no empty folder behind
         run_dir = _new_run_dir(Path(config.reports_dir), testset.name)
     journal = Journal(run_dir / "predictions.jsonl")
@@ -164,6 +166,8 @@ def run_experiment(config: RunConfig, *, resume: str | None = None, progress: bo
         cache.close()
     _write_run_json(run_dir, config, testset, setup, sessions_add=stats,
                     notional=provider.cost_is_notional, subset=subset)
+    if judge is not None:
+        _grade(run_dir, judge, cache_dir=config.cache_dir, progress=progress)
     summary = write_scores_and_summary(run_dir, testset, config.variants)
     _point_latest(run_dir, testset.name)
     return RunResult(run_dir, summary, stats, list(setup.get("warnings", [])), subset)
@@ -205,6 +209,42 @@ def refuse_to_start(testset: Testset, config: RunConfig, *, say: _Stages | None 
         raise preflight.LeakageRefused([leak])
 
 
+def _judge_for(config: RunConfig, testset: Testset
+               ) -> tuple[judging.JudgeSettings, Provider] | None:
+    """The LLM judge that grades this run, if any: the config's `judge:` section when it says
+    `score: true` or task.yaml names the judge metric (which then needs the section)."""
+    settings = judging.judge_settings(config.config_path)
+    named = judging.JUDGE_METRIC in testset.task.metrics
+    if named and (settings is None or not settings.model):
+        where = config.config_path or "no experiment config (--config)"
+        raise ValueError(f"{testset.path}: task.yaml scores the metric "
+                         f"'{judging.JUDGE_METRIC}', which needs an LLM judge: give the "
+                         f"experiment config ({where}) a judge: section with a model")
+    if settings is None or not (settings.score or named):
+        return None
+    provider = judging.judge_provider(settings, config.config_path)
+    try:  # a judge whose calls cannot be priced would fail on every answer, after the run
+        provider.estimate_cost(judging.judge_request(judging.JudgeCase("preflight", "?", ("?",),
+                                                                       "?"),
+                                                     rubric=settings.rubric,
+                                                     model=settings.model))
+    except Exception as exc:
+        raise ValueError(f"the judge ({settings.model}) cannot be priced, so its cost could "
+                         f"not be kept: {exc}") from exc
+    return settings, provider
+
+
+def _grade(run_dir: Path, judge: tuple[judging.JudgeSettings, Provider], *, cache_dir: str,
+           progress: bool) -> None:
+    """The judge grades every answer (its journal resumes; its cost stays in judge.json)."""
+    settings, provider = judge
+    cache = ResponseCache(Path(cache_dir) / "responses.sqlite")
+    try:
+        judging.grade_run(run_dir, provider, settings, cache=cache, progress=progress)
+    finally:
+        cache.close()
+
+
 def _preflight(variants: list, testset: Testset, ctx: VariantContext, provider) -> None:
     """Build, render and price one request per variant before any call, so a rung that cannot
     work at all (few-shot without train.jsonl, a broken template, a model with no known
@@ -227,11 +267,27 @@ def write_scores_and_summary(run_dir: Path, testset: Testset, variants: list[str
     """Score the journal and write scores.csv and summary.json (no provider involved)."""
     preds = latest(Journal(run_dir / "predictions.jsonl").read())
     items = {it.id: it for it in testset.test}
-    scores = score_predictions(run_dir.name, testset.task, items, preds, docs=testset.docs)
+    scores = score_predictions(run_dir.name, testset.task, items, preds, docs=testset.docs,
+                               external=judging.judge_scores(run_dir))
     scores.to_csv(run_dir / "scores.csv", index=False)
     summary = analysis.analyze(analysis.from_testset(run_dir, testset, variants, scores, preds))
     analysis.write_summary(run_dir, summary)
     return summary
+
+
+def rescore(run_dir: Path | str) -> dict:
+    """Score a finished run again from its folder and its test set (after the judge graded
+    it): scores.csv and summary.json rewritten, no model call. The test set must be the one
+    the run answered."""
+    run_dir = Path(run_dir)
+    record = json.loads((run_dir / "run.json").read_text())
+    config = RunConfig(**record["config"])
+    testset, _ = subsets.apply(load_testset(config.testset), config.subset_spec())
+    if testset.hash != record["testset"]["hash"]:
+        raise ValueError(f"{run_dir / 'run.json'}: field 'testset.hash': the test set in "
+                         f"{testset.path} changed since this run; its scores would mix two "
+                         f"versions of it")
+    return write_scores_and_summary(run_dir, testset, config.variants)
 
 
 def _prepare_fine_tune(config: RunConfig, testset: Testset) -> dict[str, Any]:

@@ -8,7 +8,12 @@ averaged in. Judge calls go through the same runner as the system under test (co
 response cache, journal, budget), into their own journal, and their tokens and cost are kept
 apart in `judge.json` so they never inflate the variants' cost per query.
 
-`evalkit judge score RUN_DIR` grades a run's predictions -> `judge_scores.csv` + `judge.json`.
+As a scorer: the judge's score is the metric `judge` (evalkit.tasks.judged), written to
+scores.csv from the run folder's judge journal like any metric, so verdicts, the report and the
+gate can use it (`metrics.primary: judge`). A run grades itself when the experiment config has
+a `judge:` section with `score: true`, or task.yaml names the metric; `evalkit judge score
+RUN_DIR` grades a finished run -> `judge_scores.csv` (verdicts and reasons) + `judge.json`
+(model, rubric, the judge's own cost) and re-scores the run.
 `evalkit judge check LABELS.jsonl` measures the judge against human labels on a sample:
 accuracy and Cohen's kappa (scikit-learn), with the unparseable count beside them.
 """
@@ -28,14 +33,18 @@ from typing import Any
 
 import pandas as pd
 
+from evalkit.config import ConfigError, load_config
 from evalkit.data.testset import Item, load_testset
-from evalkit.providers.base import Provider
+from evalkit.providers import build_provider
+from evalkit.providers.base import Provider, ProviderSetup
 from evalkit.run.cache import ResponseCache
 from evalkit.run.journal import Journal, latest
 from evalkit.run.runner import Job, RunStats, run_jobs
 from evalkit.strategies.request import Request
+from evalkit.tasks.judged import JUDGE_METRIC
 
 VERDICT_SCORES = {"correct": 1.0, "partially_correct": 0.5, "incorrect": 0.0}
+JUDGE_JOURNAL = "judge_journal.jsonl"  # in the run folder, beside predictions.jsonl
 
 DEFAULT_RUBRIC = """You grade a candidate answer to a question against the reference answer(s).
 Verdicts:
@@ -68,7 +77,9 @@ class JudgeCase:
 
 def judge_request(case: JudgeCase, *, rubric: str = DEFAULT_RUBRIC,
                   model: str | None = None) -> Request:
-    refs = "\n".join(f"- {r}" for r in case.references) or "- (none given)"
+    # one reference per line: a long-form reference's own line breaks are folded to spaces,
+    # so the list stays a list
+    refs = "\n".join(f"- {' '.join(r.split())}" for r in case.references) or "- (none given)"
     text = (f"Question: {case.question}\n\nReference answer(s):\n{refs}\n\n"
             f"Candidate answer: {case.answer}")
     return Request(task_type="judge", instructions=rubric, input=text, model=model)
@@ -164,12 +175,12 @@ def score_run(run_dir: Path | str, provider: Provider, *, model: str | None = No
     """Grade RUN_DIR's answers; write judge_scores.csv and judge.json; return the latter."""
     run_dir = Path(run_dir)
     cases = cases_from_run(run_dir, variants)
-    judged, stats, preds = run_judge(cases, provider, journal_path=run_dir / "judge_journal.jsonl",
+    judged, stats, preds = run_judge(cases, provider, journal_path=run_dir / JUDGE_JOURNAL,
                                      rubric=rubric, model=model, cache=cache,
                                      concurrency=concurrency, max_cost_usd=max_cost_usd,
                                      progress=progress)
     rows = [{"run": run_dir.name, "variant": j.case.variant, "item_id": j.case.id,
-             "metric": "judge", "value": j.verdict.score, "verdict": j.verdict.verdict,
+             "metric": JUDGE_METRIC, "value": j.verdict.score, "verdict": j.verdict.verdict,
              "reason": j.verdict.reason, "error": j.error} for j in judged]
     table = pd.DataFrame(rows, columns=["run", "variant", "item_id", "metric", "value",
                                         "verdict", "reason", "error"])
@@ -186,6 +197,92 @@ def score_run(run_dir: Path | str, provider: Provider, *, model: str | None = No
                "variants": per_variant, "judge_cost": _cost(preds, stats)}
     (run_dir / "judge.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+# --- the judge as a scorer: its settings, grading a run, its scores for scores.csv ------------
+
+@dataclass(frozen=True)
+class JudgeSettings:
+    """The experiment config's `judge:` section. The judge grades a run when `score` is true,
+    or when task.yaml names the `judge` metric; `labels` (human-labelled answers, JSONL as for
+    `evalkit judge check`) adds the judge's agreement with people beside its scores."""
+
+    provider: str = "openai"
+    model: str | None = None
+    base_url: str | None = None
+    rubric: str = DEFAULT_RUBRIC
+    score: bool = False
+    max_cost_usd: float | None = None
+    concurrency: int = 8
+    labels: str | None = None
+
+
+_SETTING_TYPES = {"provider": str, "model": str, "base_url": str, "rubric": str, "score": bool,
+                  "max_cost_usd": (int, float), "concurrency": int, "labels": str}
+
+
+def judge_settings(config_path: Path | str | None) -> JudgeSettings | None:
+    """The `judge:` section, checked (unknown keys and wrong types name the field); None when
+    the config has no such section."""
+    config = load_config(config_path)
+    if "judge" not in config.sections:
+        return None
+    section = config.section("judge")
+    for key, value in section.items():
+        if key not in _SETTING_TYPES:
+            raise ConfigError(config.path, f"unknown key; known: {', '.join(_SETTING_TYPES)}",
+                              field=f"judge.{key}")
+        kind = _SETTING_TYPES[key]
+        if value is not None and (not isinstance(value, kind) or
+                                  (kind is int and isinstance(value, bool))):
+            raise ConfigError(config.path, f"must be {getattr(kind, '__name__', 'a number')}, "
+                              f"got {value!r}", field=f"judge.{key}")
+    return JudgeSettings(**section)
+
+
+def judge_provider(settings: JudgeSettings, config_path: Path | str | None) -> Provider:
+    """The provider the judge calls, built like a run's (`from_config`), with the judge's own
+    model and server."""
+    options = {"base_url": settings.base_url, "model": settings.model}
+    return build_provider(settings.provider, ProviderSetup(
+        options={k: v for k, v in options.items() if v is not None},
+        config_path=None if config_path is None else str(config_path)))
+
+
+def grade_run(run_dir: Path | str, provider: Provider, settings: JudgeSettings, *,
+              cache: ResponseCache | None = None, progress: bool = False) -> dict[str, Any]:
+    """Grade every answer of the run (resuming the judge journal), and, with `labels`, check
+    the judge against them; write judge_scores.csv and judge.json, return the latter."""
+    run_dir = Path(run_dir)
+    summary = score_run(run_dir, provider, model=settings.model, rubric=settings.rubric,
+                        cache=cache, concurrency=settings.concurrency,
+                        max_cost_usd=settings.max_cost_usd, progress=progress)
+    if settings.labels:
+        result = check(load_labels(settings.labels), provider, model=settings.model,
+                       rubric=settings.rubric, cache=cache, concurrency=settings.concurrency)
+        summary["human_agreement"] = {"labels": settings.labels, "n": result.n,
+                                      "n_scored": result.n_scored,
+                                      "accuracy": _finite(result.accuracy),
+                                      "kappa": _finite(result.kappa),
+                                      "judge_cost": result.judge_cost}
+        (run_dir / "judge.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def judge_scores(run_dir: Path | str) -> dict[tuple[str, str], dict[str, float]]:
+    """(variant, item id) -> {"judge": score} from the run's judge journal, for scores.csv:
+    the latest judgement of each answer, NaN where the reply did not parse or the call
+    failed; {} when the run was never judged."""
+    path = Path(run_dir) / JUDGE_JOURNAL
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    for p in latest(Journal(path).read()):
+        score = math.nan if p.error_class is not None else parse_verdict(p.output).score
+        out[(p.variant, p.item_id)] = {JUDGE_METRIC: score}
+    return out
 
 
 def _cost(preds: list[Any], stats: RunStats) -> dict[str, Any]:

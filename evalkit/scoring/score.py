@@ -31,24 +31,35 @@ def passage_texts(task: Task, docs: Sequence[Document]) -> dict[tuple[str, int],
             for p in chunk_document(d, size=c.chunk_size, overlap=c.chunk_overlap)}
 
 
+def _unasked(task: Task) -> tuple[str, ...]:
+    """Opt-in metrics task.yaml did not name, scored wherever they apply (the judge's score,
+    once the judge has graded the run)."""
+    asked = set(quality_metrics(task))
+    return tuple(m for m in tasks.metric_names(task_type=task.type, level="item",
+                                               group="quality")
+                 if m not in asked and tasks.metric(m).opt_in)
+
+
 def quality_metrics(task: Task) -> tuple[str, ...]:
     """The per-item quality metrics task.yaml asks for: the primary, then the secondary ones."""
     return tasks.quality_metrics(task)
 
 
 def score_item(task: Task, item: Item, pred: Prediction,
-               passage_texts: Mapping[tuple[str, int], str] | None = None) -> dict[str, float]:
+               passage_texts: Mapping[tuple[str, int], str] | None = None,
+               external: Mapping[str, float] | None = None) -> dict[str, float]:
     """Every applicable metric of one prediction. `passage_texts` maps (doc id, chunk) to the
-    passage's text, for metrics that read what a rung was shown (groundedness)."""
+    passage's text, for metrics that read what a rung was shown (groundedness); `external`
+    holds this answer's scores made elsewhere (the judge's), by metric name."""
     ok = pred.error_class is None and pred.output is not None
     parsed = tasks.task_type(task.type).parse(pred.output, task) if ok else None
     texts = passage_texts or {}
     shown = tuple(t for doc, chunk in pred.passages
                   if (t := texts.get((doc, chunk))) is not None)
     ctx = tasks.ItemContext(task, item, pred.output if ok else None, parsed,
-                            tuple(pred.retrieved or ()), pred, shown)
+                            tuple(pred.retrieved or ()), pred, shown, external or {})
     out: dict[str, float] = {}
-    for name in quality_metrics(task):
+    for name in (*quality_metrics(task), *_unasked(task)):
         spec = tasks.metric(name)
         if spec.applies is not None and not spec.applies(ctx):
             continue  # not applicable here (no passages to be grounded in): no score at all
@@ -64,16 +75,19 @@ def score_item(task: Task, item: Item, pred: Prediction,
 
 
 def score_predictions(run_id: str, task: Task, items: dict[str, Item],
-                      predictions: list[Prediction], *,
-                      docs: Sequence[Document] = ()) -> pd.DataFrame:
+                      predictions: list[Prediction], *, docs: Sequence[Document] = (),
+                      external: Mapping[tuple[str, str], Mapping[str, float]] | None = None,
+                      ) -> pd.DataFrame:
     """scores.csv's rows. `docs` is the corpus, chunked as the retrievers chunk it, so a
-    journaled (doc id, chunk) finds the passage's text again."""
+    journaled (doc id, chunk) finds the passage's text again; `external` maps (variant, item
+    id) to the scores made elsewhere for that answer (the judge's)."""
     texts = passage_texts(task, docs) if any(p.passages for p in predictions) else {}
     rows = []
     for pred in predictions:
         item = items.get(pred.item_id)
         if item is None:
             continue
-        for metric, value in score_item(task, item, pred, texts).items():
+        made = (external or {}).get((pred.variant, pred.item_id))
+        for metric, value in score_item(task, item, pred, texts, made).items():
             rows.append((run_id, pred.variant, pred.item_id, metric, value))
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)

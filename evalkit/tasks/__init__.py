@@ -8,7 +8,7 @@ module here plus one line below. A user's own registers itself from wherever it 
 """
 
 # importing the built-ins registers them
-from evalkit.tasks import classification, common, extraction, generation, qa  # noqa: F401
+from evalkit.tasks import classification, common, extraction, generation, judged, qa  # noqa: F401
 from evalkit.tasks.base import (
     DESIGNED_TASK_TYPES,
     METRICS,

@@ -19,7 +19,7 @@ only stage 0, and third-party libraries only inside the compute functions that n
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -42,7 +42,8 @@ DESIGNED_TASK_TYPES = ("classification", "qa", "extraction", "generation")
 class ItemContext:
     """What a per-item metric sees: the raw output (None when the call failed), the task
     type's parse of it, the item, what the variant retrieved (doc ids, and the text of each
-    passage shown), and the journaled prediction (tokens, latency, cost)."""
+    passage shown), the journaled prediction (tokens, latency, cost) and any score made
+    elsewhere for it (`external`: the judge's)."""
 
     task: Task
     item: Item
@@ -51,6 +52,8 @@ class ItemContext:
     retrieved: tuple[str, ...] = ()
     prediction: Any = None
     passages: tuple[str, ...] = ()
+    # scores made outside this process for this answer, by metric name (the LLM judge's)
+    external: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -94,7 +97,8 @@ class Metric:
     # and `not_applicable` is what summary.json says instead
     applies: Callable[[ItemContext], bool] | None = None
     not_applicable: str = ""
-    # scored only when task.yaml names it, never by default (the LLM judge costs model calls)
+    # never in task.yaml's default metric list, and scored wherever it applies whether named
+    # or not (the LLM judge's score: there once the judge has graded the run)
     opt_in: bool = False
 
     def applies_to(self, task_type: str) -> bool:
