@@ -166,3 +166,22 @@ def test_detectable_effect_matches_statsmodels(n):
     from evalkit.analysis.stats import detectable_effect
     want = TTestPower().solve_power(nobs=n, alpha=0.05, power=0.8)
     assert detectable_effect(n) == pytest.approx(want, rel=1e-5)
+
+
+def test_estimate_resolves_the_provider_as_run_does(intents_dir):
+    """Same default (local), same refusal of server flags for it: an estimate describes the
+    run the same flags would start."""
+    from evalkit.cli.estimate import estimate
+    from evalkit.cli.run import run
+    from evalkit.cli.testset import testset_check
+
+    def default(cmd):
+        return next(p.default for p in cmd.params if p.name == "provider")
+    assert default(estimate) == default(run) == default(testset_check) == "local"
+    plain = CliRunner().invoke(main, ["estimate", str(intents_dir)])
+    assert plain.exit_code == 0, plain.output
+    assert "estimate for provider local" in plain.output and "pays nothing" in plain.output
+    for cmd in ("estimate", "run"):
+        flagged = CliRunner().invoke(main, [cmd, str(intents_dir), "--model", "gpt-4o-mini"])
+        assert flagged.exit_code == 2
+        assert "--base-url and --model are for a server-backed provider" in flagged.output

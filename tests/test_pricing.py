@@ -95,7 +95,8 @@ def test_estimate_makes_no_call_and_is_near_the_server_count(tmp_path, monkeypat
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     dirs = ["--cache-dir", tmp_path / "cache"]
     with FakeOpenAI() as server:
-        out = cli("estimate", FIXTURES / "tiny-intents", "--base-url", server.base_url,
+        out = cli("estimate", FIXTURES / "tiny-intents", "--provider", "openai",
+                  "--base-url", server.base_url,
                   "--variants", "prompt-only,few-shot", "--json", *dirs).output
         assert server.requests == []
         est = json.loads(out)
@@ -103,7 +104,8 @@ def test_estimate_makes_no_call_and_is_near_the_server_count(tmp_path, monkeypat
             server.base_url, "--variants", "prompt-only,few-shot", "--no-progress",
             "--reports-dir", tmp_path / "reports", *dirs)
         counted = sum(server.prompt_tokens[r.content_key] for r in server.chat_calls(200))
-        again = json.loads(cli("estimate", FIXTURES / "tiny-intents", "--base-url",
+        again = json.loads(cli("estimate", FIXTURES / "tiny-intents", "--provider", "openai",
+                               "--base-url",
                                server.base_url, "--variants", "prompt-only,few-shot",
                                "--json", *dirs).output)
     estimated = sum(v["input_tokens"] for v in est["variants"])

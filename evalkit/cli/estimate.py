@@ -7,6 +7,7 @@ import json
 import click
 
 from evalkit.cli.app import fail, main
+from evalkit.cli.options import provider_option, provider_options
 from evalkit.data.testset import TestsetError
 from evalkit.strategies.ladder import LADDER
 
@@ -14,7 +15,7 @@ from evalkit.strategies.ladder import LADDER
 @main.command()
 @click.argument("testset_dir", type=click.Path(file_okay=False))
 @click.option("--variants", default=",".join(LADDER), show_default=True)
-@click.option("--provider", default="openai", show_default=True)
+@provider_option
 @click.option("--base-url", default=None)
 @click.option("--model", default=None)
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
@@ -27,7 +28,7 @@ def estimate(testset_dir, variants, provider, base_url, model, config_path, cach
     from evalkit.run.estimate import estimate_run, format_estimate
     try:
         est = estimate_run(testset_dir, variants=variants.split(","), provider=provider,
-                           provider_options={"base_url": base_url, "model": model},
+                           provider_options=provider_options(provider, base_url, model),
                            config_path=config_path, cache_dir=cache_dir,
                            finetune_dir=finetune_dir)
     except (TestsetError, ValueError) as exc:

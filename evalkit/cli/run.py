@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from evalkit.cli.app import fail, main
-from evalkit.config import refuse_flag_secrets
+from evalkit.cli.options import provider_option, provider_options
 from evalkit.data.testset import TestsetError
 from evalkit.paths import SAFE_NAME_RULE, is_safe_name
 from evalkit.strategies.ladder import LADDER
@@ -19,23 +19,11 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def _check_server_flags(provider: str, base_url: str | None, model: str | None) -> None:
-    """--base-url and --model mean something only to a server-backed provider."""
-    from evalkit.providers import provider_class
-    try:
-        cls = provider_class(provider)
-    except ValueError as exc:
-        fail(str(exc))
-    if not cls.takes_server_options and (base_url or model):
-        fail(f"--base-url and --model are for a server-backed provider (e.g. --provider "
-             f"openai); the {provider} provider has neither")
-
-
 @main.command()
 @click.argument("testsets", nargs=-1, type=click.Path(file_okay=False))
 @click.option("--variants", default=",".join(LADDER), show_default=True,
               help="Comma-separated ladder, cheapest first.")
-@click.option("--provider", default="local", show_default=True)
+@provider_option
 @click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 1024))
 @click.option("--max-cost-usd", type=float, default=None, help="Stop issuing calls before this.")
 @click.option("--resume", "resume", default=None, metavar="RUN_ID",
@@ -79,11 +67,7 @@ def run(testsets, variants, provider, concurrency, max_cost_usd, resume, allow_l
             fail(f"--resume {resume!r}: a run id is one folder name under --reports-dir "
                  f"({SAFE_NAME_RULE})")
         _check_resume_flags(testsets, Path(reports_dir) / resume)
-    _check_server_flags(provider, base_url, model)
-    try:
-        refuse_flag_secrets({"base_url": base_url, "model": model})
-    except ValueError as exc:
-        fail(str(exc))
+    options = provider_options(provider, base_url, model)
     ladder = _parse_variants(variants)
     if limit is not None and sample is not None:
         fail("--limit and --sample are two ways to choose items; give one")
@@ -96,8 +80,7 @@ def run(testsets, variants, provider, concurrency, max_cost_usd, resume, allow_l
                            config_path=config_path, batch=batch,
                            batch_poll_interval_s=batch_poll_interval_s,
                            limit=limit, sample=sample, sample_seed=sample_seed,
-                           provider_options={k: v for k, v in (("base_url", base_url),
-                                                               ("model", model)) if v})
+                           provider_options=options)
         try:
             result = run_experiment(config, resume=resume, progress=progress, echo=click.echo)
         except (TestsetError, LeakageRefused, ft.LeakageError, FileNotFoundError,

@@ -7,6 +7,7 @@ import sys
 import click
 
 from evalkit.cli.app import fail, main
+from evalkit.cli.options import provider_option
 from evalkit.data.testset import TestsetError, load_testset
 from evalkit.strategies.ladder import LADDER
 
@@ -20,7 +21,7 @@ def testset() -> None:
 @click.argument("path", type=click.Path())
 @click.option("--variants", default=",".join(LADDER), show_default=True,
               help="The ladder `run` would be given; its refusals are checked.")
-@click.option("--provider", default="local", show_default=True)
+@provider_option
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Experiment config YAML, as given to `run`.")
 @click.option("--finetune-dir", default="finetunes", show_default=True)

@@ -91,7 +91,9 @@ def estimate_run(testset_dir: str, *, variants: list[str], provider: str = "open
         finetune_dir=finetune_dir, calls=False))
     prices = llm.price_book()
     if prices is None:
-        out.notes.append(f"provider {provider!r} has no token prices; nothing to estimate")
+        out.notes.append(f"provider {provider!r} has no token prices, so a run on it pays "
+                         f"nothing; to estimate an API run give --provider openai (with "
+                         f"--model or --config)")
         return out
     ctx = VariantContext(testset, cache_dir=Path(cache_dir),
                          fine_tuned_model=record.fine_tuned_model if record else None)
