@@ -5,7 +5,16 @@ Importing this package registers every command on `main` (one module per command
 
 from __future__ import annotations
 
-from evalkit.cli import compare, estimate, finetune, judge, report, run, testset  # noqa: F401  registers
+from evalkit.cli import (  # noqa: F401  registers
+    compare,
+    estimate,
+    finetune,
+    init,
+    judge,
+    report,
+    run,
+    testset,
+)
 from evalkit.cli.app import main
 from evalkit.cli.gate import baseline, gate
 

@@ -55,3 +55,201 @@ def write_jsonl(items: list[dict], path: Path | str) -> None:
     with Path(path).open("w", encoding="utf-8") as fh:
         for item in items:
             fh.write(json.dumps(item, ensure_ascii=False) + "\n")
+
+
+# --- JSONL importers (evalkit init) --------------------------------------------------------
+# Each reads one common shape and returns test-set item dicts ({id, input, expected, ...});
+# errors name the file, the line and the field. Key names are matched from short lists of
+# the spellings public data sets use, so most files import with no flag.
+
+TEXT_KEYS = ("input", "text", "question", "query", "utterance", "sentence", "prompt")
+LABEL_KEYS = ("label", "category", "intent", "class", "expected")
+ANSWER_KEYS = ("answers", "answer", "expected", "reference")
+DOC_ID_KEYS = ("doc_ids", "gold_passages", "passage_ids", "context_ids", "doc_id")
+TARGET_KEYS = ("target", "expected", "output", "json", "record")
+
+
+def read_jsonl(path: Path | str) -> list[tuple[int, dict]]:
+    """(line number, object) per non-empty line; a line that is not a JSON object is an
+    error naming its line."""
+    path = Path(path)
+    rows = []
+    for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TestsetError(path, f"malformed JSON: {exc.msg} (column {exc.colno})",
+                               line=lineno) from None
+        if not isinstance(row, dict):
+            raise TestsetError(path, "each line must be a JSON object", line=lineno)
+        rows.append((lineno, row))
+    if not rows:
+        raise TestsetError(path, "no rows")
+    return rows
+
+
+def pick_key(row: dict, candidates: tuple[str, ...], given: str | None = None) -> str | None:
+    """`given` if set, else the first candidate the row has."""
+    if given:
+        return given
+    return next((k for k in candidates if k in row), None)
+
+
+def _need(path: Path, rows: list[tuple[int, dict]], candidates: tuple[str, ...],
+          given: str | None, what: str) -> str:
+    lineno, first = rows[0]
+    key = pick_key(first, candidates, given)
+    if key is None or key not in first:
+        raise TestsetError(path, f"no {what} field; give it with a flag (this line has "
+                           f"{', '.join(first) or 'no keys'})", line=lineno,
+                           field=given or "/".join(candidates))
+    return key
+
+
+def _item_id(row: dict, path: Path, n: int) -> str:
+    raw = row.get("id", row.get("_id"))
+    return str(raw) if raw not in (None, "") else f"{path.stem}-{n:05d}"
+
+
+def from_jsonl_classification(path: Path | str, *, text_key: str | None = None,
+                              label_key: str | None = None) -> list[dict]:
+    """A JSONL of texts with one label each (`text`/`label`, `utterance`/`intent`, ...)."""
+    path = Path(path)
+    rows = read_jsonl(path)
+    text = _need(path, rows, TEXT_KEYS, text_key, "text")
+    label = _need(path, rows, LABEL_KEYS, label_key, "label")
+    items = []
+    for lineno, row in rows:
+        value, target = row.get(text), row.get(label)
+        if not isinstance(value, str) or not value.strip():
+            raise TestsetError(path, "must be a non-empty string", line=lineno, field=text)
+        if target is None or str(target).strip() == "" or isinstance(target, (dict, list)):
+            raise TestsetError(path, "must be one label", line=lineno, field=label)
+        items.append({"id": _item_id(row, path, len(items) + 1), "input": value.strip(),
+                      "expected": str(target).strip()})
+    return items
+
+
+def from_qa_jsonl(path: Path | str, *, question_key: str | None = None,
+                  answer_key: str | None = None) -> list[dict]:
+    """QA items: a question, its acceptable answers (a string, a list, or SQuAD's
+    `{"text": [...]}`) and optional gold passage ids. A row with no answer (null, "", [] or
+    `is_impossible`/`answerable: false`) is unanswerable: `expected: null`."""
+    path = Path(path)
+    rows = read_jsonl(path)
+    question = _need(path, rows, TEXT_KEYS, question_key, "question")
+    items = []
+    for lineno, row in rows:
+        value = row.get(question)
+        if not isinstance(value, str) or not value.strip():
+            raise TestsetError(path, "must be a non-empty string", line=lineno, field=question)
+        item = {"id": _item_id(row, path, len(items) + 1), "input": value.strip(),
+                "expected": _answers(row, pick_key(row, ANSWER_KEYS, answer_key) or "answers",
+                                     path=path, lineno=lineno)}
+        doc_key = pick_key(row, DOC_ID_KEYS)
+        if doc_key and row.get(doc_key) not in (None, "", []):
+            ids = row[doc_key] if isinstance(row[doc_key], list) else [row[doc_key]]
+            item["doc_ids"] = [str(d) for d in ids]
+        items.append(item)
+    return items
+
+
+def _answers(row: dict, key: str, *, path: Path, lineno: int) -> list[str] | None:
+    if row.get("is_impossible") is True or row.get("answerable") is False:
+        return None
+    value = row.get(key)
+    if isinstance(value, dict):  # SQuAD: {"text": [...], "answer_start": [...]}
+        value = value.get("text")
+    if value is None or value == "" or value == []:
+        return None
+    values = value if isinstance(value, list) else [value]
+    if not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in values):
+        raise TestsetError(path, f"must be an answer or a list of answers, got {value!r}",
+                           line=lineno, field=key)
+    out = list(dict.fromkeys(str(v).strip() for v in values if str(v).strip()))
+    return out or None
+
+
+def corpus_from_jsonl(path: Path | str) -> list[tuple[str, str]]:
+    """(doc id, markdown text) per line of a corpus JSONL (`id`, optional `title`, `text`);
+    the title becomes the document's heading. Ids become file names, so each must be one
+    plain name."""
+    from evalkit.paths import SAFE_NAME_RULE, is_safe_name
+
+    path = Path(path)
+    docs, seen = [], {}
+    for lineno, row in read_jsonl(path):
+        doc_id = str(row.get("id", row.get("_id", "")))
+        if not is_safe_name(doc_id):
+            raise TestsetError(path, f"{doc_id!r} cannot be a file name ({SAFE_NAME_RULE})",
+                               line=lineno, field="id")
+        if doc_id in seen:
+            raise TestsetError(path, f"duplicate id (first on line {seen[doc_id]})",
+                               line=lineno, field="id")
+        text = row.get("text", row.get("contents"))
+        if not isinstance(text, str) or not text.strip():
+            raise TestsetError(path, "must be a non-empty string", line=lineno, field="text")
+        title = row.get("title")
+        seen[doc_id] = lineno
+        docs.append((doc_id, (f"# {title}\n\n" if title else "") + text.strip() + "\n"))
+    return docs
+
+
+def from_openai_chat(path: Path | str) -> tuple[list[dict], str | None]:
+    """OpenAI chat fine-tuning JSONL (`{"messages": [...]}`): each line's last user turn is
+    the input and the assistant turn after it the expected answer. Returns the items and the
+    most common system message (the instructions the model was tuned with), if any."""
+    path = Path(path)
+    items, systems = [], {}
+    for lineno, row in read_jsonl(path):
+        messages = row.get("messages")
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            raise TestsetError(path, "must be a list of {role, content} objects", line=lineno,
+                               field="messages")
+        turns = [(m.get("role"), m.get("content")) for m in messages]
+        answer = next((i for i in range(len(turns) - 1, -1, -1) if turns[i][0] == "assistant"),
+                      None)
+        user = next((i for i in range(answer or 0, -1, -1) if turns[i][0] == "user"), None) \
+            if answer is not None else None
+        if answer is None or user is None:
+            raise TestsetError(path, "needs a user turn followed by an assistant turn",
+                               line=lineno, field="messages")
+        for i in (user, answer):
+            if not isinstance(turns[i][1], str) or not turns[i][1].strip():
+                raise TestsetError(path, f"the {turns[i][0]} turn has no text", line=lineno,
+                                   field=f"messages[{i}].content")
+        for role, content in turns:
+            if role == "system" and isinstance(content, str):
+                systems[content] = systems.get(content, 0) + 1
+        items.append({"id": _item_id(row, path, len(items) + 1),
+                      "input": turns[user][1].strip(), "expected": turns[answer][1].strip()})
+    system = max(systems, key=systems.get) if systems else None
+    return items, system
+
+
+def from_extraction_jsonl(path: Path | str, *, text_key: str | None = None,
+                          target_key: str | None = None) -> list[dict]:
+    """Extraction items: a text and its JSON target record (an object, or a string holding
+    one)."""
+    path = Path(path)
+    rows = read_jsonl(path)
+    text = _need(path, rows, TEXT_KEYS, text_key, "text")
+    target = _need(path, rows, TARGET_KEYS, target_key, "JSON target")
+    items = []
+    for lineno, row in rows:
+        value, record = row.get(text), row.get(target)
+        if isinstance(record, str):
+            try:
+                record = json.loads(record)
+            except json.JSONDecodeError:
+                record = None
+        if not isinstance(value, str) or not value.strip():
+            raise TestsetError(path, "must be a non-empty string", line=lineno, field=text)
+        if not isinstance(record, dict):
+            raise TestsetError(path, "must be a JSON object (fields -> values)", line=lineno,
+                               field=target)
+        items.append({"id": _item_id(row, path, len(items) + 1), "input": value.strip(),
+                      "expected": record})
+    return items

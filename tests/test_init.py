@@ -1,0 +1,191 @@
+"""`evalkit init` and its importers: from a user's own file to a run with no hand-written file."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from conftest import write_jsonl
+
+from evalkit.cli import main
+from evalkit.data import importers, scaffold
+from evalkit.data.testset import TestsetError, load_testset
+
+N_LABELS, PER_LABEL = 40, 50  # dozens of labels, 2,000 rows
+
+
+def _words(rng: random.Random, n: int, length: int = 7) -> list[str]:
+    return ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(length))
+            for _ in range(n)]
+
+
+def _intent_csv(path: Path) -> Path:
+    """A `text,category` CSV: each label has its own keywords, every row its own fillers, so
+    the labels are learnable and no two rows are near-duplicates."""
+    rng = random.Random(7)
+    filler = _words(rng, 3000, 6)
+    keywords = {f"intent_{i:02d}": _words(rng, 4) for i in range(N_LABELS)}
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(["text", "category"])
+        for label, keys in keywords.items():
+            for _ in range(PER_LABEL):
+                text = rng.sample(filler, 8) + rng.sample(keys, 2)
+                rng.shuffle(text)
+                out.writerow([" ".join(text), label])
+    return path
+
+
+def _run(root: Path, tmp_path: Path, *flags: str):
+    return CliRunner().invoke(main, ["run", str(root), "--no-progress", "--no-report",
+                                     "--reports-dir", str(tmp_path / "reports"),
+                                     "--cache-dir", str(tmp_path / "cache"),
+                                     "--finetune-dir", str(tmp_path / "ft"), *flags])
+
+
+def test_init_from_one_intent_csv_then_run_the_ladder(tmp_path):
+    source = _intent_csv(tmp_path / "banking.csv")
+    out = tmp_path / "sets" / "banking"
+    init = CliRunner().invoke(main, ["init", str(source), str(out)], input="y\n")
+    assert init.exit_code == 0, init.output
+    assert "type: classification (inferred" in init.output
+    assert f"labels: {N_LABELS} (intent_00, intent_01" in init.output
+    assert "write " in init.output and "[Y/n]" in init.output  # asked, and confirmed
+    assert "--variants prompt-only,few-shot,fine-tuned" in init.output  # no docs: no rag
+
+    task = yaml.safe_load((out / "task.yaml").read_text())
+    assert task["type"] == "classification" and len(task["labels"]) == N_LABELS
+    assert task["labels"]["intent_07"] == "intent 07"  # stubbed from the name
+    assert task["metrics"] == {"primary": "accuracy", "secondary": ["macro_f1"]}
+    ts = load_testset(out)
+    assert len(ts.test) == N_LABELS * 10 and len(ts.train) == N_LABELS * 40  # 20 %, per label
+    assert {it.expected for it in ts.test} == set(task["labels"])
+    assert "seed 0" in (out / "README.md").read_text()
+
+    ran = _run(out, tmp_path, "--variants", "prompt-only,few-shot,fine-tuned")
+    assert ran.exit_code == 0, ran.output
+    summary = json.loads((tmp_path / "reports" / "latest" / "summary.json").read_text())
+    assert summary["variants"]["fine-tuned"]["metrics"]["accuracy"]["mean"] > 0.5
+
+
+def test_the_split_is_seeded_and_keeps_duplicates_together():
+    items = [{"id": f"i{n}", "input": f"text {n % 30}", "expected": "ab"[n % 2]}
+             for n in range(60)]  # each text twice
+    a = scaffold.stratified_split(items, test_size=0.25, seed=3, key=lambda it: it["expected"])
+    b = scaffold.stratified_split(items, test_size=0.25, seed=3, key=lambda it: it["expected"])
+    c = scaffold.stratified_split(items, test_size=0.25, seed=4, key=lambda it: it["expected"])
+    assert a == b and a != c
+    test_texts = {it["input"] for it in a[0]}
+    assert not test_texts & {it["input"] for it in a[1]}
+    assert {it["expected"] for it in a[0]} == {"a", "b"}
+
+
+def _qa_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A corpus of product docs (title + one long paragraph) and questions, a quarter of
+    them unanswerable (expected null, answers [], or is_impossible)."""
+    rng = random.Random(11)
+    docs, rows = [], []
+    for i in range(40):
+        name, colour, city = _words(rng, 3)
+        seats = rng.randint(2, 90)
+        docs.append({"id": f"plan-{i:02d}", "title": f"The {name} plan",
+                     "text": f"The {name} plan comes in {colour} and seats {seats} people. "
+                             + " ".join(_words(rng, 60, 5)) + f" It ships from {city}."})
+        rows.append({"id": f"q{i:02d}a", "question": f"How many people does the {name} "
+                     f"plan seat {' '.join(_words(rng, 3, 5))}?",
+                     "answers": [f"{seats} people", str(seats)], "doc_ids": [f"plan-{i:02d}"]})
+        rows.append({"id": f"q{i:02d}b", "question": f"Which city ships {name} "
+                     f"{' '.join(_words(rng, 3, 5))}?", "answer": city,
+                     "gold_passages": [f"plan-{i:02d}"]})
+        unanswerable = [{"answers": []}, {"answers": None}, {"is_impossible": True}][i % 3]
+        rows.append({"id": f"q{i:02d}c", "question": f"What does the {name} plan cost "
+                     f"{' '.join(_words(rng, 3, 5))}?", **unanswerable})
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", docs)
+    return write_jsonl(tmp_path / "qa.jsonl", rows), corpus
+
+
+def test_init_from_qa_jsonl_with_unanswerable_rows_and_a_corpus_then_run(tmp_path):
+    qa, corpus = _qa_files(tmp_path)
+    out = tmp_path / "sets" / "plans"
+    init = CliRunner().invoke(main, ["init", str(qa), str(out), "--corpus", str(corpus),
+                                     "--yes"])
+    assert init.exit_code == 0, init.output
+    assert "type: qa (inferred" in init.output
+    assert "unanswerable: 40 items (expected: null)" in init.output and "docs: 40" in init.output
+    ts = load_testset(out)
+    assert len(ts.docs) == 40 and ts.docs[0].text.startswith("# The ")
+    none = [it for it in (*ts.test, *ts.train) if it.expected is None]
+    assert len(none) == 40 and sum(it.expected is None for it in ts.test) == 8  # stratified
+    assert next(it for it in ts.train + ts.test if it.id == "q00b").doc_ids == ("plan-00",)
+
+    check = CliRunner().invoke(main, ["testset", "check", str(out)])
+    assert check.exit_code == 0, check.output
+    ran = _run(out, tmp_path)  # the whole default ladder, rag included
+    assert ran.exit_code == 0, ran.output
+    summary = json.loads((tmp_path / "reports" / "latest" / "summary.json").read_text())
+    assert set(summary["variants"]) == {"prompt-only", "few-shot", "rag", "fine-tuned",
+                                        "rag+fine-tuned"}
+
+
+def test_openai_chat_jsonl_becomes_the_train_split(tmp_path):
+    system = "Classify the message as billing or login."
+    chat = write_jsonl(tmp_path / "ft.jsonl", [
+        {"messages": [{"role": "system", "content": system},
+                      {"role": "user", "content": f"message {w} number {i}"},
+                      {"role": "assistant", "content": "billing" if i % 2 else "login"}]}
+        for i, w in enumerate(_words(random.Random(1), 20))])
+    test = write_jsonl(tmp_path / "test.jsonl", [
+        {"id": f"t{i}", "text": f"held out {w}", "label": "billing" if i % 2 else "login"}
+        for i, w in enumerate(_words(random.Random(2), 6))])
+    d = scaffold.draft(test, train_file=chat)
+    assert d.type == "classification" and len(d.train) == 20 and len(d.test) == 6
+    assert d.instructions == system and set(d.labels) == {"billing", "login"}
+    assert d.train[0]["input"].startswith("message ") and d.train[0]["expected"] == "login"
+
+
+def test_extraction_jsonl_imports_fields(tmp_path):
+    rows = [{"id": f"e{i}", "text": f"Invoice {i} from Acme for {i * 10} EUR",
+             "target": {"vendor": "Acme", "amount": i * 10}} for i in range(10)]
+    d = scaffold.draft(write_jsonl(tmp_path / "invoices.jsonl", rows))
+    assert d.type == "extraction" and list(d.fields) == ["vendor", "amount"]
+    assert d.test[0]["expected"]["vendor"] == "Acme"
+
+
+def test_an_existing_folder_gets_a_task_yaml(tmp_path, copy_fixture):
+    root = copy_fixture("tiny-intents")
+    (root / "task.yaml").unlink()
+    result = CliRunner().invoke(main, ["init", str(root), "--yes"])
+    assert result.exit_code == 0, result.output
+    ts = load_testset(root)
+    assert ts.task.type == "classification" and set(ts.task.labels) == {
+        "refund", "login", "export", "bug"}
+    assert len(ts.docs) == 4
+
+
+@pytest.mark.parametrize("rows,words", [
+    ([{"text": "a"}], "no label field"),
+    ([{"text": "a", "label": "x"}, {"text": "", "label": "y"}], ":2: field 'text'"),
+    ([{"question": "q", "answers": [True]}], "field 'answers'"),
+    ([{"messages": [{"role": "user", "content": "hi"}]}], "needs a user turn followed"),
+])
+def test_importer_errors_name_file_line_and_field(tmp_path, rows, words):
+    path = write_jsonl(tmp_path / "bad.jsonl", rows)
+    with pytest.raises(TestsetError) as err:
+        if "messages" in rows[0]:
+            importers.from_openai_chat(path)
+        elif "question" in rows[0]:
+            importers.from_qa_jsonl(path)
+        else:
+            importers.from_jsonl_classification(path)
+    assert "bad.jsonl" in str(err.value) and words in str(err.value)
+
+
+def test_corpus_ids_must_be_file_names(tmp_path):
+    path = write_jsonl(tmp_path / "corpus.jsonl", [{"id": "../etc", "text": "x"}])
+    with pytest.raises(TestsetError, match=r"corpus.jsonl:1: field 'id'"):
+        importers.corpus_from_jsonl(path)
