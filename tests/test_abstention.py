@@ -144,3 +144,17 @@ def test_the_report_shows_the_split(tmp_path, run_dirs, fake_provider_factory):
     html = render_report(result.run_dir).read_text()
     assert ("prompt-only: 0.000 on 5 answerable (5 abstained), 1.000 on 5 unanswerable "
             "(5 abstained), 100% of its score from abstaining.") in " ".join(html.split())
+
+
+def test_a_recommendation_to_ship_an_abstaining_rung_says_so(tmp_path, run_dirs,
+                                                             fake_provider_factory):
+    fake_provider_factory()  # answers every QA request "unknown": all its credit is abstaining
+    root = _planted(tmp_path, metrics=ALL_METRICS)
+    result = run_experiment(RunConfig(testset=str(root), variants=["prompt-only"], **run_dirs),
+                            progress=False)
+    rec = json.loads((result.run_dir / "summary.json").read_text())["recommendation"]
+    assert rec["variant"] == "prompt-only"
+    assert rec["sentence"].startswith("Ship prompt-only: ")
+    assert ("Caution: prompt-only: 100% of its token_f1 comes from abstaining on the 5 "
+            "unanswerable items; on the 5 answerable ones it scores 0.000.") in rec["sentence"]
+    assert rec["reasons"][-1].startswith("prompt-only: 100% of its token_f1")

@@ -48,15 +48,16 @@ def test_policy_qa_size_and_shape(policy):
     assert all(150 <= len(d.text.split()) <= 700 for d in policy.docs)
     assert len(policy.test) >= 300 and len(policy.train) >= 300
     for split in (policy.test, policy.train):
-        unanswerable = [it for it in split if it.references == ["unknown"]]
+        unanswerable = [it for it in split if not it.answerable]
         multi = [it for it in split if len(it.doc_ids) >= 2]
         assert 0.03 <= len(unanswerable) / len(split) <= 0.08
         assert 0.07 <= len(multi) / len(split) <= 0.14
         for it in split:
-            assert isinstance(it.expected, list) and it.expected, it.id
-            if it.references == ["unknown"]:
-                assert it.doc_ids == () and it.cluster == "unanswerable", it.id
+            if not it.answerable:  # expected: null, the corpus cannot answer it
+                assert it.expected is None and it.doc_ids == (), it.id
+                assert it.cluster == "unanswerable", it.id
             else:
+                assert isinstance(it.expected, list) and it.expected, it.id
                 assert it.doc_ids and it.cluster == it.doc_ids[0], it.id
 
 

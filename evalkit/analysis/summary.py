@@ -622,7 +622,9 @@ def analyze(data: RunData, *, seed: int = 0,
         "clustered": bool(data.clusters),
         "bootstrap": {"seed": seed, "resamples": stats.BOOTSTRAP_RESAMPLES},
         "economics": _economics(data),
-        "recommendation": recommend(steps, incumbent, data.ladder, data.economics),
+        "recommendation": _caution_if_abstaining(
+            recommend(steps, incumbent, data.ladder, data.economics), variants,
+            data.primary_metric),
         "variants": variants,
         "steps": steps,
         "comparisons": compared,
@@ -632,6 +634,19 @@ def analyze(data: RunData, *, seed: int = 0,
     if judge is not None:  # the judge's model, cost (apart) and agreement, beside its scores
         summary["judge"] = judge
     return to_json_ready(summary)
+
+
+def _caution_if_abstaining(rec: dict[str, Any], variants: dict[str, dict],
+                           metric: str) -> dict[str, Any]:
+    """A recommendation to ship a rung whose score comes mostly from abstaining says so in
+    its own sentence: "Ship prompt-only" must not read as "prompt-only answers well" when it
+    answers none of the answerable questions."""
+    answerability = variants.get(rec["variant"], {}).get("answerability")
+    if abstention.flagged(answerability):
+        caution = abstention.sentence(rec["variant"], metric, answerability)
+        rec = {**rec, "sentence": f"{rec['sentence']} Caution: {caution}",
+               "reasons": [*rec["reasons"], caution]}
+    return rec
 
 
 def to_json_ready(obj: Any) -> Any:
