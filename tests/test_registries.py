@@ -104,6 +104,29 @@ def test_a_registered_task_type_and_metric_reach_summary_and_gate(echo_registere
     assert "fell" in longer_before["answer_chars"].reason
 
 
+def test_a_type_the_local_provider_cannot_answer_is_refused_before_any_call(
+        echo_registered, tmp_path, run_dirs):
+    """A plug-in type without a LOCAL_ANSWERERS entry: run (and testset check, which shares
+    the pre-flight) refuse it up front, instead of a failed call journaled for every item."""
+    from evalkit.pipeline.preflight import cheap_refusals
+
+    answerer = LOCAL_ANSWERERS.unregister("echo")
+    try:
+        ts_dir = _echo_set(tmp_path / "echo-set")
+        with pytest.raises(ValueError, match="local provider cannot answer 'echo' tasks"):
+            run_experiment(RunConfig(testset=str(ts_dir), variants=["prompt-only"],
+                                     **run_dirs), progress=False)
+        assert not any(Path(run_dirs["reports_dir"]).glob("*/predictions.jsonl"))
+        testset = load_testset(ts_dir)
+        refusals = cheap_refusals(testset, ["prompt-only"], provider="local",
+                                  finetune_dir=run_dirs["finetune_dir"], config_path=None)
+        assert [r.check for r in refusals] == ["provider"]
+        assert cheap_refusals(testset, ["prompt-only"], provider="openai",
+                              finetune_dir=run_dirs["finetune_dir"], config_path=None) == []
+    finally:
+        LOCAL_ANSWERERS.register("echo", answerer)  # the fixture removes it
+
+
 def test_expected_is_checked_by_the_registered_type(echo_registered, tmp_path):
     root = _echo_set(tmp_path / "bad", expected_last="two words")
     with pytest.raises(TestsetError) as info:

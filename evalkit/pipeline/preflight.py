@@ -6,9 +6,10 @@ rules to drift. The order is cheapest first, because the leakage scan takes seco
 set and a missing `docs/` should not wait for it:
 
 1. the experiment config's `economics:` section (a typo, a per-variant entry naming no rung);
-2. a known provider; then each variant: a known name; `docs/` for a rung that retrieves;
-   `train.jsonl` for few-shot examples; what the provider's `fine_tune_missing` says its
-   fine-tuned rungs lack (local: a train split to train on; others: a recorded model);
+2. a known provider that can answer the task type; then each variant: a known name; `docs/`
+   for a rung that retrieves; `train.jsonl` for few-shot examples; what the provider's
+   `fine_tune_missing` says its fine-tuned rungs lack (local: a train split to train on;
+   others: a recorded model);
 3. leakage: test items that are (nearly) train items, unless allowed. Counted as items and as
    pairs, since one test item can match several train rows.
 """
@@ -63,6 +64,11 @@ def cheap_refusals(testset: Testset, variants: list[str], *, provider: str,
     except ValueError as exc:  # an unknown provider: its error lists the known ones
         out.append(Refusal("provider", str(exc), exc))
         provider_cls = None
+    if provider_cls is not None:
+        try:  # e.g. a plug-in task type the local provider has no answerer for
+            provider_cls.check_task_type(testset.task.type)
+        except ValueError as exc:
+            out.append(Refusal("provider", str(exc), exc))
     for name in variants:
         try:
             variant = default_variant(name, testset)

@@ -125,6 +125,12 @@ class Provider:
         """A hard cap on answer tokens, when the provider sends one."""
         return None
 
+    @classmethod
+    def check_task_type(cls, task_type: str) -> None:
+        """Raise ValueError when this provider cannot answer `task_type` at all, so a run
+        refuses before any call instead of journaling the same failure for every item.
+        Default: any type (a server model can be asked anything)."""
+
     # Whether `batches` gives a Batch API client (`evalkit run --batch`).
     supports_batches: ClassVar[bool] = False
 

@@ -110,6 +110,15 @@ class LocalProvider(Provider):
         return finetune.train_local(testset, finetune_dir, provider=cls.name,
                                     allow_leakage=options.allow_leakage)
 
+    @classmethod
+    def check_task_type(cls, task_type: str) -> None:
+        if LOCAL_ANSWERERS.find(task_type) is None:
+            raise ValueError(
+                f"the local provider cannot answer {task_type!r} tasks (it answers "
+                f"{', '.join(LOCAL_ANSWERERS.names())}); run it against a model with "
+                f"--provider openai --base-url ... --model ..., or add an entry to "
+                f"evalkit.providers.local.LOCAL_ANSWERERS")
+
     async def complete(self, request: Request) -> Completion:
         start = time.perf_counter()
         answer = LOCAL_ANSWERERS.find(request.task_type)
