@@ -58,6 +58,7 @@ def _run_openai(server, tmp_path, *extra):
         server.base_url, "--variants", "prompt-only", "--concurrency", "1",
         *run_dirs_args(tmp_path), *extra)
     run = (tmp_path / "reports" / "latest").resolve()
+    _run_openai.last = run
     return json.loads((run / "summary.json").read_text())["variants"]["prompt-only"]["metrics"]
 
 
@@ -78,6 +79,24 @@ def test_openai_server_gets_a_strict_json_schema_and_its_json_is_scored(tmp_path
                and rf["json_schema"]["schema"] == SCHEMA for rf in sent)
     _check_scored(metrics)
     assert metrics["schema_valid"]["mean"] == 1.0
+    _check_fields(_run_openai.last)
+
+
+def _check_fields(run):
+    """Per field, by hand: order ids and e-mails all right (two empties match), quantities
+    right only where both are null (2 of 4), with 2 gold pairs missed and none predicted."""
+    from evalkit.analysis.breakdowns import field_quality
+    from evalkit.analysis.summary import load_run
+    from evalkit.report.build import render_report
+
+    fields = {f.field: f for f in field_quality(load_run(run))}
+    assert list(fields) == ["order_id", "customer_email", "quantity"]
+    qty = fields["quantity"].by_variant["prompt-only"]
+    assert (fields["quantity"].n_filled, qty.accuracy, qty.precision, qty.recall, qty.f1) == (
+        2, 0.5, 1.0, 0.0, 0.0)
+    assert fields["order_id"].by_variant["prompt-only"].accuracy == 1.0
+    html = Path(render_report(run)).read_text()
+    assert 'id="fields"' in html and 'data-field="quantity"' in html
 
 
 def test_a_server_refusing_response_format_is_asked_once_more_without_it(tmp_path):

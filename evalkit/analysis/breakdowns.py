@@ -9,6 +9,10 @@
   the confusion matrix's cells from a multinomial with the observed shares (P, R and F1
   depend on the cells only), which is what is drawn here: 2,000 resamples of a 15 x 16 table
   instead of 2,000 copies of 10,000 items. Items are treated as independent.
+- **Per-field quality** (task types whose items expect a JSON record): for each field and
+  variant, the share of items whose value is right (both empty counts as right; Wilson
+  interval), and the field's slot precision, recall and F1 over its (field, value) pairs, as
+  the set's slot metrics count them; a failed call or an answer with no JSON record misses.
 - **Per-cluster quality**: the primary metric's mean per cluster with its interval (Wilson
   for 0/1 values, t otherwise, clipped to the metric's range), failed calls left out as they
   are from variant means.
@@ -128,6 +132,53 @@ def confusion(data: RunData, variant: str, *, seed: int = 0) -> Confusion | None
     counts = confusion_counts(expected, predicted_labels(data, variant), data.labels)
     return Confusion(variant, list(data.labels), [*data.labels, UNPARSED], counts.tolist(),
                      label_scores(counts, data.labels, seed=seed))
+
+
+@dataclass(frozen=True)
+class FieldScores:
+    """One field of one variant: accuracy over every item, and slot P/R/F1 over its pairs."""
+
+    accuracy: float
+    accuracy_ci: tuple[float, float]
+    precision: float
+    recall: float
+    f1: float
+
+
+@dataclass(frozen=True)
+class FieldQuality:
+    field: str
+    n_filled: int  # items whose gold record gives the field a value
+    by_variant: dict[str, FieldScores]
+
+
+def field_quality(data: RunData) -> list[FieldQuality]:
+    """Per field (task.yaml's order, then any other gold key), each variant's scores; [] when
+    the items do not expect JSON records (the data, not the task type's name, decides)."""
+    from evalkit.tasks.extraction import is_empty
+
+    expected = [data.expected.get(i) for i in data.item_ids]
+    if not expected or not all(isinstance(e, dict) for e in expected):
+        return []
+    names = list(dict.fromkeys([*data.task_view().fields, *(k for e in expected for k in e)]))
+    parsed = {v: predicted_labels(data, v) for v in data.ladder}  # the parse: a record or None
+    return [FieldQuality(name, sum(not is_empty(e.get(name)) for e in expected),
+                         {v: _field_scores(name, expected, parsed[v]) for v in data.ladder})
+            for name in names]
+
+
+def _field_scores(name: str, expected: list[dict], parsed: list[dict | None]) -> FieldScores:
+    from evalkit.tasks.extraction import slot_counts, values_match
+
+    right = tp = fp = fn = 0
+    for e, p in zip(expected, parsed, strict=True):
+        right += p is not None and values_match(e.get(name), p.get(name))
+        a, b, c = slot_counts({name: e.get(name)}, None if p is None else {name: p.get(name)})
+        tp, fp, fn = tp + a, fp + b, fn + c
+    n = len(expected)
+    return FieldScores(right / n, stats.wilson_ci(right, n), tp / (tp + fp) if tp + fp else 1.0,
+                       tp / (tp + fn) if tp + fn else 1.0,
+                       2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0)
 
 
 @dataclass(frozen=True)

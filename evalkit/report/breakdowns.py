@@ -1,5 +1,6 @@
-"""The report's breakdowns section: confusion matrices, per-label P/R/F1, per-cluster quality
-and the answerable/unanswerable split, gathered for the template (numbers from analysis)."""
+"""The report's breakdowns section: confusion matrices, per-label P/R/F1, per-field quality
+(extraction), per-cluster quality and the answerable/unanswerable split, gathered for the
+template (numbers from analysis)."""
 
 from __future__ import annotations
 
@@ -19,5 +20,6 @@ def breakdowns_context(run_dir: Path, summary: dict[str, Any],
     answerability = [(v, a) for v in ladder
                      if (a := (summary["variants"].get(v) or {}).get("answerability"))]
     return {"confusions": confusions, "clusters": breakdowns.cluster_quality(data),
+            "fields": breakdowns.field_quality(data),
             "cluster_variants": data.ladder, "answerability": answerability,
             "unparsed": breakdowns.UNPARSED}
