@@ -305,6 +305,12 @@ class FakeOpenAI:
     def judge(self, user: str) -> str:
         """Grades by word overlap with the best reference; `GARBLE` in the answer: no JSON."""
         candidate = user.split("Candidate answer:", 1)[-1].strip()
+        if "Retrieved passages:" in user:  # groundedness: overlap with the best passage
+            shown = re.findall(r"^- (.+)$", user.split("Retrieved passages:", 1)[1]
+                               .split("Candidate answer:", 1)[0], flags=re.M)
+            best = max((_overlap(candidate, p) for p in shown), default=0.0)
+            verdict = "supported" if best >= 0.5 else "unsupported"
+            return json.dumps({"verdict": verdict, "reason": f"overlap {best:.2f}"})
         refs = re.findall(r"^- (.+)$", user.split("Reference answer(s):", 1)[-1]
                           .split("Candidate answer:", 1)[0], flags=re.M)
         if "GARBLE" in candidate:

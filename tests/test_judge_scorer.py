@@ -65,8 +65,8 @@ def test_the_judge_scores_reach_scores_csv_and_summary_with_its_cost_apart(tmp_p
     root = _set(tmp_path / "set", primary="rouge_l")
     plain = _run(tmp_path, root, _config(tmp_path / "none.yaml", None), "plain")
     with FakeOpenAI() as server:
-        judged = _run(tmp_path, root, _config(tmp_path / "judge.yaml", server, score=True),
-                      "judged")
+        judged = _run(tmp_path, root, _config(tmp_path / "judge.yaml", server, score=True,
+                                              groundedness=True), "judged")
         calls = server.chat_calls()
     assert calls and {c.model for c in calls} == {"gpt-4o-mini"}  # only the judge called out
     scores = pd.read_csv(judged.run_dir / "scores.csv")
@@ -95,6 +95,13 @@ def test_the_judge_scores_reach_scores_csv_and_summary_with_its_cost_apart(tmp_p
     assert agreement["spearman_rho"] == pytest.approx(rho) and rho > 0
     assert set(agreement["per_variant"]) == set(s["variants"])
     assert section["human_agreement"] is None
+    # the judge's groundedness: only on the answers written from passages
+    grounded = scores[scores["metric"] == "judge_groundedness"]
+    assert set(grounded["variant"]) == {"rag", "rag+fine-tuned"}
+    assert len(grounded) == 2 * len(ROWS["test"]) and set(grounded["value"]) <= {0.0, 1.0}
+    assert s["variants"]["rag"]["metrics"]["judge_groundedness"]["mean"] == 1.0  # it quotes
+    assert "judge_groundedness" not in s["variants"]["few-shot"]["metrics"]
+    assert section["groundedness_cost"]["calls"] == len(grounded)
     assert (judged.run_dir / "judge.json").is_file()
 
 

@@ -3,7 +3,8 @@
 The judge's scores are a metric like any other (variants.<v>.metrics.judge); this section sits
 beside them with what a reader needs to weigh them:
 - `model`, `rubric_sha256`: which judge, with which rubric (the rubric itself is in judge.json);
-- `cost`: the judge's own calls, tokens and notional dollars, never added to any variant's cost;
+- `cost`: the judge's own calls, tokens and notional dollars, never added to any variant's cost
+  (`groundedness_cost` the same for its groundedness verdicts, null when not asked);
 - `agreement`: Spearman's rank correlation (scipy.stats.spearmanr) between the judge's score
   and a reference metric on the same answers: the task's first quality metric that is not the
   judge (ROUGE-L for long-form answers, token F1 for QA), over every judged answer of every
@@ -39,6 +40,7 @@ def judge_section(judge_json: dict[str, Any] | None, scores: pd.DataFrame,
     return {"model": j.get("model"),
             "rubric_sha256": hashlib.sha256(rubric.encode()).hexdigest() if rubric else None,
             "cost": j.get("judge_cost"),
+            "groundedness_cost": j.get("groundedness_cost"),
             "agreement": agreement(scores, reference_metric(scores, metrics)),
             "human_agreement": j.get("human_agreement")}
 

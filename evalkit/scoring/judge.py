@@ -40,8 +40,9 @@ from evalkit.providers.base import Provider, ProviderSetup
 from evalkit.run.cache import ResponseCache
 from evalkit.run.journal import Journal, latest
 from evalkit.run.runner import Job, RunStats, run_jobs
+from evalkit.scoring.score import passage_texts
 from evalkit.strategies.request import Request
-from evalkit.tasks.judged import JUDGE_METRIC
+from evalkit.tasks.judged import JUDGE_GROUNDED_METRIC, JUDGE_METRIC
 
 VERDICT_SCORES = {"correct": 1.0, "partially_correct": 0.5, "incorrect": 0.0}
 JUDGE_JOURNAL = "judge_journal.jsonl"  # in the run folder, beside predictions.jsonl
@@ -54,6 +55,21 @@ Verdicts:
   when a reference answer exists.
 Reply with exactly one JSON object and nothing else:
 {"verdict": "correct" | "partially_correct" | "incorrect", "reason": "<one short sentence>"}"""
+
+
+# Groundedness as the judge sees it, for answers written from retrieved passages (the offline
+# `groundedness` metric's counterpart, where a judge is configured with `groundedness: true`).
+GROUNDED_RUBRIC = """You check whether a candidate answer is supported by the retrieved passages
+it was written from (not whether it is right: only whether the passages say it).
+Verdicts:
+- supported: every claim in the answer is stated in, or follows from, the passages.
+- partially_supported: some claims are in the passages, others are not.
+- unsupported: the answer's claims are not in the passages, or contradict them.
+Reply with exactly one JSON object and nothing else:
+{"verdict": "supported" | "partially_supported" | "unsupported",
+ "reason": "<one short sentence>"}"""
+GROUNDED_SCORES = {"supported": 1.0, "partially_supported": 0.5, "unsupported": 0.0}
+GROUNDED_JOURNAL = "judge_grounded_journal.jsonl"
 
 
 @dataclass(frozen=True)
@@ -73,6 +89,7 @@ class JudgeCase:
     answer: str
     variant: str = "judge"
     label: str | None = None
+    passages: tuple[str, ...] = ()  # what the answer was written from (groundedness)
 
 
 def judge_request(case: JudgeCase, *, rubric: str = DEFAULT_RUBRIC,
@@ -81,6 +98,15 @@ def judge_request(case: JudgeCase, *, rubric: str = DEFAULT_RUBRIC,
     # so the list stays a list
     refs = "\n".join(f"- {' '.join(r.split())}" for r in case.references) or "- (none given)"
     text = (f"Question: {case.question}\n\nReference answer(s):\n{refs}\n\n"
+            f"Candidate answer: {case.answer}")
+    return Request(task_type="judge", instructions=rubric, input=text, model=model)
+
+
+def grounded_request(case: JudgeCase, *, rubric: str = GROUNDED_RUBRIC,
+                     model: str | None = None) -> Request:
+    """Ask the judge whether the answer is supported by the passages shown to the rung."""
+    shown = "\n".join(f"- {' '.join(p.split())}" for p in case.passages)
+    text = (f"Question: {case.question}\n\nRetrieved passages:\n{shown}\n\n"
             f"Candidate answer: {case.answer}")
     return Request(task_type="judge", instructions=rubric, input=text, model=model)
 
@@ -127,13 +153,15 @@ def run_judge(cases: Sequence[JudgeCase], provider: Provider, *, journal_path: P
               rubric: str = DEFAULT_RUBRIC, model: str | None = None,
               cache: ResponseCache | None = None, concurrency: int = 8,
               max_cost_usd: float | None = None, progress: bool = False,
+              make_request=judge_request, scores: dict[str, float] = VERDICT_SCORES,
               ) -> tuple[list[Judged], RunStats, list[Any]]:
-    """Judge every case not yet in the journal; return all cases' verdicts and the stats."""
+    """Judge every case not yet in the journal; return all cases' verdicts and the stats.
+    `make_request` and `scores`: what is asked (grading, or groundedness) and the verdicts."""
     journal = Journal(journal_path)
     done = {(p.variant, p.item_id) for p in latest(journal.read()) if p.error_class is None}
     by_key = {(c.variant, c.id): c for c in cases}
     jobs = [Job(c.variant, Item(c.id, c.question, list(c.references)),
-                lambda _it, c=c: judge_request(c, rubric=rubric, model=model))
+                lambda _it, c=c: make_request(c, rubric=rubric, model=model))
             for c in cases if (c.variant, c.id) not in done]
     stats = asyncio.run(run_jobs(jobs, total=len(jobs), provider=provider, cache=cache,
                                  journal=journal, concurrency=concurrency,
@@ -145,17 +173,20 @@ def run_judge(cases: Sequence[JudgeCase], provider: Provider, *, journal_path: P
         if p.error_class is not None:
             out.append(Judged(case, Verdict(None, math.nan, ""), f"{p.error_class}: {p.error}"))
         else:
-            out.append(Judged(case, parse_verdict(p.output)))
+            out.append(Judged(case, parse_verdict(p.output, scores)))
     return out, stats, preds
 
 
 # --- grading a run ----------------------------------------------------------------------------
 
-def cases_from_run(run_dir: Path, variants: Sequence[str] | None = None) -> list[JudgeCase]:
-    """A case per successful prediction of the run (its latest attempt), with its references."""
+def cases_from_run(run_dir: Path, variants: Sequence[str] | None = None, *,
+                   with_passages: bool = False) -> list[JudgeCase]:
+    """A case per successful prediction of the run (its latest attempt), with its references
+    (and, `with_passages`, the text of each passage the rung was shown)."""
     run = json.loads((Path(run_dir) / "run.json").read_text())
     testset = load_testset(run["config"]["testset"])
     items = {it.id: it for it in testset.test}
+    texts = passage_texts(testset.task, testset.docs) if with_passages else {}
     cases = []
     for p in latest(Journal(Path(run_dir) / "predictions.jsonl").read()):
         if p.error_class is not None or p.output is None or p.item_id not in items:
@@ -163,8 +194,9 @@ def cases_from_run(run_dir: Path, variants: Sequence[str] | None = None) -> list
         if variants and p.variant not in variants:
             continue
         item = items[p.item_id]
+        shown = tuple(texts[(d, c)] for d, c in p.passages if (d, c) in texts)
         cases.append(JudgeCase(p.item_id, item.input, tuple(item.references), p.output,
-                               variant=p.variant))
+                               variant=p.variant, passages=shown))
     return cases
 
 
@@ -215,10 +247,12 @@ class JudgeSettings:
     max_cost_usd: float | None = None
     concurrency: int = 8
     labels: str | None = None
+    groundedness: bool = False  # also ask whether retrieval rungs' answers are supported
 
 
 _SETTING_TYPES = {"provider": str, "model": str, "base_url": str, "rubric": str, "score": bool,
-                  "max_cost_usd": (int, float), "concurrency": int, "labels": str}
+                  "max_cost_usd": (int, float), "concurrency": int, "labels": str,
+                  "groundedness": bool}
 
 
 def judge_settings(config_path: Path | str | None) -> JudgeSettings | None:
@@ -257,6 +291,9 @@ def grade_run(run_dir: Path | str, provider: Provider, settings: JudgeSettings, 
     summary = score_run(run_dir, provider, model=settings.model, rubric=settings.rubric,
                         cache=cache, concurrency=settings.concurrency,
                         max_cost_usd=settings.max_cost_usd, progress=progress)
+    if settings.groundedness:
+        summary["groundedness_cost"] = _grade_grounded(run_dir, provider, settings, cache=cache,
+                                                       progress=progress)
     if settings.labels:
         result = check(load_labels(settings.labels), provider, model=settings.model,
                        rubric=settings.rubric, cache=cache, concurrency=settings.concurrency)
@@ -265,8 +302,20 @@ def grade_run(run_dir: Path | str, provider: Provider, settings: JudgeSettings, 
                                       "accuracy": _finite(result.accuracy),
                                       "kappa": _finite(result.kappa),
                                       "judge_cost": result.judge_cost}
-        (run_dir / "judge.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (run_dir / "judge.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _grade_grounded(run_dir: Path, provider: Provider, settings: JudgeSettings, *,
+                    cache: ResponseCache | None, progress: bool) -> dict[str, Any]:
+    """The judge's groundedness verdict on every answer written from passages; its cost."""
+    cases = [c for c in cases_from_run(run_dir, with_passages=True) if c.passages]
+    _judged, stats, preds = run_judge(
+        cases, provider, journal_path=run_dir / GROUNDED_JOURNAL, rubric=GROUNDED_RUBRIC,
+        model=settings.model, cache=cache, concurrency=settings.concurrency,
+        max_cost_usd=settings.max_cost_usd, progress=progress,
+        make_request=grounded_request, scores=GROUNDED_SCORES)
+    return _cost(preds, stats)
 
 
 def _finite(x: float) -> float | None:
@@ -277,11 +326,13 @@ def judge_scores(run_dir: Path | str) -> dict[tuple[str, str], dict[str, float]]
     """(variant, item id) -> {"judge": score} from the run's judge journal, for scores.csv:
     the latest judgement of each answer, NaN where the reply did not parse or the call
     failed; {} when the run was never judged."""
-    path = Path(run_dir) / JUDGE_JOURNAL
     out: dict[tuple[str, str], dict[str, float]] = {}
-    for p in latest(Journal(path).read()):
-        score = math.nan if p.error_class is not None else parse_verdict(p.output).score
-        out[(p.variant, p.item_id)] = {JUDGE_METRIC: score}
+    for name, metric, scores in ((JUDGE_JOURNAL, JUDGE_METRIC, VERDICT_SCORES),
+                                 (GROUNDED_JOURNAL, JUDGE_GROUNDED_METRIC, GROUNDED_SCORES)):
+        for p in latest(Journal(Path(run_dir) / name).read()):
+            score = (math.nan if p.error_class is not None
+                     else parse_verdict(p.output, scores).score)
+            out.setdefault((p.variant, p.item_id), {})[metric] = score
     return out
 
 

@@ -7,26 +7,39 @@ is computed outside this process, by a model call, so scoring reads it from the 
 NaN ("not scorable"), and an answer the judge never graded gets no score at all. Because the
 metric is registered here, task.yaml may name it (`metrics.primary: judge`), and verdicts, the
 report and the gate read it through the registry like ROUGE or accuracy.
+
+`judge_groundedness` is the judge's counterpart of the offline `groundedness`: on answers a
+rung wrote from retrieved passages, whether the passages support them (supported 1, partially
+0.5, unsupported 0), asked only when the config says `judge.groundedness: true`.
 """
 
 from __future__ import annotations
 
-from evalkit.tasks.base import ItemContext, Metric, register_metric
+from evalkit.tasks.base import Metric, register_metric
 
 JUDGE_METRIC = "judge"
+JUDGE_GROUNDED_METRIC = "judge_groundedness"
 
 
-def _judged(ctx: ItemContext) -> float:
-    return ctx.external[JUDGE_METRIC]
+def _external(name: str):
+    return lambda ctx: ctx.external[name]
 
 
-def _was_judged(ctx: ItemContext) -> bool:
-    return JUDGE_METRIC in ctx.external
+def _made(name: str):
+    return lambda ctx: name in ctx.external
 
 
 register_metric(Metric(
-    JUDGE_METRIC, "item", _judged, task_types=("qa", "generation"), range=(0.0, 1.0),
-    applies=_was_judged, opt_in=True,
+    JUDGE_METRIC, "item", _external(JUDGE_METRIC), task_types=("qa", "generation"),
+    range=(0.0, 1.0), applies=_made(JUDGE_METRIC), opt_in=True,
     not_applicable="the LLM judge has not graded this variant (configure the experiment "
                    "config's judge: section, or run `evalkit judge score RUN_DIR`)",
     description="the LLM judge's rubric score: correct 1, partially correct 0.5, incorrect 0"))
+register_metric(Metric(
+    JUDGE_GROUNDED_METRIC, "item", _external(JUDGE_GROUNDED_METRIC),
+    task_types=("generation",), range=(0.0, 1.0), applies=_made(JUDGE_GROUNDED_METRIC),
+    opt_in=True,
+    not_applicable="the judge checks groundedness only on answers written from retrieved "
+                   "passages, with judge.groundedness: true in the experiment config",
+    description="the judge's verdict on whether the passages support the answer: supported "
+                "1, partially 0.5, unsupported 0"))
