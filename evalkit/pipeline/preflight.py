@@ -20,7 +20,6 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from evalkit.analysis.summary import check_config
 from evalkit.data.leakage import LeakPair, find_leaks
 from evalkit.data.testset import Testset
 from evalkit.providers import Provider, provider_class
@@ -55,10 +54,12 @@ def cheap_refusals(testset: Testset, variants: list[str], *, provider: str,
                    finetune_dir: str | Path, config_path: str | Path | None) -> list[Refusal]:
     """Every refusal that needs no scan of the data: milliseconds on any size of set."""
     out = []
-    try:
-        check_config(config_path, ladder=variants)
-    except ValueError as exc:
-        out.append(Refusal("config", str(exc), exc))
+    if config_path is not None:  # no config, no economics section to get wrong
+        from evalkit.analysis.summary import check_config  # deferred: scipy, pandas
+        try:
+            check_config(config_path, ladder=variants)
+        except ValueError as exc:
+            out.append(Refusal("config", str(exc), exc))
     try:
         provider_cls: type[Provider] | None = provider_class(provider)
     except ValueError as exc:  # an unknown provider: its error lists the known ones
