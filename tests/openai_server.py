@@ -20,6 +20,15 @@ Batches (`/v1/batches`, `/v1/files/{id}/content`): a created batch is `in_progre
 `batch_polls` polls, then `completed` with an output file of chat completions (and an error
 file for lines `permanent_400` refuses); `batch_creations()` counts creations.
 
+And, for the budget's tests, answers and counts a cap must survive:
+- `answer_tokens`: every chat answer is this many tokens long (else the "model" below);
+- `obeys`: the output-limit parameters it honours (cutting the answer, finish_reason "length"):
+  both by default, `("max_tokens",)` like llama.cpp's server, `()` for one that ignores both;
+- `tokenizer`: "words" (a token per word, the default) or "bytes" (a token per UTF-8 byte, the
+  most any byte-level BPE can count: what chars/4 undercounts on CJK, emoji, digits);
+- `report_usage`: False leaves `usage` out of the response, as some servers do.
+`billed_usd(prices)` is what the server's own usage says the answered calls cost.
+
 Every request is recorded (path, model, a hash of the messages, status, time), so tests can
 count calls and duplicates. The server checks the bearer key when `api_key` is set and keeps
 everything in memory: nothing it receives reaches the disk.
@@ -94,7 +103,9 @@ class FakeOpenAI:
                  retry_after: dict[str, float] | None = None, polls_per_stage: int = 1,
                  served_models: tuple[str, ...] | None = None, cached_prompts: bool = True,
                  html_login: tuple[str, ...] = (), batch_polls: int = 1,
-                 reject_response_format: bool = False):
+                 reject_response_format: bool = False, answer_tokens: int | None = None,
+                 obeys: tuple[str, ...] = ("max_completion_tokens", "max_tokens"),
+                 tokenizer: str = "words", report_usage: bool = True):
         self.api_key = api_key
         self.fault_rate = fault_rate
         self.fault_attempts = fault_attempts
@@ -106,6 +117,11 @@ class FakeOpenAI:
         self.html_login = html_login  # substrings answered 200 text/html echoing the key
         self.reject_response_format = reject_response_format
         self.retry_after = retry_after or {}
+        self.answer_tokens = answer_tokens
+        self.obeys = obeys
+        self.tokenizer = tokenizer
+        self.report_usage = report_usage
+        self.usages: list[tuple[str | None, dict[str, Any]]] = []  # (model, usage) per 200
         self.polls_per_stage = polls_per_stage
         self.batch_polls = batch_polls  # polls a batch stays in_progress before completing
         self.batches: dict[str, dict[str, Any]] = {}
@@ -159,6 +175,17 @@ class FakeOpenAI:
         """Content keys that got more than one 200: a call repeated after it had succeeded."""
         counts = Counter(r.content_key for r in self.chat_calls(status=200))
         return [k for k, n in counts.items() if n > 1]
+
+    def billed_usd(self, prices) -> float:
+        """What every answered call cost by the server's own usage (a PriceBook prices it)."""
+        from evalkit.providers.base import Usage
+
+        with self._lock:
+            usages = list(self.usages)
+        return sum(prices.price(model).cost(Usage(
+            input_tokens=u["prompt_tokens"], output_tokens=u["completion_tokens"],
+            cached_input_tokens=u["prompt_tokens_details"]["cached_tokens"]))
+            for model, u in usages)
 
     def record(self, rec: Recorded) -> None:
         """Log a request once (chat requests are logged on arrival, their status set later)."""
@@ -218,16 +245,22 @@ class FakeOpenAI:
         keys = _record_keys(body, messages)
         text = self.extract(keys, last_user, asked="response_format" in body) if keys \
             else self.answer(model, messages)
+        if self.answer_tokens is not None:
+            text = " ".join(f"w{i % 10}" for i in range(self.answer_tokens))
+        text, finish = self._limited(text, body)
         usage = self.usage(messages, text)
         self.prompt_tokens[key] = usage["prompt_tokens"]
+        with self._lock:
+            self.usages.append((model, usage))
         rec.status = 200
         payload = {
             "id": f"chatcmpl-{key[:12]}", "object": "chat.completion", "created": int(time.time()),
             "model": model, "system_fingerprint": "fp_test",
-            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+            "choices": [{"index": 0, "finish_reason": finish, "logprobs": None,
                          "message": {"role": "assistant", "content": text, "refusal": None}}],
-            "usage": usage,
         }
+        if self.report_usage:
+            payload["usage"] = usage
         self.record(rec)
         return 200, {"content-type": "application/json"}, json.dumps(payload).encode(), rec
 
@@ -247,16 +280,30 @@ class FakeOpenAI:
         return status, {"content-type": "application/json", **(headers or {})}, \
             json.dumps(body).encode(), rec
 
+    def _limited(self, text: str, body: dict[str, Any]) -> tuple[str, str]:
+        """The answer cut to the output limit it honours, and the finish reason."""
+        limits = [body[p] for p in self.obeys if isinstance(body.get(p), int)]
+        if not limits or self.count(text) <= min(limits):
+            return text, "stop"
+        if self.tokenizer == "bytes":
+            return text.encode()[:min(limits)].decode("utf-8", "ignore"), "length"
+        return " ".join(text.split()[:min(limits)]), "length"
+
+    def count(self, text: str) -> int:
+        if self.tokenizer == "bytes":
+            return len(text.encode("utf-8"))
+        return len(words(text))
+
     def usage(self, messages: list[dict[str, str]], text: str) -> dict[str, Any]:
-        prompt = sum(len(words(m.get("content", ""))) + 4 for m in messages) + 3
+        prompt = sum(self.count(m.get("content", "")) + 4 for m in messages) + 3
         cached = 0
         if self.cached_prompts and messages and messages[0].get("role") == "system":
             prefix = messages[0]["content"]
             with self._lock:
                 if prefix in self._seen_prefixes:
-                    cached = len(words(prefix))
+                    cached = self.count(prefix)
                 self._seen_prefixes.add(prefix)
-        completion = max(1, len(words(text)))
+        completion = max(1, self.count(text))
         return {"prompt_tokens": prompt, "completion_tokens": completion,
                 "total_tokens": prompt + completion,
                 "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},

@@ -66,6 +66,10 @@ def test_ten_percent_429_and_500_lose_nothing_and_repeat_no_answered_call(tmp_pa
         retried = [r for r in server.chat_calls(200) if r.retry_count not in (None, "0")]
         assert len(retried) == statuses.count(429) + statuses.count(500)
         assert server.answered_twice() == []
+        # run.json counts every HTTP attempt, as the server counted them, and the retries
+        totals = json.loads((run_dir / "run.json").read_text())["totals"]
+        assert totals["http_attempts"] == len(statuses) == len(server.requests)
+        assert totals["retries"] == statuses.count(429) + statuses.count(500) == len(retried)
         # resume and a cached re-run: no call for anything already journaled or cached
         cli("run", "--resume", run_dir.name, *_dirs(tmp_path))
         _run(server, tmp_path)
@@ -96,8 +100,10 @@ def test_max_cost_usd_stops_before_the_cap_with_real_costs(tmp_path):
         _run(server, tmp_path / "full", "--config", config)
         full = json.loads((_latest_run(tmp_path / "full") / "run.json").read_text())["totals"]
         cap = full["spent_usd"] * 0.4
-        out = _run(server, tmp_path / "capped", "--max-cost-usd", cap, "--concurrency", 8,
-                   "--config", config).output
+        result = _run(server, tmp_path / "capped", "--max-cost-usd", cap, "--concurrency", 8,
+                      "--config", config, ok=False)
+        out = result.output
+        assert result.exit_code == 3, out  # the budget stop's own exit code
         run_dir = _latest_run(tmp_path / "capped")
         totals = json.loads((run_dir / "run.json").read_text())["totals"]
         preds = read_jsonl(run_dir / "predictions.jsonl")
@@ -120,7 +126,7 @@ def test_budget_holds_with_many_calls_in_flight(tmp_path):
         def cache_params(self):
             return {}
 
-        def estimate_cost(self, request):
+        def worst_case_cost(self, request):
             return 1.0
 
         async def complete(self, request):
@@ -152,7 +158,8 @@ def test_parameters_usage_and_cached_tokens_priced_apart(tmp_path):
         first, second = asyncio.run(twice())
         sent = [r.body for r in server.chat_calls()]
     assert sent[0]["seed"] == 7 and sent[0]["temperature"] == 0.0
-    assert sent[0]["max_completion_tokens"] == 5 and "max_tokens" not in sent[0]
+    # a server that is not OpenAI gets the limit under both names (llama.cpp reads max_tokens)
+    assert sent[0]["max_completion_tokens"] == sent[0]["max_tokens"] == 5
     assert first.text == "refund" and first.usage.cached_input_tokens == 0
     u = second.usage
     assert 0 < u.cached_input_tokens < u.input_tokens
@@ -160,6 +167,25 @@ def test_parameters_usage_and_cached_tokens_priced_apart(tmp_path):
                 + u.output_tokens * 4.0) / 1e6
     assert second.cost_usd == pytest.approx(expected) and second.cost_usd < first.cost_usd
     assert "key" not in json.dumps(provider.cache_params()).lower()
+
+
+def test_output_limit_names_per_server_and_defaults_per_task_type():
+    openai_proper = OpenAIProvider(base_url="https://api.openai.com/v1", require_key=False)
+    other = OpenAIProvider(base_url="http://127.0.0.1:9/v1")
+    # OpenAI refuses both names at once (and its o-series refuse max_tokens)
+    assert openai_proper._limit_params("gpt-4o-mini") == ("max_completion_tokens",)
+    assert other._limit_params("m") == ("max_completion_tokens", "max_tokens")
+    labels = (("refund", "money back"), ("a_very_long_label_name_indeed_here", "x"))
+    assert other.output_limit(Request("classification", "Pick.", "x", labels=labels[:1])) == 16
+    assert other.output_limit(Request("classification", "Pick.", "x", labels=labels)) == 36
+    assert other.output_limit(Request("qa", "Answer.", "x")) == 64
+    assert other.output_limit(Request("generation", "Write.", "x")) == 256
+    tuned = OpenAIProvider(base_url="http://127.0.0.1:9/v1", output_limits={"qa": 200})
+    assert tuned.output_limit(Request("qa", "Answer.", "x")) == 200
+    capped = OpenAIProvider(base_url="http://127.0.0.1:9/v1", max_completion_tokens=8)
+    assert capped.output_limit(Request("qa", "Answer.", "x")) == 8
+    with pytest.raises(ValueError, match="output_limits.qa must be an integer >= 1"):
+        OpenAIProvider(base_url="http://127.0.0.1:9/v1", output_limits={"qa": 0})
 
 
 def test_max_tokens_param_for_older_servers():

@@ -174,8 +174,16 @@ def test_budget_cap_stops_calls_before_crossing_and_resume_finishes(intents_dir,
     assert result.stats.spent_usd == pytest.approx(0.03)
     assert len(_journal(result.run_dir)) == 3  # skipped jobs are left for --resume
 
+    # the cap is the run's: resuming with it (given again, or kept from run.json) adds nothing
+    for cap in (0.035, None):
+        again = fake_provider_factory(cost_usd=0.01)
+        same = run_experiment(_config(intents_dir, run_dirs, concurrency=1, max_cost_usd=cap),
+                              resume=result.run_dir.name, progress=False)
+        assert again.calls == [] and same.stats.skipped_budget == 13
+        assert _run_json(result.run_dir)["totals"]["spent_usd"] == pytest.approx(0.03)
+
     rest = fake_provider_factory(cost_usd=0.01)
-    resumed = run_experiment(_config(intents_dir, run_dirs, concurrency=1),
+    resumed = run_experiment(_config(intents_dir, run_dirs, concurrency=1, max_cost_usd=1.0),
                              resume=result.run_dir.name, progress=False)
     assert len(rest.calls) == 13 and resumed.stats.jobs == 13
     assert len(latest(Journal(result.run_dir / "predictions.jsonl").read())) == 16
@@ -193,7 +201,8 @@ def test_resume_retries_only_errors_and_unfinished_items(intents_dir, run_dirs,
     assert resumed.stats.jobs == 2
     run = _run_json(first.run_dir)
     assert [s["jobs"] for s in run["sessions"]] == [16, 2]
-    assert run["totals"]["calls"] == 18 and run["totals"]["errors"] == 2
+    assert run["totals"]["calls"] == 18 and run["totals"]["error_lines"] == 2
+    assert run["totals"]["failed_items"] == run["totals"]["errors"] == 0  # both retried fine
     final = latest(Journal(first.run_dir / "predictions.jsonl").read())
     assert len(final) == 16 and not any(p.error_class for p in final)
     summary = json.loads((first.run_dir / "summary.json").read_text())
@@ -413,11 +422,18 @@ def test_sigkill_then_resume_repeats_no_journaled_item(tmp_path, run_dirs):
     assert len(journal_path.read_text().splitlines()) == N_ITEMS  # nothing journaled twice
 
     run = _run_json(journal_path.parent)
-    assert len(run["sessions"]) == 1  # the killed session never finished
-    session = run["sessions"][0]
+    killed, session = run["sessions"]
+    in_flight_at_kill = len(first_calls) - len(journaled)  # called, never journaled
+    # the killed session never wrote its counts: the next one rebuilt them from the journal
+    # lines it wrote and the calls it left open in the ledger (calls.jsonl)
+    assert killed["status"] == "killed" and session["status"] == "finished"
+    assert killed["unjournaled_calls"] == in_flight_at_kill
+    assert killed["jobs"] == killed["calls"] == len(first_calls)
+    assert run["totals"]["unjournaled"]["calls"] == in_flight_at_kill
     assert session["jobs"] == N_ITEMS - len(journaled)  # journaled items never reached the cache
     assert session["calls"] == len(second)
     assert session["calls"] + session["cache_hits"] == session["jobs"]
+    assert run["totals"]["jobs"] == len(first_calls) + session["jobs"]
     # the killed session's paid answers still count: totals come from the journal
     assert run["totals"]["calls"] + run["totals"]["cache_hits"] == N_ITEMS
     assert run["totals"]["calls"] == len(journaled) + session["calls"]

@@ -34,6 +34,7 @@ from evalkit.analysis.judged import judge_section
 from evalkit.analysis.verdicts import ACCEPTED, StepEvidence, decide, no_change, usd
 from evalkit.config import ConfigError, load_config
 from evalkit.data.testset import Task, Testset
+from evalkit.run.budget import usd4
 from evalkit.run.journal import Journal, Prediction, latest
 from evalkit.run.runfolder import read_items, read_json, read_scores
 from evalkit.scoring.score import COST_METRICS
@@ -103,6 +104,7 @@ class RunData:
     notes: list[str] = field(default_factory=list)
     comparisons: list[tuple[str, str]] = field(default_factory=list)  # config `compare:`
     judge: dict[str, Any] | None = None  # judge.json: the LLM judge's model, rubric and cost
+    stop: dict[str, Any] = field(default_factory=dict)  # why the last session ended early
     _by_key: dict[tuple[str, str], pd.Series] | None = field(default=None, init=False,
                                                               repr=False)
 
@@ -227,6 +229,34 @@ def _read_record(run_dir: Path) -> dict[str, Any]:
     return read_json(run_dir / "run.json", required=False)
 
 
+def _last_stop(record: dict[str, Any]) -> dict[str, Any]:
+    """The last session's early stop (budget, interrupt, unreachable server), if any."""
+    sessions = record.get("sessions") or [{}]
+    last = sessions[-1] if isinstance(sessions[-1], dict) else {}
+    if not last.get("stop"):
+        return {}
+    return {k: last.get(k) for k in ("stop", "stop_message", "cap_usd", "run_spent_usd",
+                                     "skipped_budget", "skipped_worst_usd")}
+
+
+def partial(data: RunData) -> dict[str, Any]:
+    """Whether some (variant, item) pairs have no answer yet, and why: a verdict on part of
+    the test set must say so wherever it is shown (summary.json, the console, the report)."""
+    answered = {(p.variant, p.item_id) for p in data.predictions}
+    missing = sum((v, i) not in answered for v in data.ladder for i in data.item_ids)
+    if not missing:
+        return {"partial": False, "partial_reason": None, "missing_answers": 0}
+    expected = len(data.ladder) * len(data.item_ids)
+    reason = f"{missing} of {expected} (variant, item) answers missing"
+    stop = data.stop
+    if stop.get("stop") == "budget" and stop.get("cap_usd") is not None:
+        reason = (f"budget stop: spent {usd4(stop['run_spent_usd'])} of the "
+                  f"{usd4(stop['cap_usd'])} cap; {reason}")
+    elif stop.get("stop"):
+        reason = f"{stop['stop']}: {stop.get('stop_message') or ''}; {reason}"
+    return {"partial": True, "partial_reason": reason, "missing_answers": missing}
+
+
 def from_testset(run_dir: Path | str, testset: Testset, variants: list[str],
                  scores: pd.DataFrame, predictions: list[Prediction], *,
                  config_path: Path | str | None = None) -> RunData:
@@ -245,7 +275,7 @@ def from_testset(run_dir: Path | str, testset: Testset, variants: list[str],
         task=task, predictions=predictions, setup=record.get("setup") or {}, specs=specs,
         economics=economics_from(record, config_path), notes=notes,
         comparisons=comparisons_from(record, config_path),
-        judge=read_json(run_dir / "judge.json", required=False) or None)
+        judge=read_json(run_dir / "judge.json", required=False) or None, stop=_last_stop(record))
 
 
 def load_run(run_dir: Path | str, *, config_path: Path | str | None = None) -> RunData:
@@ -281,7 +311,7 @@ def load_run(run_dir: Path | str, *, config_path: Path | str | None = None) -> R
         setup=record.get("setup") or {}, specs=_specs(record, ladder, notes),
         economics=economics_from(record, config_path), notes=notes,
         comparisons=comparisons_from(record, config_path),
-        judge=read_json(run_dir / "judge.json", required=False) or None)
+        judge=read_json(run_dir / "judge.json", required=False) or None, stop=_last_stop(record))
 
 
 def _task_from_testset(path: str | None) -> tuple[str, str, list[str]]:
@@ -629,6 +659,7 @@ def analyze(data: RunData, *, seed: int = 0,
         "steps": steps,
         "comparisons": compared,
         "notes": [*data.notes, *notes],
+        **partial(data),
     }
     judge = judge_section(data.judge, data.scores, data.task_view().metrics)
     if judge is not None:  # the judge's model, cost (apart) and agreement, beside its scores
@@ -680,5 +711,10 @@ def summarize_run(run_dir: Path | str, *, config_path: Path | str | None = None,
 
 
 def verdict_lines(summary: dict[str, Any]) -> list[str]:
-    """The one-sentence verdicts of the ladder's steps (and any comparisons), for the console."""
-    return [s["reason"] for s in (*summary.get("steps", []), *summary.get("comparisons", []))]
+    """The one-sentence verdicts of the ladder's steps (and any comparisons), for the console;
+    on a partial run each says so, after a line saying why."""
+    lines = [s["reason"] for s in (*summary.get("steps", []), *summary.get("comparisons", []))]
+    if not summary.get("partial"):
+        return lines
+    return [f"PARTIAL RUN ({summary.get('partial_reason')}): the verdicts below use only the "
+            f"answers so far", *(f"[partial] {line}" for line in lines)]

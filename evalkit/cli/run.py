@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +27,10 @@ if TYPE_CHECKING:
               help="Comma-separated ladder, cheapest first.")
 @provider_option
 @click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 1024))
-@click.option("--max-cost-usd", type=float, default=None, help="Stop issuing calls before this.")
+@click.option("--max-cost-usd", type=click.FloatRange(min=0), default=None,
+              help="Cap on the run's spend, over all its --resume sessions: a call is made "
+              "only if its worst case still fits. A budget stop exits 3. On --resume the "
+              "run's cap holds unless a new one is given.")
 @click.option("--resume", "resume", default=None, metavar="RUN_ID",
               help="Finish the run in reports/RUN_ID, skipping journaled items.")
 @click.option("--allow-leakage", is_flag=True, help="Run even if test items leak into train.")
@@ -56,7 +61,17 @@ if TYPE_CHECKING:
 def run(testsets, variants, provider, concurrency, max_cost_usd, resume, allow_leakage,
         reports_dir, cache_dir, finetune_dir, config_path, base_url, model, batch,
         batch_poll_interval_s, limit, sample, sample_seed, progress, report):
-    """Run TESTSETS through each variant of the ladder and score them."""
+    """Run TESTSETS through each variant of the ladder and score them.
+
+    \b
+    Exit codes:
+      0    every job ran (some items may have failed: see errors)
+      1    every call failed, or the server could not be reached
+      2    usage, config or test-set error; nothing was run
+      3    budget stop: --max-cost-usd reached; verdicts are on a partial run;
+           the message prints the --resume command with the cap it needs
+      130  interrupted (Ctrl-C): calls in flight were journaled; resume to finish
+    """
     # Deferred so `evalkit --help` loads no scikit-learn, scipy or pandas.
     from evalkit.pipeline.experiment import LeakageRefused, RunConfig, run_experiment
     from evalkit.strategies import finetune as ft
@@ -71,7 +86,7 @@ def run(testsets, variants, provider, concurrency, max_cost_usd, resume, allow_l
     ladder = _parse_variants(variants)
     if limit is not None and sample is not None:
         fail("--limit and --sample are two ways to choose items; give one")
-    all_failed = []
+    all_failed, budget_stops = [], []
     for target in testsets or [None]:
         config = RunConfig(testset=str(target), variants=ladder, provider=provider,
                            concurrency=concurrency, max_cost_usd=max_cost_usd,
@@ -86,13 +101,65 @@ def run(testsets, variants, provider, concurrency, max_cost_usd, resume, allow_l
         except (TestsetError, LeakageRefused, ft.LeakageError, FileNotFoundError,
                 ValueError, RuntimeError) as exc:
             fail(str(exc))
-        _print_run(result)
-        _report(result.run_dir, write=report)
-        if result.stats.jobs and result.stats.errors == result.stats.jobs:
-            all_failed.append(str(result.run_dir))
+        _after_run(result, reports_dir, all_failed, budget_stops, report=report)
     if all_failed:
         fail(f"every call failed in {', '.join(all_failed)}: see the errors in "
               f"predictions.jsonl (error_class, error)", code=1)
+    if budget_stops:
+        fail("\n".join(budget_stops), code=EXIT_BUDGET)
+
+
+EXIT_BUDGET, EXIT_INTERRUPTED = 3, 130
+
+
+def _after_run(result, reports_dir: str, all_failed: list, budget_stops: list, *,
+               report: bool) -> None:
+    """Print one run (and write its report); an interrupt or an unreachable server ends
+    the command at once."""
+    from evalkit.run.runner import STOP_BUDGET, STOP_INTERRUPTED, STOP_UNREACHABLE
+    stop = result.stats.stop
+    if stop == STOP_INTERRUPTED:
+        click.echo(f"interrupted: run {result.run_dir.name} (calls in flight were "
+                   f"journaled); finish it with:\n  {_resume_command(result, reports_dir)}",
+                   err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    if stop == STOP_UNREACHABLE:
+        fail(f"{result.stats.stop_message}\nnothing more was sent; when the server is up, "
+             f"finish with: {_resume_command(result, reports_dir)}", code=1)
+    _print_run(result)
+    _report(result.run_dir, write=report)
+    if stop == STOP_BUDGET:
+        budget_stops.append(_budget_message(result, reports_dir))
+    elif result.stats.jobs and result.stats.errors == result.stats.jobs:
+        all_failed.append(str(result.run_dir))
+
+
+def _resume_command(result, reports_dir: str, cap_usd: float | None = None) -> str:
+    """The exact command that finishes this run."""
+    parts = ["evalkit run --resume", result.run_dir.name]
+    if Path(reports_dir) != Path("reports"):
+        parts.append(f"--reports-dir {shlex.quote(str(reports_dir))}")
+    if cap_usd is not None:
+        parts.append(f"--max-cost-usd {cap_usd:.10g}")
+    return " ".join(parts)
+
+
+def _budget_message(result, reports_dir: str) -> str:
+    """Spent of cap, what is left undone, and the resume command with a cap that fits it."""
+    from evalkit.run.budget import usd4
+    s = result.stats
+    needed = _round_up_usd(s.run_spent_usd + s.skipped_worst_usd)
+    return (f"budget stop: spent {usd4(s.run_spent_usd)} of the {usd4(s.cap_usd)} cap over the "
+            f"whole run ({usd4(s.spent_usd)} this session); {s.skipped_budget} job(s) not run, "
+            f"worst case {usd4(s.skipped_worst_usd)}. The verdicts above are on a partial run. "
+            f"The cap covers every session of the run, so finish with a higher one:\n  "
+            f"{_resume_command(result, reports_dir, needed)}")
+
+
+def _round_up_usd(usd: float) -> float:
+    """Up to the next cent (tenth of a cent below a dollar), so the suggested cap suffices."""
+    step = 0.01 if usd >= 1 else 0.001
+    return math.ceil(usd / step - 1e-9) * step
 
 
 def _report(run_dir: Path, *, write: bool) -> None:
@@ -153,7 +220,15 @@ def _print_run(result) -> None:
     _print_decision(s)
     click.echo(f"calls made: {stats.calls}, served from cache: {stats.cache_hits}, "
                f"errors: {stats.errors}"
-               + (f", skipped for budget: {stats.skipped_budget}" if stats.skipped_budget else ""))
+               + (f", skipped for budget: {stats.skipped_budget}" if stats.skipped_budget else "")
+               + (f", HTTP attempts: {stats.http_attempts}" if stats.http_attempts else ""))
+    if stats.cap_usd is not None:
+        from evalkit.run.budget import usd4
+        click.echo(f"spent {usd4(stats.spent_usd)} this session; {usd4(stats.run_spent_usd)} "
+                   f"of the {usd4(stats.cap_usd)} cap over the whole run")
+    if stats.output_limit_ignored:
+        click.echo(f"warning: the server ignores output limits ({stats.output_limit_ignored}); "
+                   f"the budget then bounds each answer by the longest seen, not the limit")
     click.echo(f"run folder: {result.run_dir}")
     if result.subset:
         click.echo(f"subset: {result.subset['n']} of {result.subset['of']} test items "
@@ -169,7 +244,7 @@ def _print_decision(summary: dict) -> None:
     """The recommendation and the assumptions it rests on: the first lines after the table."""
     rec = summary.get("recommendation") or {}
     if rec.get("sentence"):
-        click.echo(rec["sentence"])
+        click.echo(("[partial] " if summary.get("partial") else "") + rec["sentence"])
     line = (summary.get("economics") or {}).get("assumptions_line")
     if line:
         click.echo(line)

@@ -3,7 +3,14 @@
 This wires the one-way flow together and owns the run folder's files; each step's work lives
 in its own module (testset, variants, runner, scoring, summary).
 
-Run folder `reports/<run-id>/`: run.json, predictions.jsonl, scores.csv, summary.json.
+Run folder `reports/<run-id>/`: run.json, predictions.jsonl, calls.jsonl (the call ledger),
+items.jsonl, scores.csv, summary.json.
+
+Sessions: each `run` or `--resume` of a run is a session, recorded in run.json when it starts
+(status "running") and again when it ends (its counts, and why it stopped early if it did).
+A session still "running" when the next one starts was killed: its jobs are recounted from
+the journal lines it wrote and the calls it left open in the ledger, so `totals` covers every
+session. `--max-cost-usd` covers the run: the next session starts from what was spent.
 """
 
 from __future__ import annotations
@@ -34,8 +41,9 @@ from evalkit.pipeline.preflight import LeakageRefused  # noqa: F401  re-exported
 from evalkit.providers import Provider, ProviderSetup, build_provider, embeddings, provider_class
 from evalkit.run.batch import BatchSettings, run_batches
 from evalkit.run.cache import ResponseCache
-from evalkit.run.journal import Journal, latest
-from evalkit.run.runner import Job, RunStats, run_jobs
+from evalkit.run.journal import Journal, Prediction, latest
+from evalkit.run.ledger import CallLedger, OpenCall, Unjournaled, open_calls, unjournaled
+from evalkit.run.runner import STOP_INTERRUPTED, Job, RunStats, run_jobs
 from evalkit.scoring import judge as judging
 from evalkit.scoring.score import score_predictions
 from evalkit.strategies import finetune
@@ -94,8 +102,9 @@ def run_experiment(config: RunConfig, *, resume: str | None = None, progress: bo
         check_name(resume, what="run id")
         run_dir = inside(config.reports_dir, Path(config.reports_dir) / resume, what="run folder")
         saved = json.loads((run_dir / "run.json").read_text())["config"]
-        config = RunConfig(**{**saved, "concurrency": config.concurrency,
-                              "max_cost_usd": config.max_cost_usd,
+        # the cap is the run's: a resume keeps it unless given a new one
+        cap = saved.get("max_cost_usd") if config.max_cost_usd is None else config.max_cost_usd
+        config = RunConfig(**{**saved, "concurrency": config.concurrency, "max_cost_usd": cap,
                               "batch_poll_interval_s": config.batch_poll_interval_s})
     with say.stage() as note:
         testset, subset = subsets.apply(load_testset(config.testset), config.subset_spec())
@@ -146,31 +155,69 @@ def run_experiment(config: RunConfig, *, resume: str | None = None, progress: bo
     done = {(p.variant, p.item_id) for p in latest(journal.read()) if p.error_class is None}
     jobs = [Job(v.name, item, lambda it, v=v: v.build(it, ctx))
             for v in variants for item in testset.test if (v.name, item.id) not in done]
-    cache = ResponseCache(Path(config.cache_dir) / "responses.sqlite")
-    _write_run_json(run_dir, config, testset, setup, sessions_add=None,
-                    notional=provider.cost_is_notional, subset=subset)
-    _write_items(run_dir, testset)
-    try:
-        if config.batch:
-            stats = run_batches(
-                jobs, provider=provider, cache=cache, journal=journal, run_dir=run_dir,
-                settings=BatchSettings(poll_interval_s=config.batch_poll_interval_s),
-                max_cost_usd=config.max_cost_usd,
-                spent_before_usd=journal_totals(journal.read())["spent_usd"])
-        else:
-            stats = asyncio.run(run_jobs(jobs, total=len(jobs), provider=provider, cache=cache,
-                                         journal=journal, concurrency=config.concurrency,
-                                         max_cost_usd=config.max_cost_usd, progress=progress,
-                                         label=testset.name))
-    finally:
-        cache.close()
-    _write_run_json(run_dir, config, testset, setup, sessions_add=stats,
-                    notional=provider.cost_is_notional, subset=subset)
-    if judge is not None:
+    folder = _Folder(run_dir, config, testset, setup, notional=provider.cost_is_notional,
+                     subset=subset)
+    stats = _run_session(folder, provider, jobs, progress)
+    if stats.stop == STOP_INTERRUPTED:  # out at once: scoring can wait for the resume
+        return RunResult(run_dir, {}, stats, list(setup.get("warnings", [])), subset)
+    if judge is not None and stats.stop is None:  # a stopped run is graded when it is finished
         _grade(run_dir, judge, cache_dir=config.cache_dir, progress=progress)
     summary = write_scores_and_summary(run_dir, testset, config.variants)
     _point_latest(run_dir, testset.name)
     return RunResult(run_dir, summary, stats, list(setup.get("warnings", [])), subset)
+
+
+@dataclass(frozen=True)
+class _Folder:
+    """What run.json is written from, besides the sessions' counts."""
+
+    run_dir: Path
+    config: RunConfig
+    testset: Testset
+    setup: dict[str, Any]
+    notional: bool
+    subset: dict[str, Any] | None
+
+
+def _run_session(folder: _Folder, provider, jobs: list[Job], progress: bool) -> RunStats:
+    """One session: open it in run.json, run the jobs against the run's budget, close it."""
+    run_dir, config = folder.run_dir, folder.config
+    cache = ResponseCache(Path(config.cache_dir) / "responses.sqlite")
+
+    def price_open(calls: list[OpenCall]) -> Unjournaled:
+        return unjournaled(calls, lambda key: _cached_cost(cache, key))
+
+    try:
+        session = _write_run_json(folder, None, price_open)
+        _write_items(run_dir, folder.testset)
+        # the cap covers the run: start from what every earlier session paid or left open
+        journal = Journal(run_dir / "predictions.jsonl")
+        before = journal.read()
+        spent_before = (journal_totals(before)["spent_usd"]
+                        + price_open(open_calls(run_dir / "calls.jsonl")).usd)
+        if config.batch:
+            stats = run_batches(
+                jobs, provider=provider, cache=cache, journal=journal, run_dir=run_dir,
+                settings=BatchSettings(poll_interval_s=config.batch_poll_interval_s),
+                max_cost_usd=config.max_cost_usd, spent_before_usd=spent_before)
+        else:
+            stats = asyncio.run(run_jobs(
+                jobs, total=len(jobs), provider=provider, cache=cache, journal=journal,
+                concurrency=config.concurrency, max_cost_usd=config.max_cost_usd,
+                spent_before_usd=spent_before,
+                dearest_call_usd=max((p.cost_usd for p in before if not p.cached), default=0),
+                ledger=CallLedger(run_dir / "calls.jsonl", session), progress=progress,
+                label=folder.testset.name))
+        _write_run_json(folder, stats, price_open)
+    finally:
+        cache.close()
+    return stats
+
+
+def _cached_cost(cache: ResponseCache, key: str) -> float | None:
+    """What a call cost if its answer reached the cache (a kill before the journal line)."""
+    hit = cache.get(key)
+    return None if hit is None else hit.cost_usd
 
 
 class _Stages:
@@ -312,18 +359,27 @@ def _new_run_dir(reports: Path, name: str) -> Path:
     return run_dir
 
 
-def _write_run_json(run_dir: Path, config: RunConfig, testset: Testset, setup: dict,
-                    sessions_add: RunStats | None, *, notional: bool,
-                    subset: dict | None = None) -> None:
-    """run.json; `notional`: the provider bills nobody (local), so no cost in it was paid;
-    `subset`: the --limit/--sample record (None: every test item ran)."""
+def _write_run_json(folder: _Folder, stats: RunStats | None,
+                    price_open: Callable[[list[OpenCall]], Unjournaled]) -> int:
+    """Write run.json; `stats=None` opens a session, else closes the last one. Returns the
+    session's index (the call ledger's session number). `price_open` prices calls left open
+    in the ledger (paid, perhaps, but never journaled). `folder.notional`: the provider
+    bills nobody (local), so no cost in it was paid; `folder.subset`: the --limit/--sample
+    record (None: every test item ran)."""
+    run_dir, config, testset = folder.run_dir, folder.config, folder.testset
     path = run_dir / "run.json"
     previous = json.loads(path.read_text()) if path.is_file() else {}
     sessions = previous.get("sessions", [])
-    if sessions_add is not None:
-        sessions.append({"finished_at": _now(), **asdict(sessions_add)})
-    totals = {k: sum(s[k] for s in sessions) for k in ("jobs", "skipped_budget", "wall_s")}
-    totals.update(journal_totals(Journal(run_dir / "predictions.jsonl").read()))
+    preds = Journal(run_dir / "predictions.jsonl").read()
+    still_open = open_calls(run_dir / "calls.jsonl")
+    if stats is None:
+        _close_killed(sessions, preds, still_open, price_open)
+        sessions.append({"status": "running", "started_at": _now(),
+                         "journal_lines_at_start": len(preds)})
+    else:
+        lost = price_open([c for c in still_open if c.session == len(sessions) - 1])
+        sessions[-1] = {**sessions[-1], "status": stats.stop or "finished",
+                        "finished_at": _now(), **asdict(stats), **_lost_fields(lost)}
     record = {
         "run_id": run_dir.name,
         "created_at": previous.get("created_at", _now()),
@@ -332,19 +388,65 @@ def _write_run_json(run_dir: Path, config: RunConfig, testset: Testset, setup: d
         "testset": {"name": testset.name, "path": str(testset.path), "hash": testset.hash,
                     "n_test": len(testset.test), "n_train": len(testset.train),
                     "n_docs": len(testset.docs), "files": testset.file_hashes},
-        "subset": subset,  # n_test above counts the items this run holds
+        "subset": folder.subset,  # n_test above counts the items this run holds
         "task": testset.task.to_record(),  # lets `summarize` work from the folder alone
         "variant_specs": {n: asdict(default_variant(n, testset)) for n in config.variants},
-        "setup": setup,
+        "setup": folder.setup,
         "git_commit": _git_commit(),
-        "billing": {"notional": notional},
+        "billing": {"notional": folder.notional},
         "versions": _versions(),
         "sessions": sessions,
-        "totals": totals,
+        "totals": run_totals(sessions, preds),
     }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")
     tmp.replace(path)
+    return len(sessions) - 1
+
+
+def _close_killed(sessions: list[dict], preds: list[Prediction], still_open: list[OpenCall],
+                  price_open: Callable[[list[OpenCall]], Unjournaled]) -> None:
+    """Sessions left "running" were killed: count their jobs from the journal lines they
+    wrote and the calls they left open (paid, perhaps, but never journaled)."""
+    for n, s in enumerate(sessions):
+        if s.get("status") != "running":
+            continue
+        end = sessions[n + 1]["journal_lines_at_start"] if n + 1 < len(sessions) else len(preds)
+        written = preds[s.get("journal_lines_at_start", 0):end]
+        lost = price_open([c for c in still_open if c.session == n])
+        s.update(status="killed", jobs=len(written) + lost.calls,
+                 calls=sum(not p.cached for p in written) + lost.calls,
+                 cache_hits=sum(p.cached for p in written),
+                 errors=sum(p.error_class is not None for p in written),
+                 spent_usd=sum(p.cost_usd for p in written if not p.cached) + lost.usd,
+                 **_lost_fields(lost))
+
+
+def _lost_fields(lost: Unjournaled) -> dict[str, Any]:
+    return {"unjournaled_calls": lost.calls, "unjournaled_usd_estimate": lost.usd,
+            "unjournaled_priced_from_usage": lost.from_usage}
+
+
+def run_totals(sessions: list[dict], preds: list[Prediction]) -> dict[str, Any]:
+    """The run's counts over every session: jobs and HTTP attempts from the sessions, the
+    rest from the journal, plus calls paid but never journaled (an estimate)."""
+    totals = {k: sum(s.get(k) or 0 for s in sessions)
+              for k in ("jobs", "skipped_budget", "wall_s")}
+    totals.update(journal_totals(preds))
+    metered = [s for s in sessions if s.get("http_attempts") is not None]
+    if metered:
+        attempts = sum(s["http_attempts"] for s in metered)
+        totals["http_attempts"] = attempts
+        totals["retries"] = attempts - sum(s.get("calls", 0) for s in metered)
+    lost_calls = sum(s.get("unjournaled_calls") or 0 for s in sessions)
+    lost_usd = sum(s.get("unjournaled_usd_estimate") or 0.0 for s in sessions)
+    totals["unjournaled"] = {
+        "calls": lost_calls, "usd_estimate": lost_usd,
+        "how": "calls in flight when a session was killed: each priced from its cached "
+               "answer's usage where the cache has it, else at the worst case reserved"}
+    totals["spent_journaled_usd"] = totals["spent_usd"]
+    totals["spent_usd"] += lost_usd  # an estimate when lost_calls > 0
+    return totals
 
 
 def _write_items(run_dir: Path, testset: Testset) -> None:
@@ -366,8 +468,11 @@ def journal_totals(preds: list) -> dict[str, Any]:
     the journal; counting from there keeps `totals` true across kills and resumes.
     """
     paid = [p for p in preds if not p.cached]
+    failed = sum(p.error_class is not None for p in latest(preds))
     return {"calls": len(paid), "cache_hits": len(preds) - len(paid),
-            "errors": sum(p.error_class is not None for p in preds),
+            "errors": failed,  # what the report shows: items whose latest attempt failed
+            "failed_items": failed,
+            "error_lines": sum(p.error_class is not None for p in preds),  # ever written
             "spent_usd": sum(p.cost_usd for p in paid),
             "notional_usd": sum(p.cost_usd for p in preds if p.error_class is None)}
 

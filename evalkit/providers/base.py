@@ -81,6 +81,11 @@ class FineTuneOptions:
     echo: Callable[[str], None] = print
 
 
+class ServerUnreachable(RuntimeError):
+    """The provider cannot reach its server at all: the run stops instead of failing every
+    item in turn. The message names the server and what to check."""
+
+
 class Provider:
     """The interface the runner calls: one abstract `complete`, and optional hooks whose
     defaults say "this provider has no such thing" (the pattern of Inspect's `ModelAPI` and
@@ -112,8 +117,19 @@ class Provider:
     # --- optional hooks ---------------------------------------------------------------------
 
     def estimate_cost(self, request: Request) -> float | None:
-        """An upper-end guess of one call's cost for the budget check; None: no guess (the
-        runner then reserves the dearest call seen so far)."""
+        """The most one call can cost, for the budget check (`--max-cost-usd` is only a
+        guarantee when this is a true bound); None: no bound (the runner then reserves the
+        dearest call seen so far, a best effort)."""
+        return None
+
+    def transport_counts(self) -> dict[str, int] | None:
+        """HTTP attempts sent (retries included) and connection failures, for run.json;
+        None: not an HTTP provider."""
+        return None
+
+    @property
+    def output_limit_ignored(self) -> str | None:
+        """How the server showed it ignores output limits (None: it has not)."""
         return None
 
     def price_book(self) -> PriceBook | None:

@@ -12,6 +12,20 @@ fails is raised as an error named after the SDK's class, so the journal says e.g
 Costs come from a `PriceBook` (evalkit.providers.pricing), resolved *before* the call, so a
 model with no known price fails without spending anything.
 `usage.prompt_tokens_details.cached_tokens` is recorded apart and priced at the cached rate.
+
+Every request carries an output limit (`output_limit`): `max_completion_tokens` if configured,
+else the task type's default (`DEFAULT_OUTPUT_LIMITS`, overridable per type by
+`output_limits`). It is sent as `max_completion_tokens` to OpenAI itself (which refuses both
+at once, and whose o-series refuse `max_tokens`) and as both names to any other server
+(llama.cpp's server honours only `max_tokens`); `max_tokens_param` overrides that choice.
+`estimate_cost(request)` is what the runner's budget reserves for a call, its worst case: an
+upper bound of the prompt's tokens (`input_token_bound`) at the input price plus the output
+limit at the output price. A server that answers past the limit is marked as ignoring it
+(`output_limit_ignored`): that answer is billed at its real usage, and from then on the
+output bound is the longest answer seen times `untrusted_output_factor`, not the limit.
+
+A server that cannot be reached fails fast: `connect_attempts` connection failures in a row
+raise `ServerUnreachable` (evalkit.providers.http_meter; it also counts HTTP attempts).
 """
 
 from __future__ import annotations
@@ -25,12 +39,32 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from evalkit import secrets
-from evalkit.providers.base import Completion, FineTuneOptions, Provider, ProviderSetup, Usage
+from evalkit.providers.base import (
+    Completion,
+    FineTuneOptions,
+    Provider,
+    ProviderSetup,
+    ServerUnreachable,
+    Usage,
+)
+from evalkit.providers.http_meter import HttpMeter
 from evalkit.providers.pricing import PriceBook
 from evalkit.strategies.request import Request
 
 NO_KEY_PLACEHOLDER = "not-needed"  # local servers without auth still need a non-empty key
 _OPENAI_HOSTS = ("api.openai.com",)
+
+# Output tokens a request may use, per task type: a label, a short answer, a JSON object, a
+# long-form answer, a judge's JSON; any other type gets the provider's `default_output_tokens`.
+DEFAULT_OUTPUT_LIMITS = {"classification": 16, "qa": 64, "extraction": 256, "generation": 512,
+                         "judge": 256}
+_LIMIT_PARAMS = {"both": ("max_completion_tokens", "max_tokens"),
+                 "max_completion_tokens": ("max_completion_tokens",),
+                 "max_tokens": ("max_tokens",)}
+# Tokens a chat template adds around each message (role, separators) and once per request;
+# generous next to OpenAI's 3-4 and Llama/ChatML's 4-6, since the bound must never be short.
+_MESSAGE_OVERHEAD_TOKENS = 12
+_REQUEST_OVERHEAD_TOKENS = 12
 
 
 class OpenAIProviderError(RuntimeError):
@@ -60,6 +94,19 @@ def approx_tokens(messages: list[dict[str, str]]) -> int:
     return sum(math.ceil(len(m.get("content", "")) / 4) + 4 for m in messages) + 3
 
 
+def input_token_bound(messages: list[dict[str, str]]) -> int:
+    """An upper bound of a prompt's tokens under any byte-level BPE tokenizer, without one.
+
+    Every token of a byte-level BPE (OpenAI's cl100k/o200k, Llama 3, Qwen) or of a
+    SentencePiece model with byte fallback covers at least one UTF-8 byte, so the byte count
+    bounds the token count whatever the text (CJK, emoji, digits); chars/4 undercounts those
+    several times over. tiktoken would be exact for OpenAI models but downloads its
+    vocabularies on first use, which a run must not depend on.
+    """
+    return sum(len(m.get("content", "").encode("utf-8")) + len(m.get("role", "").encode())
+               + _MESSAGE_OVERHEAD_TOKENS for m in messages) + _REQUEST_OVERHEAD_TOKENS
+
+
 def redact_url(url: str | None) -> str | None:
     """The URL without user:password@, for anything that may be written down."""
     if not url:
@@ -85,14 +132,26 @@ class OpenAIProvider(Provider):
     def __init__(self, *, model: str = "gpt-4o-mini", base_url: str | None = None,
                  api_key_env: str = "OPENAI_API_KEY", temperature: float | None = 0.0,
                  seed: int | None = 0, max_completion_tokens: int | None = None,
-                 max_tokens_param: str = "max_completion_tokens", max_retries: int = 5,
+                 output_limits: Mapping[str, int] | None = None,
+                 max_tokens_param: str = "auto", max_retries: int = 5,
                  timeout_s: float = 60.0, routes: Mapping[str, str] | None = None,
                  pricing: PriceBook | Mapping[str, Any] | None = None,
-                 default_output_tokens: int = 256, require_key: bool = True,
+                 default_output_tokens: int = 256, untrusted_output_factor: float = 2.0,
+                 connect_attempts: int = 5, require_key: bool = True,
                  http_transport: str = "auto", response_format: str = "auto"):
-        if max_tokens_param not in ("max_completion_tokens", "max_tokens"):
-            raise ValueError("max_tokens_param must be 'max_completion_tokens' or 'max_tokens' "
-                             "(older OpenAI-compatible servers only know max_tokens)")
+        if max_tokens_param not in ("auto", *_LIMIT_PARAMS):
+            raise ValueError("max_tokens_param must be auto, both, max_completion_tokens or "
+                             "max_tokens (auto: max_completion_tokens for OpenAI, both for "
+                             "other servers)")
+        limits = {**DEFAULT_OUTPUT_LIMITS, **dict(output_limits or {})}
+        for name, value in [("max_completion_tokens", max_completion_tokens),
+                            ("default_output_tokens", default_output_tokens),
+                            *((f"output_limits.{k}", v) for k, v in limits.items())]:
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(connect_attempts, int) or connect_attempts < 1:
+            raise ValueError(f"connect_attempts must be an integer >= 1, got {connect_attempts!r}")
         if http_transport not in HTTP_TRANSPORTS:
             raise ValueError(f"http_transport must be one of {', '.join(HTTP_TRANSPORTS)}, "
                              f"got {http_transport!r}")
@@ -118,15 +177,18 @@ class OpenAIProvider(Provider):
         self.temperature = temperature
         self.seed = seed
         self.max_completion_tokens = max_completion_tokens
+        self.output_limits = limits
         self.max_tokens_param = max_tokens_param
+        self.untrusted_output_factor = float(untrusted_output_factor)
         self.max_retries = max_retries
         self.timeout_s = float(timeout_s)
         self.routes = dict(routes or {})
         self.prices = pricing if isinstance(pricing, PriceBook) else PriceBook.from_section(pricing)
         self.default_output_tokens = default_output_tokens
+        self.meter = HttpMeter(connect_attempts=connect_attempts)
         self._clients: dict[str | None, tuple[Any, Any]] = {}
         self._max_output_seen = 0
-        self._input_ratio = 1.0  # server-counted / estimated prompt tokens, the largest seen
+        self._limit_ignored: str | None = None  # how the server showed it ignores limits
         for url in {self.base_url, *self.routes.values()} if require_key else ():
             self._api_key(url)  # fail now, not once per item, when OpenAI itself has no key
 
@@ -164,10 +226,20 @@ class OpenAIProvider(Provider):
         """What changes an answer besides model and messages. Never the key."""
         params = {"base_url": redact_url(self.base_url), "temperature": self.temperature,
                   "seed": self.seed, "max_completion_tokens": self.max_completion_tokens,
+                  "output_limits": dict(sorted(self.output_limits.items())),
+                  "default_output_tokens": self.default_output_tokens,
                   "routes": {m: redact_url(u) for m, u in sorted(self.routes.items())}}
         if self.response_format != "auto":  # absent by default: older cache keys still hit
             params["response_format_mode"] = self.response_format
         return params
+
+    def output_limit(self, request: Request) -> int:
+        """The output tokens this request may use: the configured cap, else its task's."""
+        if self.max_completion_tokens is not None:
+            return self.max_completion_tokens
+        limit = self.output_limits.get(request.task_type, self.default_output_tokens)
+        longest_label = max((len(label.encode()) for label, _ in request.labels), default=0)
+        return max(limit, longest_label + 2)  # never too short to say the longest label
 
     def body(self, request: Request) -> dict[str, Any]:
         """The Chat Completions request body for `request` (also one Batch API line's body)."""
@@ -176,8 +248,9 @@ class OpenAIProvider(Provider):
             body["temperature"] = self.temperature
         if self.seed is not None:
             body["seed"] = self.seed
-        if self.max_completion_tokens is not None:
-            body[self.max_tokens_param] = self.max_completion_tokens
+        limit = self.output_limit(request)
+        for param in self._limit_params(body["model"]):
+            body[param] = limit
         wanted = self._response_format(request)
         if wanted is not None:  # structured output the task type asks for
             body["response_format"] = wanted
@@ -207,7 +280,7 @@ class OpenAIProvider(Provider):
             raw = await self._post(client, content)
         except Exception as exc:
             if "response_format" not in body or not _refuses_response_format(exc):
-                raise self._translate(exc) from None
+                raise self._translate(exc, self.server_for(model)) from None
             # a server without structured output (some vLLM/Ollama builds 400 on it): ask
             # once more with the prompt's instructions only, and remember the server
             self._no_response_format.add(self.server_for(model))
@@ -217,12 +290,12 @@ class OpenAIProvider(Provider):
             try:
                 raw = await self._post(client, content)
             except Exception as again:
-                raise self._translate(again) from None
+                raise self._translate(again, self.server_for(model)) from None
         latency = _elapsed(raw, since=start)
-        text, usage = self._read(_json_body(raw), messages)
-        self._max_output_seen = max(self._max_output_seen, usage.output_tokens)
-        # calibrate the tokenizer-free estimate against what the server counted
-        self._input_ratio = max(self._input_ratio, usage.input_tokens / approx_tokens(messages))
+        data = _json_body(raw)
+        text, usage = self._read(data, messages)
+        self._check_limit(usage, self.output_limit(request),
+                          usage_reported=isinstance(data, dict) and "usage" in data)
         return Completion(text=text, usage=usage, latency_s=latency, cost_usd=price.cost(usage),
                           model=model)
 
@@ -255,15 +328,42 @@ class OpenAIProvider(Provider):
         return OpenAIBatches(self, base_url=base_url)
 
     def estimate_cost(self, request: Request) -> float:
-        """An upper-end guess of one call's cost, for the runner's budget check.
-
-        Output: `max_completion_tokens` when set (a true bound), else the longest answer seen
-        so far, else `default_output_tokens`. Input: the estimate, scaled up by the largest
-        ratio of server-counted to estimated tokens seen so far."""
+        """The most one call can cost, for the runner's budget: an upper bound of its input
+        tokens at the full input price (no prompt-cache discount) plus its output limit at
+        the output price — or, once the server has ignored a limit, the longest answer seen
+        times `untrusted_output_factor`."""
         model = self.model_for(request)
-        out = self.max_completion_tokens or self._max_output_seen or self.default_output_tokens
-        est_in = math.ceil(approx_tokens(request.messages()) * self._input_ratio)
-        return self.prices.price(model).cost(Usage(input_tokens=est_in, output_tokens=out))
+        out = self.output_limit(request)
+        if self._limit_ignored is not None:
+            out = max(out, math.ceil(self._max_output_seen * self.untrusted_output_factor))
+        bound = Usage(input_tokens=input_token_bound(request.messages()), output_tokens=out)
+        return self.prices.price(model).cost(bound)
+
+    def transport_counts(self) -> dict[str, int]:
+        return self.meter.counts()
+
+    @property
+    def output_limit_ignored(self) -> str | None:
+        return self._limit_ignored
+
+    def _check_limit(self, usage: Usage, limit: int, *, usage_reported: bool) -> None:
+        """Remember the longest answer, and a server that answered past the limit."""
+        self._max_output_seen = max(self._max_output_seen, usage.output_tokens)
+        if usage.output_tokens > limit and self._limit_ignored is None:
+            # without usage from the server, bytes stand in for tokens (perhaps a false
+            # alarm; the bound that follows is what this answer was billed at anyway)
+            unit = "tokens" if usage_reported else "bytes"
+            self._limit_ignored = (f"the server answered {usage.output_tokens} {unit} to a "
+                                   f"{limit}-token limit")
+
+    def _limit_params(self, model: str) -> tuple[str, ...]:
+        """Which names carry the output limit: OpenAI refuses both at once (and its o-series
+        refuse max_tokens); llama.cpp's server reads only max_tokens; vLLM reads either."""
+        if self.max_tokens_param != "auto":
+            return _LIMIT_PARAMS[self.max_tokens_param]
+        url = self.routes.get(model, self.base_url)
+        host = urlsplit(url).hostname if url else "api.openai.com"
+        return _LIMIT_PARAMS["max_completion_tokens" if host in _OPENAI_HOSTS else "both"]
 
     async def aclose(self) -> None:
         """Close the HTTP clients of the running loop (the runner calls this when it ends)."""
@@ -298,8 +398,8 @@ class OpenAIProvider(Provider):
         if held is None or held[0] is not loop:
             client = AsyncOpenAI(api_key=self._api_key(base_url), base_url=base_url,
                                  max_retries=self.max_retries, timeout=self.timeout_s,
-                                 http_client=_http_client(self.http_transport,
-                                                          self.timeout_s))
+                                 http_client=self.meter.metered(
+                                     _http_client(self.http_transport, self.timeout_s)))
             self._clients[base_url] = held = (loop, client)
         return held[1]
 
@@ -317,9 +417,9 @@ class OpenAIProvider(Provider):
                                     f"{secrets.scrub(json.dumps(data, default=str)[:200])}")
         u = data.get("usage")
         if not isinstance(u, dict) or type(u.get("prompt_tokens")) is not int:
-            # some servers omit usage; estimate rather than pretend the call was free
-            return text, Usage(input_tokens=approx_tokens(messages),
-                               output_tokens=math.ceil(len(text) / 4))
+            # some servers omit usage: bill the upper bounds rather than pretend it was cheap
+            return text, Usage(input_tokens=input_token_bound(messages),
+                               output_tokens=len(text.encode("utf-8")))
         details = u.get("prompt_tokens_details")
         cached = details.get("cached_tokens") if isinstance(details, dict) else 0
         output = u.get("completion_tokens")
@@ -327,9 +427,15 @@ class OpenAIProvider(Provider):
                            output_tokens=output if type(output) is int else 0,
                            cached_input_tokens=cached if type(cached) is int else 0)
 
-    def _translate(self, exc: Exception) -> Exception:
+    def _translate(self, exc: Exception, base_url: str | None) -> Exception:
         """The SDK's error as ours, same class name, key scrubbed from the message."""
         message = self._scrub(str(exc))
+        if self.meter.unreachable(exc):
+            return ServerUnreachable(
+                f"cannot reach the server at {redact_url(base_url) or 'https://api.openai.com/v1'}"
+                f": {self.meter.connect_attempts} connection attempts in a row failed "
+                f"({message}); is it running? (--base-url, provider.base_url or OPENAI_BASE_URL;"
+                f" provider.connect_attempts sets how many failures stop the run)")
         if isinstance(exc, json.JSONDecodeError):
             return MalformedResponse(f"the response body is not valid JSON: {message}")
         if isinstance(exc, OpenAIProviderError):

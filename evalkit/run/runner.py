@@ -3,15 +3,21 @@
 A fixed pool of `concurrency` workers pulls jobs from one iterator, so memory stays flat for
 any number of items. For each job: build the Request, look it up in the cache, else call the
 provider; journal the result the moment it is known. A call that raises is journaled as an
-error for that item and the run goes on. With `max_cost_usd`, no call is issued once the
-spend so far, plus the expected cost of the calls still in flight, plus this call's expected
-cost (the provider's `estimate_cost(request)` when it makes a guess, and never less than the dearest
-call seen) would cross the cap; those jobs are left unjournaled, so `--resume` can finish them.
+error for that item and the run goes on. With `max_cost_usd`, every call first reserves its
+worst case (the provider's `estimate_cost`) with the run's `Budget` (evalkit/run/budget.py
+has the rules); jobs left after a budget stop are not journaled, so `--resume` can finish
+them.
+
+A run stops early, leaving the rest for `--resume`, on: the budget stop; Ctrl-C (SIGINT:
+no new call, the calls in flight finish and are journaled; a second Ctrl-C abandons them);
+a provider that raises `ServerUnreachable` (the server cannot be reached at all).
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -19,10 +25,14 @@ from dataclasses import dataclass, replace
 from tqdm import tqdm
 
 from evalkit.data.testset import Item
-from evalkit.providers.base import Completion, Provider
+from evalkit.providers.base import Completion, Provider, ServerUnreachable
+from evalkit.run.budget import Budget
 from evalkit.run.cache import ResponseCache, request_key
 from evalkit.run.journal import Journal, Prediction, shown
+from evalkit.run.ledger import CallLedger
 from evalkit.strategies.request import Request
+
+STOP_BUDGET, STOP_INTERRUPTED, STOP_UNREACHABLE = "budget", "interrupted", "unreachable"
 
 
 @dataclass
@@ -37,98 +47,207 @@ class RunStats:
     jobs: int = 0
     calls: int = 0          # provider calls made (including failed ones)
     cache_hits: int = 0
-    errors: int = 0
+    errors: int = 0         # error lines this session wrote
     skipped_budget: int = 0
-    spent_usd: float = 0.0  # what this run actually paid (cache hits are free)
+    not_started: int = 0    # jobs left untouched by an interrupt or an unreachable server
+    spent_usd: float = 0.0  # what this session actually paid (cache hits are free)
     notional_usd: float = 0.0  # what every answer would have cost uncached
     wall_s: float = 0.0
+    http_attempts: int | None = None  # HTTP requests sent, retries included (if metered)
+    cap_usd: float | None = None
+    run_spent_usd: float = 0.0      # the whole run's spend at the end of this session
+    skipped_worst_usd: float = 0.0  # worst case of the calls the budget stop skipped
+    stop: str | None = None         # why the session ended early (STOP_*), if it did
+    stop_message: str | None = None
+    output_limit_ignored: str | None = None  # the provider saw a server ignore its limit
 
 
 async def run_jobs(jobs: Iterable[Job], *, total: int, provider: Provider,
                    cache: ResponseCache | None, journal: Journal, concurrency: int = 8,
-                   max_cost_usd: float | None = None, progress: bool = True,
-                   label: str = "") -> RunStats:
-    """Run every job; the progress bar reads `label` (the test set) and the current variant."""
-    stats = RunStats()
-    it = iter(jobs)
+                   max_cost_usd: float | None = None, spent_before_usd: float = 0.0,
+                   dearest_call_usd: float = 0.0, ledger: CallLedger | None = None,
+                   progress: bool = True, label: str = "") -> RunStats:
+    """Run `jobs`. `spent_before_usd` is what earlier sessions of the run spent, and
+    `dearest_call_usd` their dearest call: the cap is the run's, not the session's. The
+    progress bar reads `label` (the test set) and the current variant."""
+    budget = Budget(max_cost_usd, spent_before_usd=spent_before_usd,
+                    dearest_call_usd=dearest_call_usd)
+    run = _Run(provider, cache, journal, ledger, budget, label)
     # disable=None: tqdm draws only on a terminal, so CI logs are not flooded
-    bar = tqdm(total=total, disable=None if progress else True, unit="item", leave=False)
-    max_call_cost = 0.0
-    reserved = 0.0  # expected cost of the calls in flight
-    inflight: dict[str, asyncio.Future] = {}  # cache key -> the answer one worker is fetching
+    run.bar = tqdm(total=total, disable=None if progress else True, unit="item", leave=False)
+    it = iter(jobs)
     start = time.perf_counter()
-    shown = [""]  # the variant the bar names
+    tasks = [asyncio.create_task(run.worker(it)) for _ in range(max(1, concurrency))]
+    restore = _on_sigint(run, tasks)
+    try:
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
+                raise r
+    finally:
+        restore()
+        run.bar.close()
+        journal.close()
+        if ledger is not None:
+            ledger.close()
+        await provider.aclose()  # HTTP clients close inside their loop
+    return run.finish(time.perf_counter() - start)
 
-    async def worker() -> None:
-        nonlocal max_call_cost, reserved
+
+class _Run:
+    """One session's shared state: the workers, the budget, the stop."""
+
+    def __init__(self, provider: Provider, cache: ResponseCache | None, journal: Journal,
+                 ledger: CallLedger | None, budget: Budget, label: str = ""):
+        self.provider, self.cache, self.journal, self.ledger = provider, cache, journal, ledger
+        self.budget = budget
+        self.stats = RunStats(cap_usd=budget.cap_usd)
+        self.inflight: dict[str, asyncio.Future] = {}  # cache key -> the answer being fetched
+        self.bar = None
+        self.label, self.shown = label, ""  # the variant the bar names
+
+    def halt(self, reason: str, message: str) -> None:
+        """End the session early; an interrupt outranks a budget stop already recorded."""
+        if self.stats.stop is None or reason == STOP_INTERRUPTED:
+            self.stats.stop, self.stats.stop_message = reason, message
+        self.budget.stop()
+
+    async def worker(self, it) -> None:
         for job in it:  # a shared iterator: each job goes to exactly one worker
-            stats.jobs += 1
-            if job.variant != shown[0]:  # jobs come variant by variant: name the one started
-                shown[0] = job.variant
-                bar.set_description(f"{label} {job.variant}".strip(), refresh=False)
-            try:
-                request = job.build(job.item)
-                key = request_key(provider, request)
-            except Exception as exc:  # a variant that cannot build or render this item
-                _record_error(journal, stats, job, exc)
-                bar.update()
+            if self.stats.stop in (STOP_INTERRUPTED, STOP_UNREACHABLE):
+                self.stats.not_started += 1
                 continue
-            completion = cache.get(key) if cache else None
-            if completion is None and key in inflight:
-                # the same request is already on its way (e.g. two variants rendering alike):
-                # share that answer instead of paying for it twice, as a cache hit would
-                try:
-                    completion = replace(await asyncio.shield(inflight[key]), cached=True)
-                except Exception:
-                    completion = None  # that call failed: make our own attempt
+            self.stats.jobs += 1
+            if job.variant != self.shown:  # jobs come variant by variant: name the one started
+                self.shown = job.variant
+                self.bar.set_description(f"{self.label} {job.variant}".strip(), refresh=False)
+            await self.one(job)
+            self.bar.update()
+
+    async def one(self, job: Job) -> None:
+        try:
+            request = job.build(job.item)
+            key = request_key(self.provider, request)
+        except Exception as exc:  # a variant that cannot build or render this item
+            self.error(job, exc)
+            return
+        completion = self.cache.get(key) if self.cache else None
+        if completion is None:
+            completion = await self.shared(key)
+        if completion is None:
+            await self.call(job, request, key)
+            return
+        self.stats.cache_hits += 1
+        self.stats.notional_usd += completion.cost_usd
+        self.journal.append(_prediction(job, request, completion))
+
+    async def shared(self, key: str) -> Completion | None:
+        """The same request already on its way (e.g. two variants rendering alike): share
+        that answer instead of paying for it twice, as a cache hit would."""
+        if key not in self.inflight:
+            return None
+        try:
+            return replace(await asyncio.shield(self.inflight[key]), cached=True)
+        except Exception:
+            return None  # that call failed: make our own attempt
+
+    async def call(self, job: Job, request: Request, key: str) -> None:
+        """Reserve the call's worst case, make it, journal it, settle the budget."""
+        def worst_case() -> float:  # a provider with no bound: the dearest call seen stands in
+            worst = self.provider.estimate_cost(request)
+            return self.budget.dearest_call_usd if worst is None else worst
+
+        try:
+            worst = await self.budget.reserve(worst_case)
+        except Exception as exc:  # e.g. no price known for the model: don't call
+            self.error(job, exc)
+            return
+        if worst is None:
+            if self.stats.stop in (STOP_INTERRUPTED, STOP_UNREACHABLE):
+                self.stats.not_started += 1
+                return
+            self.stats.skipped_budget += 1
+            self.stats.skipped_worst_usd += worst_case()
+            self.halt(STOP_BUDGET, "the next call could cross the cap")
+            return
+        if key in self.inflight:  # an identical call left while this one waited for room
+            self.budget.settle(worst, 0.0, answered=False)
+            completion = await self.shared(key)
             if completion is None:
-                guess = 0.0  # this call's expected cost, reserved while it is in flight
-                if max_cost_usd is not None:
-                    try:
-                        guess = max(max_call_cost, provider.estimate_cost(request) or 0.0)
-                    except Exception as exc:  # e.g. no price known for the model: don't call
-                        _record_error(journal, stats, job, exc)
-                        bar.update()
-                        continue
-                    if stats.spent_usd + reserved + guess > max_cost_usd:
-                        stats.skipped_budget += 1
-                        bar.update()
-                        continue
-                stats.calls += 1
-                reserved += guess
-                shared = inflight[key] = asyncio.get_running_loop().create_future()
-                try:
-                    completion = await provider.complete(request)
-                    shared.set_result(completion)
-                except Exception as exc:
-                    shared.set_exception(exc)
-                    shared.exception()  # retrieved: no "never retrieved" warning without waiters
-                    _record_error(journal, stats, job, exc)
-                    bar.update()
-                    continue
-                finally:
-                    reserved -= guess
-                    inflight.pop(key, None)
-                    if not shared.done():  # cancelled mid-call: release any waiters
-                        shared.cancel()
-                stats.spent_usd += completion.cost_usd
-                max_call_cost = max(max_call_cost, completion.cost_usd)
-                if cache:
-                    cache.put(key, completion)
-            else:
-                stats.cache_hits += 1
-            stats.notional_usd += completion.cost_usd
-            journal.append(_prediction(job, request, completion))
-            bar.update()
+                return await self.call(job, request, key)
+            self.stats.cache_hits += 1
+            self.stats.notional_usd += completion.cost_usd
+            self.journal.append(_prediction(job, request, completion))
+            return
+        await self.paid_call(job, request, key, worst)
+
+    async def paid_call(self, job: Job, request: Request, key: str, worst: float) -> None:
+        self.stats.calls += 1
+        n = self.ledger.open_call(key, worst) if self.ledger else 0
+        shared = self.inflight[key] = asyncio.get_running_loop().create_future()
+        completion = None
+        try:
+            completion = await self.provider.complete(request)
+            shared.set_result(completion)
+        except Exception as exc:
+            shared.set_exception(exc)
+            shared.exception()  # retrieved: no "never retrieved" warning without waiters
+            self.error(job, exc)
+            if self.ledger:
+                self.ledger.close_call(n, 0.0)
+            if isinstance(exc, ServerUnreachable):
+                self.halt(STOP_UNREACHABLE, str(exc))
+            return
+        finally:
+            self.inflight.pop(key, None)
+            if shared.done():
+                cost = completion.cost_usd if completion is not None else 0.0
+                self.budget.settle(worst, cost, answered=completion is not None)
+            else:  # cancelled mid-call (a second Ctrl-C): release any waiters; the call
+                shared.cancel()  # stays open in the ledger, so the next session counts it
+        self.stats.spent_usd += completion.cost_usd
+        self.stats.notional_usd += completion.cost_usd
+        if self.cache:
+            self.cache.put(key, completion)
+        self.journal.append(_prediction(job, request, completion))
+        if self.ledger:  # after the journal line: a kill in between counts it twice, not never
+            self.ledger.close_call(n, completion.cost_usd)
+
+    def error(self, job: Job, exc: Exception) -> None:
+        self.stats.errors += 1
+        self.journal.append(Prediction(variant=job.variant, item_id=job.item.id, output=None,
+                                       error_class=type(exc).__name__, error=str(exc)[:500]))
+
+    def finish(self, wall_s: float) -> RunStats:
+        s = self.stats
+        s.wall_s = wall_s
+        s.run_spent_usd = self.budget.spent_usd
+        counts = self.provider.transport_counts()
+        if counts is not None:
+            s.http_attempts = counts["http_attempts"]
+        s.output_limit_ignored = self.provider.output_limit_ignored
+        return s
+
+
+def _on_sigint(run: _Run, tasks: list[asyncio.Task]) -> Callable[[], None]:
+    """First Ctrl-C: issue no new call, let the calls in flight finish and be journaled.
+    Second: abandon them (they stay open in the ledger and are counted as spent)."""
+    loop = asyncio.get_running_loop()
+
+    def handler() -> None:
+        if run.stats.stop != STOP_INTERRUPTED:
+            run.halt(STOP_INTERRUPTED, "interrupted (Ctrl-C)")
+            print(f"\ninterrupted: finishing {run.budget.in_flight} call(s) in flight; "
+                  f"Ctrl-C again to abandon them", file=sys.stderr, flush=True)
+        else:
+            for task in tasks:
+                task.cancel()
 
     try:
-        await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
-    finally:
-        bar.close()
-        journal.close()
-        await provider.aclose()  # HTTP clients close inside their loop
-    stats.wall_s = time.perf_counter() - start
-    return stats
+        loop.add_signal_handler(signal.SIGINT, handler)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
+        return lambda: None
+    return lambda: loop.remove_signal_handler(signal.SIGINT)
 
 
 def _prediction(job: Job, request: Request, c: Completion) -> Prediction:
@@ -138,9 +257,3 @@ def _prediction(job: Job, request: Request, c: Completion) -> Prediction:
         cached_input_tokens=c.usage.cached_input_tokens, latency_s=c.latency_s,
         cost_usd=c.cost_usd, cached=c.cached, **shown(request.passages),
     )
-
-
-def _record_error(journal: Journal, stats: RunStats, job: Job, exc: Exception) -> None:
-    stats.errors += 1
-    journal.append(Prediction(variant=job.variant, item_id=job.item.id, output=None,
-                              error_class=type(exc).__name__, error=str(exc)[:500]))

@@ -1,0 +1,95 @@
+"""The call ledger, `calls.jsonl`: every provider call is written down before it is made.
+
+A line `{"s": session, "n": call, "key": cache key, "worst_usd": ...}` goes out (flushed)
+before the call, and `{"s": session, "n": call, "cost_usd": ...}` once its answer or error is
+journaled. A call opened and never closed was in flight when its session was killed: it may
+have been paid without reaching the journal. The next session counts such calls as spent —
+at the cost of the answer if the response cache holds it (the provider's usage), else at the
+worst case that was reserved for it — so neither `--max-cost-usd` nor run.json's totals
+forget them. Those figures are labelled as estimates.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class OpenCall:
+    session: int
+    key: str
+    worst_usd: float
+
+
+@dataclass(frozen=True)
+class Unjournaled:
+    """Calls of earlier sessions paid (perhaps) but never journaled, and what they cost."""
+
+    calls: int = 0
+    usd: float = 0.0            # from the cached answer's usage where known, else worst case
+    from_usage: int = 0         # how many of `calls` were priced from a cached answer
+
+
+class CallLedger:
+    def __init__(self, path: Path | str, session: int):
+        self.path = Path(path)
+        self.session = session
+        self._n = 0
+        self._fh = None
+
+    def open_call(self, key: str, worst_usd: float) -> int:
+        self._n += 1
+        self._write({"s": self.session, "n": self._n, "key": key, "worst_usd": worst_usd})
+        return self._n
+
+    def close_call(self, n: int, cost_usd: float) -> None:
+        self._write({"s": self.session, "n": n, "cost_usd": cost_usd})
+
+    def _write(self, record: dict) -> None:
+        if self._fh is None:
+            self._fh = self.path.open("a", encoding="utf-8")
+        self._fh.write(json.dumps(record) + "\n")
+        self._fh.flush()  # in the kernel before the call goes out: a kill -9 cannot lose it
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def open_calls(path: Path | str) -> list[OpenCall]:
+    """Calls opened and never closed, from every session so far (a torn line is skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    opened: dict[tuple[int, int], OpenCall] = {}
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                rec = json.loads(line)
+                ident = (int(rec["s"]), int(rec["n"]))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+            if "worst_usd" in rec:
+                opened[ident] = OpenCall(ident[0], str(rec.get("key", "")),
+                                         float(rec["worst_usd"]))
+            else:
+                opened.pop(ident, None)
+    return list(opened.values())
+
+
+def unjournaled(calls: list[OpenCall], cached_cost: Callable[[str], float | None]
+                ) -> Unjournaled:
+    """Price open calls: the cached answer's cost if the cache has it, else the worst case."""
+    usd, known = 0.0, 0
+    for call in calls:
+        cost = cached_cost(call.key) if call.key else None
+        if cost is None:
+            usd += call.worst_usd
+        else:
+            usd += cost
+            known += 1
+    return Unjournaled(len(calls), usd, known)
