@@ -179,7 +179,8 @@ def test_output_limit_names_per_server_and_defaults_per_task_type():
     assert other.output_limit(Request("classification", "Pick.", "x", labels=labels[:1])) == 16
     assert other.output_limit(Request("classification", "Pick.", "x", labels=labels)) == 36
     assert other.output_limit(Request("qa", "Answer.", "x")) == 64
-    assert other.output_limit(Request("generation", "Write.", "x")) == 256
+    assert other.output_limit(Request("generation", "Write.", "x")) == 512
+    assert other.output_limit(Request("some-new-type", "Do.", "x")) == 256  # the fallback
     tuned = OpenAIProvider(base_url="http://127.0.0.1:9/v1", output_limits={"qa": 200})
     assert tuned.output_limit(Request("qa", "Answer.", "x")) == 200
     capped = OpenAIProvider(base_url="http://127.0.0.1:9/v1", max_completion_tokens=8)
