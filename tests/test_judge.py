@@ -118,3 +118,27 @@ def test_score_run_keeps_the_judge_cost_apart(tmp_path):
     assert new["judge"]["cost"]["calls"] == 10 and "judge" not in old
     assert "judge cost (apart from the variants')" in out
     assert_key_nowhere(tmp_path)
+
+
+def test_score_refuses_a_changed_test_set_before_any_judge_call(tmp_path):
+    # the judge is paid per answer: re-scoring refuses a test set edited since the run, so
+    # that must be found before grading, not after every call has been paid for
+    import shutil
+
+    testset = tmp_path / "tiny-qa"
+    shutil.copytree(FIXTURES / "tiny-qa", testset)
+    dirs = ["--reports-dir", tmp_path / "reports", "--cache-dir", tmp_path / "cache",
+            "--finetune-dir", tmp_path / "ft"]
+    with FakeOpenAI(api_key=KEY) as server:
+        cli("run", testset, "--provider", "openai", "--base-url", server.base_url,
+            "--variants", "prompt-only", "--no-progress", *dirs)
+        run_dir = (tmp_path / "reports" / "latest").resolve()
+        first = (testset / "test.jsonl").read_text().splitlines()[0]
+        with (testset / "test.jsonl").open("a") as fh:
+            fh.write(first.replace('"id": "', '"id": "extra-', 1) + "\n")
+        calls_before = len(server.chat_calls())
+        result = cli("judge", "score", run_dir, "--base-url", server.base_url,
+                     "--cache-dir", tmp_path / "cache", ok=False)
+        assert result.exit_code == 2 and "field 'testset.hash'" in result.output
+        assert len(server.chat_calls()) == calls_before
+    assert not (run_dir / "judge_scores.csv").exists()

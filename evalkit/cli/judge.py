@@ -56,10 +56,11 @@ def judge_score(run_dir, variants, provider, base_url, model, config_path, rubri
                 cache_dir, concurrency, max_cost_usd):
     """Grade RUN_DIR's answers with the judge: judge_scores.csv and judge.json, and the
     metric `judge` in scores.csv and summary.json (the run is re-scored, no other call)."""
-    from evalkit.pipeline.experiment import rescore
+    from evalkit.pipeline.experiment import rescorable, rescore
     from evalkit.run.cache import ResponseCache
     from evalkit.scoring.judge import score_run
     try:
+        rescorable(run_dir)  # a run that cannot be re-scored is refused before any judge call
         llm, model, rubric = _judge_setup(provider, base_url, model, config_path, rubric_path)
         cache = ResponseCache(Path(cache_dir) / "responses.sqlite")
         try:

@@ -326,6 +326,13 @@ def rescore(run_dir: Path | str) -> dict:
     """Score a finished run again from its folder and its test set (after the judge graded
     it): scores.csv and summary.json rewritten, no model call. The test set must be the one
     the run answered."""
+    config, testset = rescorable(run_dir)
+    return write_scores_and_summary(Path(run_dir), testset, config.variants)
+
+
+def rescorable(run_dir: Path | str) -> tuple[RunConfig, Testset]:
+    """The run's config and the test set it answered, or the error `rescore` would raise:
+    `evalkit judge score` asks first, so a changed or missing test set costs no judge call."""
     run_dir = Path(run_dir)
     record = json.loads((run_dir / "run.json").read_text())
     config = RunConfig(**record["config"])
@@ -334,7 +341,7 @@ def rescore(run_dir: Path | str) -> dict:
         raise ValueError(f"{run_dir / 'run.json'}: field 'testset.hash': the test set in "
                          f"{testset.path} changed since this run; its scores would mix two "
                          f"versions of it")
-    return write_scores_and_summary(run_dir, testset, config.variants)
+    return config, testset
 
 
 def _prepare_fine_tune(config: RunConfig, testset: Testset) -> dict[str, Any]:
