@@ -141,3 +141,30 @@ def test_primary_judge_drives_the_verdicts_and_the_gate(tmp_path):
     base.write_text(json.dumps(raw))
     fell = gate()[("prompt-only", "judge")]
     assert fell.status == "fail" and "judge fell" in fell.reason
+
+
+def test_human_labels_in_the_config_put_the_judges_agreement_with_people_beside_it(tmp_path):
+    """Six labelled answers (see tests/test_judge.py's by-hand numbers): the judge agrees on 4
+    of 6, kappa (0.667 - 0.5) / (1 - 0.5) = 1/3."""
+    from test_judge import _labels
+
+    root = _set(tmp_path / "set", primary="rouge_l")
+    labels = _labels(tmp_path / "labels.jsonl")
+    with FakeOpenAI() as server:
+        result = _run(tmp_path, root, _config(tmp_path / "judge.yaml", server, score=True,
+                                              labels=str(labels)), "judged")
+    human = result.summary["judge"]["human_agreement"]
+    assert human["n"] == 7 and human["n_scored"] == 6
+    assert human["accuracy"] == pytest.approx(4 / 6) and human["kappa"] == pytest.approx(1 / 3)
+    assert human["judge_cost"]["calls"] == 7  # the check's own calls (one unparseable), apart
+
+
+def test_the_judge_section_is_checked_with_file_and_field(tmp_path):
+    root = _set(tmp_path / "set", primary="rouge_l")
+    config = tmp_path / "judge.yaml"
+    config.write_text("judge:\n  model: gpt-4o-mini\n  scroe: true\n")
+    with pytest.raises(ValueError, match=r"judge.yaml: field 'judge.scroe': unknown key"):
+        _run(tmp_path, root, config, "refused")
+    config.write_text("judge:\n  model: gpt-4o-mini\n  score: 'yes'\n")
+    with pytest.raises(ValueError, match=r"field 'judge.score': must be bool"):
+        _run(tmp_path, root, config, "refused")
