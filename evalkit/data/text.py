@@ -7,11 +7,18 @@ leakage check is its first user; later stages import it from here.
 
 from __future__ import annotations
 
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.pipeline import FeatureUnion
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import FeatureUnion
 
 
 def make_vectorizer() -> FeatureUnion:
+    # scikit-learn is imported on first use, not with this module: it costs ~1 s of CPU and
+    # a prompt-only run, which imports the modules that use this, never calls it (issue 16.3)
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import FeatureUnion
+
     return FeatureUnion([
         ("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, lowercase=True)),
         ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True)),

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from evalkit import DISTRIBUTION
-from evalkit.analysis import summary as analysis
 from evalkit.config import load_config
 from evalkit.data import subset as subsets
 from evalkit.data.subset import SubsetSpec
@@ -45,7 +44,6 @@ from evalkit.run.journal import Journal, Prediction, latest
 from evalkit.run.ledger import CallLedger, OpenCall, Unjournaled, open_calls, unjournaled
 from evalkit.run.runner import STOP_INTERRUPTED, Job, RunStats, run_jobs
 from evalkit.scoring import judge as judging
-from evalkit.scoring.score import score_predictions
 from evalkit.strategies import finetune
 from evalkit.strategies.variants import LADDER, VariantContext, default_variant
 
@@ -311,7 +309,13 @@ def _preflight(variants: list, testset: Testset, ctx: VariantContext, provider) 
 
 
 def write_scores_and_summary(run_dir: Path, testset: Testset, variants: list[str]) -> dict:
-    """Score the journal and write scores.csv and summary.json (no provider involved)."""
+    """Score the journal and write scores.csv and summary.json (no provider involved).
+
+    Scoring and analysis are imported here, not at the top: they pull in pandas, scipy and
+    scikit-learn (~2 s of CPU), which a run needs only after its last call (issue 16.3)."""
+    from evalkit.analysis import summary as analysis
+    from evalkit.scoring.score import score_predictions
+
     preds = latest(Journal(run_dir / "predictions.jsonl").read())
     items = {it.id: it for it in testset.test}
     scores = score_predictions(run_dir.name, testset.task, items, preds, docs=testset.docs,

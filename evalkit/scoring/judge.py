@@ -31,8 +31,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from evalkit.config import ConfigError, load_config
 from evalkit.data.testset import Item, load_testset
 from evalkit.providers import build_provider
@@ -40,7 +38,6 @@ from evalkit.providers.base import Provider, ProviderSetup
 from evalkit.run.cache import ResponseCache
 from evalkit.run.journal import Journal, latest
 from evalkit.run.runner import Job, RunStats, run_jobs
-from evalkit.scoring.score import passage_texts
 from evalkit.strategies.request import Request
 from evalkit.tasks.judged import JUDGE_GROUNDED_METRIC, JUDGE_METRIC
 
@@ -183,6 +180,8 @@ def cases_from_run(run_dir: Path, variants: Sequence[str] | None = None, *,
                    with_passages: bool = False) -> list[JudgeCase]:
     """A case per successful prediction of the run (its latest attempt), with its references
     (and, `with_passages`, the text of each passage the rung was shown)."""
+    from evalkit.scoring.score import passage_texts  # here: scoring loads pandas (issue 16.3)
+
     run = json.loads((Path(run_dir) / "run.json").read_text())
     testset = load_testset(run["config"]["testset"])
     items = {it.id: it for it in testset.test}
@@ -211,6 +210,9 @@ def score_run(run_dir: Path | str, provider: Provider, *, model: str | None = No
                                      rubric=rubric, model=model, cache=cache,
                                      concurrency=concurrency, max_cost_usd=max_cost_usd,
                                      progress=progress)
+    import pandas as pd  # here, not at the top: `evalkit run` reads the judge settings
+    # before its first call and must not wait for pandas to load (issue 16.3)
+
     rows = [{"run": run_dir.name, "variant": j.case.variant, "item_id": j.case.id,
              "metric": JUDGE_METRIC, "value": j.verdict.score, "verdict": j.verdict.verdict,
              "reason": j.verdict.reason, "error": j.error} for j in judged]

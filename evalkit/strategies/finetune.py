@@ -16,11 +16,9 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import normalize
 
 from evalkit.data.leakage import find_leaks
 from evalkit.data.testset import Testset
@@ -29,6 +27,9 @@ from evalkit.paths import check_name, inside
 from evalkit.registry import Registry
 from evalkit.strategies.house_style import HouseStyleModel
 from evalkit.tasks import task_type
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 LOCAL_MODEL_PREFIX = "local-ft:"
 # The name local fine-tunes are filed under: the local provider's registered name (it reads
@@ -139,11 +140,15 @@ class QAMemory:
     """The local fine-tune for QA: recalls the answer of the most similar training question."""
 
     def __init__(self, questions: list[str], answers: list[str]):
+        from sklearn.preprocessing import normalize  # on use: scikit-learn is ~1 s to import
+
         self.vectorizer = make_vectorizer().fit(questions)
         self.matrix = normalize(self.vectorizer.transform(questions))
         self.answers = answers
 
     def recall(self, question: str) -> tuple[str, float]:
+        from sklearn.preprocessing import normalize
+
         sims = (self.matrix @ normalize(self.vectorizer.transform([question])).T).toarray().ravel()
         i = int(np.argmax(sims))
         return self.answers[i], float(sims[i])
@@ -160,6 +165,9 @@ def refuse_leakage(testset: Testset) -> None:
 
 @LOCAL_TRAINERS.decorator("classification")
 def _train_classifier(testset: Testset) -> Pipeline:
+    from sklearn.linear_model import LogisticRegression  # on use: ~1 s to import
+    from sklearn.pipeline import Pipeline
+
     model = Pipeline([("tfidf", make_vectorizer()),
                       ("clf", LogisticRegression(C=10.0, max_iter=2000))])
     return model.fit([it.input for it in testset.train],

@@ -15,7 +15,6 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.preprocessing import normalize
 
 from evalkit.data.text import make_vectorizer
 
@@ -99,6 +98,8 @@ class HouseStyleModel:
     """The trained model: the frame of the train answers, and their nearest-question memory."""
 
     def __init__(self, questions: list[str], answers: list[str]):
+        from sklearn.preprocessing import normalize  # on use: scikit-learn is ~1 s to import
+
         self.frame = learn_frame(answers)
         self.vectorizer = make_vectorizer().fit(questions)
         self.matrix = normalize(self.vectorizer.transform(questions))
@@ -106,6 +107,8 @@ class HouseStyleModel:
 
     def recall(self, question: str) -> tuple[str, float]:
         """The answer of the most similar train question, and that cosine similarity."""
+        from sklearn.preprocessing import normalize
+
         q = normalize(self.vectorizer.transform([question]))
         sims = (self.matrix @ q.T).toarray().ravel()
         i = int(np.argmax(sims))

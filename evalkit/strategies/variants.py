@@ -14,8 +14,6 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.preprocessing import normalize
 
 from evalkit.data.testset import Item, Testset
 from evalkit.strategies.ladder import LADDER  # noqa: F401  re-exported for callers
@@ -110,6 +108,9 @@ class VariantContext:
         train = self.testset.train
         if not train:
             raise ValueError(f"{self.testset.path}: few-shot needs a train.jsonl")
+        from sklearn.feature_extraction.text import TfidfVectorizer  # on use: ~1 s to import
+        from sklearn.preprocessing import normalize
+
         vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
         matrix = normalize(vec.fit_transform([it.input for it in train]))
         return vec, matrix
@@ -143,6 +144,8 @@ class VariantContext:
         memo = self._memo.setdefault(("nearest", k), {})
         if text not in memo:
             vec, matrix = self._pool
+            from sklearn.preprocessing import normalize
+
             queries = _pending([text, *(it.input for it in self.testset.test)], memo)
             for start in range(0, len(queries), BATCH):
                 chunk = queries[start:start + BATCH]
