@@ -21,11 +21,38 @@ KNOWN_SECTIONS = ("economics", "gate", "pricing", "provider", "judge", "compare"
 
 
 class ConfigError(ValueError):
-    """A problem in the experiment config, located by file and field."""
+    """A problem in the experiment config, located by file, line (found from the field, so no
+    caller has to carry YAML marks) and field."""
 
     def __init__(self, path: Path | str | None, message: str, *, field: str | None = None):
         self.path, self.field = (str(path) if path else "<config>"), field
-        super().__init__(f"{self.path}:{f' field {field!r}:' if field else ''} {message}")
+        self.line = line_of(path, field) if path and field else None
+        where = f"{self.path}:{self.line}:" if self.line else f"{self.path}:"
+        super().__init__(f"{where}{f' field {field!r}:' if field else ''} {message}")
+
+
+def line_of(path: Path | str, field: str) -> int | None:
+    """The 1-based line of the dotted `field` (`economics.variants.rag`, `compare[0]`) in the
+    YAML file at `path`, or of the deepest part of it the file has; None if it has none."""
+    try:
+        node = yaml.compose(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeError, yaml.YAMLError):
+        return None
+    line = None
+    for part in re.findall(r"\[\d+\]|[^.\[\]]+", field):
+        if isinstance(node, yaml.MappingNode):
+            found = [(k, v) for k, v in node.value if getattr(k, "value", None) == part]
+            if not found:
+                break
+            line, node = found[0][0].start_mark.line + 1, found[0][1]
+        elif isinstance(node, yaml.SequenceNode) and part.startswith("["):
+            if int(part[1:-1]) >= len(node.value):
+                break
+            node = node.value[int(part[1:-1])]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
 
 
 @dataclass(frozen=True)

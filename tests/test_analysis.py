@@ -357,6 +357,6 @@ def test_economics_for_a_variant_the_run_does_not_have_is_an_error(intents_dir, 
     provider = fake_provider_factory()
     cfg = tmp_path / "exp.yaml"
     cfg.write_text("economics:\n  variants:\n    finetuned:\n      hours: {labelling: 40}\n")
-    with pytest.raises(ConfigError, match=r"exp\.yaml: field 'economics\.variants\.finetuned'"):
+    with pytest.raises(ConfigError, match=r"exp\.yaml:3: field 'economics\.variants\.finetuned'"):
         _run(intents_dir, run_dirs, config_path=str(cfg))
     assert provider.calls == []

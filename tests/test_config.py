@@ -23,8 +23,8 @@ def test_sections_load_and_unknown_sections_are_named(tmp_path):
     cfg = load_config(_write(tmp_path, "economics:\n  queries_per_month: 500\n"))
     assert cfg.section("economics") == {"queries_per_month": 500}
     assert cfg.section("gate") == {}
-    with pytest.raises(ConfigError, match=r"exp\.yaml: field 'economcs'"):
-        load_config(_write(tmp_path, "economcs: {}\n"))
+    with pytest.raises(ConfigError, match=r"exp\.yaml:2: field 'economcs'"):
+        load_config(_write(tmp_path, "# the line is found from the field\neconomcs: {}\n"))
 
 
 @pytest.mark.parametrize("text, field", [
@@ -57,3 +57,15 @@ def test_a_key_in_the_config_never_reaches_the_run_folder(tmp_path):
     assert result.exit_code == 2 and "provider.api_key" in result.output
     written = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "exp.yaml"]
     assert not any(secret in p.read_text(errors="ignore") for p in written)
+
+
+@pytest.mark.parametrize("field, line", [
+    ("economics.queries_per_month", 3), ("economics.variants.rag.hours", 6),
+    ("compare[1]", 9), ("economics.nope", 2), ("gate", None)])
+def test_a_config_error_finds_the_line_of_its_field(tmp_path, field, line):
+    path = _write(tmp_path, "# comment\neconomics:\n  queries_per_month: 5\n  variants:\n"
+                            "    rag:\n      hours: x\ncompare:\n  - [a, b]\n  - [a, c]\n")
+    err = ConfigError(path, "bad", field=field)  # a missing key: its nearest parent's line
+    assert err.line == line
+    assert str(err) == (f"{path}:{line}: field {field!r}: bad" if line
+                        else f"{path}: field {field!r}: bad")

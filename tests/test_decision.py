@@ -206,15 +206,15 @@ def test_config_compare_pairs_are_judged_too(tmp_path):
     assert recorded == [("a", "b")]
 
 
-@pytest.mark.parametrize("text,where", [
-    ("compare: {a: b}\n", "'compare'"),
-    ("compare:\n  - [a]\n", "'compare[0]'"),
-    ("compare:\n  - [a, b]\n  - [a, a]\n", "'compare[1]'"),
+@pytest.mark.parametrize("text,line,where", [
+    ("compare: {a: b}\n", 1, "'compare'"),
+    ("compare:\n  - [a]\n", 2, "'compare[0]'"),
+    ("compare:\n  - [a, b]\n  - [a, a]\n", 3, "'compare[1]'"),
 ])
-def test_a_bad_compare_entry_names_the_file_and_field(tmp_path, text, where):
+def test_a_bad_compare_entry_names_the_file_line_and_field(tmp_path, text, line, where):
     cfg = tmp_path / "exp.yaml"
     cfg.write_text(text)
-    with pytest.raises(ConfigError, match=re.escape(f"exp.yaml: field {where}")):
+    with pytest.raises(ConfigError, match=re.escape(f"exp.yaml:{line}: field {where}")):
         analysis.comparisons_from({}, cfg)
 
 

@@ -163,7 +163,7 @@ def test_the_judge_section_is_checked_with_file_and_field(tmp_path):
     root = _set(tmp_path / "set", primary="rouge_l")
     config = tmp_path / "judge.yaml"
     config.write_text("judge:\n  model: gpt-4o-mini\n  scroe: true\n")
-    with pytest.raises(ValueError, match=r"judge.yaml: field 'judge.scroe': unknown key"):
+    with pytest.raises(ValueError, match=r"judge.yaml:3: field 'judge.scroe': unknown key"):
         _run(tmp_path, root, config, "refused")
     config.write_text("judge:\n  model: gpt-4o-mini\n  score: 'yes'\n")
     with pytest.raises(ValueError, match=r"field 'judge.score': must be bool"):
