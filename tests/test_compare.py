@@ -98,3 +98,30 @@ def test_baseline_variant_pairs_it_with_every_other(two_runs):
                                              ("B:prompt-only", "B:few-shot")]
     with pytest.raises(ValueError, match="no such variant"):
         compare_runs(a, b, baseline_variant="rag")
+
+
+def test_compare_page_in_chromium(two_runs, tmp_path):
+    """The page shows the numbers compare_runs computed, and nothing errs in the console."""
+    from test_report_browser import CHROMIUM, WIDTH, browser_api, screenshot
+
+    api = browser_api()
+    a, b = two_runs
+    cli("compare", a, b, "--out", tmp_path)
+    c = compare_runs(a, b)
+    with api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": WIDTH, "height": 900})
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.goto((tmp_path / "compare.html").resolve().as_uri())
+        rows = page.locator("#pairs tbody tr").all()
+        assert len(rows) == len(c.pairs)
+        for row, r in zip(rows, c.pairs, strict=True):
+            assert row.get_attribute("data-a") == r.a and row.get_attribute("data-b") == r.b
+            assert row.locator("td.delta").inner_text() == f"{r.delta:.4f}"
+        assert page.locator("#paired").inner_text() == str(c.paired)
+        assert page.locator("figure.chart svg").count() == 1
+        screenshot(page, "compare.png", full_page=True)
+        assert problems == []
+        browser.close()

@@ -45,6 +45,7 @@ class Side:
     testset_hash: str | None
     items: dict[str, tuple[Any, Any]]  # item id -> (input, expected)
     per_query_usd: dict[str, float | None]
+    about: str = ""  # "provider openai, model gpt-4o-mini, 2026-12-02" for the page header
 
     def key(self, variant: str) -> str:
         return f"{self.label}:{variant}"
@@ -86,6 +87,8 @@ class RunComparison:
     same_testset: bool
     warnings: list[str]
     pairs: list[PairResult] = field(default_factory=list)
+    about_a: str = ""
+    about_b: str = ""
 
     @property
     def paired(self) -> int:
@@ -101,7 +104,10 @@ def _side(label: str, run_dir: Path | str) -> Side:
              for it in read_items(run_dir / "items.jsonl")}
     cost = {v: ((summary.get("variants") or {}).get(v) or {}).get("cost", {}).get("per_query_usd")
             for v in data.ladder}
-    return Side(label, run_dir, data, (record.get("testset") or {}).get("hash"), items, cost)
+    config = record.get("config") or {}
+    about = ", ".join(f"{k} {config[k]}" for k in ("provider", "model") if config.get(k))
+    return Side(label, run_dir, data, (record.get("testset") or {}).get("hash"), items, cost,
+                about)
 
 
 def _baseline(spec: str, a: Side, b: Side) -> tuple[Side, str]:
@@ -203,7 +209,7 @@ def compare_runs(run_a: Path | str, run_b: Path | str, *, baseline_variant: str 
     warnings = _testset_warnings(a, b, shared, len(changed))
     return RunComparison(a.data.run_id, b.data.run_id, a.data.testset, b.data.testset, metric,
                          len(a.data.item_ids), len(b.data.item_ids), len(shared), len(changed),
-                         not warnings, warnings, pairs)
+                         not warnings, warnings, pairs, a.about, b.about)
 
 
 def to_markdown(c: RunComparison) -> str:
@@ -211,7 +217,8 @@ def to_markdown(c: RunComparison) -> str:
     lines = [f"# evalkit compare: {c.run_a} (A) vs {c.run_b} (B)", "",
              f"Test set: {c.testset_a}" + ("" if c.testset_a == c.testset_b
                                            else f" vs {c.testset_b}")
-             + f"; {c.paired} items paired; metric {c.metric}.", ""]
+             + f"; {c.paired} items paired; metric {c.metric}.",
+             f"A: {c.about_a or 'n/a'}. B: {c.about_b or 'n/a'}.", ""]
     for w in c.warnings:
         lines.append(f"> **Warning:** {w}.")
     if c.warnings:

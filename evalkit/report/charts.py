@@ -311,6 +311,6 @@ def step_deltas(labels: Sequence[str], delta: Sequence[float], low: Sequence[flo
     ax.set_ylim(-0.7, len(labels) - 0.3)
     ax.set_xlabel(f"Δ {metric}, points (paired, 95% CI)")
     ax.set_title(title)
-    alt = f"Each step's paired difference in {metric}, points with 95% CI: " + \
+    alt = f"{title}: paired difference in {metric}, points with 95% CI: " + \
         "; ".join(words) + "."
     return Chart(_svg(fig), alt)

@@ -22,7 +22,8 @@ def render_compare(c: RunComparison, out_dir: Path | str) -> tuple[Path, Path]:
     env.filters["usd"] = _usd
     chart = charts.step_deltas([f"{r.a} → {r.b}" for r in c.pairs], [r.delta for r in c.pairs],
                                [r.ci_low for r in c.pairs], [r.ci_high for r in c.pairs],
-                               metric=c.metric) if c.pairs else None
+                               metric=c.metric, title="Each pair: B minus A on the shared items"
+                               ) if c.pairs else None
     html = env.get_template("compare.html.j2").render(c=c, chart=chart)
     page, md = out_dir / "compare.html", out_dir / "compare.md"
     page.write_text(html, encoding="utf-8")
