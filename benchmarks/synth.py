@@ -60,7 +60,8 @@ def make_run(run_dir: Path, testset_dir: Path, variants: list[str], *, seed: int
         "run_id": run_dir.name, "config": {"testset": str(testset_dir), "variants": variants,
                                             "provider": "synthetic"},
         "testset": {"name": ts.name, "hash": ts.hash, "n_test": len(ts.test),
-                    "n_train": 0, "n_docs": 0},
+                    "n_train": 0, "n_docs": 0, "path": str(testset_dir)},
+        "task": {"type": "classification", "primary_metric": "accuracy", "labels": LABELS},
         "setup": {}, "git_commit": None, "versions": {}, "sessions": [totals],
         "totals": totals}))
     return run_dir

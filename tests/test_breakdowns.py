@@ -3,6 +3,7 @@ precision/recall/F1, statsmodels' Wilson interval, and a plain item bootstrap fo
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +89,40 @@ def test_qa_has_no_confusion_matrix_but_clusters(tmp_path):
     assert sum(r.n_items for r in rows) == len(data.item_ids)
     assert all(0 <= r.means["rag"][1] <= r.means["rag"][0] <= r.means["rag"][2] <= 1
                for r in rows if r.means["rag"][3] > 1)
+
+
+def test_report_shows_the_answerable_split_from_summary(tmp_path):
+    """tiny-qa holds an unanswerable item: the summary splits each rung's primary, and the
+    breakdowns table shows the same numbers."""
+    from evalkit.report import render_report
+
+    cfg = RunConfig(testset=str(FIXTURES / "tiny-qa"), reports_dir=str(tmp_path / "r"),
+                    cache_dir=str(tmp_path / "c"), finetune_dir=str(tmp_path / "ft"),
+                    variants=["prompt-only", "rag"])
+    run_dir = run_experiment(cfg, progress=False).run_dir
+    summary = json.loads((run_dir / "summary.json").read_text())
+    split = summary["variants"]["rag"]["answerability"]
+    html = render_report(run_dir).read_text()
+    assert 'id="answerability-table"' in html
+    ans = split["answerable"]
+    assert (f"<tr><td>rag</td><td>{ans['primary_mean']:.3f} <span class=\"ci\">"
+            f"n={ans['n']}</span></td><td>{ans['abstained']}</td>") in html
+
+
+def test_a_folder_the_analysis_cannot_read_still_gets_a_report(tmp_path):
+    """run.json without the task or the test-set path (older or hand-made, like the
+    benchmark's): no breakdowns and no messages, but the page is drawn."""
+    from evalkit.report import render_report
+
+    cfg = RunConfig(testset=str(FIXTURES / "tiny-intents"), reports_dir=str(tmp_path / "r"),
+                    cache_dir=str(tmp_path / "c"), finetune_dir=str(tmp_path / "ft"),
+                    variants=["prompt-only", "few-shot"])
+    run_dir = run_experiment(cfg, progress=False).run_dir
+    run = json.loads((run_dir / "run.json").read_text())
+    run.pop("task")
+    run["testset"].pop("path")
+    run["config"]["testset"] = None
+    (run_dir / "run.json").write_text(json.dumps(run))
+    html = render_report(run_dir).read_text()
+    assert 'id="breakdowns"' not in html and 'id="items-body"' in html
+    assert "messages not shown" in html

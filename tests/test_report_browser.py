@@ -171,7 +171,15 @@ def test_policy_qa_explorer_shows_retrieved_passages(bundled, chromium):
                            if json.loads(x)["id"] == item_id))["doc_ids"]
     marked = detail.locator('.dv[data-variant="rag"] .retrieved .doc.gold')
     assert {d.get_attribute("data-doc") for d in marked.all()} == set(gold) & set(retrieved)
+    # the messages rag sent: the passages it was given, then the question
+    sent = detail.locator('.dv[data-variant="rag"] details.msgs')
+    sent.locator("summary").click()
+    texts = [m.inner_text() for m in sent.locator(".msg").all()]
+    question = json.loads(next(x for x in (run_dir / "items.jsonl").read_text().splitlines()
+                               if json.loads(x)["id"] == item_id))["input"]
+    assert texts[-1].endswith(f"Question: {question}")
+    assert all(f"({doc})" in texts[-1] for doc in retrieved)
     assert f"open={item_id}" in page.evaluate("location.hash")
-    page.locator("#items-heading").scroll_into_view_if_needed()
+    page.evaluate("document.getElementById('count').scrollIntoView()")
     screenshot(page, "report-explorer.png")
     assert problems == []

@@ -4,17 +4,19 @@ template (numbers from analysis)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from evalkit.analysis import breakdowns
-from evalkit.analysis.summary import load_run
+from evalkit.analysis.summary import RunData
 
 
-def breakdowns_context(run_dir: Path, summary: dict[str, Any],
+def breakdowns_context(data: RunData | None, summary: dict[str, Any],
                        ladder: list[str]) -> dict[str, Any]:
-    """What breakdowns.html.j2 draws; empty lists where a view does not apply."""
-    data = load_run(run_dir)
+    """What breakdowns.html.j2 draws; empty lists where a view does not apply (or where the
+    analysis could not read the run folder, `data` None: the report still draws the rest)."""
+    if data is None:
+        return {"confusions": [], "clusters": [], "cluster_variants": [], "answerability": [],
+                "unparsed": breakdowns.UNPARSED}
     data.ladder = [v for v in ladder if v in data.ladder] or data.ladder
     confusions = [c for v in data.ladder if (c := breakdowns.confusion(data, v)) is not None]
     answerability = [(v, a) for v in ladder

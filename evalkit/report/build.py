@@ -16,8 +16,9 @@ from typing import Any
 import jinja2
 import pandas as pd
 
+from evalkit.analysis.summary import RunData, load_run
 from evalkit.analysis.verdicts import usd
-from evalkit.report import charts
+from evalkit.report import charts, messages
 from evalkit.report.breakdowns import breakdowns_context
 from evalkit.report.explorer import embed_json, explorer_data, is_wrong, judge_reasons
 from evalkit.run.journal import Journal, latest
@@ -44,8 +45,12 @@ def render_report(run_dir: Path | str, *, out: Path | str | None = None) -> Path
 def build_context(run_dir: Path) -> dict[str, Any]:
     summary = read_json(run_dir / "summary.json")
     run = read_json(run_dir / "run.json")
-    scores = read_scores(run_dir / "scores.csv")
-    preds = latest(Journal(run_dir / "predictions.jsonl").read())
+    try:  # the analysis' view of the folder (breakdowns need it); read once, shared
+        data: RunData | None = load_run(run_dir)
+    except ValueError:  # a folder the analysis cannot read: the rest of the page still can
+        data = None
+    scores = data.scores if data else read_scores(run_dir / "scores.csv")
+    preds = data.predictions if data else latest(Journal(run_dir / "predictions.jsonl").read())
     items = read_items(run_dir / "items.jsonl")
     if not isinstance(summary.get("variants"), dict):
         raise RunFolderError(run_dir / "summary.json", "must map variant names to results",
@@ -65,12 +70,20 @@ def build_context(run_dir: Path) -> dict[str, Any]:
         "break_even": [break_even_text(s, summary) for s in steps],
         "rag": _rag_diagnostics(scores, ladder, primary),
         "errors_by_class": _errors_by_class(preds),
-        "explorer_json": embed_json(explorer_data(items, preds, scores, ladder, primary,
-                                                  reasons=judge_reasons(run_dir))),
+        "explorer_json": embed_json(_explorer(run_dir, run, items, preds, scores, ladder,
+                                              primary)),
         "n_items": len(items),
-        "breakdowns": breakdowns_context(run_dir, summary, ladder),
+        "breakdowns": breakdowns_context(data, summary, ladder),
         "economics": summary.get("economics") or {},
     }
+
+
+def _explorer(run_dir: Path, run: dict, items: list[dict], preds, scores: pd.DataFrame,
+              ladder: list[str], primary: str) -> dict[str, Any]:
+    """The explorer's data with the messages each variant sent, where they rebuild exactly."""
+    data = explorer_data(items, preds, scores, ladder, primary, reasons=judge_reasons(run_dir))
+    data["msg"] = messages.rebuild(run, ladder, items, preds).as_json()
+    return data
 
 
 def _metric_names(summary: dict, ladder: list[str]) -> list[str]:
