@@ -15,8 +15,8 @@ def breakdowns_context(data: RunData | None, summary: dict[str, Any],
     """What breakdowns.html.j2 draws; empty lists where a view does not apply (or where the
     analysis could not read the run folder, `data` None: the report still draws the rest)."""
     if data is None:
-        return {"confusions": [], "clusters": [], "cluster_variants": [], "answerability": [],
-                "unparsed": breakdowns.UNPARSED}
+        return {"confusions": [], "clusters": [], "fields": [], "cluster_variants": [],
+                "answerability": [], "unparsed": breakdowns.UNPARSED}
     data.ladder = [v for v in ladder if v in data.ladder] or data.ladder
     confusions = [c for v in data.ladder if (c := breakdowns.confusion(data, v)) is not None]
     answerability = [(v, a) for v in ladder
