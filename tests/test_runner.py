@@ -17,6 +17,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import FakeProvider
@@ -488,3 +489,24 @@ def test_the_cache_key_follows_the_task_type_and_the_local_code(monkeypatch):
     before = request_key(provider, clf)
     monkeypatch.setattr(local, "CODE_VERSION", "edited")
     assert request_key(provider, clf) != before  # an edited local provider is a new model
+
+
+# --- latency and queueing apart (issue 16.2) ---------------------------------------------------
+
+def test_client_side_wait_is_recorded_apart_from_latency(intents_dir, run_dirs,
+                                                         fake_provider_factory):
+    # the fake waits 40 ms before it "sends" and reports 1 ms of server latency: the wait must
+    # land in queue_s and run.json's queue percentiles, never in latency_s
+    fake_provider_factory(delay_s=0.04)
+    first = run_experiment(_config(intents_dir, run_dirs), progress=False)
+    rows = _journal(first.run_dir)
+    assert len(rows) == 16 and all(r["latency_s"] == 0.001 for r in rows)
+    assert all(0.035 <= r["queue_s"] < 5 for r in rows), [r["queue_s"] for r in rows]
+    totals = _run_json(first.run_dir)["totals"]
+    waits = [r["queue_s"] for r in rows]
+    for key, q in (("queue_p50_s", 50), ("queue_p95_s", 95)):
+        assert totals[key] == pytest.approx(float(np.percentile(waits, q)), abs=1e-6)
+    # a cached re-run makes no call, so it has no wait to report
+    again = run_experiment(_config(intents_dir, run_dirs), progress=False)
+    assert all(r["queue_s"] is None for r in _journal(again.run_dir))
+    assert _run_json(again.run_dir)["totals"]["queue_p50_s"] is None

@@ -480,12 +480,27 @@ def journal_totals(preds: list) -> dict[str, Any]:
     """
     paid = [p for p in preds if not p.cached]
     failed = sum(p.error_class is not None for p in latest(preds))
+    waits = [p.queue_s for p in paid if p.queue_s is not None]
     return {"calls": len(paid), "cache_hits": len(preds) - len(paid),
             "errors": failed,  # what the report shows: items whose latest attempt failed
             "failed_items": failed,
             "error_lines": sum(p.error_class is not None for p in preds),  # ever written
             "spent_usd": sum(p.cost_usd for p in paid),
-            "notional_usd": sum(p.cost_usd for p in preds if p.error_class is None)}
+            "notional_usd": sum(p.cost_usd for p in preds if p.error_class is None),
+            # client-side wait before each call was sent, kept apart from latency_s (the
+            # server's send-to-last-byte time) so queueing never reads as a slow model
+            "queue_p50_s": _quantile(waits, 0.50), "queue_p95_s": _quantile(waits, 0.95)}
+
+
+def _quantile(values: list[float], q: float) -> float | None:
+    """The q-quantile, linearly interpolated (numpy.percentile's default); None if empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = q * (len(ordered) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return round(ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo), 6)
 
 
 def _point_latest(run_dir: Path, testset_name: str) -> None:

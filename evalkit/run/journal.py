@@ -26,6 +26,9 @@ class Prediction:
     output_tokens: int = 0
     cached_input_tokens: int = 0
     latency_s: float = 0.0
+    # client-side wait of a call: from the runner taking the job to the request being sent
+    # (building, cache lookup, connection and retry waits); None when no call was made
+    queue_s: float | None = None
     cost_usd: float = 0.0
     cached: bool = False
     error_class: str | None = None

@@ -125,6 +125,7 @@ class _Run:
             self.bar.update()
 
     async def one(self, job: Job) -> None:
+        taken = time.perf_counter()  # the job is taken: client-side wait starts (queue_s)
         try:
             request = job.build(job.item)
             key = request_key(self.provider, request)
@@ -135,7 +136,7 @@ class _Run:
         if completion is None:
             completion = await self.shared(key)
         if completion is None:
-            await self.call(job, request, key)
+            await self.call(job, request, key, taken)
             return
         self.stats.cache_hits += 1
         self.stats.notional_usd += completion.cost_usd
@@ -151,7 +152,7 @@ class _Run:
         except Exception:
             return None  # that call failed: make our own attempt
 
-    async def call(self, job: Job, request: Request, key: str) -> None:
+    async def call(self, job: Job, request: Request, key: str, taken: float) -> None:
         """Reserve the call's worst case, make it, journal it, settle the budget."""
         def worst_case() -> float:  # a provider with no bound: the dearest call seen stands in
             worst = self.provider.estimate_cost(request)
@@ -174,20 +175,24 @@ class _Run:
             self.budget.settle(worst, 0.0, answered=False)
             completion = await self.shared(key)
             if completion is None:
-                return await self.call(job, request, key)
+                return await self.call(job, request, key, taken)
             self.stats.cache_hits += 1
             self.stats.notional_usd += completion.cost_usd
             self.journal.append(_prediction(job, request, completion))
             return
-        await self.paid_call(job, request, key, worst)
+        await self.paid_call(job, request, key, worst, taken)
 
-    async def paid_call(self, job: Job, request: Request, key: str, worst: float) -> None:
+    async def paid_call(self, job: Job, request: Request, key: str, worst: float,
+                        taken: float) -> None:
         self.stats.calls += 1
         n = self.ledger.open_call(key, worst) if self.ledger else 0
         shared = self.inflight[key] = asyncio.get_running_loop().create_future()
         completion = None
         try:
             completion = await self.provider.complete(request)
+            # sent = answered - latency (the HTTP library's send-to-last-byte clock), so the
+            # wait for budget room, SDK, connection and retries is queue_s, not latency_s
+            waited = max(0.0, time.perf_counter() - completion.latency_s - taken)
             shared.set_result(completion)
         except Exception as exc:
             shared.set_exception(exc)
@@ -209,7 +214,7 @@ class _Run:
         self.stats.notional_usd += completion.cost_usd
         if self.cache:
             self.cache.put(key, completion)
-        self.journal.append(_prediction(job, request, completion))
+        self.journal.append(_prediction(job, request, completion, queue_s=waited))
         if self.ledger:  # after the journal line: a kill in between counts it twice, not never
             self.ledger.close_call(n, completion.cost_usd)
 
@@ -250,10 +255,11 @@ def _on_sigint(run: _Run, tasks: list[asyncio.Task]) -> Callable[[], None]:
     return lambda: loop.remove_signal_handler(signal.SIGINT)
 
 
-def _prediction(job: Job, request: Request, c: Completion) -> Prediction:
+def _prediction(job: Job, request: Request, c: Completion, *,
+                queue_s: float | None = None) -> Prediction:
     return Prediction(
         variant=job.variant, item_id=job.item.id, output=c.text, model=c.model,
         input_tokens=c.usage.input_tokens, output_tokens=c.usage.output_tokens,
-        cached_input_tokens=c.usage.cached_input_tokens, latency_s=c.latency_s,
+        cached_input_tokens=c.usage.cached_input_tokens, latency_s=c.latency_s, queue_s=queue_s,
         cost_usd=c.cost_usd, cached=c.cached, **shown(request.passages),
     )
