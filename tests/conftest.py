@@ -109,7 +109,7 @@ def fake_provider_factory(monkeypatch) -> Callable[..., FakeProvider]:
 
     def install(**options) -> FakeProvider:
         provider = FakeProvider(**options)
-        monkeypatch.setattr("evalkit.pipeline.experiment.build_provider",
+        monkeypatch.setattr("evalkit.pipeline.routing.build_provider",
                             lambda name, setup: provider)
         return provider
 

@@ -15,6 +15,9 @@ succeeded over a few polls, job events, models — and injects faults on demand:
 - `retry_after`: {substring: seconds} a 429 with exactly that Retry-After on the first attempt;
 - `reject_response_format`: a request carrying `response_format` gets the 400 a server without
   structured output sends ("Unrecognized request argument supplied: response_format").
+- `sampling`: with `temperature` > 0 a classification request gets a label drawn at random,
+  seeded by the request's `seed` and messages (the same seed repeats the draw), as a sampling
+  model would; temperature 0 keeps the deterministic answer.
 
 Batches (`/v1/batches`, `/v1/files/{id}/content`): a created batch is `in_progress` for
 `batch_polls` polls, then `completed` with an output file of chat completions (and an error
@@ -50,6 +53,7 @@ import email.policy
 import hashlib
 import json
 import math
+import random
 import re
 import socket
 import threading
@@ -105,7 +109,8 @@ class FakeOpenAI:
                  html_login: tuple[str, ...] = (), batch_polls: int = 1,
                  reject_response_format: bool = False, answer_tokens: int | None = None,
                  obeys: tuple[str, ...] = ("max_completion_tokens", "max_tokens"),
-                 tokenizer: str = "words", report_usage: bool = True):
+                 tokenizer: str = "words", report_usage: bool = True,
+                 sampling: bool = False):
         self.api_key = api_key
         self.fault_rate = fault_rate
         self.fault_attempts = fault_attempts
@@ -124,6 +129,7 @@ class FakeOpenAI:
         self.usages: list[tuple[str | None, dict[str, Any]]] = []  # (model, usage) per 200
         self.polls_per_stage = polls_per_stage
         self.batch_polls = batch_polls  # polls a batch stays in_progress before completing
+        self.sampling = sampling
         self.batches: dict[str, dict[str, Any]] = {}
         self.served_models = served_models  # None: any model name is served
         self.cached_prompts = cached_prompts
@@ -245,6 +251,8 @@ class FakeOpenAI:
         keys = _record_keys(body, messages)
         text = self.extract(keys, last_user, asked="response_format" in body) if keys \
             else self.answer(model, messages)
+        if self.sampling and (body.get("temperature") or 0) > 0:
+            text = self.sample(messages, text, seed=body.get("seed"), key=key)
         if self.answer_tokens is not None:
             text = " ".join(f"w{i % 10}" for i in range(self.answer_tokens))
         text, finish = self._limited(text, body)
@@ -348,6 +356,15 @@ class FakeOpenAI:
             record[k] = hit.group(0) if hit else None
         text = json.dumps(record)
         return text if asked else f"Sure! Here is the record:\n```json\n{text}\n```\nAnything else?"
+
+    def sample(self, messages: list[dict[str, str]], text: str, *, seed: Any, key: str) -> str:
+        """A random label (classification) for a sampled request; other answers unchanged."""
+        system = messages[0]["content"] if messages and messages[0]["role"] == "system" else ""
+        labels = re.findall(r"^- ([A-Za-z0-9_\-]+): (.+)$", system, flags=re.M)
+        if not labels:
+            return text
+        rng = random.Random(f"{seed}:{key}")
+        return rng.choice([label for label, _ in labels])
 
     def judge(self, user: str) -> str:
         """Grades by word overlap with the best reference; `GARBLE` in the answer: no JSON."""

@@ -23,7 +23,8 @@ def test_sections_load_and_unknown_sections_are_named(tmp_path):
     cfg = load_config(_write(tmp_path, "economics:\n  queries_per_month: 500\n"))
     assert cfg.section("economics") == {"queries_per_month": 500}
     assert cfg.section("gate") == {}
-    with pytest.raises(ConfigError, match=r"exp\.yaml:2: field 'economcs'"):
+    with pytest.raises(ConfigError,
+                       match=r"exp\.yaml:2: field 'economcs'.*did you mean 'economics'"):
         load_config(_write(tmp_path, "# the line is found from the field\neconomcs: {}\n"))
 
 

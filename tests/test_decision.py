@@ -13,7 +13,7 @@ from evalkit.analysis import stats
 from evalkit.analysis import summary as analysis
 from evalkit.analysis.economics import Economics
 from evalkit.analysis.verdicts import ACCEPTED, INCONCLUSIVE, NO_CHANGE, about, pts, usd
-from evalkit.config import ConfigError
+from evalkit.config import ConfigError, load_config
 from evalkit.run.journal import Prediction
 
 
@@ -194,7 +194,7 @@ def test_what_a_variant_is_comes_from_its_recorded_spec_not_its_name():
 def test_config_compare_pairs_are_judged_too(tmp_path):
     cfg = tmp_path / "exp.yaml"
     cfg.write_text("compare:\n  - [c, a]\n  - {from: b, to: c}\n")
-    pairs = analysis.comparisons_from({}, cfg)
+    pairs = analysis.comparisons_from({}, load_config(cfg))
     assert pairs == [("c", "a"), ("b", "c")]
     data = run_data({"a": _acc(200), "b": _acc(100), "c": _acc(240)}, economics=_cheap())
     data.comparisons = pairs
@@ -215,14 +215,14 @@ def test_a_bad_compare_entry_names_the_file_line_and_field(tmp_path, text, line,
     cfg = tmp_path / "exp.yaml"
     cfg.write_text(text)
     with pytest.raises(ConfigError, match=re.escape(f"exp.yaml:{line}: field {where}")):
-        analysis.comparisons_from({}, cfg)
+        analysis.comparisons_from({}, load_config(cfg))
 
 
 def test_check_config_refuses_a_compare_pair_naming_no_variant(tmp_path):
     cfg = tmp_path / "exp.yaml"
     cfg.write_text("compare:\n  - [rag, fine-tunned]\n")
     with pytest.raises(ConfigError, match=r"field 'compare\[0\]'.*'fine-tunned'"):
-        analysis.check_config(cfg, ladder=["rag", "fine-tuned"])
+        analysis.check_config(load_config(cfg), ladder=["rag", "fine-tuned"])
 
 
 # ---- the recommendation sentence (issue 15.3) ----------------------------------------------

@@ -300,7 +300,7 @@ SCRIPT = textwrap.dedent('''
     """Run or resume an experiment with a slow provider that logs every call it receives."""
     import asyncio, json, os, sys
 
-    from evalkit.pipeline import experiment
+    from evalkit.pipeline import experiment, routing
     from evalkit.providers.base import Completion, Provider, Usage
 
     args = json.loads(sys.argv[1])
@@ -324,7 +324,7 @@ SCRIPT = textwrap.dedent('''
             await asyncio.sleep(0.05)
             return Completion(text=request.labels[0][0], usage=Usage(5, 1), model="slow-1")
 
-    experiment.build_provider = lambda name, setup: SlowCountingProvider()
+    routing.build_provider = lambda name, setup: SlowCountingProvider()
     config = experiment.RunConfig(testset=args["testset"], variants=["prompt-only"],
                                   concurrency=args["concurrency"], **args["dirs"])
     result = experiment.run_experiment(config, resume=args["resume"], progress=False)

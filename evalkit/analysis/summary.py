@@ -30,9 +30,10 @@ from evalkit.analysis.economics import (
     step_cost,
     variant_cost,
 )
+from evalkit.analysis.epochs import summarize_epochs
 from evalkit.analysis.judged import judge_section
 from evalkit.analysis.verdicts import ACCEPTED, StepEvidence, decide, no_change, usd
-from evalkit.config import ConfigError, load_config
+from evalkit.config import ConfigError, ExperimentConfig
 from evalkit.data.testset import Task, Testset
 from evalkit.run.budget import usd4
 from evalkit.run.journal import Journal, Prediction, latest
@@ -105,6 +106,9 @@ class RunData:
     comparisons: list[tuple[str, str]] = field(default_factory=list)  # config `compare:`
     judge: dict[str, Any] | None = None  # judge.json: the LLM judge's model, rubric and cost
     stop: dict[str, Any] = field(default_factory=dict)  # why the last session ended early
+    variant_specs: dict[str, dict] = field(default_factory=dict)  # run.json, shown as given
+    epoch_scores: pd.DataFrame | None = None  # epoch_scores.csv when the run had --epochs
+    sampling: bool = True  # some provider of the run samples (else epochs cannot differ)
     _by_key: dict[tuple[str, str], pd.Series] | None = field(default=None, init=False,
                                                               repr=False)
 
@@ -145,11 +149,10 @@ class RunData:
 
 # ---- gathering the inputs --------------------------------------------------------------------
 
-def economics_from(run_record: dict[str, Any], config_path: Path | str | None) -> Economics:
-    """The economics to judge by: the given config file, else the one recorded in run.json."""
-    if config_path is not None:
-        cfg = load_config(config_path)
-        return parse_economics(cfg.section("economics"), path=cfg.path)
+def economics_from(run_record: dict[str, Any], config: ExperimentConfig | None) -> Economics:
+    """The economics to judge by: the given config, else the one recorded in run.json."""
+    if config is not None:
+        return parse_economics(config.section("economics"), path=config.path)
     recorded = (run_record.get("experiment_config") or {}).get("economics")
     origin = (run_record.get("config") or {}).get("config_path")
     label = f"run.json experiment_config (recorded from {origin})" if origin else "run.json"
@@ -177,23 +180,20 @@ def parse_compare(raw: Any, *, path: Path | str | None) -> list[tuple[str, str]]
 
 
 def comparisons_from(run_record: dict[str, Any],
-                     config_path: Path | str | None) -> list[tuple[str, str]]:
-    """The `compare:` pairs: from the given config file, else the one recorded in run.json."""
-    if config_path is not None:
-        cfg = load_config(config_path)
-        return parse_compare(cfg.sections.get("compare"), path=cfg.path)
+                     config: ExperimentConfig | None) -> list[tuple[str, str]]:
+    """The `compare:` pairs: from the given config, else the one recorded in run.json."""
+    if config is not None:
+        return parse_compare(config.sections.get("compare"), path=config.path)
     recorded = (run_record.get("experiment_config") or {}).get("compare")
     return parse_compare(recorded, path="run.json experiment_config")
 
 
-def check_config(config_path: Path | str | None, *,
-                 ladder: list[str] | None = None) -> Economics:
+def check_config(cfg: ExperimentConfig, *, ladder: list[str] | None = None) -> Economics:
     """Validate the economics section before a run, so a typo fails fast, not after scoring.
 
     With `ladder`, a per-variant entry naming no variant of the run is an error: a typo there
     would silently drop that variant's setup cost from every verdict.
     """
-    cfg = load_config(config_path)
     econ = parse_economics(cfg.section("economics"), path=cfg.path)
     for name in econ.variants:
         if ladder is not None and name not in ladder:
@@ -259,7 +259,7 @@ def partial(data: RunData) -> dict[str, Any]:
 
 def from_testset(run_dir: Path | str, testset: Testset, variants: list[str],
                  scores: pd.DataFrame, predictions: list[Prediction], *,
-                 config_path: Path | str | None = None) -> RunData:
+                 config: ExperimentConfig | None = None) -> RunData:
     """RunData for a run whose test set is loaded in memory (the `evalkit run` path)."""
     run_dir = Path(run_dir)
     record = _read_record(run_dir)
@@ -273,12 +273,21 @@ def from_testset(run_dir: Path | str, testset: Testset, variants: list[str],
         clusters={it.id: it.cluster for it in testset.test if it.cluster is not None},
         expected={it.id: it.expected for it in testset.test}, labels=list(task.labels),
         task=task, predictions=predictions, setup=record.get("setup") or {}, specs=specs,
-        economics=economics_from(record, config_path), notes=notes,
-        comparisons=comparisons_from(record, config_path),
-        judge=read_json(run_dir / "judge.json", required=False) or None, stop=_last_stop(record))
+        economics=economics_from(record, config), notes=notes,
+        comparisons=comparisons_from(record, config),
+        judge=read_json(run_dir / "judge.json", required=False) or None, stop=_last_stop(record),
+        **_repeats(run_dir, record))
 
 
-def load_run(run_dir: Path | str, *, config_path: Path | str | None = None) -> RunData:
+def _repeats(run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """The recorded variant specs and, after --epochs, the per-epoch scores."""
+    path = run_dir / "epoch_scores.csv"
+    return {"variant_specs": record.get("variant_specs") or {},
+            "epoch_scores": read_scores(path, extra=("epoch",)) if path.is_file() else None,
+            "sampling": bool((record.get("epochs") or {}).get("sampling", True))}
+
+
+def load_run(run_dir: Path | str, *, config: ExperimentConfig | None = None) -> RunData:
     """Gather a run folder's files for analysis (no model call, no test-set folder needed)."""
     run_dir = Path(run_dir)
     record = read_json(run_dir / "run.json")
@@ -309,9 +318,10 @@ def load_run(run_dir: Path | str, *, config_path: Path | str | None = None) -> R
         task=Task.from_record(task) if task.get("type") and task.get("primary_metric") else None,
         predictions=latest(Journal(run_dir / "predictions.jsonl").read()),
         setup=record.get("setup") or {}, specs=_specs(record, ladder, notes),
-        economics=economics_from(record, config_path), notes=notes,
-        comparisons=comparisons_from(record, config_path),
-        judge=read_json(run_dir / "judge.json", required=False) or None, stop=_last_stop(record))
+        economics=economics_from(record, config), notes=notes,
+        comparisons=comparisons_from(record, config),
+        judge=read_json(run_dir / "judge.json", required=False) or None, stop=_last_stop(record),
+        **_repeats(run_dir, record))
 
 
 def _task_from_testset(path: str | None) -> tuple[str, str, list[str]]:
@@ -557,11 +567,11 @@ def _step(data: RunData, a: str, b: str, metric: str, costs: dict[str, VariantCo
 
 
 def compare(data: RunData | Path | str, a: str, b: str, *, metric: str | None = None,
-            config_path: Path | str | None = None) -> dict[str, Any]:
+            config: ExperimentConfig | None = None) -> dict[str, Any]:
     """Any two variants of a run, B against A, in the shape of a step (p_holm is null: a
     comparison on request is not part of the ladder's family of tests)."""
     if not isinstance(data, RunData):
-        data = load_run(data, config_path=config_path)
+        data = load_run(data, config=config)
     _check_variants(data, [(a, b)])
     costs = {n: _variant_cost(data, n) for n in (a, b)}
     step = _step(data, a, b, metric or data.primary_metric, costs)
@@ -634,6 +644,8 @@ def analyze(data: RunData, *, seed: int = 0,
     variants, costs = {}, {}
     for name in data.ladder:
         variants[name], costs[name] = summarize_variant(data, name, seed=seed)
+        if name in data.variant_specs:
+            variants[name]["spec"] = data.variant_specs[name]
     steps, incumbent = ladder_steps(data, costs)
     for step, p in zip(steps, stats.holm([s["p_value"] for s in steps]), strict=True):
         step["p_holm"] = p
@@ -664,6 +676,10 @@ def analyze(data: RunData, *, seed: int = 0,
     judge = judge_section(data.judge, data.scores, data.task_view().metrics)
     if judge is not None:  # the judge's model, cost (apart) and agreement, beside its scores
         summary["judge"] = judge
+    if data.epoch_scores is not None:
+        summary["epochs"] = summarize_epochs(data.epoch_scores, ladder=list(data.ladder),
+                                             metric=data.primary_metric,
+                                             sampling=data.sampling)
     return to_json_ready(summary)
 
 
@@ -702,10 +718,10 @@ def write_summary(run_dir: Path | str, summary: dict[str, Any]) -> Path:
     return path
 
 
-def summarize_run(run_dir: Path | str, *, config_path: Path | str | None = None,
+def summarize_run(run_dir: Path | str, *, config: ExperimentConfig | None = None,
                   comparisons: list[tuple[str, str]] = ()) -> dict[str, Any]:
     """Recompute and write summary.json from the run folder's files (no model call)."""
-    summary = analyze(load_run(run_dir, config_path=config_path), comparisons=comparisons)
+    summary = analyze(load_run(run_dir, config=config), comparisons=comparisons)
     write_summary(run_dir, summary)
     return summary
 

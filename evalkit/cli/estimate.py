@@ -25,11 +25,12 @@ from evalkit.strategies.ladder import LADDER
 def estimate(testset_dir, variants, provider, base_url, model, config_path, cache_dir,
              finetune_dir, as_json):
     """Expected tokens and cost of `evalkit run` on TESTSET_DIR, before any call."""
+    from evalkit.config import load_config
     from evalkit.run.estimate import estimate_run, format_estimate
     try:
         est = estimate_run(testset_dir, variants=variants.split(","), provider=provider,
                            provider_options=provider_options(provider, base_url, model),
-                           config_path=config_path, cache_dir=cache_dir,
+                           config=load_config(config_path), cache_dir=cache_dir,
                            finetune_dir=finetune_dir)
     except (TestsetError, ValueError) as exc:
         fail(str(exc))

@@ -44,6 +44,7 @@ def finetune():
 def finetune_train(testset_dir, provider, finetune_dir, allow_leakage, base_model, base_url,
                    config_path, epochs, dry_run, out, poll_interval, force):
     """Train the fine-tuned rung's model on TESTSET_DIR's train split."""
+    from evalkit.config import load_config
     from evalkit.providers import FineTuneOptions, provider_class  # deferred: sklearn, openai
     from evalkit.providers import openai_finetune as ft_openai
     from evalkit.strategies import finetune as ft
@@ -51,7 +52,11 @@ def finetune_train(testset_dir, provider, finetune_dir, allow_leakage, base_mode
         cls = provider_class(provider)
     except ValueError as exc:
         fail(f"finetune --provider {provider}: {exc}")
-    options = FineTuneOptions(base_model=base_model, base_url=base_url, config_path=config_path,
+    try:
+        config = load_config(config_path)
+    except ValueError as exc:
+        fail(str(exc))
+    options = FineTuneOptions(base_model=base_model, base_url=base_url, config=config,
                               n_epochs=epochs, allow_leakage=allow_leakage, dry_run=dry_run,
                               out=out, interval_s=poll_interval, force=force, echo=click.echo)
     try:
@@ -77,9 +82,11 @@ def finetune_train(testset_dir, provider, finetune_dir, allow_leakage, base_mode
 @click.option("--wait/--no-wait", default=True, help="Follow the job until it ends.")
 def finetune_status(name, finetune_dir, base_url, config_path, poll_interval, wait):
     """Show (and keep following) the fine-tuning job recorded as finetunes/NAME.json."""
+    from evalkit.config import load_config
     from evalkit.providers import openai_finetune as ft_openai  # deferred: sklearn, openai
     try:
-        record = ft_openai.status(finetune_dir, name, base_url=base_url, config_path=config_path,
+        record = ft_openai.status(finetune_dir, name, base_url=base_url,
+                                  config=load_config(config_path),
                                   interval_s=poll_interval, timeout_s=None if wait else 0.0,
                                   echo=click.echo)
     except (ValueError, ft_openai.FineTuneError) as exc:

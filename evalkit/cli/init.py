@@ -62,11 +62,12 @@ def init(source, out, kind, train_file, corpus, docs_dir, test_size, seed, name,
 def _next_steps(out: Path, testset) -> str:
     """The commands to run next, with the default ladder's rungs that the pre-flight would
     let start (no rag rungs without docs/, no few-shot without train)."""
+    from evalkit.config import ExperimentConfig
     from evalkit.pipeline.preflight import cheap_refusals
     from evalkit.strategies.ladder import LADDER
     ladder = [v for v in LADDER if not cheap_refusals(testset, [v], provider="local",
                                                       finetune_dir="finetunes",
-                                                      config_path=None)]
+                                                      config=ExperimentConfig())]
     flags = "" if len(ladder) == len(LADDER) else f" --variants {','.join(ladder)}"
     return (f"next: evalkit testset check {out}{flags}   # what `run` would refuse\n"
             f"      evalkit run {out}{flags}")

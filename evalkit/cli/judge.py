@@ -20,13 +20,14 @@ def _judge_setup(provider, base_url, model, config_path, rubric_path):
     from evalkit.providers import ProviderSetup, build_provider
     from evalkit.scoring.judge import DEFAULT_RUBRIC
     refuse_flag_secrets({"base_url": base_url, "model": model})
-    section = load_config(config_path).section("judge")
+    config = load_config(config_path)  # read once; the provider gets the same object
+    section = config.section("judge")
     model = model or section.get("model")
     options = {"base_url": base_url or section.get("base_url"), "model": model}
     rubric = Path(rubric_path).read_text() if rubric_path else section.get("rubric",
                                                                            DEFAULT_RUBRIC)
     setup = ProviderSetup(options={k: v for k, v in options.items() if v is not None},
-                          config_path=config_path)
+                          config=config)
     return build_provider(provider, setup), model, rubric
 
 

@@ -23,8 +23,10 @@ if TYPE_CHECKING:
 
 @main.command()
 @click.argument("testsets", nargs=-1, type=click.Path(file_okay=False))
-@click.option("--variants", default=",".join(LADDER), show_default=True,
-              help="Comma-separated ladder, cheapest first.")
+@click.option("--variants", default=",".join(LADDER),
+              help="Comma-separated ladder, cheapest first: preset names and names declared "
+                   "under variants: in --config [default: the config's variants, else "
+                   f"{','.join(LADDER)}].")
 @provider_option
 @click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 1024))
 @click.option("--max-cost-usd", type=click.FloatRange(min=0), default=None,
@@ -55,12 +57,16 @@ if TYPE_CHECKING:
               help="Run N test items drawn with --seed, stratified by cluster, else label.")
 @click.option("--seed", "sample_seed", type=int, default=0, show_default=True,
               help="Seed of --sample.")
+@click.option("--epochs", type=click.IntRange(1), default=None, metavar="K",
+              help="Run every item K times (else the config's epochs:, else 1): means "
+                   "average the epochs; the spread across them and the items whose outcome "
+                   "flips are reported.")
 @click.option("--progress/--no-progress", default=True)
 @click.option("--report/--no-report", default=True, show_default=True,
               help="Write the HTML report (index.html in the run folder) when the run ends.")
 def run(testsets, variants, provider, concurrency, max_cost_usd, resume, allow_leakage,
         reports_dir, cache_dir, finetune_dir, config_path, base_url, model, batch,
-        batch_poll_interval_s, limit, sample, sample_seed, progress, report):
+        batch_poll_interval_s, limit, sample, sample_seed, epochs, progress, report):
     """Run TESTSETS through each variant of the ladder and score them.
 
     \b
@@ -73,6 +79,7 @@ def run(testsets, variants, provider, concurrency, max_cost_usd, resume, allow_l
       130  interrupted (Ctrl-C): calls in flight were journaled; resume to finish
     """
     # Deferred so `evalkit --help` loads no scikit-learn, scipy or pandas.
+    from evalkit.config import load_config
     from evalkit.pipeline.experiment import LeakageRefused, RunConfig, run_experiment
     from evalkit.strategies import finetune as ft
     if not testsets and not resume:
@@ -83,7 +90,12 @@ def run(testsets, variants, provider, concurrency, max_cost_usd, resume, allow_l
                  f"({SAFE_NAME_RULE})")
         _check_resume_flags(testsets, Path(reports_dir) / resume)
     options = provider_options(provider, base_url, model)
-    ladder = _parse_variants(variants)
+    given = click.get_current_context().get_parameter_source("variants")
+    ladder = [] if given is click.core.ParameterSource.DEFAULT else _parse_variants(variants)
+    try:
+        experiment = None if resume else load_config(config_path)  # read once, handed down
+    except ValueError as exc:
+        fail(str(exc))
     if limit is not None and sample is not None:
         fail("--limit and --sample are two ways to choose items; give one")
     all_failed, budget_stops = [], []
@@ -95,9 +107,10 @@ def run(testsets, variants, provider, concurrency, max_cost_usd, resume, allow_l
                            config_path=config_path, batch=batch,
                            batch_poll_interval_s=batch_poll_interval_s,
                            limit=limit, sample=sample, sample_seed=sample_seed,
-                           provider_options=options)
+                           epochs=epochs, provider_options=options)
         try:
-            result = run_experiment(config, resume=resume, progress=progress, echo=click.echo)
+            result = run_experiment(config, resume=resume, progress=progress,
+                                    experiment=experiment, echo=click.echo)
         except (TestsetError, LeakageRefused, ft.LeakageError, FileNotFoundError,
                 ValueError, RuntimeError) as exc:
             fail(str(exc))
@@ -200,7 +213,7 @@ def _check_resume_flags(testsets, run_dir: Path) -> None:
               "finetune_dir": ctx.params["finetune_dir"],
               "base_url": ctx.params["base_url"], "model": ctx.params["model"],
               "limit": ctx.params["limit"], "sample": ctx.params["sample"],
-              "sample_seed": ctx.params["sample_seed"]}
+              "sample_seed": ctx.params["sample_seed"], "epochs": ctx.params["epochs"]}
     options = recorded.get("provider_options") or {}
     have = {**recorded, "base_url": options.get("base_url"), "model": options.get("model")}
     differ = [name for name, value in wanted.items()
@@ -235,8 +248,9 @@ def _print_run(result) -> None:
                    f"({result.subset['flag']}); not comparable with a full run")
     for line in result.warnings:
         click.echo(f"warning: {line}")
+    from evalkit.analysis.epochs import epoch_lines
     from evalkit.analysis.summary import verdict_lines
-    for line in verdict_lines(s):
+    for line in [*epoch_lines(s), *verdict_lines(s)]:
         click.echo(line)
 
 
@@ -276,11 +290,13 @@ def variant_table(summary: dict) -> pd.DataFrame:
 def summarize(run_dir, config_path, comparisons):
     """Recompute summary.json for RUN_DIR from scores.csv and run.json (no model call)."""
     from evalkit.analysis.summary import summarize_run, verdict_lines
+    from evalkit.config import load_config
     pairs = [tuple(c.split(",", 1)) for c in comparisons]
     if any(len(p) != 2 for p in pairs):
         fail("--compare takes two variant names separated by a comma, e.g. rag,fine-tuned")
     try:
-        summary = summarize_run(run_dir, config_path=config_path, comparisons=pairs)
+        summary = summarize_run(run_dir, config=load_config(config_path) if config_path
+                                else None, comparisons=pairs)
     except (OSError, ValueError, KeyError) as exc:
         fail(str(exc))
     click.echo(variant_table(summary).to_string())

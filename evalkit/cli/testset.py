@@ -17,6 +17,16 @@ def testset() -> None:
     """Inspect and import test sets."""
 
 
+def _read_config(path):
+    """The experiment config, read once; a broken one is the first refusal (as in `run`)."""
+    from evalkit.config import ExperimentConfig, load_config
+    from evalkit.pipeline.preflight import Refusal
+    try:
+        return [], load_config(path)
+    except ValueError as exc:
+        return [Refusal("config", str(exc), exc)], ExperimentConfig()
+
+
 @testset.command("check")
 @click.argument("path", type=click.Path())
 @click.option("--variants", default=",".join(LADDER), show_default=True,
@@ -52,8 +62,12 @@ def testset_check(path, variants, provider, config_path, finetune_dir, allow_lea
     power_note = _power_warning(len(ts.test))
     if power_note:
         click.echo(f"warning: {power_note}")
-    refusals = preflight.cheap_refusals(ts, ladder, provider=provider,
-                                        finetune_dir=finetune_dir, config_path=config_path)
+    refusals, config = _read_config(config_path)
+    if click.get_current_context().get_parameter_source("variants") is \
+            click.core.ParameterSource.DEFAULT and config.variants:
+        ladder = [d.name for d in config.variants]  # as `run` would take them
+    refusals += preflight.cheap_refusals(ts, ladder, provider=provider,
+                                         finetune_dir=finetune_dir, config=config)
     _echo_refusals(refusals)
     for line in balance_notes(ts):
         click.echo(line)

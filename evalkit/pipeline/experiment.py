@@ -23,21 +23,22 @@ import subprocess
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from evalkit import DISTRIBUTION
-from evalkit.config import load_config
+from evalkit.config import ExperimentConfig, load_config
 from evalkit.data import subset as subsets
 from evalkit.data.subset import SubsetSpec
 from evalkit.data.testset import Testset, load_testset
 from evalkit.paths import check_name, inside
 from evalkit.pipeline import preflight
 from evalkit.pipeline.preflight import LeakageRefused  # noqa: F401  re-exported for callers
-from evalkit.providers import Provider, ProviderSetup, build_provider, embeddings, provider_class
+from evalkit.pipeline.routing import Providers
+from evalkit.providers import Provider, embeddings, provider_class
 from evalkit.run.batch import BatchSettings, run_batches
 from evalkit.run.cache import ResponseCache
 from evalkit.run.journal import Journal, Prediction, latest
@@ -45,13 +46,14 @@ from evalkit.run.ledger import CallLedger, OpenCall, Unjournaled, open_calls, un
 from evalkit.run.runner import STOP_INTERRUPTED, Job, RunStats, run_jobs
 from evalkit.scoring import judge as judging
 from evalkit.strategies import finetune
-from evalkit.strategies.variants import LADDER, VariantContext, default_variant
+from evalkit.strategies.variants import LADDER, Variant, VariantContext, resolve
 
 
 @dataclass
 class RunConfig:
     testset: str
-    variants: list[str] = field(default_factory=lambda: list(LADDER))
+    # presets and config-declared names; empty: the config's variants, else the LADDER
+    variants: list[str] = field(default_factory=list)
     provider: str = "local"
     provider_options: dict[str, Any] = field(default_factory=dict)
     concurrency: int = 8
@@ -64,6 +66,7 @@ class RunConfig:
     config_path: str | None = None  # the experiment config (economics, gate, pricing, ...)
     batch: bool = False  # uncached requests go through the provider's Batch API
     batch_poll_interval_s: float = 30.0
+    epochs: int | None = None  # each item this many times (None: the config's, else 1)
     limit: int | None = None  # run only the first N test items
     sample: int | None = None  # run N items drawn with sample_seed (stratified)
     sample_seed: int = 0
@@ -89,13 +92,18 @@ class RunResult:
 
 
 def run_experiment(config: RunConfig, *, resume: str | None = None, progress: bool = True,
+                   experiment: ExperimentConfig | None = None,
                    echo: Callable[[str], None] | None = None) -> RunResult:
     """Run (or resume) one experiment and write every file of its run folder.
+
+    `experiment`: the experiment config already read by the caller; else it is read here,
+    once, from `config.config_path`, and its sections are handed to whoever needs them.
 
     `echo` gets one line per setup stage with its duration (loading, leakage check,
     fine-tune, index), so a first run that trains and indexes for seconds is not a blank
     screen before the progress bar."""
     say = _Stages(echo)
+    run_dir = None
     if resume:
         check_name(resume, what="run id")
         run_dir = inside(config.reports_dir, Path(config.reports_dir) / resume, what="run folder")
@@ -104,65 +112,111 @@ def run_experiment(config: RunConfig, *, resume: str | None = None, progress: bo
         cap = saved.get("max_cost_usd") if config.max_cost_usd is None else config.max_cost_usd
         config = RunConfig(**{**saved, "concurrency": config.concurrency, "max_cost_usd": cap,
                               "batch_poll_interval_s": config.batch_poll_interval_s})
-    with say.stage() as note:
-        testset, subset = subsets.apply(load_testset(config.testset), config.subset_spec())
-        note(f"{testset.name}: loaded {len(testset.test)} test, {len(testset.train)} train, "
-             f"{len(testset.docs)} docs")
-    refuse_to_start(testset, config, say=say)
-    if resume:
-        recorded = json.loads((run_dir / "run.json").read_text())["testset"]["hash"]
-        if recorded != testset.hash:
-            raise ValueError(f"{run_dir / 'run.json'}: field 'testset.hash': the test set in "
-                             f"{testset.path} changed since this run started; resuming would "
-                             f"mix answers to two versions of it. Start a new run instead.")
-
-    variants = [default_variant(name, testset) for name in config.variants]
+        experiment = None  # the run's own config file, not the caller's
+    cfg = experiment if experiment is not None else load_config(config.config_path)
+    config = replace(config, variants=list(config.variants) or
+                     [d.name for d in cfg.variants] or list(LADDER),
+                     epochs=config.epochs or cfg.epochs or 1)
+    testset, subset = _load(config, cfg, run_dir, say)
+    variants = resolve(config.variants, testset, cfg)
+    if run_dir is not None:
+        _check_same_variants(run_dir, variants)
     setup = {}
-    if any(v.fine_tuned for v in variants):
+    if any(v.needs_recorded_fine_tune for v in variants):
         with say.stage() as note:
             setup = _prepare_fine_tune(config, testset)
             note(f"{testset.name}: fine-tune {setup['fine_tune']['fine_tuned_model']}: "
                  + (f"trained on {setup['fine_tune']['trained_examples']} examples"
                     if setup.pop("trained_now") else "recorded earlier, reused"))
-    retriever = embeddings.from_config(config.config_path, config.provider_options, testset,
-                                       cache_dir=Path(config.cache_dir))  # None: TF-IDF
-    ctx = VariantContext(testset, cache_dir=Path(config.cache_dir),
-                         fine_tuned_model=setup.get("fine_tuned_model"),
-                         index_factory=retriever.build if retriever else None)
-    if any(v.rag_k for v in variants):
-        t0 = time.perf_counter()
-        with say.stage() as note:
-            _ = ctx.index
-            note(f"{testset.name}: index of {len(testset.docs)} docs"
-                 + (" (embeddings)" if retriever else ""))
-        setup["indexing_time_s"] = round(time.perf_counter() - t0, 4)
-        if retriever:  # indexing cost is setup; query embeddings are a per-query cost
-            setup["retrieval"] = ctx.index.embed_queries([it.input for it in testset.test])
-
-    provider = build_provider(config.provider, ProviderSetup(
-        options=dict(config.provider_options), config_path=config.config_path,
-        fine_tune=setup.get("fine_tune"), finetune_dir=config.finetune_dir))
-    if config.batch and not provider.supports_batches:
-        raise ValueError(f"--batch needs a provider with a batch API (openai); "
-                         f"{config.provider!r} answers live only")
-    _preflight(variants, testset, ctx, provider)
-    judge = _judge_for(config, testset)  # before any call: a judge that cannot be built fails
-    if not resume:  # only now: a run that cannot start leaves no empty folder behind
+    ctx = _context(config, cfg, testset, variants, setup, say)
+    providers = Providers(config.provider, dict(config.provider_options), cfg,
+                          fine_tune=setup.get("fine_tune"), finetune_dir=config.finetune_dir)
+    by_variant = {(v.name, e): providers.for_variant(v, e)
+                  for v in variants for e in range(config.epochs)}
+    if config.batch and (len(providers.all()) > 1 or config.epochs > 1
+                         or not providers.all()[0].supports_batches):
+        raise ValueError("--batch needs a provider with a batch API (openai), the same for "
+                         "every variant, and one epoch; this run answers live only")
+    _preflight(variants, testset, ctx, {v.name: by_variant[(v.name, 0)] for v in variants})
+    judge = _judge_for(cfg, testset)  # before any call: a judge that cannot be built fails
+    if run_dir is None:  # only now: a run that cannot start leaves no empty folder behind
         run_dir = _new_run_dir(Path(config.reports_dir), testset.name)
     journal = Journal(run_dir / "predictions.jsonl")
-    done = {(p.variant, p.item_id) for p in latest(journal.read()) if p.error_class is None}
-    jobs = [Job(v.name, item, lambda it, v=v: v.build(it, ctx))
-            for v in variants for item in testset.test if (v.name, item.id) not in done]
-    folder = _Folder(run_dir, config, testset, setup, notional=provider.cost_is_notional,
-                     subset=subset)
-    stats = _run_session(folder, provider, jobs, progress)
+    done = {(p.variant, p.item_id, p.epoch) for p in latest(journal.read())
+            if p.error_class is None}
+    jobs = [Job(v.name, item, lambda it, v=v: v.build(it, ctx),
+                provider=by_variant[(v.name, e)], epoch=e)
+            for e in range(config.epochs) for v in variants for item in testset.test
+            if (v.name, item.id, e) not in done]
+    folder = _Folder(run_dir, config, testset, setup, notional=providers.notional,
+                     subset=subset, experiment=cfg, variants=tuple(variants),
+                     samples=any(p.samples for p in providers.all()))
+    stats = _run_session(folder, providers.all()[0], jobs, progress)
     if stats.stop == STOP_INTERRUPTED:  # out at once: scoring can wait for the resume
         return RunResult(run_dir, {}, stats, list(setup.get("warnings", [])), subset)
     if judge is not None and stats.stop is None:  # a stopped run is graded when it is finished
         _grade(run_dir, judge, cache_dir=config.cache_dir, progress=progress)
-    summary = write_scores_and_summary(run_dir, testset, config.variants)
+    summary = write_scores_and_summary(run_dir, testset, config.variants, config=cfg)
     _point_latest(run_dir, testset.name)
     return RunResult(run_dir, summary, stats, list(setup.get("warnings", [])), subset)
+
+
+def _load(config: RunConfig, cfg: ExperimentConfig, run_dir: Path | None, say: _Stages
+          ) -> tuple[Testset, dict | None]:
+    """The test set (cut to --limit/--sample), refused by pre-flight or a changed resume."""
+    with say.stage() as note:
+        testset, subset = subsets.apply(load_testset(config.testset), config.subset_spec())
+        note(f"{testset.name}: loaded {len(testset.test)} test, {len(testset.train)} train, "
+             f"{len(testset.docs)} docs")
+    refuse_to_start(testset, config, cfg, say=say)
+    if run_dir is not None:
+        recorded = json.loads((run_dir / "run.json").read_text())["testset"]["hash"]
+        if recorded != testset.hash:
+            raise ValueError(f"{run_dir / 'run.json'}: field 'testset.hash': the test set in "
+                             f"{testset.path} changed since this run started; resuming would "
+                             f"mix answers to two versions of it. Start a new run instead.")
+    return testset, subset
+
+
+def _check_same_variants(run_dir: Path, variants: list[Variant]) -> None:
+    """A resumed run's variants must be the ones it began with (the config may have moved)."""
+    recorded = json.loads((run_dir / "run.json").read_text()).get("variant_specs") or {}
+    for v in variants:
+        if v.name in recorded and recorded[v.name] != v.spec():
+            raise ValueError(f"{run_dir / 'run.json'}: field 'variant_specs.{v.name}': the "
+                             f"variant changed since this run started (its config was "
+                             f"edited); resuming would mix two versions. Start a new run.")
+
+
+def _context(config: RunConfig, cfg: ExperimentConfig, testset: Testset,
+             variants: list[Variant], setup: dict[str, Any], say: _Stages) -> VariantContext:
+    """The shared few-shot pool and indexes; every index a variant needs is built now, its
+    time (and an embedding index's cost) recorded as setup."""
+    retriever = embeddings.from_config(cfg, config.provider_options, testset,
+                                       cache_dir=Path(config.cache_dir))  # None: TF-IDF
+
+    def embedding_index(ts: Testset) -> Any:  # another chunking of the same corpus
+        return embeddings.from_config(cfg, config.provider_options, ts,
+                                      cache_dir=Path(config.cache_dir)).build()
+
+    ctx = VariantContext(testset, cache_dir=Path(config.cache_dir),
+                         fine_tuned_model=setup.get("fine_tuned_model"),
+                         index_factory=retriever.build if retriever else None,
+                         embeddings=embedding_index if retriever else None)
+    specs = list(dict.fromkeys(v.index_spec(ctx) for v in variants if v.rag_k))
+    if specs:
+        t0 = time.perf_counter()
+        with say.stage() as note:
+            for spec in specs:
+                ctx.index_for(spec)
+            note(f"{testset.name}: index of {len(testset.docs)} docs"
+                 + (" (embeddings)" if retriever else "")
+                 + (f", {len(specs)} chunkings" if len(specs) > 1 else ""))
+        setup["indexing_time_s"] = round(time.perf_counter() - t0, 4)
+        if retriever and ctx.default_index_spec in ctx.indexes:
+            # indexing cost is setup; query embeddings are a per-query cost
+            setup["retrieval"] = ctx.index.embed_queries([it.input for it in testset.test])
+    return ctx
 
 
 @dataclass(frozen=True)
@@ -173,8 +227,11 @@ class _Folder:
     config: RunConfig
     testset: Testset
     setup: dict[str, Any]
-    notional: bool
+    notional: bool  # no provider of the run bills anybody (local)
     subset: dict[str, Any] | None
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    variants: tuple[Variant, ...] = ()
+    samples: bool = False  # some provider can answer one request differently twice
 
 
 def _run_session(folder: _Folder, provider, jobs: list[Job], progress: bool) -> RunStats:
@@ -233,13 +290,14 @@ class _Stages:
             self.echo(f"{said[-1]} ({time.perf_counter() - start:.2f} s)")
 
 
-def refuse_to_start(testset: Testset, config: RunConfig, *, say: _Stages | None = None) -> None:
+def refuse_to_start(testset: Testset, config: RunConfig, cfg: ExperimentConfig, *,
+                    say: _Stages | None = None) -> None:
     """Raise RunRefused with every cheap refusal, else LeakageRefused if the split leaks: the
     rules `evalkit testset check` reports (evalkit.pipeline.preflight), before any call."""
     say = say or _Stages(None)
     refusals = preflight.cheap_refusals(testset, config.variants, provider=config.provider,
                                         finetune_dir=config.finetune_dir,
-                                        config_path=config.config_path)
+                                        config=cfg)
     if len(refusals) == 1 and refusals[0].error is not None:
         raise refusals[0].error  # one reason: its own typed error (a ConfigError, say)
     if refusals:
@@ -254,20 +312,20 @@ def refuse_to_start(testset: Testset, config: RunConfig, *, say: _Stages | None 
         raise preflight.LeakageRefused([leak])
 
 
-def _judge_for(config: RunConfig, testset: Testset
+def _judge_for(cfg: ExperimentConfig, testset: Testset
                ) -> tuple[judging.JudgeSettings, Provider] | None:
     """The LLM judge that grades this run, if any: the config's `judge:` section when it says
     `score: true` or task.yaml names the judge metric (which then needs the section)."""
-    settings = judging.judge_settings(config.config_path)
+    settings = judging.judge_settings(cfg)
     named = judging.JUDGE_METRIC in testset.task.metrics
     if named and (settings is None or not settings.model):
-        where = config.config_path or "no experiment config (--config)"
+        where = cfg.path or "no experiment config (--config)"
         raise ValueError(f"{testset.path}: task.yaml scores the metric "
                          f"'{judging.JUDGE_METRIC}', which needs an LLM judge: give the "
                          f"experiment config ({where}) a judge: section with a model")
     if settings is None or not (settings.score or named):
         return None
-    provider = judging.judge_provider(settings, config.config_path)
+    provider = judging.judge_provider(settings, cfg)
     try:  # a judge whose calls cannot be priced would fail on every answer, after the run
         provider.estimate_cost(judging.judge_request(judging.JudgeCase("preflight", "?", ("?",),
                                                                        "?"),
@@ -290,7 +348,8 @@ def _grade(run_dir: Path, judge: tuple[judging.JudgeSettings, Provider], *, cach
         cache.close()
 
 
-def _preflight(variants: list, testset: Testset, ctx: VariantContext, provider) -> None:
+def _preflight(variants: list[Variant], testset: Testset, ctx: VariantContext,
+               providers: dict[str, Provider]) -> None:
     """Build, render and price one request per variant before any call, so a rung that cannot
     work at all (few-shot without train.jsonl, a broken template, a model with no known
     price) is one clear error, not a failure journaled for every item."""
@@ -302,26 +361,39 @@ def _preflight(variants: list, testset: Testset, ctx: VariantContext, provider) 
             raise ValueError(f"{testset.path}: variant {v.name!r} cannot build a request: "
                              f"{exc}") from exc
         try:
-            provider.estimate_cost(request)
+            providers[v.name].estimate_cost(request)
         except Exception as exc:
-                raise ValueError(f"variant {v.name!r} cannot be priced, so its cost and "
-                                 f"budget could not be kept: {exc}") from exc
+            raise ValueError(f"variant {v.name!r} cannot be priced, so its cost and "
+                             f"budget could not be kept: {exc}") from exc
 
 
-def write_scores_and_summary(run_dir: Path, testset: Testset, variants: list[str]) -> dict:
+def write_scores_and_summary(run_dir: Path, testset: Testset, variants: list[str], *,
+                             config: ExperimentConfig | None = None) -> dict:
     """Score the journal and write scores.csv and summary.json (no provider involved).
 
-    Scoring and analysis are imported here, not at the top: they pull in pandas, scipy and
-    scikit-learn (~2 s of CPU), which a run needs only after its last call (issue 16.3)."""
+    With several epochs, every answer is scored (epoch_scores.csv, with an `epoch` column)
+    and scores.csv holds each item's mean over its epochs, so intervals and paired steps
+    work on item means: clustered by item, as repeated samples of one item are not
+    independent. Scoring and analysis are imported here, not at the top: they pull in
+    pandas, scipy and scikit-learn (~2 s of CPU), which a run needs only after its last call
+    (issue 16.3)."""
     from evalkit.analysis import summary as analysis
-    from evalkit.scoring.score import score_predictions
+    from evalkit.scoring.score import item_means, score_predictions
 
     preds = latest(Journal(run_dir / "predictions.jsonl").read())
     items = {it.id: it for it in testset.test}
     scores = score_predictions(run_dir.name, testset.task, items, preds, docs=testset.docs,
                                external=judging.judge_scores(run_dir))
+    if any(p.epoch for p in preds):
+        by_epoch = score_predictions(run_dir.name, testset.task, items, preds,
+                                     docs=testset.docs, with_epoch=True,
+                                     external=judging.judge_scores(run_dir))
+        by_epoch.to_csv(run_dir / "epoch_scores.csv", index=False)
+        scores = item_means(by_epoch)
     scores.to_csv(run_dir / "scores.csv", index=False)
-    summary = analysis.analyze(analysis.from_testset(run_dir, testset, variants, scores, preds))
+    first = [p for p in preds if p.epoch == 0]  # per-item records (macro-F1, call counts)
+    summary = analysis.analyze(analysis.from_testset(run_dir, testset, variants, scores, first,
+                                                     config=config))
     analysis.write_summary(run_dir, summary)
     return summary
 
@@ -395,13 +467,15 @@ def _write_run_json(folder: _Folder, stats: RunStats | None,
         "run_id": run_dir.name,
         "created_at": previous.get("created_at", _now()),
         "config": asdict(config),
-        "experiment_config": load_config(config.config_path).sections,
+        "experiment_config": folder.experiment.sections,
         "testset": {"name": testset.name, "path": str(testset.path), "hash": testset.hash,
                     "n_test": len(testset.test), "n_train": len(testset.train),
                     "n_docs": len(testset.docs), "files": testset.file_hashes},
         "subset": folder.subset,  # n_test above counts the items this run holds
+        "epochs": {"k": config.epochs, "sampling": folder.samples},
         "task": testset.task.to_record(),  # lets `summarize` work from the folder alone
-        "variant_specs": {n: asdict(default_variant(n, testset)) for n in config.variants},
+        # every field of every variant: the analysis reads kinds from here, never from names
+        "variant_specs": {v.name: v.spec() for v in folder.variants},
         "setup": folder.setup,
         "git_commit": _git_commit(),
         "billing": {"notional": folder.notional},

@@ -6,8 +6,9 @@ rules to drift. The order is cheapest first, because the leakage scan takes seco
 set and a missing `docs/` should not wait for it:
 
 1. the experiment config's `economics:` section (a typo, a per-variant entry naming no rung);
-2. a known provider that can answer the task type; then each variant: a known name; `docs/`
-   for a rung that retrieves; `train.jsonl` for few-shot examples; what the provider's
+2. a known provider that can answer the task type; then each variant: a known name (a
+   preset, or one declared under `variants:` in the config, its base and overrides checked);
+   `docs/` for a rung that retrieves; `train.jsonl` for few-shot examples; what the provider's
    `fine_tune_missing` says its fine-tuned rungs lack (local: a train split to train on;
    others: a recorded model);
 3. leakage: test items that are (nearly) train items, unless allowed. Counted as items and as
@@ -20,10 +21,11 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from evalkit.config import ExperimentConfig
 from evalkit.data.leakage import LeakPair, find_leaks
 from evalkit.data.testset import Testset
 from evalkit.providers import Provider, provider_class
-from evalkit.strategies.variants import MissingCorpus, Variant, default_variant
+from evalkit.strategies.variants import MissingCorpus, Variant, resolve
 
 LEAKS_LISTED = 20  # pairs shown in a refusal; `testset check --show-all` lists every one
 
@@ -51,15 +53,14 @@ class LeakageRefused(RunRefused):
 
 
 def cheap_refusals(testset: Testset, variants: list[str], *, provider: str,
-                   finetune_dir: str | Path, config_path: str | Path | None) -> list[Refusal]:
+                   finetune_dir: str | Path, config: ExperimentConfig) -> list[Refusal]:
     """Every refusal that needs no scan of the data: milliseconds on any size of set."""
     out = []
-    if config_path is not None:  # no config, no economics section to get wrong
-        from evalkit.analysis.summary import check_config  # deferred: scipy, pandas
-        try:
-            check_config(config_path, ladder=variants)
-        except ValueError as exc:
-            out.append(Refusal("config", str(exc), exc))
+    from evalkit.analysis.summary import check_config  # deferred: scipy, pandas
+    try:
+        check_config(config, ladder=variants)
+    except ValueError as exc:
+        out.append(Refusal("config", str(exc), exc))
     try:
         provider_cls: type[Provider] | None = provider_class(provider)
     except ValueError as exc:  # an unknown provider: its error lists the known ones
@@ -72,15 +73,21 @@ def cheap_refusals(testset: Testset, variants: list[str], *, provider: str,
             out.append(Refusal("provider", str(exc), exc))
     for name in variants:
         try:
-            variant = default_variant(name, testset)
+            (variant,) = resolve([name], testset, config)
         except MissingCorpus as exc:
             out.append(Refusal("docs", str(exc), exc))
             continue
         except ValueError as exc:  # an unknown name
             out.append(Refusal("variant", str(exc), exc))
             continue
-        out.extend(_needs(variant, testset, provider=provider_cls,
-                          finetune_dir=Path(finetune_dir)))
+        own = provider_cls
+        if variant.provider and variant.provider != provider:
+            try:
+                own = provider_class(variant.provider)
+            except ValueError as exc:
+                out.append(Refusal("provider", f"variant {name!r}: {exc}", exc))
+                continue
+        out.extend(_needs(variant, testset, provider=own, finetune_dir=Path(finetune_dir)))
     return out
 
 
@@ -91,7 +98,7 @@ def _needs(variant: Variant, testset: Testset, *, provider: type[Provider] | Non
     if variant.few_shot_k and not testset.train:
         out.append(Refusal("train", f"{testset.path}: variant {variant.name!r} needs a "
                            f"train.jsonl to draw its few-shot examples from"))
-    if variant.fine_tuned and provider is not None:
+    if variant.needs_recorded_fine_tune and provider is not None:
         problem = provider.fine_tune_missing(testset, str(finetune_dir))
         if problem:
             out.append(Refusal("fine-tune", f"variant {variant.name!r}: {problem}"))

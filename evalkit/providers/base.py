@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from evalkit.config import ExperimentConfig
 from evalkit.strategies.request import Request
 
 if TYPE_CHECKING:
@@ -48,18 +49,33 @@ class Completion:
 
 
 @dataclass(frozen=True)
+class Generation:
+    """Generation parameters a variant (or an epoch) sets; None: the provider's default.
+
+    A provider applies those it has (the openai provider sends all three; the local one is
+    deterministic and takes none)."""
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    epoch: int = 0  # the repetition (`--epochs`); a provider that takes a seed adds it
+
+
+@dataclass(frozen=True)
 class ProviderSetup:
     """What a run hands a provider class to build itself (`Provider.from_config`).
 
     `options`: the CLI flags and programmatic options (None values already dropped);
-    `config_path`: the experiment config, whose `provider:`/`pricing:` sections a provider may
-    read; `fine_tune`: the fine-tune record of the run's fine-tuned rungs (a dict), if any;
-    `finetune_dir`: where fine-tune records and artifacts live; `calls`: False when nothing
-    will be called (`evalkit estimate`), so credentials need not be present.
+    `config`: the experiment config (read once by the command), whose `provider:`/`pricing:`
+    sections a provider may read; `generation`: a variant's or epoch's generation parameters,
+    over the config's; `fine_tune`: the fine-tune record of the run's fine-tuned rungs (a
+    dict), if any; `finetune_dir`: where fine-tune records and artifacts live; `calls`: False
+    when nothing will be called (`evalkit estimate`), so credentials need not be present.
     """
 
     options: dict[str, Any] = field(default_factory=dict)
-    config_path: str | None = None
+    config: ExperimentConfig = field(default_factory=ExperimentConfig)
+    generation: Generation = field(default_factory=Generation)
     fine_tune: dict[str, Any] | None = None
     finetune_dir: str = "finetunes"
     calls: bool = True
@@ -71,7 +87,7 @@ class FineTuneOptions:
 
     base_model: str | None = None
     base_url: str | None = None
-    config_path: str | None = None
+    config: ExperimentConfig = field(default_factory=ExperimentConfig)
     n_epochs: int | None = None
     allow_leakage: bool = False
     dry_run: bool = False
@@ -101,6 +117,9 @@ class Provider:
     takes_server_options: ClassVar[bool] = True
     # True: nobody is billed (offline); its costs are only for comparing variants.
     cost_is_notional: ClassVar[bool] = False
+    # False: the same request always gets the same answer (the local provider), so repeated
+    # epochs cannot differ and a run with --epochs says so instead of reporting noise.
+    samples: ClassVar[bool] = True
 
     def model_for(self, request: Request) -> str:
         """The model that will answer this request (the request may pin one)."""

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from evalkit.config import ConfigError, ExperimentConfig
 from evalkit.data.testset import Testset
 from evalkit.providers.base import Usage
 from evalkit.providers.openai import NO_KEY_PLACEHOLDER, redact_url
@@ -221,12 +222,9 @@ class EmbeddingRetriever:
         return EmbeddingIndex(passages, matrix, self.embedder, cost)
 
 
-def from_config(config_path: str | None, provider_options: dict[str, Any], testset: Testset,
+def from_config(cfg: ExperimentConfig, provider_options: dict[str, Any], testset: Testset,
                 *, cache_dir: Path) -> EmbeddingRetriever | None:
     """The embedding retriever the config asks for, or None for TF-IDF."""
-    from evalkit.config import ConfigError, load_config
-
-    cfg = load_config(config_path)
     section = cfg.section("provider")
     model = section.get("embedding_model")
     if not model:

@@ -39,6 +39,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from evalkit import secrets
+from evalkit.config import ConfigError, ExperimentConfig
 from evalkit.providers.base import (
     Completion,
     FineTuneOptions,
@@ -198,7 +199,14 @@ class OpenAIProvider(Provider):
     def from_config(cls, setup: ProviderSetup) -> OpenAIProvider:
         """Options from the config's `provider:` section < CLI flags, prices from `pricing:`,
         and a route to the fine-tuned model when the record names another server."""
-        opts = options_from_config(setup.config_path, setup.options, setup.fine_tune)
+        opts = options_from_config(setup.config, setup.options, setup.fine_tune)
+        g = setup.generation
+        for name, value in (("temperature", g.temperature), ("seed", g.seed),
+                            ("max_completion_tokens", g.max_tokens)):
+            if value is not None:
+                opts[name] = value
+        if g.epoch and opts.get("seed", 0) is not None:  # a fresh sample per epoch
+            opts["seed"] = opts.get("seed", 0) + g.epoch
         return cls(**opts, require_key=setup.calls)
 
     @classmethod
@@ -208,7 +216,7 @@ class OpenAIProvider(Provider):
 
         return openai_finetune.train(
             testset, finetune_dir, base_model=options.base_model, base_url=options.base_url,
-            config_path=options.config_path, n_epochs=options.n_epochs,
+            config=options.config, n_epochs=options.n_epochs,
             allow_leakage=options.allow_leakage, dry_run=options.dry_run, out=options.out,
             interval_s=options.interval_s, force=options.force, echo=options.echo)
 
@@ -547,13 +555,10 @@ def _elapsed(raw: Any, *, since: float) -> float:
 RETRIEVAL_KEYS = ("embedding_model", "embedding_base_url", "embedding_batch_size")
 
 
-def options_from_config(config_path: str | None, cli_options: Mapping[str, Any],
+def options_from_config(cfg: ExperimentConfig, cli_options: Mapping[str, Any],
                         fine_tune: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Provider options for a run: config `provider:` section < CLI flags, plus prices and the
     route to a fine-tuned model served elsewhere. Nothing secret passes through here."""
-    from evalkit.config import ConfigError, load_config
-
-    cfg = load_config(config_path)
     section = {k: v for k, v in cfg.section("provider").items() if k not in RETRIEVAL_KEYS}
     for secret in ("api_key", "key", "token"):
         if secret in section:

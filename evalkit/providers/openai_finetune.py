@@ -36,6 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from evalkit.config import ExperimentConfig
 from evalkit.data.testset import Testset
 from evalkit.providers.openai import NO_KEY_PLACEHOLDER, OpenAIProvider, approx_tokens, redact_url
 from evalkit.providers.pricing import PriceBook
@@ -242,7 +243,8 @@ def existing_job(finetune_dir: Path | str, name: str, *, testset: Testset, base_
 
 
 def train(testset: Testset, finetune_dir: Path | str, *, base_model: str,
-          base_url: str | None = None, config_path: str | None = None, name: str | None = None,
+          base_url: str | None = None, config: ExperimentConfig | None = None,
+          name: str | None = None,
           n_epochs: int | None = None, suffix: str | None = None, allow_leakage: bool = False,
           dry_run: bool = False, out: Path | str | None = None, interval_s: float = 30.0,
           timeout_s: float | None = None, max_retries: int = 5, force: bool = False,
@@ -252,15 +254,13 @@ def train(testset: Testset, finetune_dir: Path | str, *, base_model: str,
     Checks the existing record first (`existing_job`), so a re-run after Ctrl-C refuses
     instead of paying for a second job; returns the existing record when it is up to date.
     """
-    from evalkit.config import load_config
-
     name = name or default_name(testset, OpenAIProvider.name)
     if not dry_run:
         done = existing_job(finetune_dir, name, testset=testset, base_model=base_model,
                             force=force, echo=echo)
         if done is not None:
             return done
-    cfg = load_config(config_path)
+    cfg = config or ExperimentConfig()
     prices = PriceBook.from_section(cfg.section("pricing"), path=cfg.path)
     training = prepare(testset, base_model=base_model, prices=prices, n_epochs=n_epochs,
                        allow_leakage=allow_leakage)
@@ -283,18 +283,16 @@ def train(testset: Testset, finetune_dir: Path | str, *, base_model: str,
 
 
 def status(finetune_dir: Path | str, name: str, *, base_url: str | None = None,
-           config_path: str | None = None, interval_s: float = 30.0,
+           config: ExperimentConfig | None = None, interval_s: float = 30.0,
            timeout_s: float | None = None, echo: Callable[[str], None] = print
            ) -> FineTuneRecord:
     """`evalkit finetune status NAME`: resume following a job from its record."""
-    from evalkit.config import load_config
-
     record = load_record(Path(finetune_dir), name)
     if record is None:
         raise FineTuneError(f"{Path(finetune_dir) / (name + '.json')}: no such fine-tune")
     if record.status in TERMINAL or not record.job_id:
         return record
-    cfg = load_config(config_path)
+    cfg = config or ExperimentConfig()
     prices = PriceBook.from_section(cfg.section("pricing"), path=cfg.path)
     sdk = client(base_url or record.base_url)
     return poll(finetune_dir, name, sdk=sdk, prices=prices, interval_s=interval_s,

@@ -75,6 +75,8 @@ def build_context(run_dir: Path) -> dict[str, Any]:
         "n_items": len(items),
         "breakdowns": breakdowns_context(data, summary, ladder),
         "economics": summary.get("economics") or {},
+        "spec_rows": _spec_rows(summary, run, ladder),
+        "epochs": summary.get("epochs"),
     }
 
 
@@ -84,6 +86,27 @@ def _explorer(run_dir: Path, run: dict, items: list[dict], preds, scores: pd.Dat
     data = explorer_data(items, preds, scores, ladder, primary, reasons=judge_reasons(run_dir))
     data["msg"] = messages.rebuild(run, ladder, items, preds).as_json()
     return data
+
+
+def _spec_rows(summary: dict, run: dict, ladder: list[str]) -> list[dict]:
+    """Per variant its preset and every setting it has (the recorded spec, empty ones out)."""
+    specs = run.get("variant_specs") or {}
+    rows = []
+    for name in ladder:
+        spec = (summary["variants"].get(name) or {}).get("spec") or specs.get(name)
+        if not isinstance(spec, dict):
+            continue
+        settings = []
+        for key, value in spec.items():
+            if key in ("name", "kind") or value is None or value is False or value == "" \
+                    or (key in ("few_shot_k", "rag_k") and not value):
+                continue
+            if key == "few_shot_selection" and not spec.get("few_shot_k"):
+                continue
+            text = str(value)
+            settings.append((key, text if len(text) <= 120 else text[:117] + "…"))
+        rows.append({"name": name, "kind": spec.get("kind") or "", "settings": settings})
+    return rows
 
 
 def _metric_names(summary: dict, ladder: list[str]) -> list[str]:

@@ -24,15 +24,19 @@ def cache_key(*, provider: str, model: str, messages: list[dict[str, str]],
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def request_key(provider: Any, request: Any) -> str:
+def request_key(provider: Any, request: Any, *, epoch: int = 0) -> str:
     """The cache key of `request` as `provider` would answer it (runner and estimate agree).
 
     The task type is part of it: the local provider answers the same messages differently
-    for a classification and a QA task.
+    for a classification and a QA task. So is the epoch from the second on (`--epochs`):
+    each repetition is a fresh sample, never the first one's answer served again; epoch 0
+    keeps the key it always had, so existing caches still hit.
     """
     params = {**provider.cache_params(), "task_type": request.task_type}
     if request.response_format is not None:  # absent otherwise: older cache keys still hit
         params["response_format"] = request.response_format
+    if epoch:
+        params["epoch"] = epoch
     return cache_key(provider=provider.name, model=provider.model_for(request),
                      messages=request.messages(), params=params)
 

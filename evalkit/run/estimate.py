@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evalkit.config import load_config
+from evalkit.config import ExperimentConfig
 from evalkit.data.testset import Testset, load_testset
 from evalkit.money import usd
 from evalkit.providers import ProviderSetup, build_provider
@@ -27,7 +27,7 @@ from evalkit.providers.pricing import PriceBook, UnknownPrice
 from evalkit.run.cache import ResponseCache, request_key
 from evalkit.strategies import finetune
 from evalkit.strategies.retrieval import chunk_document
-from evalkit.strategies.variants import VariantContext, default_variant
+from evalkit.strategies.variants import VariantContext, resolve
 from evalkit.tasks import task_type
 
 
@@ -76,18 +76,19 @@ def expected_output_tokens(testset: Testset, max_completion_tokens: int | None) 
 
 def estimate_run(testset_dir: str, *, variants: list[str], provider: str = "openai",
                  provider_options: dict[str, Any] | None = None,
-                 config_path: str | None = None, cache_dir: str = ".evalkit-cache",
+                 config: ExperimentConfig | None = None, cache_dir: str = ".evalkit-cache",
                  finetune_dir: str = "finetunes") -> Estimate:
     """The expected tokens and dollars of `evalkit run` with these options. Makes no call."""
+    config = config or ExperimentConfig()
     testset = load_testset(testset_dir)
     out = Estimate(testset.name, provider)
-    rungs = [default_variant(name, testset) for name in variants]
+    rungs = resolve(variants, testset, config)
     record = None
-    if any(v.fine_tuned for v in rungs):
+    if any(v.needs_recorded_fine_tune for v in rungs):
         record = finetune.load_record(Path(finetune_dir), finetune.default_name(testset, provider))
     llm = build_provider(provider, ProviderSetup(
         options={k: v for k, v in (provider_options or {}).items() if v is not None},
-        config_path=config_path, fine_tune=asdict(record) if record else None,
+        config=config, fine_tune=asdict(record) if record else None,
         finetune_dir=finetune_dir, calls=False))
     prices = llm.price_book()
     if prices is None:
@@ -102,7 +103,7 @@ def estimate_run(testset_dir: str, *, variants: list[str], provider: str = "open
     cache = ResponseCache(cache_path) if cache_path.is_file() else None
     try:
         for rung in rungs:
-            if rung.fine_tuned and (record is None or not record.fine_tuned_model):
+            if rung.needs_recorded_fine_tune and (record is None or not record.fine_tuned_model):
                 out.variants.append(VariantEstimate(rung.name, "", note="no fine-tuned model "
                                                     "recorded yet: run `evalkit finetune`"))
                 continue
@@ -112,7 +113,7 @@ def estimate_run(testset_dir: str, *, variants: list[str], provider: str = "open
         if cache:
             cache.close()
     if any(v.rag_k for v in rungs):
-        out.setup = _embedding_setup(config_path, testset, prices, len(testset.test))
+        out.setup = _embedding_setup(config, testset, prices, len(testset.test))
     return out
 
 
@@ -145,9 +146,9 @@ def _estimate_variant(rung, testset: Testset, ctx: VariantContext, llm, prices: 
     return est or VariantEstimate(rung.name, "", note="no test items")
 
 
-def _embedding_setup(config_path: str | None, testset: Testset, prices: PriceBook,
+def _embedding_setup(config: ExperimentConfig, testset: Testset, prices: PriceBook,
                      n_queries: int) -> dict[str, Any]:
-    section = load_config(config_path).section("provider")
+    section = config.section("provider")
     model = section.get("embedding_model")
     if not model:
         return {}

@@ -35,6 +35,7 @@ class Prediction:
     error: str | None = None
     retrieved: list[str] = field(default_factory=list)  # doc ids of passages, in rank order
     passages: list[list] = field(default_factory=list)  # [doc_id, chunk] per passage shown
+    epoch: int = 0  # which repetition (`--epochs`); 0 is not written, so old journals match
 
 
 class Journal:
@@ -88,6 +89,8 @@ def as_record(p: Prediction) -> dict[str, Any]:
     record = {name: getattr(p, name) for name in _FIELDS}
     record["retrieved"] = list(p.retrieved)
     record["passages"] = [list(x) for x in p.passages]
+    if not p.epoch:
+        del record["epoch"]
     for name in ("output", "error", "model"):  # the last line of defence before disk
         if isinstance(record[name], str):
             record[name] = scrub(record[name])
@@ -103,8 +106,9 @@ def shown(passages: Any) -> dict[str, list]:
 
 
 def latest(preds: list[Prediction]) -> list[Prediction]:
-    """One prediction per (variant, item): the last one journaled (a retry replaces an error)."""
-    last: dict[tuple[str, str], Prediction] = {}
+    """One prediction per (variant, item, epoch): the last one journaled (a retry replaces an
+    error)."""
+    last: dict[tuple[str, str, int], Prediction] = {}
     for p in preds:
-        last[(p.variant, p.item_id)] = p
+        last[(p.variant, p.item_id, p.epoch)] = p
     return list(last.values())

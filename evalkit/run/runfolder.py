@@ -42,8 +42,9 @@ def read_json(path: Path | str, *, required: bool = True) -> Any:
         raise RunFolderError(path, "not valid UTF-8") from None
 
 
-def read_scores(path: Path | str) -> pd.DataFrame:
-    """scores.csv, long format, with its columns checked and values as floats."""
+def read_scores(path: Path | str, *, extra: tuple[str, ...] = ()) -> pd.DataFrame:
+    """scores.csv (or epoch_scores.csv, `extra=("epoch",)`), long format, with its columns
+    checked and values as floats."""
     path = Path(path)
     if not path.is_file():
         raise RunFolderError(path, "missing; is this a finished run folder?")
@@ -52,7 +53,7 @@ def read_scores(path: Path | str) -> pd.DataFrame:
                                       "metric": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise RunFolderError(path, f"unreadable CSV: {exc}") from None
-    missing = [c for c in SCORE_COLUMNS[1:] if c not in df.columns]
+    missing = [c for c in (*SCORE_COLUMNS[1:], *extra) if c not in df.columns]
     if missing:
         raise RunFolderError(path, "missing column", line=1, field=missing[0])
     df["value"] = pd.to_numeric(df["value"], errors="coerce").astype(float)

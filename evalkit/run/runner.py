@@ -37,9 +37,13 @@ STOP_BUDGET, STOP_INTERRUPTED, STOP_UNREACHABLE = "budget", "interrupted", "unre
 
 @dataclass
 class Job:
+    """One (variant, item[, epoch]); `provider`: the variant's own (None: the run's)."""
+
     variant: str
     item: Item
     build: Callable[[Item], Request]
+    provider: Provider | None = None
+    epoch: int = 0  # the repetition (`--epochs`); each has its own cache entry
 
 
 @dataclass
@@ -90,7 +94,8 @@ async def run_jobs(jobs: Iterable[Job], *, total: int, provider: Provider,
         journal.close()
         if ledger is not None:
             ledger.close()
-        await provider.aclose()  # HTTP clients close inside their loop
+        for llm in run.providers():
+            await llm.aclose()  # HTTP clients close inside their loop
     return run.finish(time.perf_counter() - start)
 
 
@@ -100,6 +105,7 @@ class _Run:
     def __init__(self, provider: Provider, cache: ResponseCache | None, journal: Journal,
                  ledger: CallLedger | None, budget: Budget, label: str = ""):
         self.provider, self.cache, self.journal, self.ledger = provider, cache, journal, ledger
+        self.used: dict[int, Provider] = {id(provider): provider}  # every provider a job used
         self.budget = budget
         self.stats = RunStats(cap_usd=budget.cap_usd)
         self.inflight: dict[str, asyncio.Future] = {}  # cache key -> the answer being fetched
@@ -128,7 +134,7 @@ class _Run:
         taken = time.perf_counter()  # the job is taken: client-side wait starts (queue_s)
         try:
             request = job.build(job.item)
-            key = request_key(self.provider, request)
+            key = request_key(self.llm(job), request, epoch=job.epoch)
         except Exception as exc:  # a variant that cannot build or render this item
             self.error(job, exc)
             return
@@ -155,7 +161,7 @@ class _Run:
     async def call(self, job: Job, request: Request, key: str, taken: float) -> None:
         """Reserve the call's worst case, make it, journal it, settle the budget."""
         def worst_case() -> float:  # a provider with no bound: the dearest call seen stands in
-            worst = self.provider.estimate_cost(request)
+            worst = self.llm(job).estimate_cost(request)
             return self.budget.dearest_call_usd if worst is None else worst
 
         try:
@@ -189,7 +195,7 @@ class _Run:
         shared = self.inflight[key] = asyncio.get_running_loop().create_future()
         completion = None
         try:
-            completion = await self.provider.complete(request)
+            completion = await self.llm(job).complete(request)
             # sent = answered - latency (the HTTP library's send-to-last-byte clock), so the
             # wait for budget room, SDK, connection and retries is queue_s, not latency_s
             waited = max(0.0, time.perf_counter() - completion.latency_s - taken)
@@ -221,17 +227,28 @@ class _Run:
     def error(self, job: Job, exc: Exception) -> None:
         self.stats.errors += 1
         self.journal.append(Prediction(variant=job.variant, item_id=job.item.id, output=None,
-                                       error_class=type(exc).__name__, error=str(exc)[:500]))
+                                       error_class=type(exc).__name__, error=str(exc)[:500],
+                                       epoch=job.epoch))
 
     def finish(self, wall_s: float) -> RunStats:
         s = self.stats
         s.wall_s = wall_s
         s.run_spent_usd = self.budget.spent_usd
-        counts = self.provider.transport_counts()
-        if counts is not None:
-            s.http_attempts = counts["http_attempts"]
-        s.output_limit_ignored = self.provider.output_limit_ignored
+        for llm in self.providers():
+            counts = llm.transport_counts()
+            if counts is not None:
+                s.http_attempts = (s.http_attempts or 0) + counts["http_attempts"]
+            s.output_limit_ignored = s.output_limit_ignored or llm.output_limit_ignored
         return s
+
+    def llm(self, job: Job) -> Provider:
+        """The provider that answers `job`: its variant's own, else the run's."""
+        llm = job.provider or self.provider
+        self.used.setdefault(id(llm), llm)
+        return llm
+
+    def providers(self) -> list[Provider]:
+        return list(self.used.values())
 
 
 def _on_sigint(run: _Run, tasks: list[asyncio.Task]) -> Callable[[], None]:
@@ -262,4 +279,5 @@ def _prediction(job: Job, request: Request, c: Completion, *,
         input_tokens=c.usage.input_tokens, output_tokens=c.usage.output_tokens,
         cached_input_tokens=c.usage.cached_input_tokens, latency_s=c.latency_s, queue_s=queue_s,
         cost_usd=c.cost_usd, cached=c.cached, **shown(request.passages),
+        epoch=job.epoch,
     )

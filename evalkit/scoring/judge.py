@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from evalkit.config import ConfigError, load_config
+from evalkit.config import ConfigError, ExperimentConfig
 from evalkit.data.testset import Item, load_testset
 from evalkit.providers import build_provider
 from evalkit.providers.base import Provider, ProviderSetup
@@ -257,10 +257,9 @@ _SETTING_TYPES = {"provider": str, "model": str, "base_url": str, "rubric": str,
                   "groundedness": bool}
 
 
-def judge_settings(config_path: Path | str | None) -> JudgeSettings | None:
+def judge_settings(config: ExperimentConfig) -> JudgeSettings | None:
     """The `judge:` section, checked (unknown keys and wrong types name the field); None when
     the config has no such section."""
-    config = load_config(config_path)
     if "judge" not in config.sections:
         return None
     section = config.section("judge")
@@ -276,13 +275,13 @@ def judge_settings(config_path: Path | str | None) -> JudgeSettings | None:
     return JudgeSettings(**section)
 
 
-def judge_provider(settings: JudgeSettings, config_path: Path | str | None) -> Provider:
+def judge_provider(settings: JudgeSettings, config: ExperimentConfig) -> Provider:
     """The provider the judge calls, built like a run's (`from_config`), with the judge's own
     model and server."""
     options = {"base_url": settings.base_url, "model": settings.model}
     return build_provider(settings.provider, ProviderSetup(
         options={k: v for k, v in options.items() if v is not None},
-        config_path=None if config_path is None else str(config_path)))
+        config=config))
 
 
 def grade_run(run_dir: Path | str, provider: Provider, settings: JudgeSettings, *,

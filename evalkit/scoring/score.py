@@ -77,10 +77,11 @@ def score_item(task: Task, item: Item, pred: Prediction,
 def score_predictions(run_id: str, task: Task, items: dict[str, Item],
                       predictions: list[Prediction], *, docs: Sequence[Document] = (),
                       external: Mapping[tuple[str, str], Mapping[str, float]] | None = None,
-                      ) -> pd.DataFrame:
+                      with_epoch: bool = False) -> pd.DataFrame:
     """scores.csv's rows. `docs` is the corpus, chunked as the retrievers chunk it, so a
     journaled (doc id, chunk) finds the passage's text again; `external` maps (variant, item
-    id) to the scores made elsewhere for that answer (the judge's)."""
+    id) to the scores made elsewhere for that answer (the judge's); `with_epoch`: one row per
+    answer, with its `epoch` column (--epochs)."""
     texts = passage_texts(task, docs) if any(p.passages for p in predictions) else {}
     rows = []
     for pred in predictions:
@@ -89,5 +90,13 @@ def score_predictions(run_id: str, task: Task, items: dict[str, Item],
             continue
         made = (external or {}).get((pred.variant, pred.item_id))
         for metric, value in score_item(task, item, pred, texts, made).items():
-            rows.append((run_id, pred.variant, pred.item_id, metric, value))
-    return pd.DataFrame(rows, columns=SCORE_COLUMNS)
+            rows.append((run_id, pred.variant, pred.item_id, metric, value)
+                        + ((pred.epoch,) if with_epoch else ()))
+    return pd.DataFrame(rows, columns=SCORE_COLUMNS + (["epoch"] if with_epoch else []))
+
+
+def item_means(by_epoch: pd.DataFrame) -> pd.DataFrame:
+    """Each (variant, item, metric) averaged over its epochs (NaN epochs, i.e. failed calls,
+    left out; all NaN stays NaN), in scores.csv's columns and first-seen order."""
+    grouped = by_epoch.groupby(["run", "variant", "item_id", "metric"], sort=False)["value"]
+    return grouped.mean().reset_index()[SCORE_COLUMNS]

@@ -2,20 +2,30 @@
 
 A variant is a small value object (how many examples, how many passages, which model), and
 `build(item)` is the only thing the runner asks of it. What the variant needs from the test set
-(the few-shot pool, the retrieval index) is prepared once in `VariantContext`, not per item.
+(the few-shot pool, the retrieval indexes) is prepared once in `VariantContext`, not per item.
+
+`VARIANT_KINDS` is the one table of variant kinds: each preset name (the six built-in rungs)
+maps to a factory of its `Variant` from the test set, so a new kind is one entry. A variant
+declared in the experiment config (`variants:` in evalkit.config) names one of them as its
+`base` and overrides what it changes; `resolve` turns `--variants` names (presets and
+declared names alike) into Variants. Each Variant's `spec()` is what run.json records, so the
+analysis reads a variant's kind from the spec, never from its name.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from evalkit.data.testset import Item, Testset
+from evalkit.config import ConfigError, ExperimentConfig, VariantDecl
+from evalkit.data.testset import CorpusSettings, Item, Testset
+from evalkit.registry import Registry
 from evalkit.strategies.ladder import LADDER  # noqa: F401  re-exported for callers
 from evalkit.strategies.request import Example, Request
 from evalkit.strategies.retrieval import Passage, TfidfIndex, build_index
@@ -28,80 +38,244 @@ class MissingCorpus(ValueError):
 
 @dataclass(frozen=True)
 class Variant:
-    """One rung. `fine_tuned` variants run on the model recorded for the test set's fine-tune."""
+    """One rung. `fine_tuned` variants run on `fine_tuned_model` when it is given, else on the
+    model recorded for the test set's fine-tune. None in an override field: the run's value
+    (task.yaml's for instructions and chunking, the run's provider and flags for the rest)."""
 
     name: str
+    kind: str = ""  # the preset it is built on (VARIANT_KINDS)
     few_shot_k: int = 0
     few_shot_selection: str = "similar"  # "similar" (nearest train items) or "fixed"
     rag_k: int = 0
     fine_tuned: bool = False
     model: str | None = None
+    instructions: str | None = None
+    instructions_file: str | None = None
+    retriever: str | None = None  # "tfidf" or "embeddings"; None: the run's default
+    chunk_size: int | None = None
+    chunk_overlap: int | None = None
+    fine_tuned_model: str | None = None
+    provider: str | None = None
+    base_url: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
 
     def build(self, item: Item, ctx: VariantContext) -> Request:
         task = ctx.testset.task
         examples = ()
         if self.few_shot_k:
             examples = ctx.examples_for(item, k=self.few_shot_k, selection=self.few_shot_selection)
-        passages = ctx.passages_for(item, self.rag_k) if self.rag_k else ()
+        passages = ctx.passages_for(item, self.rag_k, self.index_spec(ctx)) if self.rag_k else ()
         return Request(
             task_type=task.type,
-            instructions=task.instructions,
+            instructions=self.instructions or task.instructions,
             input=item.input,
             labels=tuple(task.labels.items()),
             fields=tuple(task.fields.items()),
             examples=examples,
             passages=passages,
-            model=ctx.fine_tuned_model if self.fine_tuned else self.model,
+            model=self.model_name(ctx),
             response_format=ctx.response_format,
         )
 
+    def model_name(self, ctx: VariantContext) -> str | None:
+        if self.fine_tuned:
+            return self.fine_tuned_model or ctx.fine_tuned_model
+        return self.model
+
+    @property
+    def needs_recorded_fine_tune(self) -> bool:
+        """It runs on the test set's recorded (or locally trained) fine-tune."""
+        return self.fine_tuned and not self.fine_tuned_model
+
+    def index_spec(self, ctx: VariantContext) -> IndexSpec:
+        corpus = ctx.testset.task.corpus
+        return IndexSpec(self.retriever or ctx.default_retriever,
+                         self.chunk_size or corpus.chunk_size,
+                         corpus.chunk_overlap if self.chunk_overlap is None
+                         else self.chunk_overlap)
+
+    def spec(self) -> dict[str, Any]:
+        """What run.json records: every field, so a reader needs no preset table."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    retriever: str
+    chunk_size: int
+    chunk_overlap: int
+
+
+VARIANT_KINDS: Registry[Callable[[Testset], Variant]] = Registry("variant")
+
+
+def _kind(name: str) -> Callable[[Callable[[Testset], Variant]], Callable[[Testset], Variant]]:
+    return VARIANT_KINDS.decorator(name)
+
+
+@_kind("prompt-only")
+def _prompt_only(testset: Testset) -> Variant:
+    return Variant("prompt-only", "prompt-only")
+
+
+@_kind("few-shot")
+def _few_shot(testset: Testset) -> Variant:
+    return Variant("few-shot", "few-shot", few_shot_k=testset.task.few_shot_k)
+
+
+@_kind("few-shot-fixed")
+def _few_shot_fixed(testset: Testset) -> Variant:
+    return Variant("few-shot-fixed", "few-shot-fixed", few_shot_k=testset.task.few_shot_k,
+                   few_shot_selection="fixed")
+
+
+@_kind("rag")
+def _rag(testset: Testset) -> Variant:
+    return Variant("rag", "rag", rag_k=testset.task.corpus.k)
+
+
+@_kind("fine-tuned")
+def _fine_tuned(testset: Testset) -> Variant:
+    return Variant("fine-tuned", "fine-tuned", fine_tuned=True)
+
+
+@_kind("rag+fine-tuned")
+def _rag_fine_tuned(testset: Testset) -> Variant:
+    return Variant("rag+fine-tuned", "rag+fine-tuned", rag_k=testset.task.corpus.k,
+                   fine_tuned=True)
+
 
 def default_variant(name: str, testset: Testset) -> Variant:
-    """The bundled ladder's rungs, with k taken from task.yaml."""
-    task = testset.task
-    factories = {
-        "prompt-only": lambda: Variant("prompt-only"),
-        "few-shot": lambda: Variant("few-shot", few_shot_k=task.few_shot_k),
-        "few-shot-fixed": lambda: Variant("few-shot-fixed", few_shot_k=task.few_shot_k,
-                                          few_shot_selection="fixed"),
-        "rag": lambda: Variant("rag", rag_k=task.corpus.k),
-        "fine-tuned": lambda: Variant("fine-tuned", fine_tuned=True),
-        "rag+fine-tuned": lambda: Variant("rag+fine-tuned", rag_k=task.corpus.k, fine_tuned=True),
-    }
-    if name not in factories:
-        raise ValueError(f"unknown variant {name!r}; known: {', '.join(factories)}")
-    variant = factories[name]()
+    """A preset rung, with k taken from task.yaml."""
+    try:
+        factory = VARIANT_KINDS.get(name)
+    except KeyError as exc:
+        raise ValueError(str(exc)) from None
+    return _needs_corpus(factory(testset), testset)
+
+
+def declared_variant(decl: VariantDecl, testset: Testset, *,
+                     config: ExperimentConfig | None = None) -> Variant:
+    """A config-declared variant: its base preset with the declaration's overrides."""
+    where = f"variants[{config.variants.index(decl)}]" if config else "variants"
+    if decl.base not in VARIANT_KINDS:
+        err = VARIANT_KINDS.unknown(decl.base)
+        raise ConfigError(config.path if config else None, f"{err}", field=f"{where}.base",
+                          line=decl.line)
+    v = replace(VARIANT_KINDS.get(decl.base)(testset), name=decl.name)
+    changes: dict[str, Any] = {k: getattr(decl, k) for k in (
+        "model", "instructions", "instructions_file", "fine_tuned_model", "provider",
+        "base_url", "temperature", "max_tokens", "seed") if getattr(decl, k) is not None}
+    if decl.fine_tuned_model:
+        changes["fine_tuned"] = True
+    if decl.few_shot:
+        changes.update({k: val for k, val in (("few_shot_k", decl.few_shot.k),
+                                              ("few_shot_selection", decl.few_shot.selection))
+                        if val is not None})
+    if decl.rag:
+        changes.update({k: val for k, val in (
+            ("rag_k", decl.rag.k), ("retriever", decl.rag.retriever),
+            ("chunk_size", decl.rag.chunk_size), ("chunk_overlap", decl.rag.chunk_overlap))
+            if val is not None})
+    v = replace(v, **changes)
+    corpus = testset.task.corpus
+    size = v.chunk_size or corpus.chunk_size
+    overlap = corpus.chunk_overlap if v.chunk_overlap is None else v.chunk_overlap
+    if overlap >= size:
+        raise ConfigError(config.path if config else None,
+                          f"chunk_overlap {overlap} must be smaller than chunk_size {size}",
+                          field=f"{where}.rag", line=decl.line)
+    try:
+        return _needs_corpus(v, testset)
+    except ValueError as exc:
+        raise ConfigError(config.path if config else None, str(exc), field=where,
+                          line=decl.line) from None
+
+
+def resolve(names: list[str], testset: Testset, config: ExperimentConfig) -> list[Variant]:
+    """The Variants `--variants` names: declared in the config first, else presets."""
+    out = []
+    for name in names:
+        decl = config.variant(name)
+        if decl is not None:
+            out.append(declared_variant(decl, testset, config=config))
+        elif name in VARIANT_KINDS:
+            out.append(default_variant(name, testset))
+        else:
+            known = [*(d.name for d in config.variants), *VARIANT_KINDS.names()]
+            raise ValueError(f"unknown variant {name!r}; known: {', '.join(known)}"
+                             + ("" if config.variants else
+                                " (declare others under variants: in --config)"))
+    return out
+
+
+def _needs_corpus(variant: Variant, testset: Testset) -> Variant:
     if variant.rag_k and not testset.docs:
-        raise MissingCorpus(f"variant {name!r} needs a docs/ corpus, and {testset.path} has none")
+        raise MissingCorpus(f"variant {variant.name!r} needs a docs/ corpus, and "
+                            f"{testset.path} has none")
     return variant
 
 
 class VariantContext:
-    """What variants share for one test set: few-shot pool, retrieval index, fine-tuned model."""
+    """What variants share for one test set: few-shot pool, retrieval indexes (one per
+    retriever and chunking a variant asks for), the fine-tuned model.
+
+    `embeddings`: builds the embedding retriever's index for a test set (chunking from its
+    task.yaml), when the config sets one up; it is then the default retriever.
+    """
 
     def __init__(self, testset: Testset, *, cache_dir: Path | None = None,
                  fine_tuned_model: str | None = None, seed: int = 0,
-                 index_factory: Callable[[], TfidfIndex] | None = None):
+                 index_factory: Callable[[], TfidfIndex] | None = None,
+                 embeddings: Callable[[Testset], Any] | None = None):
         self.testset = testset
         self.cache_dir = cache_dir
         self.fine_tuned_model = fine_tuned_model
         self.seed = seed
-        self.index_factory = index_factory  # another retriever (embeddings); None: TF-IDF
-        self._memo: dict[tuple[str, int], dict] = {}  # (what, k) -> {input: result}
+        self.index_factory = index_factory  # the default index's builder; None: by spec
+        self.embeddings = embeddings
+        self.default_retriever = "embeddings" if (embeddings or index_factory) else "tfidf"
+        self.indexes: dict[IndexSpec, Any] = {}
+        self._memo: dict[tuple, dict] = {}  # (what, k[, index]) -> {input: result}
 
     @cached_property
     def response_format(self) -> dict | None:
         """The structured output every request of this task asks for (its task type's hook)."""
         return task_type(self.testset.task.type).response_format(self.testset.task)
 
-    @cached_property
-    def index(self) -> TfidfIndex:
-        if self.index_factory is not None:  # anything with search(query, k) -> [Passage]
-            return self.index_factory()
+    @property
+    def default_index_spec(self) -> IndexSpec:
         c = self.testset.task.corpus
-        return build_index(self.testset.docs, chunk_size=c.chunk_size,
-                           chunk_overlap=c.chunk_overlap, corpus_hash=self.testset.corpus_hash,
-                           cache_dir=self.cache_dir)
+        return IndexSpec(self.default_retriever, c.chunk_size, c.chunk_overlap)
+
+    @property
+    def index(self) -> Any:
+        """The index with task.yaml's chunking and the run's default retriever."""
+        return self.index_for(self.default_index_spec)
+
+    def index_for(self, spec: IndexSpec) -> Any:
+        """The index `spec` describes, built once (anything with search(query, k))."""
+        if spec not in self.indexes:
+            self.indexes[spec] = self._build(spec)
+        return self.indexes[spec]
+
+    def _build(self, spec: IndexSpec) -> Any:
+        if spec == self.default_index_spec and self.index_factory is not None:
+            return self.index_factory()
+        if spec.retriever == "embeddings":
+            if self.embeddings is None:
+                raise ValueError("rag.retriever 'embeddings' needs provider.embedding_model "
+                                 "in the experiment config")
+            corpus = CorpusSettings(chunk_size=spec.chunk_size,
+                                    chunk_overlap=spec.chunk_overlap,
+                                    k=self.testset.task.corpus.k)
+            return self.embeddings(replace(self.testset,
+                                           task=replace(self.testset.task, corpus=corpus)))
+        return build_index(self.testset.docs, chunk_size=spec.chunk_size,
+                           chunk_overlap=spec.chunk_overlap,
+                           corpus_hash=self.testset.corpus_hash, cache_dir=self.cache_dir)
 
     @cached_property
     def _pool(self):
@@ -125,14 +299,17 @@ class VariantContext:
         target = task_type(task.type).target  # the label, the answer, or an abstention
         return tuple(Example(it.input, target(it, task)) for it in chosen)
 
-    def passages_for(self, item: Item, k: int) -> tuple[Passage, ...]:
+    def passages_for(self, item: Item, k: int, spec: IndexSpec | None = None
+                     ) -> tuple[Passage, ...]:
         """The index's top-k passages for the item's input (TF-IDF: the whole test set's
         queries are scored in batches the first time, not one transform per item)."""
-        memo = self._memo.setdefault(("passages", k), {})
+        spec = spec or self.default_index_spec
+        index = self.index_for(spec)
+        memo = self._memo.setdefault(("passages", k, spec), {})
         if item.input not in memo:
-            many = getattr(self.index, "search_many", None)
+            many = getattr(index, "search_many", None)
             if many is None:  # another retriever (embeddings): its own per-query path
-                return tuple(self.index.search(item.input, k))
+                return tuple(index.search(item.input, k))
             queries = _pending([item.input, *(it.input for it in self.testset.test)], memo)
             for start in range(0, len(queries), BATCH):
                 chunk = queries[start:start + BATCH]
