@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from evalkit import tasks
+from evalkit.config import ExperimentConfig
 from evalkit.data.testset import TestsetError, load_testset
 from evalkit.gate.baseline import update_baseline
 from evalkit.gate.check import Tolerances, gate_runs
@@ -119,10 +120,10 @@ def test_a_type_the_local_provider_cannot_answer_is_refused_before_any_call(
         assert not any(Path(run_dirs["reports_dir"]).glob("*/predictions.jsonl"))
         testset = load_testset(ts_dir)
         refusals = cheap_refusals(testset, ["prompt-only"], provider="local",
-                                  finetune_dir=run_dirs["finetune_dir"], config_path=None)
+                                  finetune_dir=run_dirs["finetune_dir"], config=ExperimentConfig())
         assert [r.check for r in refusals] == ["provider"]
         assert cheap_refusals(testset, ["prompt-only"], provider="openai",
-                              finetune_dir=run_dirs["finetune_dir"], config_path=None) == []
+                              finetune_dir=run_dirs["finetune_dir"], config=ExperimentConfig()) == []
     finally:
         LOCAL_ANSWERERS.register("echo", answerer)  # the fixture removes it
 
