@@ -123,7 +123,8 @@ def test_a_type_the_local_provider_cannot_answer_is_refused_before_any_call(
                                   finetune_dir=run_dirs["finetune_dir"], config=ExperimentConfig())
         assert [r.check for r in refusals] == ["provider"]
         assert cheap_refusals(testset, ["prompt-only"], provider="openai",
-                              finetune_dir=run_dirs["finetune_dir"], config=ExperimentConfig()) == []
+                              finetune_dir=run_dirs["finetune_dir"],
+                              config=ExperimentConfig()) == []
     finally:
         LOCAL_ANSWERERS.register("echo", answerer)  # the fixture removes it
 

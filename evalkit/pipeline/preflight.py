@@ -56,11 +56,12 @@ def cheap_refusals(testset: Testset, variants: list[str], *, provider: str,
                    finetune_dir: str | Path, config: ExperimentConfig) -> list[Refusal]:
     """Every refusal that needs no scan of the data: milliseconds on any size of set."""
     out = []
-    from evalkit.analysis.summary import check_config  # deferred: scipy, pandas
-    try:
-        check_config(config, ladder=variants)
-    except ValueError as exc:
-        out.append(Refusal("config", str(exc), exc))
+    if config.path is not None:  # no config, no economics section to get wrong
+        from evalkit.analysis.summary import check_config  # deferred: scipy, pandas
+        try:
+            check_config(config, ladder=variants)
+        except ValueError as exc:
+            out.append(Refusal("config", str(exc), exc))
     try:
         provider_cls: type[Provider] | None = provider_class(provider)
     except ValueError as exc:  # an unknown provider: its error lists the known ones
