@@ -288,8 +288,10 @@ def pick(text: str, spec: FieldSpec, *, learned_cues: Counter | None = None) -> 
         return None
     if spec.kind == "choice":  # the value with the most distinct cue words, then the first
         votes = Counter(v for v, _ in {(c.value, c.text[:5]) for c in found})
-        return max(votes, key=lambda v: (votes[v], -min(c.start for c in found
-                                                         if c.value == v)))
+        # sorted first: a cue word shared by two values ties them on both counts, and the
+        # Counter's order comes from a set, which differs per process (hash seed)
+        return max(sorted(votes), key=lambda v: (votes[v], -min(c.start for c in found
+                                                                 if c.value == v)))
     best, best_score = None, -1.0
     for c in found:
         before, _ = context(text, c, 4)
