@@ -97,7 +97,8 @@ def test_cheap_refusals_come_first_and_the_leakage_scan_waits(copy_fixture, monk
     lines = result.output.splitlines()
     refused = [i for i, line in enumerate(lines) if line.startswith("refused (")]
     assert [lines[i].split(")")[0] for i in refused] == ["refused (docs", "refused (docs"]
-    assert "leakage: not scanned until the refusals above are fixed" in result.output
+    assert ("leakage and detectable difference: not computed until the refusals above are "
+            "fixed") in result.output
     assert scans == []
     anyway = CliRunner().invoke(main, ["testset", "check", str(root), "--scan-anyway"])
     assert anyway.exit_code == 1 and scans == [1]
@@ -185,3 +186,22 @@ def test_estimate_resolves_the_provider_as_run_does(intents_dir):
         flagged = CliRunner().invoke(main, [cmd, str(intents_dir), "--model", "gpt-4o-mini"])
         assert flagged.exit_code == 2
         assert "--base-url and --model are for a server-backed provider" in flagged.output
+
+
+def test_a_refusing_check_loads_no_sklearn_scipy_or_pandas(copy_fixture):
+    """Cheap first, in a fresh process too: a set `run` would refuse for a missing docs/ is
+    told so without importing scikit-learn, scipy.stats or pandas (seconds of start-up on a
+    busy machine); the leakage scan and the power figures wait until it would run."""
+    import subprocess
+    import sys
+
+    root = copy_fixture("tiny-intents")
+    _strip_docs(root)
+    probe = ("import sys\nsys.argv = ['evalkit', 'testset', 'check', sys.argv[1]]\n"
+             "from evalkit.cli import main\n"
+             "try:\n    main()\nexcept SystemExit as exc:\n    code = exc.code\n"
+             "print(code, [m for m in ('sklearn', 'scipy.stats', 'pandas') "
+             "if m in sys.modules])\n")
+    out = subprocess.run([sys.executable, "-c", probe, str(root)], capture_output=True,
+                         text=True, check=True).stdout.strip().splitlines()[-1]
+    assert out == "1 []"

@@ -33,9 +33,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import HashingVectorizer, TfidfVectorizer
-from sklearn.preprocessing import normalize
-from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 
 from evalkit.providers.base import Completion, FineTuneOptions, Provider, ProviderSetup, Usage
 from evalkit.providers.local_generation import answer_long
@@ -221,13 +218,19 @@ def classify(request: Request, ft=None) -> str:
     return labels[int(np.argmax(scores))]
 
 
-_HASHER = HashingVectorizer(analyzer="char_wb", ngram_range=(3, 5), alternate_sign=False,
-                            norm=None, n_features=2**20)
+@lru_cache(maxsize=1)
+def _hasher():
+    """The char n-gram hasher, built on first use: scikit-learn is imported only when the
+    local provider answers, not when a pre-flight merely asks it what it can do."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    return HashingVectorizer(analyzer="char_wb", ngram_range=(3, 5), alternate_sign=False,
+                             norm=None, n_features=2**20)
 
 
 @lru_cache(maxsize=65536)
 def _hashed(text: str):
-    return _HASHER.transform([text])
+    return _hasher().transform([text])
 
 
 def request_tfidf(texts: list[str], *, remember_first: bool = True):
@@ -243,7 +246,7 @@ def request_tfidf(texts: list[str], *, remember_first: bool = True):
     inputs are all different, so remembering them only held memory (~5 KB an input, up to
     the memo's bound) for a hit that comes, if ever, a whole ladder rung later.
     """
-    first = _hashed(texts[0]) if remember_first else _HASHER.transform(texts[:1])
+    first = _hashed(texts[0]) if remember_first else _hasher().transform(texts[:1])
     rows = [first, *(_hashed(t) for t in texts[1:])]
     # stacked by hand (what sp.vstack does, without its per-call checks)
     indices = np.concatenate([r.indices for r in rows])
@@ -255,6 +258,8 @@ def request_tfidf(texts: list[str], *, remember_first: bool = True):
     idf = np.log((1 + len(rows)) / (1 + df)) + 1.0  # smooth idf, as sklearn's
     data = (1.0 + np.log(counts)) * idf[where]  # sublinear tf
     m = sp.csr_matrix((data, where.astype(indices.dtype), indptr), shape=(len(rows), len(df)))
+    from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
+
     inplace_csr_row_normalize_l2(m)  # sklearn's normalize(m) minus its input validation
     return m
 
@@ -289,6 +294,9 @@ def answer_question(request: Request, ft=None, *, min_support: float) -> str:
 
 
 def _best_example(question: str, request: Request, threshold: float = 0.6) -> str | None:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import normalize
+
     vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
     m = normalize(vec.fit_transform([question, *(e.input for e in request.examples)]))
     sims = _cos(m[0], m[1:])
@@ -327,6 +335,9 @@ def extract_answer(question: str, passages: list[str], *, min_support: float) ->
     sentences = [s for s in sentences if len(s.split()) >= 3]
     if not sentences:
         return None
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import normalize
+
     vec = TfidfVectorizer(stop_words="english", sublinear_tf=True)
     try:
         m = normalize(vec.fit_transform([question, *sentences]))

@@ -18,8 +18,6 @@ from __future__ import annotations
 import re
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.preprocessing import normalize
 
 from evalkit.strategies.house_style import HouseStyleModel, body, fill
 from evalkit.strategies.request import Request
@@ -57,6 +55,9 @@ def holding_answer(question: str) -> str:
 def nearest_example(request: Request) -> str:
     """The output of the example whose input is most similar to the request's (word TF-IDF)."""
     texts = [request.input, *(e.input for e in request.examples)]
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import normalize
+
     m = normalize(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit_transform(texts))
     sims = (m[1:] @ m[0].T).toarray().ravel()
     return request.examples[int(np.argmax(sims))].output
@@ -83,6 +84,9 @@ def supporting_sentences(question: str, passages: list[str], *, most: int = MAX_
     paras = [para for p in passages for para in paragraphs(p)]
     if not paras:
         return []
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import normalize
+
     try:
         m = normalize(TfidfVectorizer(stop_words="english", sublinear_tf=True,
                                       token_pattern=WORDS)
