@@ -11,9 +11,12 @@ client being measured is what moves the figures. It counts the chat requests it 
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from loopback import ChildServer  # noqa: E402
 
 _CHILD = r"""
 import asyncio, json, sys
@@ -57,38 +60,10 @@ asyncio.run(main())
 """
 
 
-class FastServer:
+class FastServer(ChildServer):
     """The aiohttp chat server above in a child process, answering after `latency_s`."""
 
-    def __init__(self, *, latency_s: float):
-        self.latency_s = latency_s
-        self._proc: subprocess.Popen[str] | None = None
-        self.base_url = ""
+    name = "fast server"
 
-    def __enter__(self) -> FastServer:
-        self._proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(self.latency_s)],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.base_url = self._ask(None)["base_url"]
-        return self
-
-    def chat_calls(self) -> int:
-        return int(self._ask("count")["chat_calls"])
-
-    def _ask(self, command: str | None) -> dict:
-        assert self._proc is not None and self._proc.stdin and self._proc.stdout
-        if command is not None:
-            self._proc.stdin.write(command + "\n")
-            self._proc.stdin.flush()
-        line = self._proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the fast server exited (code {self._proc.poll()})")
-        return json.loads(line)
-
-    def __exit__(self, *exc) -> None:
-        assert self._proc is not None and self._proc.stdin
-        self._proc.stdin.close()
-        try:
-            self._proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+    def code(self) -> list[str]:
+        return [_CHILD, str(self.latency_s)]

@@ -34,23 +34,29 @@ with FakeOpenAI(slow={{"": {latency!r}}}, cached_prompts=False) as server:
 """
 
 
-class LoopbackServer:
-    """A FakeOpenAI in a child process with a fixed response latency."""
+class ChildServer:
+    """A chat server in a child process that prints its base URL, answers "count" on stdin
+    with the chat requests it has served, and stops at EOF. Subclasses give `code()`."""
+
+    name = "server"
 
     def __init__(self, *, latency_s: float):
         self.latency_s = latency_s
         self._proc: subprocess.Popen[str] | None = None
         self.base_url = ""
 
-    def __enter__(self) -> LoopbackServer:
-        code = _CHILD.format(root=str(ROOT), latency=float(self.latency_s))
-        self._proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, text=True)
+    def code(self) -> list[str]:
+        """The child's `python -c` program and its arguments."""
+        raise NotImplementedError
+
+    def __enter__(self):
+        self._proc = subprocess.Popen([sys.executable, "-c", *self.code()],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.base_url = self._ask(None)["base_url"]
         return self
 
     def chat_calls(self) -> int:
-        """Chat requests the server has received so far (any status)."""
+        """Chat requests the server has received so far."""
         return int(self._ask("count")["chat_calls"])
 
     def _ask(self, command: str | None) -> dict:
@@ -60,15 +66,24 @@ class LoopbackServer:
             self._proc.stdin.flush()
         line = self._proc.stdout.readline()
         if not line:
-            raise RuntimeError(f"the loopback server exited (code {self._proc.poll()})")
+            raise RuntimeError(f"the {self.name} exited (code {self._proc.poll()})")
         return json.loads(line)
 
     def __exit__(self, *exc) -> None:
         assert self._proc is not None
         if self._proc.stdin:
-            self._proc.stdin.close()  # EOF: the child leaves its `with` and shuts down
+            self._proc.stdin.close()  # EOF: the child shuts down
         try:
             self._proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
+
+
+class LoopbackServer(ChildServer):
+    """A FakeOpenAI in a child process with a fixed response latency."""
+
+    name = "loopback server"
+
+    def code(self) -> list[str]:
+        return [_CHILD.format(root=str(ROOT), latency=float(self.latency_s))]

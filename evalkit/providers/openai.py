@@ -30,6 +30,7 @@ raise `ServerUnreachable` (evalkit.providers.http_meter; it also counts HTTP att
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -312,7 +313,7 @@ class OpenAIProvider(Provider):
         # the SDK's low-level post: its auth, base URL, retries (Retry-After) and typed
         # errors, without create()'s parameter transform or pydantic parsing of the answer
         return await client.post("/chat/completions", content=content, options=_JSON,
-                                 cast_to=_http_response_type())
+                                 cast_to=_http().Response)
 
     def completion_from_body(self, body: dict[str, Any], *, model: str,
                              batch: bool = False) -> Completion:
@@ -500,11 +501,7 @@ def _http_client(transport: str, timeout_s: float):
     default; the pool sized for any concurrency."""
     import openai
 
-    try:
-        import httpx2 as http
-    except ImportError:
-        import httpx as http
-    limits = http.Limits(max_connections=POOL, max_keepalive_connections=POOL)
+    limits = _http().Limits(max_connections=POOL, max_keepalive_connections=POOL)
     if transport in ("auto", "aiohttp"):
         try:
             import aiohttp  # noqa: F401  (the SDK's transport needs it)
@@ -520,14 +517,15 @@ def _http_client(transport: str, timeout_s: float):
 _JSON = {"headers": {"Content-Type": "application/json"}}  # the body is prebuilt JSON bytes
 
 
-def _http_response_type() -> type:
-    """The SDK's HTTP library's Response class: post(cast_to=Response) returns the raw
-    response, unparsed (httpx2 in openai >= 3, httpx before)."""
+@functools.lru_cache(maxsize=1)
+def _http():
+    """The SDK's HTTP library (httpx2 in openai >= 3, httpx before), looked up once: its
+    Response is what post(cast_to=Response) returns raw, its Limits size the pool."""
     try:
         import httpx2 as http
     except ImportError:  # older openai releases are built on httpx
         import httpx as http
-    return http.Response
+    return http
 
 
 def _json_body(raw: Any) -> Any:

@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalkit.providers.base import Completion, Provider
+from evalkit.providers.base import Provider
 from evalkit.providers.openai_batch import MAX_BYTES, MAX_REQUESTS
 from evalkit.run.cache import ResponseCache, request_key
 from evalkit.run.journal import Journal, Prediction, shown
-from evalkit.run.runner import Job, RunStats
+from evalkit.run.runner import Job, RunStats, prediction
 from evalkit.strategies.request import Request
 
 STATE_FILE = "batches.json"
@@ -112,7 +112,7 @@ def _prepare(job: Job, provider: Provider, journal: Journal, stats: RunStats,
         if hit is not None:
             stats.cache_hits += 1
             stats.notional_usd += hit.cost_usd
-            journal.append(_prediction(job.variant, job.item.id, request, hit))
+            journal.append(prediction(job, request, hit))
             return None
         worst = provider.estimate_cost(request)
         return _Pending(job, request, key, cid, provider.model_for(request), worst)
@@ -200,14 +200,6 @@ def _collect(record: dict, api: Any, status: Any, cache: ResponseCache | None,
             _error(journal, stats, meta["variant"], meta["item_id"],
                    f"batch {record['id']} ended {status.status} without answering this "
                    f"request; --resume submits it again", "BatchError")
-
-
-def _prediction(variant: str, item_id: str, request: Request, c: Completion) -> Prediction:
-    return Prediction(
-        variant=variant, item_id=item_id, output=c.text, model=c.model,
-        input_tokens=c.usage.input_tokens, output_tokens=c.usage.output_tokens,
-        cached_input_tokens=c.usage.cached_input_tokens, latency_s=c.latency_s,
-        cost_usd=c.cost_usd, cached=c.cached, **shown(request.passages))
 
 
 def _error(journal: Journal, stats: RunStats, variant: str, item_id: str, message: str,

@@ -146,7 +146,7 @@ class _Run:
             return
         self.stats.cache_hits += 1
         self.stats.notional_usd += completion.cost_usd
-        self.journal.append(_prediction(job, request, completion))
+        self.journal.append(prediction(job, request, completion))
 
     async def shared(self, key: str) -> Completion | None:
         """The same request already on its way (e.g. two variants rendering alike): share
@@ -184,7 +184,7 @@ class _Run:
                 return await self.call(job, request, key, taken)
             self.stats.cache_hits += 1
             self.stats.notional_usd += completion.cost_usd
-            self.journal.append(_prediction(job, request, completion))
+            self.journal.append(prediction(job, request, completion))
             return
         await self.paid_call(job, request, key, worst, taken)
 
@@ -220,7 +220,7 @@ class _Run:
         self.stats.notional_usd += completion.cost_usd
         if self.cache:
             self.cache.put(key, completion)
-        self.journal.append(_prediction(job, request, completion, queue_s=waited))
+        self.journal.append(prediction(job, request, completion, queue_s=waited))
         if self.ledger:  # after the journal line: a kill in between counts it twice, not never
             self.ledger.close_call(n, completion.cost_usd)
 
@@ -272,8 +272,9 @@ def _on_sigint(run: _Run, tasks: list[asyncio.Task]) -> Callable[[], None]:
     return lambda: loop.remove_signal_handler(signal.SIGINT)
 
 
-def _prediction(job: Job, request: Request, c: Completion, *,
-                queue_s: float | None = None) -> Prediction:
+def prediction(job: Job, request: Request, c: Completion, *,
+               queue_s: float | None = None) -> Prediction:
+    """The journal line of one answered job (live, cached or from a batch)."""
     return Prediction(
         variant=job.variant, item_id=job.item.id, output=c.text, model=c.model,
         input_tokens=c.usage.input_tokens, output_tokens=c.usage.output_tokens,

@@ -148,7 +148,8 @@ def distractors(fields: dict, rng: Writer, *, product: str) -> list[str]:
     out = []
     if rng.random() < 0.3:
         out.append(rng.choice([
-            "My earlier order KP-{n} was fine.", "(Not to be confused with KP-{n}, which arrived ok.)",
+            "My earlier order KP-{n} was fine.",
+            "(Not to be confused with KP-{n}, which arrived ok.)",
             "I had a similar issue with KP-{n} last year.",
         ]).format(n=rng.randint(100000, 999999)))
     if rng.random() < 0.35:
