@@ -122,9 +122,10 @@ def test_a_type_the_local_provider_cannot_answer_is_refused_before_any_call(
         refusals = cheap_refusals(testset, ["prompt-only"], provider="local",
                                   finetune_dir=run_dirs["finetune_dir"], config=ExperimentConfig())
         assert [r.check for r in refusals] == ["provider"]
+        # a server model can be asked anything (a loopback URL: no key needed, none called)
         assert cheap_refusals(testset, ["prompt-only"], provider="openai",
-                              finetune_dir=run_dirs["finetune_dir"],
-                              config=ExperimentConfig()) == []
+                              finetune_dir=run_dirs["finetune_dir"], config=ExperimentConfig(),
+                              provider_options={"base_url": "http://127.0.0.1:9/v1"}) == []
     finally:
         LOCAL_ANSWERERS.register("echo", answerer)  # the fixture removes it
 

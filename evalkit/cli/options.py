@@ -17,19 +17,32 @@ provider_option = click.option(
 
 
 def provider_options(provider: str, base_url: str | None, model: str | None) -> dict[str, str]:
-    """The provider options a command passes on, after the checks `run` makes: a known
-    provider; --base-url and --model only for a server-backed one; no credential in a flag
-    (flags are copied into run.json)."""
+    """The provider options a command passes on, after the checks `run` makes; a usage error
+    (exit 2) when they fail."""
+    try:
+        return check_provider_options(provider, base_url, model)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def check_provider_options(provider: str, base_url: str | None, model: str | None
+                           ) -> dict[str, str]:
+    """The same checks, raising ValueError (so `testset check` can list it as a refusal): a
+    known provider; --base-url and --model only for a server-backed one; no credential in a
+    flag (flags are copied into run.json)."""
     from evalkit.providers import provider_class
-    try:
-        cls = provider_class(provider)
-    except ValueError as exc:
-        fail(str(exc))
+    cls = provider_class(provider)
     if not cls.takes_server_options and (base_url or model):
-        fail(f"--base-url and --model are for a server-backed provider (e.g. --provider "
-             f"openai); the {provider} provider has neither")
-    try:
-        refuse_flag_secrets({"base_url": base_url, "model": model})
-    except ValueError as exc:
-        fail(str(exc))
+        raise ValueError(f"--base-url and --model are for a server-backed provider (e.g. "
+                         f"--provider openai); the {provider} provider has neither")
+    refuse_flag_secrets({"base_url": base_url, "model": model})
     return {k: v for k, v in (("base_url", base_url), ("model", model)) if v}
+
+
+def server_options(func):
+    """--base-url and --model, worded alike wherever a command starts (or checks) a run."""
+    func = click.option("--model", default=None,
+                        help="Model for the non-fine-tuned rungs.")(func)
+    return click.option("--base-url", default=None, help="OpenAI-compatible server, e.g. "
+                        "http://127.0.0.1:8000/v1 (else config, else OPENAI_BASE_URL). Key: "
+                        "env only.")(func)

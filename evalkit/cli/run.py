@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from evalkit.cli.app import fail, main
-from evalkit.cli.options import provider_option, provider_options
+from evalkit.cli.options import provider_option, provider_options, server_options
 from evalkit.data.testset import TestsetError
 from evalkit.paths import SAFE_NAME_RULE, is_safe_name
 from evalkit.strategies.ladder import LADDER
@@ -41,9 +41,7 @@ if TYPE_CHECKING:
 @click.option("--finetune-dir", default="finetunes", show_default=True)
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Experiment config YAML (economics, gate, pricing, provider sections).")
-@click.option("--base-url", default=None, help="OpenAI-compatible server, e.g. "
-              "http://127.0.0.1:8000/v1 (else config, else OPENAI_BASE_URL). Key: env only.")
-@click.option("--model", default=None, help="Model for the non-fine-tuned rungs.")
+@server_options
 @click.option("--batch", is_flag=True,
               help="Send uncached requests through the provider's Batch API (OpenAI: half "
                    "price, answers within 24 h); the run polls, and a killed run resumes by "

@@ -7,7 +7,7 @@ import sys
 import click
 
 from evalkit.cli.app import fail, main
-from evalkit.cli.options import provider_option
+from evalkit.cli.options import provider_option, server_options
 from evalkit.data.testset import TestsetError, load_testset
 from evalkit.strategies.ladder import LADDER
 
@@ -32,21 +32,26 @@ def _read_config(path):
 @click.option("--variants", default=",".join(LADDER), show_default=True,
               help="The ladder `run` would be given; its refusals are checked.")
 @provider_option
+@server_options
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Experiment config YAML, as given to `run`.")
 @click.option("--finetune-dir", default="finetunes", show_default=True)
+@click.option("--batch", is_flag=True, help="As `run --batch`: is there a batch API to use?")
+@click.option("--epochs", type=click.IntRange(1), default=None, metavar="K",
+              help="As `run --epochs` (else the config's epochs:, else 1).")
 @click.option("--allow-leakage", is_flag=True, help="As `run --allow-leakage`: leaks warn.")
 @click.option("--threshold", default=0.9, show_default=True,
               help="TF-IDF cosine at or above which a test/train pair is a near-duplicate.")
 @click.option("--show-all", is_flag=True, help="List every leaking pair, not the first 20.")
 @click.option("--scan-anyway", is_flag=True,
               help="Scan for leakage even when a cheaper refusal has been found.")
-def testset_check(path, variants, provider, config_path, finetune_dir, allow_leakage,
-                  threshold, show_all, scan_anyway):
+def testset_check(path, variants, provider, base_url, model, config_path, finetune_dir,
+                  batch, epochs, allow_leakage, threshold, show_all, scan_anyway):
     """The run's pre-flight: every refusal `evalkit run` would make on PATH, cheapest first,
     then sizes, label balance, leakage and the smallest difference the set can detect.
 
     Exits 1 exactly when `run` with the same options would refuse to start."""
+    from evalkit.cli.options import check_provider_options
     from evalkit.pipeline import preflight  # deferred: sklearn
     from evalkit.pipeline.preflight import balance_notes, detectable_line, ok_line
 
@@ -63,8 +68,16 @@ def testset_check(path, variants, provider, config_path, finetune_dir, allow_lea
     if click.get_current_context().get_parameter_source("variants") is \
             click.core.ParameterSource.DEFAULT and config.variants:
         ladder = [d.name for d in config.variants]  # as `run` would take them
+    options = {}
+    try:  # the flags `run` would refuse as a usage error (an unknown provider: below)
+        options = check_provider_options(provider, base_url, model)
+    except ValueError as exc:
+        if _known(provider):
+            refusals.append(preflight.Refusal("provider", str(exc), exc))
     refusals += preflight.cheap_refusals(ts, ladder, provider=provider,
-                                         finetune_dir=finetune_dir, config=config)
+                                         finetune_dir=finetune_dir, config=config,
+                                         provider_options=options, batch=batch,
+                                         epochs=epochs or config.epochs or 1)
     _echo_refusals(refusals)
     for line in balance_notes(ts):
         click.echo(line)
@@ -97,6 +110,15 @@ def testset_check(path, variants, provider, config_path, finetune_dir, allow_lea
         click.echo(f"run would refuse: {len(refusals)} problem(s) above")
         sys.exit(1)
     click.echo(ok_line(ts, ladder, leaks))
+
+
+def _known(provider: str) -> bool:
+    from evalkit.providers import provider_class
+    try:
+        provider_class(provider)
+    except ValueError:
+        return False
+    return True
 
 
 def _echo_refusals(refusals) -> None:

@@ -133,11 +133,9 @@ def run_experiment(config: RunConfig, *, resume: str | None = None, progress: bo
                           fine_tune=setup.get("fine_tune"), finetune_dir=config.finetune_dir)
     by_variant = {(v.name, e): providers.for_variant(v, e)
                   for v in variants for e in range(config.epochs)}
-    if config.batch and (len(providers.all()) > 1 or config.epochs > 1
-                         or not providers.all()[0].supports_batches):
-        raise ValueError("--batch needs a provider with a batch API (openai), the same for "
-                         "every variant, and one epoch; this run answers live only")
-    _preflight(variants, testset, ctx, {v.name: by_variant[(v.name, 0)] for v in variants})
+    # a --batch the run cannot honour, a missing key and an unpriced model were refused by
+    # the pre-flight (refuse_to_start), before the leakage scan; what is left needs ctx
+    _preflight(variants, testset, ctx)
     judge = _judge_for(cfg, testset)  # before any call: a judge that cannot be built fails
     if run_dir is None:  # only now: a run that cannot start leaves no empty folder behind
         run_dir = _new_run_dir(Path(config.reports_dir), testset.name)
@@ -296,8 +294,9 @@ def refuse_to_start(testset: Testset, config: RunConfig, cfg: ExperimentConfig, 
     rules `evalkit testset check` reports (evalkit.pipeline.preflight), before any call."""
     say = say or _Stages(None)
     refusals = preflight.cheap_refusals(testset, config.variants, provider=config.provider,
-                                        finetune_dir=config.finetune_dir,
-                                        config=cfg)
+                                        finetune_dir=config.finetune_dir, config=cfg,
+                                        provider_options=config.provider_options,
+                                        batch=config.batch, epochs=config.epochs or 1)
     if len(refusals) == 1 and refusals[0].error is not None:
         raise refusals[0].error  # one reason: its own typed error (a ConfigError, say)
     if refusals:
@@ -348,23 +347,16 @@ def _grade(run_dir: Path, judge: tuple[judging.JudgeSettings, Provider], *, cach
         cache.close()
 
 
-def _preflight(variants: list[Variant], testset: Testset, ctx: VariantContext,
-               providers: dict[str, Provider]) -> None:
-    """Build, render and price one request per variant before any call, so a rung that cannot
-    work at all (few-shot without train.jsonl, a broken template, a model with no known
-    price) is one clear error, not a failure journaled for every item."""
+def _preflight(variants: list[Variant], testset: Testset, ctx: VariantContext) -> None:
+    """Build and render one full request per variant (its examples and passages) before any
+    call, so a rung that cannot work at all (a broken template, say) is one clear error, not
+    a failure journaled for every item. Its price was checked by the shared pre-flight."""
     for v in variants:
         try:
-            request = v.build(testset.test[0], ctx)
-            request.messages()
+            v.build(testset.test[0], ctx).messages()
         except Exception as exc:
             raise ValueError(f"{testset.path}: variant {v.name!r} cannot build a request: "
                              f"{exc}") from exc
-        try:
-            providers[v.name].estimate_cost(request)
-        except Exception as exc:
-            raise ValueError(f"variant {v.name!r} cannot be priced, so its cost and "
-                             f"budget could not be kept: {exc}") from exc
 
 
 def write_scores_and_summary(run_dir: Path, testset: Testset, variants: list[str], *,

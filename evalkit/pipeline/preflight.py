@@ -11,21 +11,33 @@ set and a missing `docs/` should not wait for it:
    `docs/` for a rung that retrieves; `train.jsonl` for few-shot examples; what the provider's
    `fine_tune_missing` says its fine-tuned rungs lack (local: a train split to train on;
    others: a recorded model);
-3. leakage: test items that are (nearly) train items, unless allowed. Counted as items and as
+3. the run's providers, built as the run builds them (evalkit.pipeline.routing) but never
+   called: a credential the server needs and the environment lacks (OpenAI itself without
+   OPENAI_API_KEY; a local server needs none), a broken `provider:` or `pricing:` section;
+   `--batch` where the run would answer live (a provider without a batch API, two providers,
+   more than one epoch); a model with no known price (priced on one bare request per rung:
+   the price depends on the model, not on the examples or passages a rung adds);
+4. leakage: test items that are (nearly) train items, unless allowed. Counted as items and as
    pairs, since one test item can match several train rows.
+
+Nothing here reaches the network: providers are constructed, which reads the environment
+and the price tables shipped with evalkit, and no request is sent.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from evalkit.config import ExperimentConfig
 from evalkit.data.leakage import LeakPair, find_leaks
 from evalkit.data.testset import Testset
+from evalkit.pipeline.routing import Providers, Route
 from evalkit.providers import Provider, provider_class
-from evalkit.strategies.variants import MissingCorpus, Variant, resolve
+from evalkit.strategies.variants import MissingCorpus, Variant, VariantContext, resolve
 
 LEAKS_LISTED = 20  # pairs shown in a refusal; `testset check --show-all` lists every one
 
@@ -53,8 +65,13 @@ class LeakageRefused(RunRefused):
 
 
 def cheap_refusals(testset: Testset, variants: list[str], *, provider: str,
-                   finetune_dir: str | Path, config: ExperimentConfig) -> list[Refusal]:
-    """Every refusal that needs no scan of the data: milliseconds on any size of set."""
+                   finetune_dir: str | Path, config: ExperimentConfig,
+                   provider_options: Mapping[str, Any] | None = None, batch: bool = False,
+                   epochs: int = 1) -> list[Refusal]:
+    """Every refusal that needs no scan of the data: milliseconds on any size of set.
+
+    `provider_options` (--base-url, --model), `batch` and `epochs` are the run's: they
+    decide which providers it builds and whether they can do what it asks."""
     out = []
     if config.path is not None:  # no config, no economics section to get wrong
         from evalkit.analysis.summary import check_config  # deferred: scipy, pandas
@@ -72,6 +89,7 @@ def cheap_refusals(testset: Testset, variants: list[str], *, provider: str,
             provider_cls.check_task_type(testset.task.type)
         except ValueError as exc:
             out.append(Refusal("provider", str(exc), exc))
+    resolved: list[Variant] = []  # known, with their data: their providers are built next
     for name in variants:
         try:
             (variant,) = resolve([name], testset, config)
@@ -89,6 +107,13 @@ def cheap_refusals(testset: Testset, variants: list[str], *, provider: str,
                 out.append(Refusal("provider", f"variant {name!r}: {exc}", exc))
                 continue
         out.extend(_needs(variant, testset, provider=own, finetune_dir=Path(finetune_dir)))
+        if own is not None:
+            resolved.append(variant)
+    if provider_cls is not None and not any(r.check == "fine-tune" for r in out):
+        out.extend(provider_refusals(testset, resolved, provider=provider_cls,
+                                     options=provider_options or {}, config=config,
+                                     finetune_dir=str(finetune_dir), batch=batch,
+                                     epochs=epochs))
     return out
 
 
@@ -104,6 +129,63 @@ def _needs(variant: Variant, testset: Testset, *, provider: type[Provider] | Non
         if problem:
             out.append(Refusal("fine-tune", f"variant {variant.name!r}: {problem}"))
     return out
+
+
+BATCH_REFUSAL = ("--batch needs a provider with a batch API (openai), the same for every "
+                 "variant, and one epoch; this run answers live only")
+
+
+def provider_refusals(testset: Testset, variants: list[Variant], *, provider: type[Provider],
+                      options: Mapping[str, Any], config: ExperimentConfig,
+                      finetune_dir: str, batch: bool, epochs: int) -> list[Refusal]:
+    """What the run's providers would refuse, found by building them as the run does (one
+    per route, none called): a missing credential or a bad provider section, `--batch` the
+    run cannot honour, a rung whose model has no price. Messages are the run's own."""
+    record = (provider.recorded_fine_tune(testset, finetune_dir)
+              if any(v.needs_recorded_fine_tune for v in variants) else None)
+    providers = Providers(provider.name, dict(options), config,
+                          fine_tune=asdict(record) if record else None,
+                          finetune_dir=finetune_dir)
+    out: list[Refusal] = []
+    failed: dict[Route, Refusal] = {}  # a route's build error, said once for all its rungs
+    built: dict[str, Provider] = {}
+    routes: set[Route] = set()
+    for variant in variants:
+        try:  # a local rung given a model or base_url is a config error
+            route = providers.route(variant, 0)
+        except ValueError as exc:
+            out.append(Refusal("provider", str(exc), exc))
+            continue
+        routes.update(providers.route(variant, e) for e in range(epochs))
+        if route in failed:
+            continue
+        try:
+            built[variant.name] = providers.for_variant(variant, 0)
+        except ValueError as exc:  # no key for OpenAI itself, a bad provider: section, ...
+            failed[route] = Refusal("provider", str(exc), exc)
+            out.append(failed[route])
+    if batch and (len(routes) > 1 or epochs > 1
+                  or not all(provider_class(r.provider).supports_batches for r in routes)):
+        out.append(Refusal("batch", BATCH_REFUSAL))
+    ctx = VariantContext(testset, fine_tuned_model=record.fine_tuned_model if record else None)
+    for variant in variants:
+        if variant.name in built and testset.test:
+            out.extend(_price_refusal(variant, built[variant.name], testset, ctx))
+    return out
+
+
+def _price_refusal(variant: Variant, provider: Provider, testset: Testset,
+                   ctx: VariantContext) -> list[Refusal]:
+    """A rung whose calls cannot be priced could keep neither its cost nor a budget: refused
+    before the first call. Priced on a bare request (no examples, no passages): the price is
+    the model's, and a bare request needs no few-shot pool or index built to ask."""
+    bare = replace(variant, few_shot_k=0, rag_k=0).build(testset.test[0], ctx)
+    try:
+        provider.estimate_cost(bare)
+    except Exception as exc:  # UnknownPrice (a LookupError), a bad pricing entry, ...
+        return [Refusal("price", f"variant {variant.name!r} cannot be priced, so its cost "
+                        f"and budget could not be kept: {exc}")]
+    return []
 
 
 def leakage_refusal(testset: Testset, *, threshold: float, allow: bool

@@ -200,6 +200,16 @@ class Provider:
         return None
 
     @classmethod
+    def recorded_fine_tune(cls, testset: Testset, finetune_dir: str) -> FineTuneRecord | None:
+        """The fine-tuned model a run's fine-tuned rungs would call, when it is known before
+        the run starts (recorded by `evalkit finetune` or `finetune register`), so the
+        pre-flight can price it and route to its server without training or calling
+        anything; None when none is recorded, or when the model is trained at run time."""
+        from evalkit.strategies import finetune  # deferred: scikit-learn
+
+        return finetune.load_record(Path(finetune_dir), finetune.default_name(testset, cls.name))
+
+    @classmethod
     def fine_tune_for_run(cls, testset: Testset, finetune_dir: str) -> FineTuneRecord:
         """The fine-tuned model a run's fine-tuned rungs call: by default the one a previous
         `evalkit finetune` (or `finetune register`) recorded for this provider."""

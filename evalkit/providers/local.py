@@ -96,6 +96,12 @@ class LocalProvider(Provider):
         return None if testset.train else f"{testset.path}: cannot fine-tune without train.jsonl"
 
     @classmethod
+    def recorded_fine_tune(cls, testset: Testset, finetune_dir: str) -> None:
+        """Trained (or reused) when the run starts, and never billed: nothing to price
+        beforehand, and no need to import scikit-learn to say so."""
+        return None
+
+    @classmethod
     def fine_tune_for_run(cls, testset: Testset, finetune_dir: str) -> finetune.FineTuneRecord:
         """Trained on demand (and reused while the train split is unchanged). The run has
         already refused, or been allowed, any leak: don't check twice."""
