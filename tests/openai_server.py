@@ -83,6 +83,7 @@ class Recorded:
     at: float = 0.0
     body: dict[str, Any] | None = None
     retry_count: str | None = None  # the SDK's x-stainless-retry-count header
+    headers: dict[str, str] | None = None  # a chat request's headers, names lower-cased
     logged: bool = False
 
 
@@ -643,6 +644,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/v1/chat/completions":
             status, headers, payload, rec = state.chat(body)
             rec.retry_count = self.headers.get("x-stainless-retry-count")
+            rec.headers = {k.lower(): v for k, v in self.headers.items()}
             self._send(status, headers, payload)
         elif path == "/v1/embeddings":
             status, headers, payload, _ = state.embeddings(body)

@@ -58,18 +58,21 @@ class HttpMeter:
             return await cls_send(ref(), request, **kwargs)
 
         async def metered_send(request, **kwargs):
-            return await self._send(send, request, **kwargs)
+            return await self.attempt(send, request, **kwargs)
 
         client.send = metered_send  # the SDK calls client.send(request, ...) per attempt
         return client
 
-    async def _send(self, send, request, **kwargs):
+    async def attempt(self, send, *args, **kwargs):
+        """`await send(*args, **kwargs)`, one HTTP attempt, counted and watched: the SDK's
+        client's `send`, or the provider's own prebuilt-request send (evalkit.providers.
+        openai_wire), which raises the same httpx2 errors."""
         httpx = _httpx()
         pause = _FIRST_PAUSE_S
         while True:
             self.attempts += 1
             try:
-                response = await send(request, **kwargs)
+                response = await send(*args, **kwargs)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 self.connect_failures += 1
                 self.failures_in_a_row += 1

@@ -34,7 +34,6 @@ import functools
 import json
 import math
 import os
-import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -107,6 +106,22 @@ def input_token_bound(messages: list[dict[str, str]]) -> int:
     """
     return sum(len(m.get("content", "").encode("utf-8")) + len(m.get("role", "").encode())
                + _MESSAGE_OVERHEAD_TOKENS for m in messages) + _REQUEST_OVERHEAD_TOKENS
+
+
+def _coarse(tokens: int) -> int:
+    """`tokens` rounded up to six significant bits (at most 1/32 more, exact below 64).
+
+    Still an upper bound, and the bounds of similar prompts now repeat, so the price book's
+    memo answers them instead of genai-prices' unit machinery (~50 us a call, the largest
+    per-call cost left in the runner before this)."""
+    step = 1 << max(0, tokens.bit_length() - 6)
+    return -(-tokens // step) * step
+
+
+@functools.lru_cache(maxsize=256)
+def _longest_label(labels: tuple[tuple[str, str], ...]) -> int:
+    """The longest label's UTF-8 length; one task's labels are the same tuple every call."""
+    return max((len(label.encode()) for label, _ in labels), default=0)
 
 
 def redact_url(url: str | None) -> str | None:
@@ -189,6 +204,8 @@ class OpenAIProvider(Provider):
         self.default_output_tokens = default_output_tokens
         self.meter = HttpMeter(connect_attempts=connect_attempts)
         self._clients: dict[str | None, tuple[Any, Any]] = {}
+        # base URL -> (loop, its client's prebuilt chat request, or the future of its build)
+        self._wires: dict[str | None, tuple[Any, Any, Any]] = {}
         self._max_output_seen = 0
         self._limit_ignored: str | None = None  # how the server showed it ignores limits
         for url in {self.base_url, *self.routes.values()} if require_key else ():
@@ -247,8 +264,7 @@ class OpenAIProvider(Provider):
         if self.max_completion_tokens is not None:
             return self.max_completion_tokens
         limit = self.output_limits.get(request.task_type, self.default_output_tokens)
-        longest_label = max((len(label.encode()) for label, _ in request.labels), default=0)
-        return max(limit, longest_label + 2)  # never too short to say the longest label
+        return max(limit, _longest_label(request.labels) + 2)  # never too short for a label
 
     def body(self, request: Request) -> dict[str, Any]:
         """The Chat Completions request body for `request` (also one Batch API line's body)."""
@@ -280,13 +296,12 @@ class OpenAIProvider(Provider):
     async def complete(self, request: Request) -> Completion:
         model = self.model_for(request)
         price = self.prices.price(model)  # before the call: no spend on an unpriceable model
-        client = self._client(self.routes.get(model, self.base_url))
+        wire = await self._wire(self.routes.get(model, self.base_url))
         body = self.body(request)
         messages = body["messages"]
         content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        start = time.perf_counter()
         try:
-            raw = await self._post(client, content)
+            answer, latency = await wire.post(content)
         except Exception as exc:
             if "response_format" not in body or not _refuses_response_format(exc):
                 raise self._translate(exc, self.server_for(model)) from None
@@ -295,25 +310,16 @@ class OpenAIProvider(Provider):
             self._no_response_format.add(self.server_for(model))
             body = self.body(request)
             content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-            start = time.perf_counter()
             try:
-                raw = await self._post(client, content)
+                answer, latency = await wire.post(content)
             except Exception as again:
                 raise self._translate(again, self.server_for(model)) from None
-        latency = _elapsed(raw, since=start)
-        data = _json_body(raw)
+        data = _json_body(answer)
         text, usage = self._read(data, messages)
         self._check_limit(usage, self.output_limit(request),
                           usage_reported=isinstance(data, dict) and "usage" in data)
         return Completion(text=text, usage=usage, latency_s=latency, cost_usd=price.cost(usage),
                           model=model)
-
-    @staticmethod
-    async def _post(client: Any, content: bytes) -> Any:
-        # the SDK's low-level post: its auth, base URL, retries (Retry-After) and typed
-        # errors, without create()'s parameter transform or pydantic parsing of the answer
-        return await client.post("/chat/completions", content=content, options=_JSON,
-                                 cast_to=_http().Response)
 
     def completion_from_body(self, body: dict[str, Any], *, model: str,
                              batch: bool = False) -> Completion:
@@ -345,7 +351,8 @@ class OpenAIProvider(Provider):
         out = self.output_limit(request)
         if self._limit_ignored is not None:
             out = max(out, math.ceil(self._max_output_seen * self.untrusted_output_factor))
-        bound = Usage(input_tokens=input_token_bound(request.messages()), output_tokens=out)
+        bound = Usage(input_tokens=_coarse(input_token_bound(request.messages())),
+                      output_tokens=out)
         return self.prices.price(model).cost(bound)
 
     def transport_counts(self) -> dict[str, int]:
@@ -381,8 +388,9 @@ class OpenAIProvider(Provider):
         loop = asyncio.get_running_loop()
         for url, (owner, client) in list(self._clients.items()):
             if owner is loop:
-                await client.close()
+                await client.close()  # and the aiohttp session its transport and wire share
                 del self._clients[url]
+                self._wires.pop(url, None)
 
     # --- internals --------------------------------------------------------------------------
 
@@ -409,6 +417,33 @@ class OpenAIProvider(Provider):
                                          _http_client(self.http_transport, self.timeout_s)))
             self._clients[base_url] = held = (loop, client)
         return held[1]
+
+    async def _wire(self, base_url: str | None):
+        """The chat request of `base_url`'s client, prebuilt by the SDK once per client and
+        event loop (evalkit.providers.openai_wire.ChatWire; `SdkPost` for a client it cannot
+        take). The first calls of a run wait for the one build instead of each building."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        held = self._wires.get(base_url)
+        if held is not None and held[0] is loop:
+            return held[1] if held[2] is None else await held[2]
+        from evalkit.providers.openai_wire import ChatWire, SdkPost
+
+        client = self._client(base_url)
+        building = loop.create_future()
+        self._wires[base_url] = (loop, None, building)
+        try:
+            wire = (SdkPost(client) if self.http_transport == "httpx"
+                    else await ChatWire.build(client, self.meter))
+        except BaseException as exc:
+            self._wires.pop(base_url, None)
+            building.set_exception(exc)
+            building.exception()  # retrieved: the waiters (if any) raise it themselves
+            raise
+        self._wires[base_url] = (loop, wire, None)
+        building.set_result(wire)
+        return wire
 
     def _read(self, data: Any, messages: list[dict[str, str]]) -> tuple[str, Usage]:
         """Text and usage from a chat completion's JSON; anything else is a MalformedResponse.
@@ -466,7 +501,7 @@ def _client_class() -> type:
     if not _CLIENT_CLASS:
         from openai import AsyncOpenAI
 
-        class Client(AsyncOpenAI):
+        class Client(AsyncOpenAI):  # named AsyncOpenAI below: the SDK's User-Agent names it
             def _prepare_url(self, url: str):
                 memo = self.__dict__.setdefault("_evalkit_urls", {})
                 base, held = memo.get(url, (None, None))
@@ -475,6 +510,7 @@ def _client_class() -> type:
                     memo[url] = (base, held)
                 return held
 
+        Client.__name__ = Client.__qualname__ = "AsyncOpenAI"
         _CLIENT_CLASS.append(Client)
     return _CLIENT_CLASS[0]
 
@@ -514,39 +550,24 @@ def _http_client(transport: str, timeout_s: float):
     return openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout_s)
 
 
-_JSON = {"headers": {"Content-Type": "application/json"}}  # the body is prebuilt JSON bytes
-
-
 @functools.lru_cache(maxsize=1)
 def _http():
     """The SDK's HTTP library (httpx2 in openai >= 3, httpx before), looked up once: its
-    Response is what post(cast_to=Response) returns raw, its Limits size the pool."""
-    try:
-        import httpx2 as http
-    except ImportError:  # older openai releases are built on httpx
-        import httpx as http
-    return http
+    Limits size the pool."""
+    from evalkit.providers.openai_wire import http_library
+
+    return http_library()
 
 
-def _json_body(raw: Any) -> Any:
+def _json_body(content: bytes) -> Any:
     """The parsed body of a 2xx response; a body that is not JSON is a MalformedResponse
     (key scrubbed: a proxy's login page may echo it)."""
     try:
-        return json.loads(raw.content)
+        return json.loads(content)
     except ValueError:
-        text = raw.content[:200].decode("utf-8", "replace")
+        text = content[:200].decode("utf-8", "replace")
         raise MalformedResponse("the response body is not valid JSON (expected a chat "
                                 f"completion): {secrets.scrub(text)!r}") from None
-
-
-def _elapsed(raw: Any, *, since: float) -> float:
-    """Seconds from sending the request to its last byte (the HTTP library's own clock, the
-    final attempt only), so waiting for retries or a busy event loop before sending is not
-    counted as the model's latency; the wall time since `since` when it is unavailable."""
-    try:
-        return raw.elapsed.total_seconds()
-    except Exception:
-        return time.perf_counter() - since
 
 
 # Keys of the config's `provider:` section that are the retriever's, not the chat provider's.

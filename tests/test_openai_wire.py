@@ -1,0 +1,173 @@
+"""The openai provider's prebuilt chat request (evalkit/providers/openai_wire.py) against the
+loopback server: it sends what the SDK's own `post` sends, keeps the SDK's retry policy and
+typed errors, counts its attempts, and steps aside for any client it cannot take."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+from openai_server import KEY, FakeOpenAI, openai_env
+
+from evalkit.providers.openai import OpenAIProvider, _named_error
+from evalkit.providers.openai_wire import _SESSION_HEADERS, ChatWire, SdkPost
+from evalkit.strategies.request import Request
+
+_env = openai_env  # autouse: the test key in the environment, no OPENAI_BASE_URL
+QUESTION = Request("qa", "Answer briefly.", "when is the office open?")
+
+
+def _sent_headers(server) -> list[dict[str, str]]:
+    return [{k: v for k, v in c.headers.items() if k not in _SESSION_HEADERS}
+            for c in server.chat_calls()]
+
+
+def test_the_prebuilt_request_carries_exactly_the_sdks_headers_and_body():
+    with FakeOpenAI(api_key=KEY) as server:
+        provider = OpenAIProvider(base_url=server.base_url)
+
+        async def both():
+            wire = await provider._wire(server.base_url)
+            ours = await provider.complete(QUESTION)
+            sdk = SdkPost(wire.client)  # the SDK's own post, same client and transport
+            answer, _ = await sdk.post(provider_body(provider))
+            await provider.aclose()
+            return wire, ours, answer
+
+        wire, ours, answer = asyncio.run(both())
+        calls = server.chat_calls()
+        fast, sdk = _sent_headers(server)
+    assert wire.fast and ours.text
+    assert fast == sdk  # auth, user agent, x-stainless-* (retry count, timeout), content type
+    assert fast["authorization"] == f"Bearer {KEY}" and fast["x-stainless-retry-count"] == "0"
+    assert fast["user-agent"].startswith("AsyncOpenAI/Python ")  # the SDK's own name
+    assert calls[0].body == calls[1].body
+
+
+def provider_body(provider: OpenAIProvider) -> bytes:
+    import json
+
+    return json.dumps(provider.body(QUESTION), ensure_ascii=False,
+                      separators=(",", ":")).encode()
+
+
+def test_retries_count_up_in_the_header_and_in_the_meter():
+    with FakeOpenAI(api_key=KEY, fault_rate=1.0, fault_attempts=2,
+                    fault_retry_after=0.01) as server:
+        provider = OpenAIProvider(base_url=server.base_url, max_retries=3)
+        completion = asyncio.run(provider.complete(QUESTION))
+        calls = server.chat_calls()
+    assert completion.text
+    assert [c.status for c in calls] == [429, 500, 200]
+    assert [c.retry_count for c in calls] == ["0", "1", "2"]
+    assert provider.transport_counts()["http_attempts"] == 3
+
+
+def test_a_status_error_past_the_retries_is_the_sdks_typed_error_with_its_response():
+    import openai
+
+    with FakeOpenAI(api_key=KEY, fault_rate=1.0, fault_attempts=5,
+                    fault_retry_after=0.01) as server:
+        provider = OpenAIProvider(base_url=server.base_url, max_retries=0)
+
+        async def raw_error():
+            wire = await provider._wire(server.base_url)
+            try:
+                await wire.post(provider_body(provider))
+            finally:
+                await provider.aclose()
+
+        with pytest.raises(openai.RateLimitError) as caught:
+            asyncio.run(raw_error())
+        with pytest.raises(_named_error("InternalServerError")):  # the next fault is a 500
+            asyncio.run(provider.complete(Request("qa", "Answer briefly.", "another one")))
+    assert caught.value.status_code == 429
+    assert caught.value.response.headers["retry-after"] == "0.01"
+    assert caught.value.body["message"]  # the error body, parsed as the SDK parses it
+
+
+def test_a_refused_connection_fails_as_through_the_sdks_post_after_its_retries():
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    failures = []
+    for sdk in (False, True):
+        provider = OpenAIProvider(base_url=f"http://127.0.0.1:{port}/v1", max_retries=1,
+                                  connect_attempts=100)
+        provider.meter.reached = True  # past the first answer: the SDK's retry and backoff
+
+        async def call(provider=provider, sdk=sdk):
+            wire = await provider._wire(provider.base_url)
+            try:
+                await (SdkPost(wire.client) if sdk else wire).post(b"{}")
+            except Exception as exc:
+                failures.append((type(exc), provider.transport_counts()))
+            finally:
+                await provider.aclose()
+
+        asyncio.run(call())
+    (ours, ours_counts), (theirs, theirs_counts) = failures
+    # the vendored transport maps aiohttp's refusal to httpx2's ConnectTimeout, so the SDK
+    # says APITimeoutError; the prebuilt request uses the same map and says the same
+    assert ours is theirs and ours.__module__ == "openai"
+    assert ours_counts == theirs_counts == {"http_attempts": 2, "connect_failures": 2}
+
+
+def test_clients_it_cannot_take_go_through_the_sdks_post():
+    with FakeOpenAI(api_key=KEY) as server:
+        httpx = OpenAIProvider(base_url=server.base_url, http_transport="httpx")
+        hooked = OpenAIProvider(base_url=server.base_url)
+
+        async def kinds():
+            client = hooked._client(server.base_url)
+            client._client.event_hooks = {"request": [_hook], "response": []}
+            seen = [await httpx._wire(server.base_url), await hooked._wire(server.base_url)]
+            texts = [(await p.complete(QUESTION)).text for p in (httpx, hooked)]
+            for p in (httpx, hooked):
+                await p.aclose()
+            return seen, texts
+
+        seen, texts = asyncio.run(kinds())
+        calls = server.chat_calls()
+    assert [type(w) for w in seen] == [SdkPost, SdkPost] and all(texts)
+    assert len(calls) == 2 and _HOOKED == [True]
+
+
+_HOOKED: list[bool] = []
+
+
+async def _hook(request) -> None:
+    _HOOKED.append(True)
+
+
+def test_concurrent_first_calls_build_one_request_and_a_new_loop_builds_again():
+    with FakeOpenAI(api_key=KEY) as server:
+        provider = OpenAIProvider(base_url=server.base_url)
+        built = []
+        original = ChatWire.build.__func__
+
+        async def counting(cls, client, meter):
+            built.append(client)
+            return await original(cls, client, meter)
+
+        async def many():
+            await asyncio.gather(*(provider.complete(QUESTION) for _ in range(8)))
+            await provider.aclose()
+
+        ChatWire.build = classmethod(counting)
+        try:
+            asyncio.run(many())
+            asyncio.run(many())  # a second run: fresh loop, fresh client and session
+        finally:
+            ChatWire.build = classmethod(original)
+        assert len(server.chat_calls()) == 16
+    assert len(built) == 2 and built[0] is not built[1]
+
+
+def test_the_worst_case_input_bound_is_rounded_up_by_at_most_a_32nd():
+    from evalkit.providers.openai import _coarse
+
+    for n in [*range(0, 300), 700, 1023, 1024, 1025, 4097, 123_457, 10**7 + 1]:
+        assert n <= _coarse(n) <= n + n / 32
+    assert _coarse(63) == 63 and _coarse(700) == 704  # exact below 64; 16-token steps at 700
