@@ -144,6 +144,40 @@ def test_cache_key_changes_with_what_changes_the_answer():
         assert cache_key(**{**base, **change}) != key
 
 
+def test_the_runners_key_maker_gives_request_keys_own_keys():
+    """KeyMaker serialises a provider's fixed part once; its keys must be cache_key's, byte
+    for byte, or every existing cache would miss."""
+    from evalkit.providers.openai import OpenAIProvider
+    from evalkit.run.cache import KeyMaker
+
+    def full(provider, request, epoch):  # cache_key over the whole payload, as it always was
+        params = {**provider.cache_params(), "task_type": request.task_type}
+        if request.response_format is not None:
+            params["response_format"] = request.response_format
+        if epoch:
+            params["epoch"] = epoch
+        return cache_key(provider=provider.name, model=provider.model_for(request),
+                         messages=request.messages(), params=params)
+
+    providers = [OpenAIProvider(base_url="http://127.0.0.1:9/v1", require_key=False),
+                 OpenAIProvider(base_url="http://127.0.0.1:9/v1", temperature=0.7,
+                                require_key=False), FakeProvider()]
+    requests = [Request("classification", "Classify.", "refund \u00fcber \u65e5\u672c \"quoted\"",
+                        labels=(("billing", "money"), ("login", "access"))),
+                Request("qa", "Answer.", "line\u2028break\n\ttab", model="ft:abc"),
+                Request("extraction", "Extract.", "x", response_format={"type": "json_object"})]
+    maker = KeyMaker()
+    keys = set()
+    for _ in range(2):  # the second round answers from the memo
+        for provider in providers:
+            for request in requests:
+                for epoch in (0, 3):
+                    key = maker.key(provider, request, epoch=epoch)
+                    assert key == full(provider, request, epoch)
+                    keys.add(key)
+    assert len(keys) == len(providers) * len(requests) * 2
+
+
 def test_cache_round_trip_marks_hits_cached(tmp_path):
     cache = ResponseCache(tmp_path / "c.sqlite")
     c = Completion("login", Usage(5, 1, 2), latency_s=0.3, cost_usd=0.02, model="m")

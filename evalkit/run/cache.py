@@ -19,8 +19,8 @@ from evalkit.providers.sqlite_store import SqliteStore
 
 def cache_key(*, provider: str, model: str, messages: list[dict[str, str]],
               params: dict[str, Any]) -> str:
-    payload = json.dumps({"provider": provider, "model": model, "messages": messages,
-                          "params": params}, sort_keys=True, ensure_ascii=False, default=str)
+    payload = _dumps({"provider": provider, "model": model, "messages": messages,
+                      "params": params})
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -32,13 +32,52 @@ def request_key(provider: Any, request: Any, *, epoch: int = 0) -> str:
     each repetition is a fresh sample, never the first one's answer served again; epoch 0
     keeps the key it always had, so existing caches still hit.
     """
+    return KeyMaker().key(provider, request, epoch=epoch)
+
+
+class KeyMaker:
+    """`request_key` for one session: the same keys, with the part that is the same for
+    every request of a provider, model, task type and epoch serialised once.
+
+    The key hashes `cache_key`'s JSON, whose keys are sorted: `{"messages": ..., "model":
+    ..., "params": ..., "provider": ...}`. Only the messages differ from item to item, so
+    the rest (the provider's `cache_params()`, which builds dicts and parses URLs on every
+    call) is written once as the JSON's tail; the provider's parameters are taken as fixed
+    for the session, as the runner already assumes. Requests with a `response_format` (a
+    dict) are keyed in full each time."""
+
+    def __init__(self):
+        self._tails: dict[tuple[int, str, str, int], tuple[Any, str]] = {}
+
+    def key(self, provider: Any, request: Any, *, epoch: int = 0) -> str:
+        model = provider.model_for(request)
+        if request.response_format is not None:
+            return cache_key(provider=provider.name, model=model,
+                             messages=request.messages(), params=_params(provider, request,
+                                                                          epoch))
+        memo = (id(provider), model, request.task_type, epoch)
+        held = self._tails.get(memo)
+        if held is None or held[0] is not provider:
+            tail = _dumps({"model": model, "params": _params(provider, request, epoch),
+                           "provider": provider.name})
+            # '{"model": ...}' -> ', "model": ...}': what follows the messages
+            held = self._tails[memo] = (provider, ", " + tail[1:])
+        messages = _dumps(request.messages())
+        return hashlib.sha256(f'{{"messages": {messages}{held[1]}'.encode()).hexdigest()
+
+
+def _params(provider: Any, request: Any, epoch: int) -> dict[str, Any]:
     params = {**provider.cache_params(), "task_type": request.task_type}
     if request.response_format is not None:  # absent otherwise: older cache keys still hit
         params["response_format"] = request.response_format
     if epoch:
         params["epoch"] = epoch
-    return cache_key(provider=provider.name, model=provider.model_for(request),
-                     messages=request.messages(), params=params)
+    return params
+
+
+def _dumps(value: Any) -> str:
+    """`cache_key`'s serialisation (sorted keys, the default separators)."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
 
 
 def completion_from_row(text: str) -> Completion | None:

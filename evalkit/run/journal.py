@@ -61,7 +61,7 @@ class Journal:
         if self._fh is None:
             self._repair_tail()
             self._fh = self.path.open("a", encoding="utf-8")
-        self._fh.write(json.dumps(as_record(prediction), ensure_ascii=False) + "\n")
+        self._fh.write(_ENCODER.encode(as_record(prediction)) + "\n")
         self._fh.flush()
 
     def _repair_tail(self) -> None:
@@ -82,6 +82,8 @@ class Journal:
 
 
 _FIELDS = tuple(f.name for f in fields(Prediction))
+# json.dumps(..., ensure_ascii=False) builds an encoder per call; the journal's is made once
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 
 def as_record(p: Prediction) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from evalkit.data.testset import Item
 from evalkit.providers.base import Completion, Provider, ServerUnreachable
 from evalkit.run.budget import Budget
-from evalkit.run.cache import ResponseCache, request_key
+from evalkit.run.cache import KeyMaker, ResponseCache
 from evalkit.run.journal import Journal, Prediction, shown
 from evalkit.run.ledger import CallLedger
 from evalkit.strategies.request import Request
@@ -109,6 +109,7 @@ class _Run:
         self.budget = budget
         self.stats = RunStats(cap_usd=budget.cap_usd)
         self.inflight: dict[str, asyncio.Future] = {}  # cache key -> the answer being fetched
+        self.keys = KeyMaker()  # request_key, each provider's fixed part serialised once
         self.bar = None
         self.label, self.shown = label, ""  # the variant the bar names
 
@@ -134,7 +135,7 @@ class _Run:
         taken = time.perf_counter()  # the job is taken: client-side wait starts (queue_s)
         try:
             request = job.build(job.item)
-            key = request_key(self.llm(job), request, epoch=job.epoch)
+            key = self.keys.key(self.llm(job), request, epoch=job.epoch)
         except Exception as exc:  # a variant that cannot build or render this item
             self.error(job, exc)
             return
