@@ -7,8 +7,29 @@ from pathlib import Path
 import click
 
 from evalkit.cli.app import fail, main
+from evalkit.cli.options import DEFAULT_PROVIDER
 
-KINDS = click.Choice(["classification", "qa", "extraction"])
+
+class TaskTypeChoice(click.Choice):
+    """The task types `evalkit init` can draft, read from the registry when the option is
+    parsed or its help shown (not at import: a type registered later is offered too, and
+    `evalkit --help` does not import the task modules)."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        from evalkit.tasks import scaffolded_types
+
+        return scaffolded_types()
+
+    @choices.setter
+    def choices(self, value) -> None:  # click.Choice.__init__ assigns; the registry decides
+        pass
+
+
+KINDS = TaskTypeChoice()
 
 
 @main.command("init")
@@ -65,7 +86,7 @@ def _next_steps(out: Path, testset) -> str:
     from evalkit.config import ExperimentConfig
     from evalkit.pipeline.preflight import cheap_refusals
     from evalkit.strategies.ladder import LADDER
-    ladder = [v for v in LADDER if not cheap_refusals(testset, [v], provider="local",
+    ladder = [v for v in LADDER if not cheap_refusals(testset, [v], provider=DEFAULT_PROVIDER,
                                                       finetune_dir="finetunes",
                                                       config=ExperimentConfig())]
     flags = "" if len(ladder) == len(LADDER) else f" --variants {','.join(ladder)}"

@@ -41,6 +41,18 @@ def from_csv(path: Path | str, *, text_column: str = "text", label_column: str =
     return items
 
 
+def csv_header(path: Path | str) -> list[str]:
+    """A CSV's column names (its first line), [] for an empty file."""
+    first = _read_text(Path(path)).splitlines()[:1]
+    return next(csv.reader(first), []) if first else []
+
+
+def read_csv_rows(path: Path | str) -> list[dict[str, str]]:
+    """A CSV's rows as column -> value, for `evalkit init` to tell what they hold."""
+    with io.StringIO(_read_text(Path(path)), newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
 def _read_text(path: Path) -> str:
     """The file as text; a BOM (Excel's "CSV UTF-8") is dropped, other encodings are errors."""
     data = path.read_bytes()

@@ -7,10 +7,15 @@ descriptions stubbed from their names, the type's metrics), test.jsonl, train.js
 and a README.md data-card stub, then loads the folder back so anything it wrote that the
 loader would refuse fails here, named, not at the first run.
 
-Type inference, in order: chat `messages` -> the assistant answers' type (a train split);
-a JSON-object target -> extraction; answers, gold passage ids or unanswerable flags -> qa; a
-label column -> classification; a text `expected` -> classification when it takes few
-distinct values (at most LABEL_LIMIT and a fifth of the rows), else qa.
+Everything type-specific comes from the task-type registry (`TaskType.scaffold`, see
+evalkit/tasks/base.py): this module names no type. Type inference asks every registered type
+that reads the file's format how well the rows fit it (`Scaffold.fit`, 0 to 1) and takes the
+highest, a tie going to the type registered first; a chat file (`messages`) is read as its
+user and assistant turns and its answers asked the same way. The built-ins score: a JSON-object
+target -> extraction (1.0); answer, unanswerable or gold-passage keys -> qa (0.9); a label
+column -> classification (0.8); a text `expected` with few distinct values (at most
+`classification.LABEL_LIMIT` and a fifth of the rows) -> classification (0.6); anything
+else -> qa (0.1). A CSV is read only by the types that take CSV (classification).
 
 The split keeps exact duplicates (same text after case and whitespace folding) on one side, so
 a source with repeated rows does not make the run refuse for leakage.
@@ -29,16 +34,7 @@ import yaml
 
 from evalkit.data import importers
 from evalkit.data.testset import DOC_SUFFIXES, Testset, TestsetError, load_testset
-from evalkit.tasks import metric, task_type
-
-LABEL_LIMIT = 200  # more distinct answers than this is free text, not labels
-INSTRUCTIONS = {
-    "classification": "Classify the text into exactly one of the labels. Reply with the label "
-                      "only.",
-    "qa": 'Answer the question from the passages you are given, with a short answer only. If '
-          'the answer is not in them, reply "unknown".',
-    "extraction": "Extract the fields below from the text. Reply with one JSON object.",
-}
+from evalkit.tasks import TASK_TYPES, Scaffold, metric, scaffolded_types, task_type
 
 
 @dataclass
@@ -65,7 +61,7 @@ class Draft:
             shown = ", ".join(list(self.labels)[:8]) + (", ..." if len(self.labels) > 8 else "")
             lines.append(f"labels: {len(self.labels)} ({shown}); descriptions stubbed from "
                          f"the names")
-        if self.type == "qa":
+        if task_type(self.type).abstains is not None:  # a type that can decline to answer
             none = sum(it["expected"] is None for it in (*self.test, *self.train))
             lines.append(f"unanswerable: {none} items (expected: null)")
         if self.fields:
@@ -77,65 +73,53 @@ class Draft:
         return "\n".join(lines)
 
 
-def infer_type(path: Path, rows: list[dict]) -> str:
-    """The task type (or "chat") a file's rows look like; see the module docstring."""
-    if path.suffix.lower() == ".csv":
-        return "classification"
-    first = rows[0]
-    if "messages" in first:
-        return "chat"
-    target = importers.pick_key(first, importers.TARGET_KEYS)
-    if target and isinstance(first[target], dict):
-        return "extraction"
-    if any(k in first for k in ("answers", "answer", "is_impossible", "answerable",
-                                *importers.DOC_ID_KEYS)):
-        return "qa"
-    if any(k in first for k in importers.LABEL_KEYS if k != "expected"):
-        return "classification"
-    values = [r.get("expected") for r in rows]
-    if all(isinstance(v, str) for v in values) and _few(values):
-        return "classification"
-    return "qa"
+def infer_type(rows: list[dict], *, fmt: str | None = None) -> str:
+    """The registered task type the rows fit best: the highest `Scaffold.fit` among the types
+    that read `fmt` (None: any), the first registered on a tie (see the module docstring)."""
+    candidates = scaffolded_types(fmt)
+    if not candidates:
+        raise ValueError(f"no registered task type reads {fmt} files")
+    if not rows:  # nothing to tell them apart by: the first, whose reader names the problem
+        return candidates[0]
+    return max(candidates, key=lambda name: _scaffold(name).fit(rows))
 
 
-def _few(values: list) -> bool:
-    distinct = len(set(map(str, values)))
-    return distinct <= min(LABEL_LIMIT, max(2, len(values) // 5))
+def _scaffold(kind: str) -> Scaffold:
+    """The type's init hooks; ValueError for a type that is unknown or has none."""
+    spec = TASK_TYPES.find(kind)
+    if spec is None:
+        raise ValueError(str(TASK_TYPES.unknown(kind)))
+    if spec.scaffold is None:
+        raise ValueError(f"evalkit init cannot draft a {kind!r} test set; it drafts "
+                         f"{', '.join(scaffolded_types())}")
+    return spec.scaffold
+
+
+def _format(path: Path) -> str:
+    return "csv" if path.suffix.lower() == ".csv" else "jsonl"
+
+
+def _as_items(items: list[dict]) -> list[dict]:
+    """Items in evalkit's format as `fit` sees them: only `expected` (every type's items
+    share the other keys, so they say nothing of the type)."""
+    return [{"expected": it.get("expected")} for it in items]
 
 
 def read_source(path: Path, kind: str | None, *, text_column: str | None = None,
                 label_column: str | None = None) -> tuple[str, list[dict], str | None]:
     """(task type, items, system message) from one CSV or JSONL file."""
-    rows = [] if path.suffix.lower() == ".csv" else [r for _, r in importers.read_jsonl(path)]
-    kind = kind or infer_type(path, rows)
-    if path.suffix.lower() == ".csv":
-        if kind != "classification":
-            raise TestsetError(path, f"a CSV imports as classification, not {kind}")
-        header = _csv_header(path)
-        text = text_column or next((k for k in importers.TEXT_KEYS if k in header), "text")
-        label = label_column or next((k for k in importers.LABEL_KEYS if k in header), "label")
-        return kind, importers.from_csv(path, text_column=text, label_column=label), None
-    if kind == "chat" or "messages" in rows[0]:
+    fmt = _format(path)
+    rows = (importers.read_csv_rows(path) if fmt == "csv"
+            else [r for _, r in importers.read_jsonl(path)])
+    if fmt == "jsonl" and "messages" in rows[0]:  # OpenAI chat fine-tuning JSONL
         items, system = importers.from_openai_chat(path)
-        answers = [it["expected"] for it in items]
-        return ("classification" if _few(answers) else "qa"), items, system
-    if kind == "classification":
-        return kind, importers.from_jsonl_classification(
-            path, text_key=text_column, label_key=label_column), None
-    if kind == "qa":
-        return kind, importers.from_qa_jsonl(path, question_key=text_column,
-                                             answer_key=label_column), None
-    if kind == "extraction":
-        return kind, importers.from_extraction_jsonl(path, text_key=text_column,
-                                                     target_key=label_column), None
-    raise TestsetError(path, f"cannot import a {kind!r} test set; give --type classification, "
-                       f"qa or extraction")
-
-
-def _csv_header(path: Path) -> list[str]:
-    first = importers._read_text(path).splitlines()[:1]
-    import csv
-    return next(csv.reader(first), []) if first else []
+        return kind or infer_type(_as_items(items)), items, system
+    if kind is not None and fmt not in _scaffold(kind).formats:
+        raise TestsetError(path, f"a {fmt.upper()} file imports as "
+                           f"{' or '.join(scaffolded_types(fmt))}, not {kind}")
+    kind = kind or infer_type(rows, fmt=fmt)
+    items = _scaffold(kind).read(path, text_key=text_column, target_key=label_column)
+    return kind, items, None
 
 
 def stratified_split(items: list[dict], *, test_size: float, seed: int,
@@ -182,7 +166,7 @@ def draft(source: Path, *, name: str | None = None, kind: str | None = None,
         sources[source.name] = source
         if train_file is not None:
             test = items
-            _, train, train_system = read_source(train_file, None if kind == "chat" else kind)
+            _, train, train_system = read_source(train_file, kind)
             sources[train_file.name] = train_file
             system = system or train_system
             split = f"test from {source.name}, train from {train_file.name}"
@@ -192,12 +176,13 @@ def draft(source: Path, *, name: str | None = None, kind: str | None = None,
             split = (f"one file split {1 - test_size:.0%}/{test_size:.0%} train/test, "
                      f"stratified by {_stratum_name(kind)}, seed {seed}")
     _unique_ids(test, train, source)
+    spec = task_type(kind)
     out = Draft(name=_name(name or source.stem), type=kind, test=test, train=train,
-                instructions=system or INSTRUCTIONS[kind], split=split)
-    if kind == "classification":
+                instructions=system or _scaffold(kind).instructions, split=split)
+    if spec.uses_labels:
         out.labels = {label: _describe(label) for label in
                       sorted({str(it["expected"]) for it in (*test, *train)})}
-    if kind == "extraction":
+    if _scaffold(kind).fields:
         out.fields = {f: _describe(f) for f in
                       dict.fromkeys(k for it in (*test, *train) for k in it["expected"])}
     if corpus is not None:
@@ -220,27 +205,17 @@ def _from_folder(root: Path, kind: str | None) -> tuple[str, list[dict], list[di
     if not test:
         raise TestsetError(root / "test.jsonl", "file not found: a folder to initialise needs "
                            "test.jsonl (or give a CSV or JSONL file instead)")
-    values = [r.get("expected") for r in (*test, *train)]
-    if kind is None:
-        if any(isinstance(v, dict) for v in values):
-            kind = "extraction"
-        elif all(isinstance(v, str) for v in values) and _few(values):
-            kind = "classification"
-        else:
-            kind = "qa"
-    return kind, test, train, None
+    return kind or infer_type(_as_items([*test, *train])), test, train, None
 
 
 def _stratum(kind: str):
-    if kind == "classification":
-        return lambda it: it["expected"]
-    if kind == "qa":
-        return lambda it: it["expected"] is None  # answerable and unanswerable alike
-    return lambda it: ""
+    """What the split keeps in proportion: the type's stratum (a label; answerable or not),
+    else nothing."""
+    return _scaffold(kind).stratum or (lambda it: "")
 
 
 def _stratum_name(kind: str) -> str:
-    return {"classification": "label", "qa": "answerable/unanswerable"}.get(kind, "nothing")
+    return _scaffold(kind).stratum_name
 
 
 def _unique_ids(test: list[dict], train: list[dict], source: Path) -> None:

@@ -14,7 +14,7 @@ model with no known price fails without spending anything.
 `usage.prompt_tokens_details.cached_tokens` is recorded apart and priced at the cached rate.
 
 Every request carries an output limit (`output_limit`): `max_completion_tokens` if configured,
-else the task type's default (`DEFAULT_OUTPUT_LIMITS`, overridable per type by
+else the task type's default (`TaskType.default_output_tokens`, overridable per type by
 `output_limits`). It is sent as `max_completion_tokens` to OpenAI itself (which refuses both
 at once, and whose o-series refuse `max_tokens`) and as both names to any other server
 (llama.cpp's server honours only `max_tokens`); `max_tokens_param` overrides that choice.
@@ -51,14 +51,11 @@ from evalkit.providers.base import (
 from evalkit.providers.http_meter import HttpMeter
 from evalkit.providers.pricing import PriceBook
 from evalkit.strategies.request import Request
+from evalkit.tasks import output_token_defaults
 
 NO_KEY_PLACEHOLDER = "not-needed"  # local servers without auth still need a non-empty key
 _OPENAI_HOSTS = ("api.openai.com",)
 
-# Output tokens a request may use, per task type: a label, a short answer, a JSON object, a
-# long-form answer, a judge's JSON; any other type gets the provider's `default_output_tokens`.
-DEFAULT_OUTPUT_LIMITS = {"classification": 16, "qa": 64, "extraction": 256, "generation": 512,
-                         "judge": 256}
 _LIMIT_PARAMS = {"both": ("max_completion_tokens", "max_tokens"),
                  "max_completion_tokens": ("max_completion_tokens",),
                  "max_tokens": ("max_tokens",)}
@@ -160,7 +157,10 @@ class OpenAIProvider(Provider):
             raise ValueError("max_tokens_param must be auto, both, max_completion_tokens or "
                              "max_tokens (auto: max_completion_tokens for OpenAI, both for "
                              "other servers)")
-        limits = {**DEFAULT_OUTPUT_LIMITS, **dict(output_limits or {})}
+        # per request type, each task type's own default (TaskType.default_output_tokens: a
+        # label, a short answer, a JSON object, a long-form answer; the judge's verdict), then
+        # the config's `output_limits`; a type with neither gets `default_output_tokens`
+        limits = {**output_token_defaults(), **dict(output_limits or {})}
         for name, value in [("max_completion_tokens", max_completion_tokens),
                             ("default_output_tokens", default_output_tokens),
                             *((f"output_limits.{k}", v) for k, v in limits.items())]:

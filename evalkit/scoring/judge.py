@@ -39,7 +39,7 @@ from evalkit.run.cache import ResponseCache
 from evalkit.run.journal import Journal, latest
 from evalkit.run.runner import Job, RunStats, run_jobs
 from evalkit.strategies.request import Request
-from evalkit.tasks.judged import JUDGE_GROUNDED_METRIC, JUDGE_METRIC
+from evalkit.tasks.judged import JUDGE_GROUNDED_METRIC, JUDGE_METRIC, JUDGE_REQUEST
 
 VERDICT_SCORES = {"correct": 1.0, "partially_correct": 0.5, "incorrect": 0.0}
 JUDGE_JOURNAL = "judge_journal.jsonl"  # in the run folder, beside predictions.jsonl
@@ -96,7 +96,7 @@ def judge_request(case: JudgeCase, *, rubric: str = DEFAULT_RUBRIC,
     refs = "\n".join(f"- {' '.join(r.split())}" for r in case.references) or "- (none given)"
     text = (f"Question: {case.question}\n\nReference answer(s):\n{refs}\n\n"
             f"Candidate answer: {case.answer}")
-    return Request(task_type="judge", instructions=rubric, input=text, model=model)
+    return Request(task_type=JUDGE_REQUEST, instructions=rubric, input=text, model=model)
 
 
 def grounded_request(case: JudgeCase, *, rubric: str = GROUNDED_RUBRIC,
@@ -105,7 +105,7 @@ def grounded_request(case: JudgeCase, *, rubric: str = GROUNDED_RUBRIC,
     shown = "\n".join(f"- {' '.join(p.split())}" for p in case.passages)
     text = (f"Question: {case.question}\n\nRetrieved passages:\n{shown}\n\n"
             f"Candidate answer: {case.answer}")
-    return Request(task_type="judge", instructions=rubric, input=text, model=model)
+    return Request(task_type=JUDGE_REQUEST, instructions=rubric, input=text, model=model)
 
 
 _JSON_OBJECT = re.compile(r"\{.*?\}", re.S)

@@ -12,8 +12,10 @@ built-in ones, one import line in `evalkit/tasks/__init__.py`). What the local p
 for a task type is its own lookup (`evalkit.providers.local.LOCAL_ANSWERERS`), since that code
 lives in a later stage than validation.
 
-Stage 1 with `data` (which imports this package to validate task.yaml and items): it imports
-only stage 0, and third-party libraries only inside the compute functions that need them.
+Stage 1 with `data` (which imports this package to validate task.yaml and items): at import
+it needs only stage 0, and third-party libraries only inside the compute functions that need
+them; the `Scaffold` hooks of the built-ins import data's importers when `evalkit init` calls
+them (a top-level import would be circular, data importing this package).
 """
 
 from __future__ import annotations
@@ -122,6 +124,38 @@ def _first_reference(item: Item, task: Task) -> str:
     return item.references[0]
 
 
+Rows = Sequence[Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Scaffold:
+    """What `evalkit init` knows of one task type: how to read a user's file as this type's
+    items and how well the file looks like one, so init infers, reads and drafts a type with
+    no knowledge of its own (evalkit/data/scaffold.py names no type).
+
+    `fit(rows)` scores how well a file's rows look like this type, 0 (not at all) to 1
+    (certainly); init asks every registered type that reads the file's format and takes the
+    highest score, a tie going to the type registered first. The rows are the file's own
+    (a JSONL line's keys, a CSV row's columns); for items already in evalkit's format (a
+    folder's test.jsonl, a chat file's turns) they hold only `expected`, since every type's
+    items share the other keys. `read(path, text_key=, target_key=)` returns the file's items
+    ({id, input, expected, ...}, errors as TestsetError naming file, line and field; the
+    keys are the user's --text-column / --label-column, None to guess). `formats`: what
+    `read` takes ("jsonl", "csv"). `instructions`: the task.yaml instructions init writes
+    for the user to edit. `stratum(item)`: what the train/test split keeps in proportion
+    (None: nothing), `stratum_name` how the data card says it. `fields`: `expected` is a JSON
+    record, whose keys init lists as task.yaml's `fields`.
+    """
+
+    fit: Callable[[Rows], float]
+    read: Callable[..., list[dict[str, Any]]]
+    instructions: str
+    formats: tuple[str, ...] = ("jsonl",)
+    stratum: Callable[[Mapping[str, Any]], Any] | None = None
+    stratum_name: str = "nothing"
+    fields: bool = False
+
+
 @dataclass(frozen=True)
 class TaskType:
     """One kind of task.
@@ -134,7 +168,11 @@ class TaskType:
     makes task.yaml's `labels` required and checked; `options` are the task.yaml keys only
     this type reads; `target(item, task)` is the answer a few-shot example or a fine-tuning
     line shows for an item; `abstains(output, task)`, where the type can decline to answer
-    (qa), says whether an output abstains (None: it cannot).
+    (qa), says whether an output abstains (None: it cannot). `default_output_tokens` is
+    the output a request of this type may use unless the provider's config overrides it (a
+    label needs a few tokens, a long-form answer hundreds; None: the provider's default);
+    `scaffold` is what `evalkit init` needs to infer, read and draft the type (None: init
+    neither infers nor offers it).
     """
 
     name: str
@@ -149,6 +187,8 @@ class TaskType:
     # task.yaml keys only this type reads: key -> check(value) returning the value to keep in
     # `Task.options`, raising ValueError with a message (the loader adds file, line, field)
     options: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
+    default_output_tokens: int | None = None
+    scaffold: Scaffold | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def allowed_metrics(self) -> tuple[str, ...]:
@@ -186,6 +226,26 @@ def register_metric(spec: Metric, *, replace: bool = False) -> Metric:
 
 def task_type(name: str) -> TaskType:
     return TASK_TYPES.get(name)
+
+
+def scaffolded_types(fmt: str | None = None) -> tuple[str, ...]:
+    """The registered types `evalkit init` can draft (from a file of format `fmt`: "jsonl",
+    "csv"; None: any), in registration order."""
+    return tuple(t.name for t in TASK_TYPES.values() if t.scaffold is not None
+                 and (fmt is None or fmt in t.scaffold.formats))
+
+
+# Requests of no task type (the LLM judge's) -> the output tokens they may use by default; the
+# module that sends them files its entry here, beside the task types' own defaults.
+REQUEST_OUTPUT_TOKENS: Registry[int] = Registry("request kind")
+
+
+def output_token_defaults() -> dict[str, int]:
+    """Request task type -> the output tokens it may use by default: every task type that
+    declares one, and the other request kinds (a provider's config may override each)."""
+    out = {t.name: t.default_output_tokens for t in TASK_TYPES.values()
+           if t.default_output_tokens is not None}
+    return {**out, **{name: REQUEST_OUTPUT_TOKENS.get(name) for name in REQUEST_OUTPUT_TOKENS}}
 
 
 def metric(name: str) -> Metric:

@@ -7,13 +7,16 @@ the statistic this module returns, so 2,000 resamples stay fast).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalkit.tasks.base import (
     ItemContext,
     Metric,
+    Rows,
     RunContext,
+    Scaffold,
     TaskType,
     register_metric,
     register_task_type,
@@ -84,6 +87,51 @@ register_metric(Metric("accuracy", "item", _accuracy, task_types=("classificatio
                        binary=True, description="1 if the parsed label is the expected one"))
 register_metric(Metric("macro_f1", "run", _macro_f1, task_types=("classification",),
                        description="F1 per label, averaged with equal weight (bootstrap CI)"))
+# --- evalkit init: how a file looks like labelled texts, and how one is read ------------------
+
+LABEL_LIMIT = 200  # more distinct answers than this is free text, not labels
+
+
+def few_distinct(values: Sequence[Any]) -> bool:
+    """Few enough distinct values to be labels: at most LABEL_LIMIT and a fifth of the rows."""
+    distinct = len(set(map(str, values)))
+    return distinct <= min(LABEL_LIMIT, max(2, len(values) // 5))
+
+
+def fit(rows: Rows) -> float:
+    """0.8 for a label column (label, category, intent, class), 0.6 when `expected` holds
+    few distinct strings (labels by their count), else 0."""
+    from evalkit.data.importers import LABEL_KEYS
+
+    if any(k in rows[0] for k in LABEL_KEYS if k != "expected"):
+        return 0.8
+    values = [r.get("expected") for r in rows]
+    return 0.6 if all(isinstance(v, str) for v in values) and few_distinct(values) else 0.0
+
+
+def read(path: Path, *, text_key: str | None = None,
+         target_key: str | None = None) -> list[dict[str, Any]]:
+    """A `text,label` CSV (columns guessed from the header) or a JSONL of labelled texts."""
+    from evalkit.data import importers
+
+    if path.suffix.lower() != ".csv":
+        return importers.from_jsonl_classification(path, text_key=text_key,
+                                                   label_key=target_key)
+    header = importers.csv_header(path)
+    text = text_key or next((k for k in importers.TEXT_KEYS if k in header), "text")
+    label = target_key or next((k for k in importers.LABEL_KEYS if k in header), "label")
+    return importers.from_csv(path, text_column=text, label_column=label)
+
+
+def _label(item: Mapping[str, Any]) -> Any:
+    return item["expected"]
+
+
 register_task_type(TaskType(
     "classification", check_expected=check_expected, metrics=("accuracy", "macro_f1"),
-    parse=_parse, uses_labels=True, description="one label per item from task.yaml's labels"))
+    parse=_parse, uses_labels=True, description="one label per item from task.yaml's labels",
+    default_output_tokens=16,  # a label (the provider raises it to fit the longest one)
+    scaffold=Scaffold(
+        fit=fit, read=read, formats=("csv", "jsonl"), stratum=_label, stratum_name="label",
+        instructions="Classify the text into exactly one of the labels. Reply with the label "
+                     "only.")))

@@ -33,12 +33,15 @@ import re
 import string
 from collections.abc import Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalkit.tasks.base import (
     ItemContext,
     Metric,
+    Rows,
     RunContext,
+    Scaffold,
     TaskType,
     register_metric,
     register_task_type,
@@ -264,6 +267,22 @@ def _slot_metric(which: int):
     return compute
 
 
+def fit(rows: Rows) -> float:
+    """1.0 when the first row's target (target, expected, output, json, record) is a JSON
+    object, else 0."""
+    from evalkit.data.importers import TARGET_KEYS, pick_key
+
+    key = pick_key(rows[0], TARGET_KEYS)
+    return 1.0 if key and isinstance(rows[0][key], dict) else 0.0
+
+
+def read(path: Path, *, text_key: str | None = None,
+         target_key: str | None = None) -> list[dict[str, Any]]:
+    from evalkit.data.importers import from_extraction_jsonl
+
+    return from_extraction_jsonl(path, text_key=text_key, target_key=target_key)
+
+
 TYPE = "extraction"
 register_metric(Metric("field_accuracy", "item",
                        lambda ctx: field_accuracy(_record(ctx), ctx.parsed), task_types=(TYPE,),
@@ -280,7 +299,10 @@ register_task_type(TaskType(
     metrics=("field_accuracy", "slot_f1", "slot_precision", "slot_recall", "json_valid",
              "schema_valid"),
     parse=_parse, response_format=response_format,
-    description="a JSON record of fields -> values read from the input"))
+    description="a JSON record of fields -> values read from the input",
+    default_output_tokens=256,  # a JSON object
+    scaffold=Scaffold(fit=fit, read=read, fields=True, instructions="Extract the fields below "
+                      "from the text. Reply with one JSON object.")))
 
 __all__ = ["check_expected", "extract_json", "field_accuracy", "is_empty", "normalize_value",
            "response_format", "schema_errors", "slot_counts", "slot_prf", "strict_compatible",

@@ -170,4 +170,5 @@ register_task_type(TaskType(
     "generation", check_expected=check_expected,
     metrics=("rouge_l", "rouge1", "groundedness", "style_match"),
     description="long-form answers: one reference answer or a list of references",
-    options={"style": check_style}))
+    options={"style": check_style},
+    default_output_tokens=512))  # a long-form answer

@@ -15,10 +15,14 @@ rung wrote from retrieved passages, whether the passages support them (supported
 
 from __future__ import annotations
 
-from evalkit.tasks.base import Metric, register_metric
+from evalkit.tasks.base import REQUEST_OUTPUT_TOKENS, Metric, register_metric
 
 JUDGE_METRIC = "judge"
 JUDGE_GROUNDED_METRIC = "judge_groundedness"
+# The judge's requests are of no task type: they carry this one, and a verdict (a short JSON
+# object with a reason) needs about this many output tokens.
+JUDGE_REQUEST = "judge"
+REQUEST_OUTPUT_TOKENS.register(JUDGE_REQUEST, 256)
 
 
 def _external(name: str):

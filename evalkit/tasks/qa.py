@@ -19,13 +19,16 @@ import math
 import re
 import string
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalkit.tasks.base import (
     ItemContext,
     Metric,
+    Rows,
     RunContext,
+    Scaffold,
     TaskType,
     register_metric,
     register_task_type,
@@ -179,9 +182,36 @@ register_metric(Metric("answerable_f1", "item", _answerable_f1, task_types=("qa"
 for _which in ("precision", "recall", "f1"):
     register_metric(Metric(f"abstain_{_which}", "run", _abstention(_which), task_types=("qa",),
                            description=f"abstention {_which}: unanswerable items as positives"))
+# --- evalkit init: how a file looks like questions and answers, and how one is read -----------
+
+def fit(rows: Rows) -> float:
+    """0.9 for answer, unanswerable or gold-passage keys (answers, is_impossible, doc_ids,
+    ...); otherwise 0.1: any text answer may be a short answer, the fallback of last resort."""
+    from evalkit.data.importers import DOC_ID_KEYS
+
+    keys = ("answers", "answer", "is_impossible", "answerable", *DOC_ID_KEYS)
+    return 0.9 if any(k in rows[0] for k in keys) else 0.1
+
+
+def read(path: Path, *, text_key: str | None = None,
+         target_key: str | None = None) -> list[dict[str, Any]]:
+    from evalkit.data.importers import from_qa_jsonl
+
+    return from_qa_jsonl(path, question_key=text_key, answer_key=target_key)
+
+
+def _unanswerable(item: Mapping[str, Any]) -> bool:
+    return item["expected"] is None
+
+
 register_task_type(TaskType(
     "qa", check_expected=check_expected,
     metrics=("token_f1", "exact_match", "contains", "answerable_f1", "abstain_precision",
              "abstain_recall", "abstain_f1"),
     target=_target, abstains=abstains, options={"abstain_phrases": check_phrases},
-    description="short answers: one acceptable answer, a list of them, or null (unanswerable)"))
+    description="short answers: one acceptable answer, a list of them, or null (unanswerable)",
+    default_output_tokens=64,  # a short answer
+    scaffold=Scaffold(
+        fit=fit, read=read, stratum=_unanswerable, stratum_name="answerable/unanswerable",
+        instructions='Answer the question from the passages you are given, with a short '
+                     'answer only. If the answer is not in them, reply "unknown".')))
