@@ -168,3 +168,52 @@ def test_the_judge_section_is_checked_with_file_and_field(tmp_path):
     config.write_text("judge:\n  model: gpt-4o-mini\n  score: 'yes'\n")
     with pytest.raises(ValueError, match=r"field 'judge.score': must be bool"):
         _run(tmp_path, root, config, "refused")
+
+
+def test_the_report_shows_the_judges_cost_apart_and_its_agreement_as_summary_json_has_them(
+        tmp_path):
+    """Beside the judge's scores the report shows what summary.json's `judge` section holds:
+    each kind of judge call's cost (money.usd's format), the total kept out of the variants'
+    columns, Spearman's rho against ROUGE-L (overall and per variant) and the agreement with
+    human labels."""
+    import html
+    import re
+
+    from test_judge import _labels
+
+    from evalkit.money import usd
+    from evalkit.report.build import render_report
+
+    root = _set(tmp_path / "set", primary="rouge_l")
+    labels = _labels(tmp_path / "labels.jsonl")
+    with FakeOpenAI() as server:
+        result = _run(tmp_path, root, _config(tmp_path / "judge.yaml", server, score=True,
+                                              groundedness=True, labels=str(labels)), "judged")
+    page = render_report(result.run_dir).read_text()
+    section = json.loads((result.run_dir / "summary.json").read_text())["judge"]
+
+    def cell(attr: str) -> str:
+        found = re.search(re.escape(attr) + r'">([^<]*)</', page)
+        assert found, attr
+        return html.unescape(found.group(1))
+
+    costs = {"grading": section["cost"], "groundedness": section["groundedness_cost"],
+             "human-check": section["human_agreement"]["judge_cost"]}
+    for key, cost in costs.items():
+        assert cost["calls"] > 0 and cost["notional_usd"] > 0, key
+        assert cell(f'id="judge-{key}-calls') == str(cost["calls"])
+        assert cell(f'id="judge-{key}-usd') == usd(cost["notional_usd"])
+    assert cell('id="judge-total-usd') == usd(sum(c["notional_usd"] for c in costs.values()))
+    # kept apart: no variant's $/query cell shows the judge's dollars
+    variants = page[page.index('id="variants"'):page.index('id="judge"')]
+    assert usd(section["cost"]["notional_usd"]) not in variants
+    agreement = section["agreement"]
+    assert cell('id="judge-rho') == f"{agreement['spearman_rho']:.3f}"
+    assert cell('id="judge-rho-n') == str(agreement["n"])
+    for variant, per in agreement["per_variant"].items():
+        want = "–" if per["spearman_rho"] is None else f"{per['spearman_rho']:.3f}"
+        assert cell(f'data-judge-rho="{html.escape(variant)}') == want, variant
+    human = section["human_agreement"]
+    assert cell('id="judge-human-accuracy') == f"{human['accuracy']:.3f}"  # 4 of 6
+    assert cell('id="judge-human-kappa') == f"{human['kappa']:.3f}"  # 1/3
+    assert section["model"] in page[page.index('id="judge"'):]

@@ -23,6 +23,7 @@ from evalkit.report.breakdowns import breakdowns_context
 from evalkit.report.explorer import embed_json, explorer_data, is_wrong, judge_reasons
 from evalkit.run.journal import Journal, latest
 from evalkit.run.runfolder import RunFolderError, read_items, read_json, read_scores
+from evalkit.tasks.judged import JUDGE_GROUNDED_METRIC, JUDGE_METRIC
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -36,6 +37,7 @@ def render_report(run_dir: Path | str, *, out: Path | str | None = None) -> Path
                              undefined=jinja2.StrictUndefined)
     env.filters["num"] = _num
     env.filters["usd"] = _usd
+    env.globals["judge_metric"] = JUDGE_METRIC
     html = env.get_template("report.html.j2").render(**ctx)
     path = Path(out) if out else run_dir / "index.html"
     path.write_text(html, encoding="utf-8")
@@ -77,7 +79,29 @@ def build_context(run_dir: Path) -> dict[str, Any]:
         "economics": summary.get("economics") or {},
         "spec_rows": _spec_rows(summary, run, ladder),
         "epochs": summary.get("epochs"),
+        "judge": _judge(summary),
     }
+
+
+def _judge(summary: dict) -> dict[str, Any] | None:
+    """summary.json's `judge` section as the report shows it, under the variants table that
+    holds the judge's scores: what its calls cost (its own, in no variant's $/query or TCO),
+    and how far to trust it (its agreement with the reference metric, and with people when
+    the config named human labels). None when the run was not judged."""
+    j = summary.get("judge")
+    if not isinstance(j, dict):
+        return None
+    human = j.get("human_agreement") if isinstance(j.get("human_agreement"), dict) else None
+    costs = [(key, label, cost) for key, label, cost in (
+        ("grading", f"grading the answers ({JUDGE_METRIC})", j.get("cost")),
+        ("groundedness", f"groundedness verdicts ({JUDGE_GROUNDED_METRIC})",
+         j.get("groundedness_cost")),
+        ("human-check", "the check against human labels", (human or {}).get("judge_cost")))
+        if isinstance(cost, dict)]
+    total = sum(c.get("notional_usd") or 0.0 for _, _, c in costs)
+    agreement = j.get("agreement") if isinstance(j.get("agreement"), dict) else {}
+    return {"model": j.get("model"), "rubric_sha256": j.get("rubric_sha256"), "costs": costs,
+            "total_usd": total, "agreement": agreement, "human": human}
 
 
 def _explorer(run_dir: Path, run: dict, items: list[dict], preds, scores: pd.DataFrame,
