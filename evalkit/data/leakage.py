@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from evalkit.data.testset import Item
 from evalkit.data.text import make_vectorizer
 
@@ -31,6 +29,8 @@ def find_leaks(test: tuple[Item, ...], train: tuple[Item, ...], *,
     """Test/train pairs that are the same or nearly the same input, most similar first."""
     if not test or not train:
         return []
+    import numpy as np  # here, not at the top: a set with no train split never needs it
+
     by_text: dict[str, list[int]] = {}
     for j, it in enumerate(train):
         by_text.setdefault(_fold(it.input), []).append(j)

@@ -20,9 +20,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from evalkit.config import ConfigError, ExperimentConfig
 from evalkit.data.testset import Testset
@@ -31,6 +29,12 @@ from evalkit.providers.openai import NO_KEY_PLACEHOLDER, redact_url
 from evalkit.providers.pricing import PriceBook
 from evalkit.providers.sqlite_store import SqliteStore
 from evalkit.strategies.retrieval import CHUNKER_VERSION, Passage, chunk_document
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy is imported where vectors are made, not with this module: the run imports it to ask
+# whether the config wants embeddings, and a TF-IDF or prompt-only run never does (issue 16.3)
 
 
 @dataclass(frozen=True)
@@ -60,9 +64,13 @@ class VectorStore:
             return None
         if type(row[1]) not in (int, float):
             return None
+        import numpy as np
+
         return np.frombuffer(row[0], dtype=np.float32), float(row[1])
 
     def put(self, key: str, vector: np.ndarray, tokens: float) -> None:
+        import numpy as np
+
         self._store.execute("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
                             (key, np.asarray(vector, dtype=np.float32).tobytes(), tokens))
 
@@ -85,6 +93,8 @@ class Embedder:
 
     def embed(self, texts: list[str]) -> tuple[np.ndarray, dict[str, float]]:
         """Unit vectors for `texts`; the dict says tokens and USD, notional and spent now."""
+        import numpy as np
+
         price = self.prices.price(self.settings.model)  # before any call
         vectors: list[np.ndarray | None] = [None] * len(texts)
         tokens = spent_tokens = 0.0
@@ -112,6 +122,8 @@ class Embedder:
         return matrix, cost
 
     def _call(self, texts: list[str]) -> tuple[list[np.ndarray], float]:
+        import numpy as np
+
         response = self._openai().embeddings.create(model=self.settings.model, input=texts,
                                                     encoding_format="float")
         data = sorted(response.data, key=lambda d: d.index)
@@ -173,6 +185,8 @@ class EmbeddingIndex:
     def search(self, query: str, k: int) -> list[Passage]:
         if k <= 0:
             return []
+        import numpy as np
+
         if query not in self._queries:
             self.embed_queries([query])  # not prepared in advance: one call, then cached
         scores = self.matrix @ self._queries[query]
@@ -200,6 +214,8 @@ class EmbeddingRetriever:
         return self.cache_dir / "index" / f"emb-{hashlib.sha256(ident.encode()).hexdigest()}"
 
     def build(self) -> EmbeddingIndex:
+        import numpy as np
+
         base = self.index_path()
         npy, meta = base.with_suffix(".npy"), base.with_suffix(".json")
         if npy.is_file() and meta.is_file():
@@ -243,5 +259,7 @@ def from_config(cfg: ExperimentConfig, provider_options: dict[str, Any], testset
 
 
 def _unit(m: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     norms = np.linalg.norm(m, axis=1, keepdims=True)
     return (m / np.where(norms == 0, 1.0, norms)).astype(np.float32)

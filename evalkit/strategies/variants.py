@@ -21,8 +21,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from evalkit.config import ConfigError, ExperimentConfig, VariantDecl
 from evalkit.data.testset import CorpusSettings, Item, Testset
 from evalkit.registry import Registry
@@ -321,6 +319,7 @@ class VariantContext:
         memo = self._memo.setdefault(("nearest", k), {})
         if text not in memo:
             vec, matrix = self._pool
+            import numpy as np  # here, as sklearn: a run without few-shot never needs them
             from sklearn.preprocessing import normalize
 
             queries = _pending([text, *(it.input for it in self.testset.test)], memo)
