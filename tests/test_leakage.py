@@ -134,3 +134,97 @@ def test_blocks_find_the_same_pairs_as_one_matrix(intents_dir):
         leakage._similarity_blocks = original
     assert blocked == whole
     assert {(p.test_id, p.exact) for p in whole if p.exact} == {("te-04", True), ("te-07", True)}
+
+
+def _scans(monkeypatch) -> list[int]:
+    """Count the real scans made through the pre-flight (the memo's misses)."""
+    from evalkit.data import leakage
+    from evalkit.pipeline import preflight
+
+    scans: list[int] = []
+    real = leakage.find_leaks
+    monkeypatch.setattr(preflight, "find_leaks", lambda *a, **k: scans.append(1) or real(*a, **k))
+    return scans
+
+
+def test_a_remembered_scan_is_the_scan_and_is_keyed_by_what_it_depends_on(leaking_set, tmp_path,
+                                                                          monkeypatch):
+    from dataclasses import replace
+
+    from evalkit.pipeline.preflight import leakage_refusal
+
+    scans = _scans(monkeypatch)
+    memo = tmp_path / "cache" / "leakage"
+    ts = load_testset(leaking_set)
+    first, refusal = leakage_refusal(ts, threshold=0.9, allow=False, memo_dir=memo)
+    assert scans == [1] and len(list(memo.iterdir())) == 1 and refusal is not None
+    again, refusal_again = leakage_refusal(ts, threshold=0.9, allow=False, memo_dir=memo)
+    assert scans == [1], "the same items at the same threshold were scanned again"
+    assert again == first == find_leaks(ts.test, ts.train)  # exact floats, exact flags
+    assert refusal_again.message == refusal.message
+    # another threshold, another input, another id, one item fewer: each is a new scan
+    leakage_refusal(ts, threshold=0.95, allow=False, memo_dir=memo)
+    edited = (*ts.test[:-1], replace(ts.test[-1], input=ts.test[-1].input + " today"))
+    leakage_refusal(replace(ts, test=edited), threshold=0.9, allow=False, memo_dir=memo)
+    renamed = (*ts.test[:-1], replace(ts.test[-1], id="te-10"))
+    leakage_refusal(replace(ts, test=renamed), threshold=0.9, allow=False, memo_dir=memo)
+    leakage_refusal(replace(ts, train=ts.train[:-1]), threshold=0.9, allow=False, memo_dir=memo)
+    assert scans == [1] * 5 and len(list(memo.iterdir())) == 5
+    assert leakage_refusal(replace(ts, test=renamed), threshold=0.9, allow=False,
+                           memo_dir=memo)[0][0].test_id == "te-10"
+    assert scans == [1] * 5
+    # without a memo folder nothing is remembered
+    leakage_refusal(ts, threshold=0.9, allow=False)
+    assert scans == [1] * 6
+
+
+def test_a_damaged_memo_is_a_miss_and_is_rewritten(leaking_set, tmp_path, monkeypatch):
+    from evalkit.pipeline.preflight import leakage_refusal
+
+    scans = _scans(monkeypatch)
+    memo = tmp_path / "leakage"
+    ts = load_testset(leaking_set)
+    leaks, _ = leakage_refusal(ts, threshold=0.9, allow=False, memo_dir=memo)
+    (path,) = memo.iterdir()
+    for damage in ("", "{not json", '{"format": "other", "pairs": []}', '{"pairs": [[1]]}',
+                   '{"format": "evalkit-leakage-memo/1", "pairs": [["a", "b"]]}'):
+        path.write_text(damage)
+        assert leakage_refusal(ts, threshold=0.9, allow=False, memo_dir=memo)[0] == leaks
+    assert scans == [1] * 6
+    assert leakage_refusal(ts, threshold=0.9, allow=False, memo_dir=memo)[0] == leaks
+    assert scans == [1] * 6  # the last rescan wrote it back whole
+
+
+def test_the_memo_key_covers_the_scan_code_and_libraries(leaking_set, tmp_path, monkeypatch):
+    from importlib import metadata
+
+    from evalkit.data import leakage
+
+    ts = load_testset(leaking_set)
+    key = leakage.memo_path(tmp_path, ts.test, ts.train, threshold=0.9)
+    assert key == leakage.memo_path(tmp_path, ts.test, ts.train, threshold=0.9)
+    edited = tmp_path / "text.py"
+    edited.write_text(leakage._SCAN_CODE[1].read_text() + "\n# edited\n")
+    monkeypatch.setattr(leakage, "_SCAN_CODE", (leakage._SCAN_CODE[0], edited))
+    assert leakage.memo_path(tmp_path, ts.test, ts.train, threshold=0.9) != key
+    monkeypatch.undo()
+    real = metadata.version
+    monkeypatch.setattr(metadata, "version",
+                        lambda d: "0.0-other" if d == "scikit-learn" else real(d))
+    assert leakage.memo_path(tmp_path, ts.test, ts.train, threshold=0.9) != key
+
+
+def test_testset_check_then_run_scans_once(leaking_set, tmp_path, monkeypatch):
+    """The user's order: `testset check` scans and remembers; `run` with the same cache
+    folder reads it back (and still refuses the leak, and still runs with --allow-leakage)."""
+    scans = _scans(monkeypatch)
+    cache = str(tmp_path / "cache")
+    check = CliRunner().invoke(main, ["testset", "check", str(leaking_set), "--cache-dir", cache])
+    assert check.exit_code == 1 and "te-09 ~ tr-05" in check.output and scans == [1]
+    args = ["run", str(leaking_set), "--variants", "prompt-only", "--no-progress",
+            "--no-report", "--cache-dir", cache, "--reports-dir", str(tmp_path / "reports")]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 2 and "te-09 ~ tr-05" in refused.output
+    allowed = CliRunner().invoke(main, [*args, "--allow-leakage"])
+    assert allowed.exit_code == 0, allowed.output
+    assert scans == [1]

@@ -92,7 +92,8 @@ def test_cheap_refusals_come_first_and_the_leakage_scan_waits(copy_fixture, monk
     scans = []
     real = leakage.find_leaks
     monkeypatch.setattr(preflight, "find_leaks", lambda *a, **k: scans.append(1) or real(*a, **k))
-    result = CliRunner().invoke(main, ["testset", "check", str(root)])
+    cache = ["--cache-dir", str(root.parent / "cache")]  # no scan remembered from elsewhere
+    result = CliRunner().invoke(main, ["testset", "check", str(root), *cache])
     assert result.exit_code == 1
     lines = result.output.splitlines()
     refused = [i for i, line in enumerate(lines) if line.startswith("refused (")]
@@ -100,7 +101,7 @@ def test_cheap_refusals_come_first_and_the_leakage_scan_waits(copy_fixture, monk
     assert ("leakage and detectable difference: not computed until the refusals above are "
             "fixed") in result.output
     assert scans == []
-    anyway = CliRunner().invoke(main, ["testset", "check", str(root), "--scan-anyway"])
+    anyway = CliRunner().invoke(main, ["testset", "check", str(root), "--scan-anyway", *cache])
     assert anyway.exit_code == 1 and scans == [1]
     assert "refused (leakage)" in anyway.output
     assert "run would refuse: 3 problem(s) above" in anyway.output

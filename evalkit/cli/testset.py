@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -45,8 +46,12 @@ def _read_config(path):
 @click.option("--show-all", is_flag=True, help="List every leaking pair, not the first 20.")
 @click.option("--scan-anyway", is_flag=True,
               help="Scan for leakage even when a cheaper refusal has been found.")
+@click.option("--cache-dir", default=".evalkit-cache", show_default=True,
+              help="As `run --cache-dir`: the leakage scan is remembered under "
+                   "CACHE_DIR/leakage/, so a run of the same set need not scan again.")
 def testset_check(path, variants, provider, base_url, model, config_path, finetune_dir,
-                  batch, epochs, allow_leakage, threshold, show_all, scan_anyway):
+                  batch, epochs, allow_leakage, threshold, show_all, scan_anyway,
+                  cache_dir):
     """The run's pre-flight: every refusal `evalkit run` would make on PATH, cheapest first,
     then sizes, label balance, leakage and the smallest difference the set can detect.
 
@@ -88,7 +93,8 @@ def testset_check(path, variants, provider, base_url, model, config_path, finetu
         click.echo("leakage and detectable difference: not computed until the refusals above "
                    "are fixed (--scan-anyway)")
     else:
-        leaks, refusal = preflight.leakage_refusal(ts, threshold=threshold, allow=allow_leakage)
+        leaks, refusal = preflight.leakage_refusal(ts, threshold=threshold, allow=allow_leakage,
+                                                   memo_dir=Path(cache_dir) / "leakage")
         shown = leaks if show_all else leaks[:preflight.LEAKS_LISTED]
         for p in shown:
             click.echo(f"leak: {p.test_id} ~ {p.train_id} cosine {p.similarity:.3f}"

@@ -6,7 +6,11 @@ pairs whose TF-IDF cosine (word 1-2 grams plus character 3-5 grams) reaches the 
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from evalkit.data.testset import Item
 from evalkit.data.text import make_vectorizer
@@ -69,3 +73,68 @@ def max_similarity(test: tuple[Item, ...], train: tuple[Item, ...]) -> float:
     if not test or not train:
         return 0.0
     return max(float(sims.max()) for _, sims in _similarity_blocks(test, train))
+
+
+# --- the scan remembered ---------------------------------------------------------------------
+# The scan is seconds of scikit-learn on a real set (3.7 s on support-intents, most of it before
+# `evalkit run`'s first call), and its answer depends only on the items' ids and inputs, the
+# threshold and the code that computes it. So a scan's pairs are kept under
+# `<cache-dir>/leakage/<key>.json`, the key a SHA-256 of exactly those: every test and train
+# item's id and input (length-prefixed, in order), the threshold, this file's and
+# evalkit/data/text.py's source, and the installed scikit-learn, scipy and numpy versions. Any
+# change to one of them is another key, so a remembered answer is never used for other data
+# or other code; an unreadable memo is a miss and the scan runs again.
+
+MEMO_FORMAT = "evalkit-leakage-memo/1"
+_SCAN_CODE = (Path(__file__), Path(__file__).with_name("text.py"))
+_SCAN_LIBRARIES = ("scikit-learn", "scipy", "numpy")
+
+
+def memo_path(memo_dir: Path, test: tuple[Item, ...], train: tuple[Item, ...], *,
+              threshold: float) -> Path:
+    """Where the scan of these splits at this threshold is remembered (see above)."""
+    from importlib import metadata
+
+    h = hashlib.sha256(f"{MEMO_FORMAT}\n{float(threshold)!r}\n".encode())
+    for source in _SCAN_CODE:
+        h.update(hashlib.sha256(source.read_bytes()).digest())
+    for dist in _SCAN_LIBRARIES:
+        try:
+            version = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            version = "-"
+        h.update(f"{dist}={version}\n".encode())
+    for split in (test, train):
+        h.update(f"split {len(split)}\n".encode())
+        for it in split:
+            ident, text = it.id.encode(), it.input.encode()
+            h.update(b"%d:%s%d:%s" % (len(ident), ident, len(text), text))
+    return Path(memo_dir) / f"{h.hexdigest()}.json"
+
+
+def read_memo(path: Path) -> list[LeakPair] | None:
+    """The remembered pairs, or None when there is no memo or it cannot be read whole."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if record.get("format") != MEMO_FORMAT:
+            return None
+        return [LeakPair(str(t), str(r), float(s), bool(e)) for t, r, s, e in record["pairs"]]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def write_memo(path: Path, leaks: list[LeakPair]) -> None:
+    """Remember a scan's pairs (atomically: a reader sees the old file or the new one). A
+    memo that cannot be written costs only the next scan, so an OSError is not raised."""
+    record = {"format": MEMO_FORMAT,
+              "pairs": [[p.test_id, p.train_id, p.similarity, p.exact] for p in leaks]}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(record) + "\n", encoding="utf-8")
+        tmp.replace(path)
+    except OSError:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass

@@ -303,7 +303,8 @@ def refuse_to_start(testset: Testset, config: RunConfig, cfg: ExperimentConfig, 
         raise preflight.RunRefused(refusals)
     with say.stage() as note:
         leaks, leak = preflight.leakage_refusal(testset, threshold=config.leakage_threshold,
-                                                allow=config.allow_leakage)
+                                                allow=config.allow_leakage,
+                                                memo_dir=Path(config.cache_dir) / "leakage")
         note(f"{testset.name}: leakage check of {len(testset.test)} test x "
              f"{len(testset.train)} train items: "
              + (preflight.leak_counts(leaks) if leaks else "none"))

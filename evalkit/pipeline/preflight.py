@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.config import ExperimentConfig
+from evalkit.data import leakage
 from evalkit.data.leakage import LeakPair, find_leaks
 from evalkit.data.testset import Testset
 from evalkit.pipeline.routing import Providers, Route
@@ -188,10 +189,21 @@ def _price_refusal(variant: Variant, provider: Provider, testset: Testset,
     return []
 
 
-def leakage_refusal(testset: Testset, *, threshold: float, allow: bool
-                    ) -> tuple[list[LeakPair], Refusal | None]:
-    """The leaking pairs (most similar first), and the refusal they make unless allowed."""
-    leaks = find_leaks(testset.test, testset.train, threshold=threshold)
+def leakage_refusal(testset: Testset, *, threshold: float, allow: bool,
+                    memo_dir: Path | None = None) -> tuple[list[LeakPair], Refusal | None]:
+    """The leaking pairs (most similar first), and the refusal they make unless allowed.
+
+    With `memo_dir` (`<cache-dir>/leakage`), a scan of the same items at the same threshold
+    with the same code and libraries is read back instead of run again (evalkit/data/
+    leakage.py says what the key covers), so `testset check` then `run`, or a second run of
+    a set, start their calls without the seconds of scikit-learn a scan takes."""
+    memo = (leakage.memo_path(memo_dir, testset.test, testset.train, threshold=threshold)
+            if memo_dir is not None and testset.test and testset.train else None)
+    leaks = leakage.read_memo(memo) if memo is not None else None
+    if leaks is None:
+        leaks = find_leaks(testset.test, testset.train, threshold=threshold)
+        if memo is not None:
+            leakage.write_memo(memo, leaks)
     if not leaks or allow:
         return leaks, None
     listing = "\n".join(f"  {p.test_id} ~ {p.train_id} (cosine {p.similarity:.3f})"
