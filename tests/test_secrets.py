@@ -21,6 +21,28 @@ def test_key_shaped_values_are_scrubbed(secret):
     assert secret not in out and REDACTED in out and out.startswith("<html>proxy login for ")
 
 
+def test_the_substring_precheck_passes_over_nothing_the_patterns_would_scrub():
+    """scrub() runs its two patterns only on text holding one of their literals; on any text
+    the result must be what running both patterns on it gives."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from evalkit.secrets import _KEY_SHAPED, _USERINFO
+
+    pieces = st.sampled_from(["sk-", "gh", "ghp_", "gho_", "github_pat_", "Bearer", "Bearer ",
+                              "://", "http://", "@", "u:p@", "/", " ", "\t", "abcdefgh",
+                              "ABC123", "_-.~+=", "x", "\u00e9"])
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.lists(pieces, max_size=12).map("".join))
+    def same(text):
+        full = _USERINFO.sub(lambda m: m.group("scheme") + REDACTED + "@",
+                             _KEY_SHAPED.sub(REDACTED, text))
+        assert scrub(text) == full
+
+    same()
+
+
 def test_url_userinfo_and_the_configured_key_are_scrubbed(monkeypatch):
     monkeypatch.setenv("MY_PROVIDER_KEY", "plain-looking-value-42")
     register_key_env("MY_PROVIDER_KEY")
