@@ -178,6 +178,17 @@ def test_the_runners_key_maker_gives_request_keys_own_keys():
     assert len(keys) == len(providers) * len(requests) * 2
 
 
+def test_completion_to_dict_is_asdict():
+    """to_dict spells its fields out (speed); a field added to Completion or Usage must be
+    added there too, or the cache would drop it."""
+    from dataclasses import asdict
+
+    c = Completion("login", Usage(5, 1, 2), latency_s=0.3, cost_usd=0.02, model="m",
+                   cached=True)
+    assert c.to_dict() == asdict(c) and list(c.to_dict()) == list(asdict(c))
+    assert list(c.to_dict()["usage"]) == list(asdict(c.usage))
+
+
 def test_cache_round_trip_marks_hits_cached(tmp_path):
     cache = ResponseCache(tmp_path / "c.sqlite")
     c = Completion("login", Usage(5, 1, 2), latency_s=0.3, cost_usd=0.02, model="m")

@@ -6,7 +6,7 @@ Providers never import the runner: they take one Request and return one Completi
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -39,9 +39,12 @@ class Completion:
 
     def to_dict(self) -> dict[str, Any]:
         """`dataclasses.asdict(self)` without its generic deep copy (once per fresh answer)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["usage"] = {f.name: getattr(self.usage, f.name) for f in fields(self.usage)}
-        return out
+        u = self.usage
+        return {"text": self.text, "usage": {"input_tokens": u.input_tokens,
+                                             "output_tokens": u.output_tokens,
+                                             "cached_input_tokens": u.cached_input_tokens},
+                "latency_s": self.latency_s, "cost_usd": self.cost_usd, "model": self.model,
+                "cached": self.cached}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Completion:

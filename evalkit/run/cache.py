@@ -106,6 +106,9 @@ def completion_from_row(text: str) -> Completion | None:
         return None
 
 
+_ROW_ENCODER = json.JSONEncoder()  # json.dumps(row), without an encoder built per row
+
+
 class ResponseCache:
     """A small SQLite key-value store of Completions. Safe to share across asyncio tasks.
 
@@ -143,8 +146,9 @@ class ResponseCache:
     def put(self, key: str, completion: Completion) -> None:
         data = completion.to_dict()
         data["cached"] = False
+        row = _ROW_ENCODER.encode(data)
         with self._pending_lock:
-            self._pending[key] = json.dumps(data)
+            self._pending[key] = row
 
     def flush(self) -> None:
         """Commit every queued row now (one transaction)."""

@@ -33,6 +33,9 @@ class Unjournaled:
     from_usage: int = 0         # how many of `calls` were priced from a cached answer
 
 
+_ENCODER = json.JSONEncoder()  # json.dumps(record), without an encoder built per line
+
+
 class CallLedger:
     def __init__(self, path: Path | str, session: int):
         self.path = Path(path)
@@ -42,16 +45,17 @@ class CallLedger:
 
     def open_call(self, key: str, worst_usd: float) -> int:
         self._n += 1
-        self._write({"s": self.session, "n": self._n, "key": key, "worst_usd": worst_usd})
+        self._write(_ENCODER.encode({"s": self.session, "n": self._n, "key": key,
+                                     "worst_usd": worst_usd}))
         return self._n
 
     def close_call(self, n: int, cost_usd: float) -> None:
-        self._write({"s": self.session, "n": n, "cost_usd": cost_usd})
+        self._write(_ENCODER.encode({"s": self.session, "n": n, "cost_usd": cost_usd}))
 
-    def _write(self, record: dict) -> None:
+    def _write(self, line: str) -> None:
         if self._fh is None:
             self._fh = self.path.open("a", encoding="utf-8")
-        self._fh.write(json.dumps(record) + "\n")
+        self._fh.write(line + "\n")
         self._fh.flush()  # in the kernel before the call goes out: a kill -9 cannot lose it
 
     def close(self) -> None:
