@@ -7,7 +7,8 @@ N = 1,000 prompt-only chats at concurrency C = 32, three clients interleaved rou
   serialised, posted, the answer parsed and one JSONL line written per item;
 - **SDK**: `AsyncOpenAI.chat.completions.create` by C plain asyncio tasks (the SDK floor);
 - **evalkit**: the runner (`run_jobs`: request built and rendered, cache looked up and
-  written, journal line written) with the real `openai` provider.
+  written, call ledger and journal lines written, as `evalkit run` does) with the real
+  `openai` provider.
 For each: wall time over the ideal N·L/C at L = 50 ms, and client CPU ms per item at L = 0
 (`time.process_time` of this process; the server's CPU is its own process's). Each client
 is warmed up first (imports, connections), so the figures are steady-state.
@@ -38,6 +39,7 @@ from evalkit.data.testset import load_testset  # noqa: E402
 from evalkit.providers.openai import OpenAIProvider  # noqa: E402
 from evalkit.run.cache import ResponseCache  # noqa: E402
 from evalkit.run.journal import Journal  # noqa: E402
+from evalkit.run.ledger import CallLedger  # noqa: E402
 from evalkit.run.runner import Job, run_jobs  # noqa: E402
 from evalkit.strategies.variants import VariantContext, default_variant  # noqa: E402
 
@@ -95,7 +97,8 @@ async def evalkit_run(base_url: str, jobs: list[Job], out: Path) -> None:
     cache = ResponseCache(out.with_suffix(".sqlite"))
     try:
         stats = await run_jobs(jobs, total=len(jobs), provider=provider, cache=cache,
-                               journal=Journal(out), concurrency=C, progress=False)
+                               journal=Journal(out), concurrency=C, progress=False,
+                               ledger=CallLedger(out.with_suffix(".calls.jsonl"), 1))
     finally:
         cache.close()
     if stats.errors or stats.calls != len(jobs):
