@@ -171,3 +171,19 @@ def test_the_worst_case_input_bound_is_rounded_up_by_at_most_a_32nd():
     for n in [*range(0, 300), 700, 1023, 1024, 1025, 4097, 123_457, 10**7 + 1]:
         assert n <= _coarse(n) <= n + n / 32
     assert _coarse(63) == 63 and _coarse(700) == 704  # exact below 64; 16-token steps at 700
+
+
+def test_the_posted_body_is_the_request_body_with_the_messages_serialised_once():
+    import json
+
+    from evalkit.providers.openai import _content
+
+    provider = OpenAIProvider(base_url="http://127.0.0.1:9/v1", require_key=False)
+    for request in (QUESTION, Request("classification", "Klassifiziere. 日本", 'a "q"\u2028',
+                                      labels=(("billing", "Geld"),)),
+                    Request("extraction", "Extract.", "x",
+                            response_format={"type": "json_object"})):
+        body = provider.body(request)
+        assert json.loads(_content(body, request)) == body
+        assert request.messages_json() == json.dumps(request.messages(), sort_keys=True,
+                                                     ensure_ascii=False)

@@ -105,6 +105,15 @@ def input_token_bound(messages: list[dict[str, str]]) -> int:
                + _MESSAGE_OVERHEAD_TOKENS for m in messages) + _REQUEST_OVERHEAD_TOKENS
 
 
+def _content(body: dict[str, Any], request: Request) -> bytes:
+    """`body` as the JSON bytes posted, its messages embedded from `request.messages_json()`
+    (serialised once per request, shared with the cache key) instead of encoded again."""
+    rest = json.dumps({k: v for k, v in body.items() if k != "messages"},
+                      ensure_ascii=False, separators=(",", ":"))
+    tail = "}" if rest == "{}" else "," + rest[1:]
+    return f'{{"messages":{request.messages_json()}{tail}'.encode()
+
+
 def _coarse(tokens: int) -> int:
     """`tokens` rounded up to six significant bits (at most 1/32 more, exact below 64).
 
@@ -298,8 +307,7 @@ class OpenAIProvider(Provider):
         price = self.prices.price(model)  # before the call: no spend on an unpriceable model
         wire = await self._wire(self.routes.get(model, self.base_url))
         body = self.body(request)
-        messages = body["messages"]
-        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        content = _content(body, request)
         try:
             answer, latency = await wire.post(content)
         except Exception as exc:
@@ -309,13 +317,13 @@ class OpenAIProvider(Provider):
             # once more with the prompt's instructions only, and remember the server
             self._no_response_format.add(self.server_for(model))
             body = self.body(request)
-            content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+            content = _content(body, request)
             try:
                 answer, latency = await wire.post(content)
             except Exception as again:
                 raise self._translate(again, self.server_for(model)) from None
         data = _json_body(answer)
-        text, usage = self._read(data, messages)
+        text, usage = self._read(data, body["messages"])
         self._check_limit(usage, self.output_limit(request),
                           usage_reported=isinstance(data, dict) and "usage" in data)
         return Completion(text=text, usage=usage, latency_s=latency, cost_usd=price.cost(usage),

@@ -62,7 +62,7 @@ class KeyMaker:
                            "provider": provider.name})
             # '{"model": ...}' -> ', "model": ...}': what follows the messages
             held = self._tails[memo] = (provider, ", " + tail[1:])
-        messages = _dumps(request.messages())
+        messages = request.messages_json()  # == _dumps(request.messages()), made once
         return hashlib.sha256(f'{{"messages": {messages}{held[1]}'.encode()).hexdigest()
 
 

@@ -8,6 +8,7 @@ the fine-tuned rung sees at inference exactly what it was trained on.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -47,6 +48,17 @@ class Request:
         if rendered is None:
             rendered = self.__dict__["_messages"] = self._render_messages()
         return [dict(m) for m in rendered]
+
+    def messages_json(self) -> str:
+        """`messages()` as JSON, sorted keys, non-ASCII kept (the cache key's serialisation),
+        made once per Request: the runner's cache key and the provider's request body both
+        embed it, so the rendered prompt is serialised once, not once each."""
+        text = self.__dict__.get("_messages_json")
+        if text is None:
+            self.messages()  # rendered
+            text = self.__dict__["_messages_json"] = json.dumps(
+                self.__dict__["_messages"], sort_keys=True, ensure_ascii=False, default=str)
+        return text
 
     def _render_messages(self) -> list[dict[str, str]]:
         msgs = [{"role": "system", "content": _system(self.instructions, self.labels, self.fields)}]
