@@ -111,7 +111,8 @@ class FakeOpenAI:
                  reject_response_format: bool = False, answer_tokens: int | None = None,
                  obeys: tuple[str, ...] = ("max_completion_tokens", "max_tokens"),
                  tokenizer: str = "words", report_usage: bool = True,
-                 sampling: bool = False):
+                 sampling: bool = False, port: int = 0):
+        self.port = port  # 0: any free port (tests); `python tests/openai_server.py --port N`
         self.api_key = api_key
         self.fault_rate = fault_rate
         self.fault_attempts = fault_attempts
@@ -155,7 +156,7 @@ class FakeOpenAI:
         class Handler(_Handler):
             server_state = state
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
@@ -742,3 +743,24 @@ def run_dirs_args(tmp_path) -> list:
     """`evalkit run` flags that keep reports, cache and fine-tunes inside tmp_path."""
     return ["--reports-dir", tmp_path / "reports", "--cache-dir", tmp_path / "cache",
             "--finetune-dir", tmp_path / "finetunes", "--no-progress", "--no-report"]
+
+
+def serve(argv: list[str] | None = None) -> None:
+    """`python tests/openai_server.py --port 8000`: the same server outside a test, for
+    docs/tutorial-intent.md's OpenAI-compatible half on a machine with no model server. It is
+    a stand-in that speaks the protocol (a word-overlap "model"), not a model to measure."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=serve.__doc__)
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args(argv)
+    with FakeOpenAI(port=args.port) as server:
+        print(f"serving {server.base_url} (Ctrl-C stops it)", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    serve()
