@@ -125,3 +125,39 @@ def test_compare_page_in_chromium(two_runs, tmp_path):
         screenshot(page, "compare.png", full_page=True)
         assert problems == []
         browser.close()
+
+
+def test_per_variant_cost_and_tco_match_each_runs_summary(two_runs, tmp_path):
+    """The cost table (page and Markdown alike) quotes each run's own summary.json: B's
+    few-shot TCO at the run's economics, its run total and $/query; with the same default
+    economics in both runs a pair's sentence and row carry the two TCOs."""
+    from evalkit.money import usd
+
+    a, b = two_runs
+    out = tmp_path / "cmp"
+    cli("compare", a, b, "--out", out)
+    page, md = (out / "compare.html").read_text(), (out / "compare.md").read_text()
+    c = compare_runs(a, b)
+    assert c.same_economics and c.economics_a.queries_per_month == 10_000
+    for side, run_dir in (("A", a), ("B", b)):
+        summary = json.loads((run_dir / "summary.json").read_text())
+        for name, v in summary["variants"].items():
+            t = next(t for t in c.variants if t.key == f"{side}:{name}")
+            assert t.tco_usd == pytest.approx(v["cost"]["tco_usd"])
+            assert t.total_usd == pytest.approx(v["cost"]["total_notional_usd"])
+            assert t.per_query_usd == pytest.approx(v["cost"]["per_query_usd"])
+            assert t.mean == pytest.approx(v["metrics"]["accuracy"]["mean"])
+    fs = json.loads((b / "summary.json").read_text())["variants"]["few-shot"]["cost"]
+    tco, total = usd(fs["tco_usd"]), usd(fs["total_notional_usd"])
+    assert f"| B:few-shot | " in md
+    row = next(x for x in md.splitlines() if x.startswith("| B:few-shot | "))
+    assert row.endswith(f"| {tco} |") and f"| {total} |" in row
+    assert (f'<tr data-variant="B:few-shot">' in page and
+            f'<td class="tco">{tco}</td>' in page and f'<td class="total">{total}</td>' in page)
+    pair = next(r for r in c.pairs if r.b == "B:few-shot")
+    a_tco = json.loads((a / "summary.json").read_text())["variants"]["few-shot"]["cost"][
+        "tco_usd"]
+    assert pair.tco_usd_b == pytest.approx(fs["tco_usd"])
+    assert f"TCO {usd(a_tco)} → {tco}." in pair.sentence
+    assert f"- {pair.sentence}" in md and f'<td class="tco">{usd(a_tco)} → {tco}</td>' in page
+    assert "TCO at 10,000 queries/month over 12 months (both runs)." in md

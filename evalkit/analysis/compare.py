@@ -16,6 +16,14 @@ Which pairs:
 The test sets must match for the comparison to mean what it says: the page warns when the
 test-set hashes differ, and counts items only one run holds and shared items whose input or
 expected answer changed; only unchanged shared items are paired.
+
+Cost beside quality: per variant of each run (`VariantTotals`), from its summary.json, the
+metric's mean over that run's items, the measured $/query, the run's total for the variant
+(`total_notional_usd`: what its answers cost, a cached one at its notional price) and, where
+the analysis priced it, setup, fixed monthly cost and TCO at the run's own economics (volume V
+a month over H months: setup + H·(fixed + V·per_query)). A pair's row and sentence quote both
+TCOs only when the two runs assumed the same V and H; otherwise the page says the TCOs rest on
+different assumptions and leaves the pair's TCO out.
 """
 
 from __future__ import annotations
@@ -46,9 +54,40 @@ class Side:
     items: dict[str, tuple[Any, Any]]  # item id -> (input, expected)
     per_query_usd: dict[str, float | None]
     about: str = ""  # "provider openai, model gpt-4o-mini, 2026-12-02" for the page header
+    summary: dict[str, Any] = field(default_factory=dict)
 
     def key(self, variant: str) -> str:
         return f"{self.label}:{variant}"
+
+
+@dataclass(frozen=True)
+class Economics:
+    """The volume and horizon a run's TCO figures assume (summary.json `economics`)."""
+
+    queries_per_month: float | None = None
+    horizon_months: float | None = None
+
+    @property
+    def line(self) -> str:
+        if self.queries_per_month is None or self.horizon_months is None:
+            return "no economics"
+        return f"{self.queries_per_month:,.0f} queries/month over {self.horizon_months:g} months"
+
+
+@dataclass(frozen=True)
+class VariantTotals:
+    """One variant of one run: quality and what it costs (see the module docstring)."""
+
+    key: str  # "A:few-shot"
+    mean: float | None
+    ci_low: float | None
+    ci_high: float | None
+    items: int | None
+    per_query_usd: float | None
+    total_usd: float | None  # the run's answers for this variant, cached ones at notional cost
+    setup_usd: float | None
+    fixed_monthly_usd: float | None
+    tco_usd: float | None
 
 
 @dataclass(frozen=True)
@@ -71,6 +110,8 @@ class PairResult:
     per_query_usd_a: float | None
     per_query_usd_b: float | None
     sentence: str = ""
+    tco_usd_a: float | None = None  # set only when both runs assume the same V and H
+    tco_usd_b: float | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +130,13 @@ class RunComparison:
     pairs: list[PairResult] = field(default_factory=list)
     about_a: str = ""
     about_b: str = ""
+    variants: list[VariantTotals] = field(default_factory=list)
+    economics_a: Economics = Economics()
+    economics_b: Economics = Economics()
+
+    @property
+    def same_economics(self) -> bool:
+        return self.economics_a == self.economics_b and self.economics_a.line != "no economics"
 
     @property
     def paired(self) -> int:
@@ -107,7 +155,33 @@ def _side(label: str, run_dir: Path | str) -> Side:
     config = record.get("config") or {}
     about = ", ".join(f"{k} {config[k]}" for k in ("provider", "model") if config.get(k))
     return Side(label, run_dir, data, (record.get("testset") or {}).get("hash"), items, cost,
-                about)
+                about, summary)
+
+
+def _number(x: Any) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+
+def economics(side: Side) -> Economics:
+    econ = side.summary.get("economics") or {}
+    return Economics(_number(econ.get("queries_per_month")), _number(econ.get("horizon_months")))
+
+
+def totals(side: Side, metric: str) -> list[VariantTotals]:
+    """Per variant of the run, in ladder order: its mean and its costs from summary.json."""
+    out = []
+    for v in side.data.ladder:
+        entry = (side.summary.get("variants") or {}).get(v) or {}
+        stat = (entry.get("metrics") or {}).get(metric) or {}
+        cost = entry.get("cost") or {}
+        items = (entry.get("calls") or {}).get("items")
+        out.append(VariantTotals(
+            side.key(v), _number(stat.get("mean")), _number(stat.get("ci_low")),
+            _number(stat.get("ci_high")), items if isinstance(items, int) else None,
+            _number(cost.get("per_query_usd")), _number(cost.get("total_notional_usd")),
+            _number(cost.get("setup_usd")), _number(cost.get("fixed_monthly_usd")),
+            _number(cost.get("tco_usd"))))
+    return out
 
 
 def _baseline(spec: str, a: Side, b: Side) -> tuple[Side, str]:
@@ -176,6 +250,8 @@ def sentence(r: PairResult) -> str:
     cost = ""
     if r.per_query_usd_a is not None and r.per_query_usd_b is not None:
         cost = f"; per query {usd(r.per_query_usd_a)} → {usd(r.per_query_usd_b)}"
+    if r.tco_usd_a is not None and r.tco_usd_b is not None:
+        cost += f", TCO {usd(r.tco_usd_a)} → {usd(r.tco_usd_b)}"
     return (f"{r.a} → {r.b}: {pts(r.delta)} pts {r.metric} [{pts(r.ci_low)}, "
             f"{pts(r.ci_high)}] on {r.n} shared items, p = {r.p_value:.3g} "
             f"(Holm {r.p_holm:.3g}); {reading}{flips}{cost}.")
@@ -202,14 +278,37 @@ def compare_runs(run_a: Path | str, run_b: Path | str, *, baseline_variant: str 
                                   d.n, fa + fb, d.discordant, sa.per_query_usd.get(va),
                                   sb.per_query_usd.get(vb)))
     holm = stats.holm([r.p_value for r in results]) if results else []
+    econ_a, econ_b = economics(a), economics(b)
+    variants = totals(a, metric) + totals(b, metric)
+    tco = {t.key: t.tco_usd for t in variants} if econ_a == econ_b else {}
     pairs = []
     for r, p in zip(results, holm, strict=True):
-        r = PairResult(**{**r.__dict__, "p_holm": p})
+        r = PairResult(**{**r.__dict__, "p_holm": p, "tco_usd_a": tco.get(r.a),
+                          "tco_usd_b": tco.get(r.b)})
         pairs.append(PairResult(**{**r.__dict__, "sentence": sentence(r)}))
     warnings = _testset_warnings(a, b, shared, len(changed))
     return RunComparison(a.data.run_id, b.data.run_id, a.data.testset, b.data.testset, metric,
                          len(a.data.item_ids), len(b.data.item_ids), len(shared), len(changed),
-                         not warnings, warnings, pairs, a.about, b.about)
+                         not warnings, warnings, pairs, a.about, b.about, variants, econ_a,
+                         econ_b)
+
+
+def economics_line(c: RunComparison) -> str:
+    """What the TCO figures assume, and whether the two runs' figures can be set side by side."""
+    if c.same_economics:
+        return f"TCO at {c.economics_a.line} (both runs)."
+    return (f"TCO at A: {c.economics_a.line}; B: {c.economics_b.line}: different "
+            "assumptions, so no pair compares TCOs.")
+
+
+def tco_pair(r: PairResult) -> str:
+    if r.tco_usd_a is None or r.tco_usd_b is None:
+        return "n/a"
+    return f"{usd(r.tco_usd_a)} → {usd(r.tco_usd_b)}"
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
 
 
 def to_markdown(c: RunComparison) -> str:
@@ -223,10 +322,21 @@ def to_markdown(c: RunComparison) -> str:
         lines.append(f"> **Warning:** {w}.")
     if c.warnings:
         lines.append("")
-    lines += ["| A | B | Δ (pts) | 95% CI | p | p (Holm) | items |",
-              "|---|---|---:|---|---:|---:|---:|"]
+    lines += ["| A | B | Δ (pts) | 95% CI | p | p (Holm) | items | $/query A → B | TCO A → B |",
+              "|---|---|---:|---|---:|---:|---:|---|---|"]
     for r in c.pairs:
         lines.append(f"| {r.a} | {r.b} | {pts(r.delta)} | [{pts(r.ci_low)}, {pts(r.ci_high)}] "
-                     f"| {r.p_value:.3g} | {r.p_holm:.3g} | {r.n} |")
-    lines += ["", *[f"- {r.sentence}" for r in c.pairs], ""]
+                     f"| {r.p_value:.3g} | {r.p_holm:.3g} | {r.n} "
+                     f"| {usd(r.per_query_usd_a)} → {usd(r.per_query_usd_b)} | {tco_pair(r)} |")
+    lines += ["", *[f"- {r.sentence}" for r in c.pairs], "", "## Variants and their cost", "",
+              economics_line(c), "",
+              f"| variant | {c.metric} | 95% CI | items | $/query | run total | setup "
+              "| fixed/month | TCO |",
+              "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for t in c.variants:
+        lines.append(f"| {t.key} | {fmt(t.mean)} | [{fmt(t.ci_low)}, {fmt(t.ci_high)}] "
+                     f"| {'n/a' if t.items is None else t.items} | {usd(t.per_query_usd)} "
+                     f"| {usd(t.total_usd)} | {usd(t.setup_usd)} | {usd(t.fixed_monthly_usd)} "
+                     f"| {usd(t.tco_usd)} |")
+    lines.append("")
     return "\n".join(lines)

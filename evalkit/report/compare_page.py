@@ -6,7 +6,8 @@ from pathlib import Path
 
 import jinja2
 
-from evalkit.analysis.compare import RunComparison, to_markdown
+from evalkit.analysis.compare import RunComparison, economics_line, fmt, tco_pair, to_markdown
+from evalkit.money import usd
 from evalkit.report import charts
 from evalkit.report.build import TEMPLATES, _num, _usd
 
@@ -24,7 +25,9 @@ def render_compare(c: RunComparison, out_dir: Path | str) -> tuple[Path, Path]:
                                [r.ci_low for r in c.pairs], [r.ci_high for r in c.pairs],
                                metric=c.metric, title="Each pair: B minus A on the shared items"
                                ) if c.pairs else None
-    html = env.get_template("compare.html.j2").render(c=c, chart=chart)
+    # the Markdown's own formatters, so the page and compare.md print the same figures
+    html = env.get_template("compare.html.j2").render(
+        c=c, chart=chart, tco_pair=tco_pair, fmt=fmt, economics_line=economics_line, money=usd)
     page, md = out_dir / "compare.html", out_dir / "compare.md"
     page.write_text(html, encoding="utf-8")
     md.write_text(to_markdown(c), encoding="utf-8")
