@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_local_ladder.py
 	$(PY) benchmarks/bench_report.py
 	$(PY) benchmarks/bench_memory.py
+	$(PY) benchmarks/bench_sent.py
 	$(PY) benchmarks/bench_startup.py
 
 clean:

@@ -33,8 +33,10 @@ def make_testset(root: Path, n_items: int, *, seed: int = 0) -> Path:
 
 
 def make_run(run_dir: Path, testset_dir: Path, variants: list[str], *, seed: int = 0) -> Path:
-    """Write run.json, items.jsonl and predictions.jsonl as a finished run would."""
+    """Write run.json, items.jsonl, predictions.jsonl and messages.jsonl as a finished run
+    would."""
     from evalkit.data.testset import load_testset
+    from evalkit.run.sent import SentLog
 
     rng = random.Random(seed)
     ts = load_testset(testset_dir)
@@ -43,16 +45,21 @@ def make_run(run_dir: Path, testset_dir: Path, variants: list[str], *, seed: int
         for it in ts.test:
             fh.write(json.dumps({"id": it.id, "input": it.input, "expected": it.expected,
                                  "doc_ids": [], "cluster": None}) + "\n")
+    sent = SentLog(run_dir / "messages.jsonl")  # what each request sent, as a run records it
     with (run_dir / "predictions.jsonl").open("w") as fh:
         for k, v in enumerate(variants):
             acc = 0.55 + 0.07 * k
+            system = f"Classify the message ({v})."
             for it in ts.test:
                 out = it.expected if rng.random() < acc else rng.choice(LABELS)
+                prompt = sent.record([{"role": "system", "content": system},
+                                      {"role": "user", "content": it.input}])
                 fh.write(json.dumps({
                     "variant": v, "item_id": it.id, "output": out, "model": "synthetic",
                     "input_tokens": 100 + 40 * k, "output_tokens": 3,
                     "latency_s": rng.uniform(0.2, 1.5), "cost_usd": 1e-5 * (k + 1),
-                    "cached": False}) + "\n")
+                    "cached": False, "prompt": prompt}) + "\n")
+    sent.close()
     totals = {"jobs": len(ts.test) * len(variants), "calls": len(ts.test) * len(variants),
               "cache_hits": 0, "errors": 0, "skipped_budget": 0, "spent_usd": 0.0,
               "notional_usd": 0.0, "wall_s": 0.0}

@@ -149,10 +149,10 @@ def test_per_variant_cost_and_tco_match_each_runs_summary(two_runs, tmp_path):
             assert t.mean == pytest.approx(v["metrics"]["accuracy"]["mean"])
     fs = json.loads((b / "summary.json").read_text())["variants"]["few-shot"]["cost"]
     tco, total = usd(fs["tco_usd"]), usd(fs["total_notional_usd"])
-    assert f"| B:few-shot | " in md
+    assert "| B:few-shot | " in md
     row = next(x for x in md.splitlines() if x.startswith("| B:few-shot | "))
     assert row.endswith(f"| {tco} |") and f"| {total} |" in row
-    assert (f'<tr data-variant="B:few-shot">' in page and
+    assert ('<tr data-variant="B:few-shot">' in page and
             f'<td class="tco">{tco}</td>' in page and f'<td class="total">{total}</td>' in page)
     pair = next(r for r in c.pairs if r.b == "B:few-shot")
     a_tco = json.loads((a / "summary.json").read_text())["variants"]["few-shot"]["cost"][

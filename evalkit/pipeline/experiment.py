@@ -148,7 +148,9 @@ def run_experiment(config: RunConfig, *, resume: str | None = None, progress: bo
             if (v.name, item.id, e) not in done]
     folder = _Folder(run_dir, config, testset, setup, notional=providers.notional,
                      subset=subset, experiment=cfg, variants=tuple(variants),
-                     samples=any(p.samples for p in providers.all()))
+                     samples=any(p.samples for p in providers.all()),
+                     sends_messages={v.name: by_variant[(v.name, 0)].sends_messages
+                                     for v in variants})
     stats = _run_session(folder, providers.all()[0], jobs, progress)
     if stats.stop == STOP_INTERRUPTED:  # out at once: scoring can wait for the resume
         return RunResult(run_dir, {}, stats, list(setup.get("warnings", [])), subset)
@@ -230,6 +232,7 @@ class _Folder:
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
     variants: tuple[Variant, ...] = ()
     samples: bool = False  # some provider can answer one request differently twice
+    sends_messages: dict[str, bool] = field(default_factory=dict)  # per variant (run.json)
 
 
 def _run_session(folder: _Folder, provider, jobs: list[Job], progress: bool) -> RunStats:
@@ -466,6 +469,9 @@ def _write_run_json(folder: _Folder, stats: RunStats | None,
                     "n_docs": len(testset.docs), "files": testset.file_hashes},
         "subset": folder.subset,  # n_test above counts the items this run holds
         "epochs": {"k": config.epochs, "sampling": folder.samples},
+        # messages.jsonl holds each request's messages; `sent`: whether the variant's provider
+        # sent them as chat messages (else it read the Request's fields: the local provider)
+        "messages": {"file": "messages.jsonl", "sent": folder.sends_messages},
         "task": testset.task.to_record(),  # lets `summarize` work from the folder alone
         # every field of every variant: the analysis reads kinds from here, never from names
         "variant_specs": {v.name: v.spec() for v in folder.variants},

@@ -123,6 +123,10 @@ class Provider:
     # False: the same request always gets the same answer (the local provider), so repeated
     # epochs cannot differ and a run with --epochs says so instead of reporting noise.
     samples: ClassVar[bool] = True
+    # True: it sends the Request as chat messages (`Request.messages()`, what the run records
+    # in messages.jsonl); False: it reads the Request's fields (the local provider), and the
+    # recorded messages are the Request rendered as an LLM would have received it.
+    sends_messages: ClassVar[bool] = True
 
     def model_for(self, request: Request) -> str:
         """The model that will answer this request (the request may pin one)."""

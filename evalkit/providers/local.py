@@ -67,6 +67,7 @@ class LocalProvider(Provider):
     takes_server_options = False  # no server: --base-url / --model mean nothing here
     cost_is_notional = True  # runs offline: its per-token prices only let variants compare
     samples = False  # deterministic: no temperature, no seed; every epoch answers alike
+    sends_messages = False  # it reads the Request's fields; no chat messages are sent
 
     def __init__(self, *, model: str = "local-tfidf", finetune_dir: Path | str = "finetunes",
                  usd_per_m_input: float = 0.05, usd_per_m_output: float = 0.20,

@@ -106,9 +106,9 @@ def _judge(summary: dict) -> dict[str, Any] | None:
 
 def _explorer(run_dir: Path, run: dict, items: list[dict], preds, scores: pd.DataFrame,
               ladder: list[str], primary: str) -> dict[str, Any]:
-    """The explorer's data with the messages each variant sent, where they rebuild exactly."""
+    """The explorer's data with the messages each variant sent, as the run recorded them."""
     data = explorer_data(items, preds, scores, ladder, primary, reasons=judge_reasons(run_dir))
-    data["msg"] = messages.rebuild(run, ladder, items, preds).as_json()
+    data["msg"] = messages.recorded(run_dir, run, ladder, items, preds).as_json()
     return data
 
 

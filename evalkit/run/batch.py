@@ -56,6 +56,7 @@ class _Pending:
     custom_id: str
     model: str
     worst_case_usd: float
+    prompt: str = ""  # the messages it sends, recorded in messages.jsonl (evalkit/run/sent.py)
 
 
 def custom_id(job: Job) -> str:
@@ -112,10 +113,11 @@ def _prepare(job: Job, provider: Provider, journal: Journal, stats: RunStats,
         if hit is not None:
             stats.cache_hits += 1
             stats.notional_usd += hit.cost_usd
-            journal.append(prediction(job, request, hit))
+            journal.append(prediction(job, request, hit), messages=request.messages())
             return None
         worst = provider.estimate_cost(request)
-        return _Pending(job, request, key, cid, provider.model_for(request), worst)
+        return _Pending(job, request, key, cid, provider.model_for(request), worst,
+                        journal.record_messages(request.messages()))
     except Exception as exc:
         _error(journal, stats, job.variant, job.item.id, f"{type(exc).__name__}: {exc}",
                type(exc).__name__)
@@ -177,7 +179,8 @@ def _collect(record: dict, api: Any, status: Any, cache: ResponseCache | None,
         seen.add(result.custom_id)
         stats.calls += 1
         if result.error is not None:
-            _error(journal, stats, meta["variant"], meta["item_id"], result.error, "BatchError")
+            _error(journal, stats, meta["variant"], meta["item_id"], result.error, "BatchError",
+                   prompt=meta.get("prompt", ""))
             continue
         try:
             completion = api.completion(result, model=meta["model"])
@@ -194,7 +197,8 @@ def _collect(record: dict, api: Any, status: Any, cache: ResponseCache | None,
             output_tokens=completion.usage.output_tokens,
             cached_input_tokens=completion.usage.cached_input_tokens, latency_s=0.0,
             cost_usd=completion.cost_usd, cached=False, retrieved=meta["retrieved"],
-            passages=meta.get("passages", [])))  # batches.json from before passages were kept
+            passages=meta.get("passages", []),  # batches.json from before passages were kept
+            prompt=meta.get("prompt", "")))
     for cid, meta in requests.items():
         if cid not in seen:
             _error(journal, stats, meta["variant"], meta["item_id"],
@@ -203,10 +207,10 @@ def _collect(record: dict, api: Any, status: Any, cache: ResponseCache | None,
 
 
 def _error(journal: Journal, stats: RunStats, variant: str, item_id: str, message: str,
-           error_class: str) -> None:
+           error_class: str, *, prompt: str = "") -> None:
     stats.errors += 1
     journal.append(Prediction(variant=variant, item_id=item_id, output=None,
-                              error_class=error_class, error=message[:500]))
+                              error_class=error_class, error=message[:500], prompt=prompt))
 
 
 class _State:
@@ -243,7 +247,7 @@ class _State:
                   "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   "requests": {p.custom_id: {
                       "variant": p.job.variant, "item_id": p.job.item.id, "key": p.key,
-                      "model": p.model,
+                      "model": p.model, "prompt": p.prompt,
                       **shown(p.request.passages)}
                       for p in chunk}}
         self.records.append(record)

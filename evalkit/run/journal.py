@@ -3,6 +3,9 @@
 Each line is flushed as soon as the item finishes, so a killed run loses at most the items in
 flight; `--resume` reads the journal back and skips what it holds. A torn last line (the
 process died mid-write) is ignored on read rather than failing the resume.
+
+A line's `prompt` names the messages its request carried, kept once each in `messages.jsonl`
+beside the journal (evalkit/run/sent.py); `append(..., messages=...)` records them first.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from evalkit.run.sent import SentLog, sent_path
 from evalkit.secrets import scrub
 
 
@@ -36,12 +40,14 @@ class Prediction:
     retrieved: list[str] = field(default_factory=list)  # doc ids of passages, in rank order
     passages: list[list] = field(default_factory=list)  # [doc_id, chunk] per passage shown
     epoch: int = 0  # which repetition (`--epochs`); 0 is not written, so old journals match
+    prompt: str = ""  # the messages sent, by id in messages.jsonl; "" (not written): none
 
 
 class Journal:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self._fh = None
+        self.sent = SentLog(sent_path(self.path))
 
     def read(self) -> list[Prediction]:
         if not self.path.is_file():
@@ -57,7 +63,19 @@ class Journal:
                     continue  # torn final line of a killed run
         return out
 
-    def append(self, prediction: Prediction) -> None:
+    def record_messages(self, messages: list[dict[str, str]]) -> str:
+        """Store `messages` in messages.jsonl (what is new of them), durable before any
+        journal line can name them; return their prompt id."""
+        pid = self.sent.record(messages)
+        self.sent.flush()
+        return pid
+
+    def append(self, prediction: Prediction, *,
+               messages: list[dict[str, str]] | None = None) -> None:
+        """Journal `prediction`; with `messages` (what its request sent), record them and set
+        its `prompt`."""
+        if messages is not None:
+            prediction.prompt = self.record_messages(messages)
         if self._fh is None:
             self._repair_tail()
             self._fh = self.path.open("a", encoding="utf-8")
@@ -74,6 +92,7 @@ class Journal:
                 fh.truncate(data.rfind(b"\n") + 1)
 
     def close(self) -> None:
+        self.sent.close()
         if self._fh is not None:
             self._fh.flush()
             os.fsync(self._fh.fileno())
@@ -93,6 +112,8 @@ def as_record(p: Prediction) -> dict[str, Any]:
     record["passages"] = [list(x) for x in p.passages]
     if not p.epoch:
         del record["epoch"]
+    if not p.prompt:
+        del record["prompt"]
     for name in ("output", "error", "model"):  # the last line of defence before disk
         if isinstance(record[name], str):
             record[name] = scrub(record[name])

@@ -137,7 +137,7 @@ class _Run:
             request = job.build(job.item)
             key = self.keys.key(self.llm(job), request, epoch=job.epoch)
         except Exception as exc:  # a variant that cannot build or render this item
-            self.error(job, exc)
+            self.error(job, exc)  # no request: nothing was sent
             return
         completion = self.cache.get(key) if self.cache else None
         if completion is None:
@@ -147,7 +147,7 @@ class _Run:
             return
         self.stats.cache_hits += 1
         self.stats.notional_usd += completion.cost_usd
-        self.journal.append(prediction(job, request, completion))
+        self.journal.append(prediction(job, request, completion), messages=request.messages())
 
     async def shared(self, key: str) -> Completion | None:
         """The same request already on its way (e.g. two variants rendering alike): share
@@ -168,7 +168,7 @@ class _Run:
         try:
             worst = await self.budget.reserve(worst_case)
         except Exception as exc:  # e.g. no price known for the model: don't call
-            self.error(job, exc)
+            self.error(job, exc)  # refused before sending: no messages
             return
         if worst is None:
             if self.stats.stop in (STOP_INTERRUPTED, STOP_UNREACHABLE):
@@ -185,7 +185,8 @@ class _Run:
                 return await self.call(job, request, key, taken)
             self.stats.cache_hits += 1
             self.stats.notional_usd += completion.cost_usd
-            self.journal.append(prediction(job, request, completion))
+            self.journal.append(prediction(job, request, completion),
+                                messages=request.messages())
             return
         await self.paid_call(job, request, key, worst, taken)
 
@@ -204,7 +205,7 @@ class _Run:
         except Exception as exc:
             shared.set_exception(exc)
             shared.exception()  # retrieved: no "never retrieved" warning without waiters
-            self.error(job, exc)
+            self.error(job, exc, request)  # sent (perhaps), and failed: show what was sent
             if self.ledger:
                 self.ledger.close_call(n, 0.0)
             if isinstance(exc, ServerUnreachable):
@@ -221,15 +222,17 @@ class _Run:
         self.stats.notional_usd += completion.cost_usd
         if self.cache:
             self.cache.put(key, completion)
-        self.journal.append(prediction(job, request, completion, queue_s=waited))
+        self.journal.append(prediction(job, request, completion, queue_s=waited),
+                            messages=request.messages())
         if self.ledger:  # after the journal line: a kill in between counts it twice, not never
             self.ledger.close_call(n, completion.cost_usd)
 
-    def error(self, job: Job, exc: Exception) -> None:
+    def error(self, job: Job, exc: Exception, request: Request | None = None) -> None:
         self.stats.errors += 1
         self.journal.append(Prediction(variant=job.variant, item_id=job.item.id, output=None,
                                        error_class=type(exc).__name__, error=str(exc)[:500],
-                                       epoch=job.epoch))
+                                       epoch=job.epoch),
+                            messages=None if request is None else request.messages())
 
     def finish(self, wall_s: float) -> RunStats:
         s = self.stats
