@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -182,4 +183,66 @@ def test_policy_qa_explorer_shows_retrieved_passages(bundled, chromium):
     assert f"open={item_id}" in page.evaluate("location.hash")
     page.evaluate("document.getElementById('count').scrollIntoView()")
     screenshot(page, "report-explorer.png")
+    assert problems == []
+
+
+@pytest.fixture(scope="module")
+def sampled_run(tmp_path_factory) -> Path:
+    """tiny-intents with --epochs 3 against the sampling loopback server: one variant at
+    temperature 0.9 (its answers vary by seed), one at 0 (they do not)."""
+    from openai_server import FIXTURES, KEY, FakeOpenAI, cli, run_dirs_args
+    from test_epochs import _config
+
+    tmp = tmp_path_factory.mktemp("epochs-report")
+    with pytest.MonkeyPatch.context() as env, FakeOpenAI(sampling=True) as server:
+        env.setenv("OPENAI_API_KEY", KEY)  # the loopback server's test key (module scope)
+        env.delenv("OPENAI_BASE_URL", raising=False)
+        # in a thread of its own: once Playwright's loop runs in this one (the module's
+        # browser may start first), asyncio.run cannot
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(cli, "run", FIXTURES / "tiny-intents", "--config",
+                        _config(tmp, server.base_url), "--epochs", "3",
+                        *run_dirs_args(tmp)).result()
+    run_dir = (tmp / "reports" / "latest-tiny-intents").resolve()
+    render_report(run_dir)
+    return run_dir
+
+
+def test_flaky_view_counts_what_epoch_scores_say(sampled_run, chromium):
+    """The "flaky across epochs" view: for any variant and for each one, the count equals the
+    items whose accuracy differs between epochs in epoch_scores.csv; an expanded item shows
+    each epoch's score as the file has it; the view survives a reload."""
+    run_dir = sampled_run
+    by_epoch = pd.read_csv(run_dir / "epoch_scores.csv", dtype={"item_id": str})
+    acc = by_epoch[by_epoch.metric == "accuracy"]
+    wide = acc.pivot_table(index=["variant", "item_id"], columns="epoch", values="value")
+    flaky = {v: {i for (vv, i), row in wide.iterrows() if vv == v and row.nunique() > 1}
+             for v in acc.variant.unique()}
+    summary = json.loads((run_dir / "summary.json").read_text())
+    ladder, total = summary["ladder"], len(acc.item_id.unique())
+    assert len(flaky["sampled"]) == summary["epochs"]["variants"]["sampled"]["n_flaky"] > 0
+    assert flaky["greedy"] == set()
+    page, problems = open_page(chromium, run_dir / "index.html")
+    page.select_option("#view", "flaky")
+    union = set().union(*flaky.values())
+    assert page.locator("#count").inner_text() == f"{len(union)} of {total} items"
+    for v in ladder:
+        page.select_option("#flaky-v", str(ladder.index(v)))
+        assert page.locator("#count").inner_text() == f"{len(flaky[v])} of {total} items", v
+    page.select_option("#flaky-v", str(ladder.index("sampled")))
+    first = page.locator("#items-body tr.row").first
+    item_id = first.get_attribute("data-id")
+    assert item_id in flaky["sampled"]
+    first.click()
+    box = page.locator(f'tr.detail[data-detail="{item_id}"] .dv[data-variant="sampled"]')
+    shown = [float(b.inner_text()) for b in box.locator(".ep b[data-epoch]").all()]
+    assert shown == wide.loc[("sampled", item_id)].tolist()
+    assert "flaky" in box.locator(".ep").inner_text()
+    page.reload()
+    assert page.locator("#view").input_value() == "flaky", "the view survives a reload"
+    assert page.locator("#flaky-v").input_value() == str(ladder.index("sampled"))
+    assert page.locator("#count").inner_text() == f"{len(flaky['sampled'])} of {total} items"
+    assert page.locator(f'tr.detail[data-detail="{item_id}"]').is_visible(), "and the item"
+    page.evaluate("document.getElementById('count').scrollIntoView()")
+    screenshot(page, "report-flaky.png", docs=False)
     assert problems == []

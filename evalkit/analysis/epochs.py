@@ -18,12 +18,32 @@ construction and `note` says so instead of presenting it as evidence of stabilit
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 MAX_LISTED = 50  # flaky item ids listed per variant; `n_flaky` counts them all
+
+
+def is_flaky(values: Iterable[float]) -> bool:
+    """An item's outcome differs between epochs: two of its non-NaN values differ (the one
+    definition, shared by summary.json's `flaky_items` and the report's "flaky" view)."""
+    return len({float(v) for v in values if not math.isnan(v)}) > 1
+
+
+def item_epochs(by_epoch: pd.DataFrame, *, metric: str) -> dict[tuple[str, str], list[float]]:
+    """(variant, item id) -> the metric's value in each epoch, in epoch order (NaN where the
+    epoch has none), for the report's per-epoch view."""
+    rows = by_epoch[by_epoch["metric"] == metric]
+    if rows.empty:
+        return {}
+    wide = rows.pivot_table(index=["variant", "item_id"], columns="epoch", values="value",
+                            aggfunc="last", dropna=False)
+    wide = wide.reindex(columns=range(int(rows["epoch"].max()) + 1))
+    return {(str(v), str(i)): [float(x) for x in vals]
+            for (v, i), vals in zip(wide.index, wide.to_numpy(), strict=True)}
 
 
 def summarize_epochs(by_epoch: pd.DataFrame, *, ladder: list[str], metric: str,
@@ -40,8 +60,7 @@ def summarize_epochs(by_epoch: pd.DataFrame, *, ladder: list[str], metric: str,
                                 aggfunc="last", dropna=False)
         means = [float(np.nanmean(wide[e])) if wide[e].notna().any() else math.nan
                  for e in sorted(wide.columns)]
-        flaky = sorted(str(i) for i, row in wide.iterrows()
-                       if row.dropna().nunique() > 1)
+        flaky = sorted(str(i) for i, row in wide.iterrows() if is_flaky(row))
         finite = [m for m in means if math.isfinite(m)]
         out["variants"][name] = {
             "means": means,

@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 import pandas as pd
 
+from evalkit.analysis.epochs import item_epochs
 from evalkit.analysis.summary import RunData, load_run
 from evalkit.analysis.verdicts import usd
 from evalkit.report import charts, messages
@@ -73,7 +74,7 @@ def build_context(run_dir: Path) -> dict[str, Any]:
         "rag": _rag_diagnostics(scores, ladder, primary),
         "errors_by_class": _errors_by_class(preds),
         "explorer_json": embed_json(_explorer(run_dir, run, items, preds, scores, ladder,
-                                              primary)),
+                                              primary, data)),
         "n_items": len(items),
         "breakdowns": breakdowns_context(data, summary, ladder),
         "economics": summary.get("economics") or {},
@@ -105,9 +106,13 @@ def _judge(summary: dict) -> dict[str, Any] | None:
 
 
 def _explorer(run_dir: Path, run: dict, items: list[dict], preds, scores: pd.DataFrame,
-              ladder: list[str], primary: str) -> dict[str, Any]:
-    """The explorer's data with the messages each variant sent, as the run recorded them."""
-    data = explorer_data(items, preds, scores, ladder, primary, reasons=judge_reasons(run_dir))
+              ladder: list[str], primary: str, run_data: RunData | None) -> dict[str, Any]:
+    """The explorer's data with the messages each variant sent, as the run recorded them, and
+    each item's scores per epoch after --epochs."""
+    by_epoch = run_data.epoch_scores if run_data is not None else None
+    epochs = item_epochs(by_epoch, metric=primary) if by_epoch is not None else None
+    data = explorer_data(items, preds, scores, ladder, primary, reasons=judge_reasons(run_dir),
+                         epochs=epochs)
     data["msg"] = messages.recorded(run_dir, run, ladder, items, preds).as_json()
     return data
 

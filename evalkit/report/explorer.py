@@ -6,12 +6,16 @@ for a `<script type="application/json">` element by writing `<`, `>` and `&` as 
 no `</script>` or `<!--` can appear in it, whatever an output says.
 
 Per item: id, input, expected, label or cluster, the gold document ids, and per variant a cell
-`[output, score, wrong, error, retrieved, reason]`:
+`[output, score, wrong, error, retrieved, reason, epochs, flaky, outputs]`:
 - `score` is the primary metric (null when unscored), `wrong` 1/0 by `is_wrong` (a failed call
   counts as wrong, as it does when steps are judged), null when neither is known;
 - `error` is "ErrorClass: message" for a failed call, `retrieved` the ranked doc ids the rung's
   passages came from (the journal's `retrieved`), `reason` the judge's explanation when
-  `evalkit judge score` graded the run (judge_scores.csv).
+  `evalkit judge score` graded the run (judge_scores.csv);
+- after `--epochs K` (epoch_scores.csv): `epochs` the primary metric in each epoch (null where
+  an epoch has no score), `flaky` 1 when two of them differ (`analysis.epochs.is_flaky`, the
+  definition summary.json's `flaky_items` counts) and, for a flaky cell only, `outputs` the
+  answer of each epoch. `output` is the first epoch's answer; `score` the mean over epochs.
 Trailing empty fields are dropped to keep 60,000 cells light.
 """
 
@@ -25,6 +29,7 @@ from typing import Any
 
 import pandas as pd
 
+from evalkit.analysis.epochs import is_flaky
 from evalkit.run.journal import Prediction
 from evalkit.tasks import METRICS, bounds
 
@@ -77,8 +82,13 @@ def _group(item: dict) -> str:
     return item["expected"] if isinstance(item.get("expected"), str) else ""
 
 
+def _score(x: float | None) -> float | None:
+    return None if x is None or math.isnan(x) else round(float(x), 4)
+
+
 def _cell(p: Prediction | None, score: float | None, wrong_if: Callable[[float], bool],
-          reason: str | None) -> list[Any]:
+          reason: str | None, epochs: list[float] | None = None,
+          outputs: dict[int, str | None] | None = None) -> list[Any]:
     failed = p is not None and p.error_class is not None
     if score is not None:
         wrong: int | None = int(wrong_if(score))
@@ -87,6 +97,10 @@ def _cell(p: Prediction | None, score: float | None, wrong_if: Callable[[float],
     cell = [None if p is None else p.output, score, wrong,
             f"{p.error_class}: {p.error}" if failed else None,
             list(p.retrieved) if p is not None and p.retrieved else None, reason]
+    if epochs:
+        flaky = is_flaky(epochs)
+        cell += [[_score(x) for x in epochs], 1 if flaky else None,
+                 [(outputs or {}).get(e) for e in range(len(epochs))] if flaky else None]
     while cell and cell[-1] is None:
         cell.pop()
     return cell
@@ -94,21 +108,29 @@ def _cell(p: Prediction | None, score: float | None, wrong_if: Callable[[float],
 
 def explorer_data(items: list[dict], preds: list[Prediction], scores: pd.DataFrame,
                   ladder: list[str], primary: str, *,
-                  reasons: dict[tuple[str, str], str] | None = None) -> dict[str, Any]:
-    """The explorer's records (see the module docstring), in item order."""
+                  reasons: dict[tuple[str, str], str] | None = None,
+                  epochs: dict[tuple[str, str], list[float]] | None = None) -> dict[str, Any]:
+    """The explorer's records (see the module docstring), in item order; `epochs`:
+    `analysis.epochs.item_epochs` of the primary metric, after a run with --epochs."""
     prim = scores[scores["metric"] == primary]
     score_of = {(v, i): s for v, i, s in zip(prim["variant"], prim["item_id"], prim["value"])}
-    pred_of = {(p.variant, p.item_id): p for p in preds}
+    pred_of: dict[tuple[str, str], Prediction] = {}
+    outputs: dict[tuple[str, str], dict[int, str | None]] = {}
+    for p in sorted(preds, key=lambda p: -p.epoch):  # the first epoch's answer is the cell's
+        pred_of[(p.variant, p.item_id)] = p
+        if epochs:
+            outputs.setdefault((p.variant, p.item_id), {})[p.epoch] = (
+                p.output if p.error_class is None else f"{p.error_class}: {p.error}")
     reasons = reasons or {}
+    epochs = epochs or {}
     wrong_if = wrong_test(primary)
     rows = []
     for it in items:
         cells = []
         for v in ladder:
-            s = score_of.get((v, it["id"]))
-            s = None if s is None or math.isnan(s) else round(float(s), 4)
-            cells.append(_cell(pred_of.get((v, it["id"])), s, wrong_if,
-                               reasons.get((v, it["id"]))))
+            key = (v, it["id"])
+            cells.append(_cell(pred_of.get(key), _score(score_of.get(key)), wrong_if,
+                               reasons.get(key), epochs.get(key), outputs.get(key)))
         row = {"id": it["id"], "in": it["input"], "exp": _expected_text(it["expected"]),
                "grp": _group(it), "o": cells}
         if it.get("doc_ids"):
@@ -119,7 +141,7 @@ def explorer_data(items: list[dict], preds: list[Prediction], scores: pd.DataFra
     return {"variants": ladder, "metric": primary, "lo": lo, "hi": hi,
             "higher": spec is None or spec.higher_is_better,
             "grouping": "cluster" if any(it.get("cluster") for it in items) else "label",
-            "items": rows}
+            "epochs": max((len(e) for e in epochs.values()), default=0), "items": rows}
 
 
 def embed_json(data: Any) -> str:
