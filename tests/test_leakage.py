@@ -228,3 +228,18 @@ def test_testset_check_then_run_scans_once(leaking_set, tmp_path, monkeypatch):
     allowed = CliRunner().invoke(main, [*args, "--allow-leakage"])
     assert allowed.exit_code == 0, allowed.output
     assert scans == [1]
+
+
+def test_no_memo_when_the_scan_code_cannot_be_read(leaking_set, tmp_path, monkeypatch):
+    """A zipped install cannot hash the scan's source: then every check scans, none is kept."""
+    from evalkit.data import leakage
+    from evalkit.pipeline.preflight import leakage_refusal
+
+    scans = _scans(monkeypatch)
+    monkeypatch.setattr(leakage, "_SCAN_CODE", (tmp_path / "missing.py",))
+    ts = load_testset(leaking_set)
+    for _ in range(2):
+        leaks, _refusal = leakage_refusal(ts, threshold=0.9, allow=False,
+                                          memo_dir=tmp_path / "leakage")
+        assert [(p.test_id, p.train_id) for p in leaks] == [("te-09", "tr-05")]
+    assert scans == [1, 1] and not (tmp_path / "leakage").exists()

@@ -6,6 +6,7 @@ pairs whose TF-IDF cosine (word 1-2 grams plus character 3-5 grams) reaches the 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -91,13 +92,16 @@ _SCAN_LIBRARIES = ("scikit-learn", "scipy", "numpy")
 
 
 def memo_path(memo_dir: Path, test: tuple[Item, ...], train: tuple[Item, ...], *,
-              threshold: float) -> Path:
-    """Where the scan of these splits at this threshold is remembered (see above)."""
+              threshold: float) -> Path | None:
+    """Where the scan of these splits at this threshold is remembered (see above); None when
+    the scan's source cannot be read (a zipped install), so nothing is remembered."""
     from importlib import metadata
 
+    code = _code_digest(_SCAN_CODE)
+    if code is None:
+        return None
     h = hashlib.sha256(f"{MEMO_FORMAT}\n{float(threshold)!r}\n".encode())
-    for source in _SCAN_CODE:
-        h.update(hashlib.sha256(source.read_bytes()).digest())
+    h.update(code)
     for dist in _SCAN_LIBRARIES:
         try:
             version = metadata.version(dist)
@@ -110,6 +114,14 @@ def memo_path(memo_dir: Path, test: tuple[Item, ...], train: tuple[Item, ...], *
             ident, text = it.id.encode(), it.input.encode()
             h.update(b"%d:%s%d:%s" % (len(ident), ident, len(text), text))
     return Path(memo_dir) / f"{h.hexdigest()}.json"
+
+
+@functools.lru_cache(maxsize=4)
+def _code_digest(sources: tuple[Path, ...]) -> bytes | None:
+    try:
+        return b"".join(hashlib.sha256(source.read_bytes()).digest() for source in sources)
+    except OSError:
+        return None
 
 
 def read_memo(path: Path) -> list[LeakPair] | None:
