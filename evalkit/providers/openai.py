@@ -124,6 +124,12 @@ def _coarse(tokens: int) -> int:
     return -(-tokens // step) * step
 
 
+@functools.lru_cache(maxsize=64)
+def _hostname(url: str) -> str | None:
+    """The URL's host, parsed once per URL (every request body asks which server it goes to)."""
+    return urlsplit(url).hostname
+
+
 @functools.lru_cache(maxsize=256)
 def _longest_label(labels: tuple[tuple[str, str], ...]) -> int:
     """The longest label's UTF-8 length; one task's labels are the same tuple every call."""
@@ -386,7 +392,7 @@ class OpenAIProvider(Provider):
         if self.max_tokens_param != "auto":
             return _LIMIT_PARAMS[self.max_tokens_param]
         url = self.routes.get(model, self.base_url)
-        host = urlsplit(url).hostname if url else "api.openai.com"
+        host = _hostname(url) if url else "api.openai.com"
         return _LIMIT_PARAMS["max_completion_tokens" if host in _OPENAI_HOSTS else "both"]
 
     async def aclose(self) -> None:
