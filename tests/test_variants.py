@@ -180,3 +180,15 @@ def test_no_peeking_request_does_not_depend_on_expected(set_name, variant_name, 
         assert req == variant.build(item, ctx)
         assert sentinel not in _everything(req)
         assert "nope" not in {p.doc_id for p in req.passages}
+
+
+@pytest.mark.parametrize("text", ["refund please", "  padded\n\n", "\t{{ braces }} {% if %}", "",
+                                  "日本語の質問？", "line one\nline two\r\n", "a\u2028b  "])
+def test_the_user_message_without_passages_is_what_the_template_renders(text):
+    """Request._render_messages skips jinja for a passage-less string input; the result must
+    be the template's own."""
+    from evalkit.strategies.request import _render, _user
+
+    assert _user(text, ()) == _render("user.j2", input=text, passages=())
+    passage = Passage(doc_id="d1", text="Opening hours are 9-5.", chunk=0)
+    assert _user(text, (passage,)) == _render("user.j2", input=text, passages=(passage,))
