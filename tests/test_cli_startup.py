@@ -40,3 +40,11 @@ def test_cli_help_loads_no_heavy_library():
     # The help really ran (commands registered, ladder default shown) rather than failing early.
     assert "gate" in seen["help"] and "run" in seen["help"]
     assert "Compare RUNS" in seen["help"]
+
+
+def test_python_m_evalkit_cli_is_the_command():
+    """`python -m evalkit.cli` runs the same command group as the console script."""
+    proc = subprocess.run([sys.executable, "-m", "evalkit.cli", "--version"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("evalkit, version "), proc.stdout
