@@ -1,7 +1,8 @@
 """Pre-flight, provider half: the refusals `run` used to make only after building its
 providers (an unpriced model, `--batch` with no batch API to use, OpenAI itself without a
-key) are the shared pre-flight's, so `testset check` with the same flags refuses with the
-same message, before the leakage scan, and never calls anything.
+key, a judge that cannot be priced) are the shared pre-flight's, so `testset check` with
+the same flags refuses with the same message, before the leakage scan, and never calls
+anything.
 
 Everything here talks to the loopback server of tests/openai_server.py, never the network:
 the one combination that would reach api.openai.com (no --base-url with a key set) is left
@@ -128,7 +129,7 @@ def test_a_local_server_needs_no_key(tmp_path, monkeypatch):
         assert server.chat_calls()
 
 
-def test_several_provider_refusals_are_all_listed(monkeypatch):
+def test_several_provider_refusals_are_all_listed(monkeypatch, tmp_path):
     monkeypatch.delenv("OPENAI_API_KEY")
     check = _check("--variants", "prompt-only,few-shot", "--provider", "openai", "--batch",
                    "--epochs", "2")
@@ -136,6 +137,28 @@ def test_several_provider_refusals_are_all_listed(monkeypatch):
     refused = [x.split(")")[0] for x in check.output.splitlines() if x.startswith("refused (")]
     # the key once (both rungs share the provider), then the batch; nothing left to price
     assert refused == ["refused (provider", "refused (batch"]
+    # a fine-tuned rung with no recorded model hides nothing about the others' provider
+    check = _check("--variants", "prompt-only,fine-tuned", "--provider", "openai",
+                   "--finetune-dir", tmp_path / "ft")
+    refused = [x.split(")")[0] for x in check.output.splitlines() if x.startswith("refused (")]
+    assert refused == ["refused (fine-tune", "refused (provider"]
+
+
+def test_a_judge_that_cannot_be_priced_is_refused_before_the_run_not_after(tmp_path, scans):
+    """It used to be found after the leakage scan and the local fine-tune's training."""
+    with FakeOpenAI() as server:
+        cfg = tmp_path / "exp.yaml"
+        cfg.write_text(_judge_config(server))
+        flags = ["--variants", "prompt-only,fine-tuned", "--config", cfg]
+        message = _refused_alike(_check(*flags), _run(tmp_path, *flags), "judge")
+        assert not server.requests
+    assert message.startswith("the judge (my-judge) cannot be priced, so its cost could not "
+                              "be kept: no price known for model 'my-judge'")
+    assert scans == [] and not (tmp_path / "ft").exists()  # nothing trained
+
+
+def _judge_config(server: FakeOpenAI) -> str:
+    return f"judge:\n  model: my-judge\n  base_url: {server.base_url}\n  score: true\n"
 
 
 def test_server_flags_on_the_local_provider_are_refused_alike(tmp_path):
@@ -151,7 +174,7 @@ OPTIONS = st.fixed_dictionaries({
     "url": st.sampled_from(["none", "flag", "env"]),
     "key": st.booleans(),
     "model": st.sampled_from([None, "gpt-4o-mini", UNPRICED]),
-    "config": st.sampled_from([None, "prices", "zero"]),
+    "config": st.sampled_from([None, "prices", "zero", "judge"]),
     "batch": st.booleans(),
     "epochs": st.sampled_from([1, 2]),
     "ladder": st.sampled_from(["prompt-only", "prompt-only,few-shot"]),
@@ -166,7 +189,8 @@ def _flags(o: dict, server: FakeOpenAI, tmp: Path) -> list[str]:
     if o["model"]:
         flags += ["--model", o["model"]]
     if o["config"]:
-        (tmp / "exp.yaml").write_text(CONFIGS[o["config"]])
+        text = _judge_config(server) if o["config"] == "judge" else CONFIGS[o["config"]]
+        (tmp / "exp.yaml").write_text(text)
         flags += ["--config", tmp / "exp.yaml"]
     if o["batch"]:
         flags.append("--batch")

@@ -136,7 +136,7 @@ def run_experiment(config: RunConfig, *, resume: str | None = None, progress: bo
     # a --batch the run cannot honour, a missing key and an unpriced model were refused by
     # the pre-flight (refuse_to_start), before the leakage scan; what is left needs ctx
     _preflight(variants, testset, ctx)
-    judge = _judge_for(cfg, testset)  # before any call: a judge that cannot be built fails
+    judge = preflight.judge_for(cfg, testset)  # refused by the pre-flight if it cannot be
     if run_dir is None:  # only now: a run that cannot start leaves no empty folder behind
         run_dir = _new_run_dir(Path(config.reports_dir), testset.name)
     journal = Journal(run_dir / "predictions.jsonl")
@@ -313,31 +313,6 @@ def refuse_to_start(testset: Testset, config: RunConfig, cfg: ExperimentConfig, 
              + (preflight.leak_counts(leaks) if leaks else "none"))
     if leak:
         raise preflight.LeakageRefused([leak])
-
-
-def _judge_for(cfg: ExperimentConfig, testset: Testset
-               ) -> tuple[judging.JudgeSettings, Provider] | None:
-    """The LLM judge that grades this run, if any: the config's `judge:` section when it says
-    `score: true` or task.yaml names the judge metric (which then needs the section)."""
-    settings = judging.judge_settings(cfg)
-    named = judging.JUDGE_METRIC in testset.task.metrics
-    if named and (settings is None or not settings.model):
-        where = cfg.path or "no experiment config (--config)"
-        raise ValueError(f"{testset.path}: task.yaml scores the metric "
-                         f"'{judging.JUDGE_METRIC}', which needs an LLM judge: give the "
-                         f"experiment config ({where}) a judge: section with a model")
-    if settings is None or not (settings.score or named):
-        return None
-    provider = judging.judge_provider(settings, cfg)
-    try:  # a judge whose calls cannot be priced would fail on every answer, after the run
-        provider.estimate_cost(judging.judge_request(judging.JudgeCase("preflight", "?", ("?",),
-                                                                       "?"),
-                                                     rubric=settings.rubric,
-                                                     model=settings.model))
-    except Exception as exc:
-        raise ValueError(f"the judge ({settings.model}) cannot be priced, so its cost could "
-                         f"not be kept: {exc}") from exc
-    return settings, provider
 
 
 def _grade(run_dir: Path, judge: tuple[judging.JudgeSettings, Provider], *, cache_dir: str,

@@ -17,6 +17,8 @@ set and a missing `docs/` should not wait for it:
    `--batch` where the run would answer live (a provider without a batch API, two providers,
    more than one epoch); a model with no known price (priced on one bare request per rung:
    the price depends on the model, not on the examples or passages a rung adds);
+   then the LLM judge, when the run is judged: a `judge:` section with a model for a task
+   that names the judge metric, its provider built, its model priced (`judge_for`);
 4. leakage: test items that are (nearly) train items, unless allowed. Counted as items and as
    pairs, since one test item can match several train rows.
 
@@ -107,14 +109,19 @@ def cheap_refusals(testset: Testset, variants: list[str], *, provider: str,
             except ValueError as exc:
                 out.append(Refusal("provider", f"variant {name!r}: {exc}", exc))
                 continue
-        out.extend(_needs(variant, testset, provider=own, finetune_dir=Path(finetune_dir)))
-        if own is not None:
-            resolved.append(variant)
-    if provider_cls is not None and not any(r.check == "fine-tune" for r in out):
+        needs = _needs(variant, testset, provider=own, finetune_dir=Path(finetune_dir))
+        out.extend(needs)
+        if own is not None and not any(r.check == "fine-tune" for r in needs):
+            resolved.append(variant)  # (a rung with no fine-tuned model has none to price)
+    if provider_cls is not None:
         out.extend(provider_refusals(testset, resolved, provider=provider_cls,
                                      options=provider_options or {}, config=config,
                                      finetune_dir=str(finetune_dir), batch=batch,
                                      epochs=epochs))
+    try:
+        judge_for(config, testset)
+    except ValueError as exc:
+        out.append(Refusal("judge", str(exc), exc))
     return out
 
 
@@ -173,6 +180,36 @@ def provider_refusals(testset: Testset, variants: list[Variant], *, provider: ty
         if variant.name in built and testset.test:
             out.extend(_price_refusal(variant, built[variant.name], testset, ctx))
     return out
+
+
+def judge_for(config: ExperimentConfig, testset: Testset) -> tuple[Any, Provider] | None:
+    """The LLM judge that grades this run, if any, as (JudgeSettings, provider): the config's
+    `judge:` section when it says `score: true` or task.yaml names the judge metric (which
+    then needs the section). Raises ValueError when the run could not be judged: no judge
+    for a named metric, a bad section, its provider not buildable (no key), its model not
+    priced. Both the pre-flight and the run call it, so neither learns this after the run."""
+    from evalkit.tasks.judged import JUDGE_METRIC
+    named = JUDGE_METRIC in testset.task.metrics
+    if not named and "judge" not in config.sections:
+        return None  # the common case, without importing the judge's machinery
+    from evalkit.scoring import judge as judging
+    settings = judging.judge_settings(config)
+    if named and (settings is None or not settings.model):
+        where = config.path or "no experiment config (--config)"
+        raise ValueError(f"{testset.path}: task.yaml scores the metric '{JUDGE_METRIC}', "
+                         f"which needs an LLM judge: give the experiment config ({where}) a "
+                         f"judge: section with a model")
+    if settings is None or not (settings.score or named):
+        return None
+    provider = judging.judge_provider(settings, config)
+    probe = judging.judge_request(judging.JudgeCase("preflight", "?", ("?",), "?"),
+                                  rubric=settings.rubric, model=settings.model)
+    try:  # a judge whose calls cannot be priced would fail on every answer, after the run
+        provider.estimate_cost(probe)
+    except Exception as exc:
+        raise ValueError(f"the judge ({settings.model}) cannot be priced, so its cost could "
+                         f"not be kept: {exc}") from exc
+    return settings, provider
 
 
 def _price_refusal(variant: Variant, provider: Provider, testset: Testset,
