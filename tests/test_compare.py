@@ -159,5 +159,5 @@ def test_per_variant_cost_and_tco_match_each_runs_summary(two_runs, tmp_path):
         "tco_usd"]
     assert pair.tco_usd_b == pytest.approx(fs["tco_usd"])
     assert f"TCO {usd(a_tco)} → {tco}." in pair.sentence
-    assert f"- {pair.sentence}" in md and f'<td class="tco">{usd(a_tco)} → {tco}</td>' in page
+    assert f"- {pair.sentence}" in md and f'<td class="tco money">{usd(a_tco)} → {tco}</td>' in page
     assert "TCO at 10,000 queries/month over 12 months (both runs)." in md
