@@ -189,6 +189,21 @@ def test_what_a_variant_is_comes_from_its_recorded_spec_not_its_name():
     assert not hosted.self_hosted
 
 
+@pytest.mark.parametrize(("base_url", "self_hosted"), [
+    ("https://api.openai.com/v1", False),
+    ("https://openrouter.ai/api/v1", False),            # hosted APIs genai-prices knows:
+    ("https://my-team.openai.azure.com/openai", False),  # their token prices include hosting
+    ("https://api.groq.com/openai/v1", False),
+    ("http://127.0.0.1:8000/v1", True),                  # your own server
+    ("http://localhost:11434/v1", True),
+    ("https://vllm.mycorp.internal/v1", True),
+    ("https://api.openai.com.mycorp.internal/v1", True),  # a prefix of the host is not it
+])
+def test_hosting_is_charged_only_for_your_own_server(base_url, self_hosted):
+    spec = analysis.VariantSpec.from_record({"base_url": base_url})
+    assert spec.self_hosted is self_hosted
+
+
 # ---- the config's compare: list -----------------------------------------------------------
 
 def test_config_compare_pairs_are_judged_too(tmp_path):

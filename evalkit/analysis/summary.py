@@ -9,8 +9,10 @@ documented in docs/summary-schema.md. Undefined numbers are written as null, nev
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,12 +77,31 @@ class VariantSpec:
                    self_hosted=bool(base_url) and not _is_api_host(str(base_url)))
 
 
-API_HOSTS = ("api.openai.com",)  # hosted APIs: per-token prices include the hosting
-
-
 def _is_api_host(url: str) -> bool:
-    from urllib.parse import urlparse
-    return (urlparse(url).hostname or "") in API_HOSTS
+    """Is `url` a hosted API, whose per-token prices already include the hosting?
+
+    A base URL genai-prices knows as a provider's API (OpenAI, Azure OpenAI, OpenRouter,
+    Together, Groq, Fireworks, Mistral, Bedrock, ...: its `api_pattern`) is one; any other
+    (localhost, a private address, your own vLLM host name) is taken as your own server and
+    costed `self_hosted_usd_per_month` unless the config gives the variant `fixed_monthly_usd`.
+    Only the hosting line depends on this; the assumptions list says which rungs got it."""
+    for pattern in _api_patterns():
+        found = pattern.match(url)
+        if found and url[found.end():found.end() + 1] in ("", "/", ":", "?"):
+            return True  # the whole host matched, not a prefix of a longer one
+    return False
+
+
+@functools.lru_cache(maxsize=1)
+def _api_patterns() -> tuple[re.Pattern[str], ...]:
+    from genai_prices import data_snapshot
+    found = []
+    for provider in data_snapshot.get_snapshot().providers:
+        try:
+            found.append(re.compile(provider.api_pattern))
+        except (re.error, TypeError):  # a pattern this Python cannot compile: not a match
+            continue
+    return tuple(found)
 
 
 @dataclass
