@@ -75,6 +75,7 @@ class ChatWire:
                  timeout: Any, options: Any):
         import aiohttp
         from multidict import CIMultiDict
+        from openai import APIConnectionError, APITimeoutError, OpenAIError
         from openai._httpx2 import request_exceptions, timeout_exceptions
 
         self.client, self.session, self.meter = client, session, meter
@@ -87,6 +88,7 @@ class ChatWire:
         self._timeouts = timeout_exceptions()
         self._request_errors = request_exceptions()
         self._aiohttp_errors = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
+        self._sdk_errors = (APIConnectionError, APITimeoutError, OpenAIError)  # looked up once
 
     @classmethod
     async def build(cls, client: Any, meter: Any) -> ChatWire | SdkPost:
@@ -127,8 +129,7 @@ class ChatWire:
     async def post(self, content: bytes) -> tuple[bytes, float]:
         """Send `content` with the SDK's retry policy; the answer's bytes and the seconds
         from sending the final attempt to reading its last byte."""
-        from openai import APIConnectionError, APITimeoutError, OpenAIError
-
+        APIConnectionError, APITimeoutError, OpenAIError = self._sdk_errors
         client = self.client
         if client._idempotency_header:
             self._key = client._idempotency_key()
