@@ -189,3 +189,23 @@ def test_corpus_ids_must_be_file_names(tmp_path):
     path = write_jsonl(tmp_path / "corpus.jsonl", [{"id": "../etc", "text": "x"}])
     with pytest.raises(TestsetError, match=r"corpus.jsonl:1: field 'id'"):
         importers.corpus_from_jsonl(path)
+
+
+def test_the_split_keeps_near_duplicates_together_so_run_finds_no_leak(tmp_path):
+    """Templated rows (the same sentence with one word changed) are near-duplicates the run's
+    leakage check pairs at cosine >= 0.9; split apart, `evalkit run` would refuse the very
+    split init wrote."""
+    from evalkit.data.leakage import find_leaks
+
+    rng = random.Random(5)
+    rows = []
+    for n in range(30):
+        base = " ".join(_words(rng, 12, 6))
+        for variant in range(3):  # three near-copies of each sentence, one word apart
+            rows.append({"id": f"r{n}-{variant}", "text": f"{base} {_words(rng, 1, 3)[0]}",
+                         "label": "ab"[n % 2]})
+    d = scaffold.draft(write_jsonl(tmp_path / "templated.jsonl", rows))
+    assert len(d.test) + len(d.train) == 90
+    assert "90 exact or near-duplicate items (in 30 groups) kept on one side" in d.split
+    ts = scaffold.write_testset(d, tmp_path / "out")
+    assert ts.test and not find_leaks(ts.test, ts.train)

@@ -150,3 +150,42 @@ def write_memo(path: Path, leaks: list[LeakPair]) -> None:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
+
+
+def near_duplicate_groups(texts: list[str], *, threshold: float = 0.9) -> list[int]:
+    """A group number per text: texts the leakage check would pair (the same after folding,
+    or TF-IDF cosine >= threshold) share one, transitively, so a split that keeps each group
+    on one side leaves that check nothing to find.
+
+    The vectorizer is fitted on all the texts, as `find_leaks` fits it on both splits (the
+    same texts, so the same weights); the threshold is lowered by a rounding margin so a pair
+    the check puts at exactly the threshold is grouped here too.
+    """
+    parent = list(range(len(texts)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def join(i: int, j: int) -> None:
+        a, b = root(i), root(j)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+
+    first: dict[str, int] = {}
+    for i, text in enumerate(texts):
+        join(i, first.setdefault(_fold(text), i))
+    if len(texts) > 1:
+        import numpy as np
+        from sklearn.preprocessing import normalize
+
+        m = normalize(make_vectorizer().fit(texts).transform(texts))  # fitted once per text
+        mt = m.T.tocsr()
+        rows = max(1, 20_000_000 // len(texts))  # dense blocks as _similarity_blocks keeps
+        for start in range(0, len(texts), rows):
+            sims = (m[start:start + rows] @ mt).toarray()
+            for i, j in zip(*np.nonzero(sims >= threshold - 1e-9)):
+                join(start + int(i), int(j))
+    return [root(i) for i in range(len(texts))]

@@ -17,8 +17,9 @@ column -> classification (0.8); a text `expected` with few distinct values (at m
 `classification.LABEL_LIMIT` and a fifth of the rows) -> classification (0.6); anything
 else -> qa (0.1). A CSV is read only by the types that take CSV (classification).
 
-The split keeps exact duplicates (same text after case and whitespace folding) on one side, so
-a source with repeated rows does not make the run refuse for leakage.
+The split keeps exact and near duplicates (the pairs the run's leakage check would find: the
+same text after case and whitespace folding, or TF-IDF cosine >= 0.9, transitively) on one
+side, so a source with repeated or templated rows does not make the run refuse for leakage.
 """
 
 from __future__ import annotations
@@ -122,16 +123,18 @@ def read_source(path: Path, kind: str | None, *, text_column: str | None = None,
     return kind, items, None
 
 
-def stratified_split(items: list[dict], *, test_size: float, seed: int,
-                     key) -> tuple[list[dict], list[dict]]:
+def stratified_split(items: list[dict], *, test_size: float, seed: int, key,
+                     groups: list[int] | None = None) -> tuple[list[dict], list[dict]]:
     """Seeded split with about `test_size` of each stratum (`key(item)`) in test: a stratum of
-    two or more items has at least one on each side, a single item goes to train. Items with
-    the same folded text move together, so exact duplicates never straddle the split."""
-    groups: dict[str, list[dict]] = {}
-    for it in items:
-        groups.setdefault(" ".join(it["input"].lower().split()), []).append(it)
+    two or more groups has at least one on each side, a single group goes to train. Items the
+    run's leakage check would pair (exact or near duplicates, `leakage.near_duplicate_groups`)
+    form one group and move together, in the stratum of the group's first item, so the split
+    init writes is never refused by `evalkit run` for leakage."""
+    by_group: dict[int, list[dict]] = {}
+    for it, group in zip(items, groups or _duplicate_groups(items), strict=True):
+        by_group.setdefault(group, []).append(it)
     strata: dict[str, list[list[dict]]] = {}
-    for group in groups.values():
+    for group in by_group.values():
         strata.setdefault(str(key(group[0])), []).append(group)
     rng = random.Random(seed)
     test, train = [], []
@@ -147,6 +150,22 @@ def stratified_split(items: list[dict], *, test_size: float, seed: int,
             (test if i < n_test else train).extend(group)
     order = {id(it): n for n, it in enumerate(items)}  # keep the source's order per split
     return sorted(test, key=lambda it: order[id(it)]), sorted(train, key=lambda it: order[id(it)])
+
+
+def _duplicate_groups(items: list[dict]) -> list[int]:
+    from evalkit.data.leakage import near_duplicate_groups  # deferred: scikit-learn
+
+    return near_duplicate_groups([it["input"] for it in items])
+
+
+def _grouped(groups: list[int]) -> str:
+    """', 12 near-duplicate items kept on one side' (nothing when there are none)."""
+    sizes: dict[int, int] = {}
+    for g in groups:
+        sizes[g] = sizes.get(g, 0) + 1
+    n = sum(size for size in sizes.values() if size > 1)
+    return (f", {n} exact or near-duplicate items (in {sum(s > 1 for s in sizes.values())} "
+            f"groups) kept on one side" if n else "")
 
 
 def draft(source: Path, *, name: str | None = None, kind: str | None = None,
@@ -171,10 +190,11 @@ def draft(source: Path, *, name: str | None = None, kind: str | None = None,
             system = system or train_system
             split = f"test from {source.name}, train from {train_file.name}"
         else:
+            groups = _duplicate_groups(items)
             test, train = stratified_split(items, test_size=test_size, seed=seed,
-                                           key=_stratum(kind))
+                                           key=_stratum(kind), groups=groups)
             split = (f"one file split {1 - test_size:.0%}/{test_size:.0%} train/test, "
-                     f"stratified by {_stratum_name(kind)}, seed {seed}")
+                     f"stratified by {_stratum_name(kind)}, seed {seed}{_grouped(groups)}")
     _unique_ids(test, train, source)
     spec = task_type(kind)
     out = Draft(name=_name(name or source.stem), type=kind, test=test, train=train,
