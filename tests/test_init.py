@@ -209,3 +209,24 @@ def test_the_split_keeps_near_duplicates_together_so_run_finds_no_leak(tmp_path)
     assert "90 exact or near-duplicate items (in 30 groups) kept on one side" in d.split
     ts = scaffold.write_testset(d, tmp_path / "out")
     assert ts.test and not find_leaks(ts.test, ts.train)
+
+
+def test_squad_style_inline_contexts_become_the_corpus_and_gold_doc_ids(tmp_path):
+    """SQuAD v2 rows carry their passage inline (`context`, `title`); init used to drop it,
+    leaving a reading-comprehension set with no documents for any rung to read."""
+    passages = [f"Beyoncé paragraph {i}. She released album {i} in {1990 + i}." for i in range(5)]
+    rows = [{"id": f"q{i}", "title": "Beyoncé", "context": passages[i % 5],
+             "question": f"When did she release album {i % 5} (asked {i})?",
+             "answers": ({"text": [], "answer_start": []} if i % 3 == 0 else
+                         {"text": [str(1990 + i % 5)], "answer_start": [40]})}
+            for i in range(20)]
+    d = scaffold.draft(write_jsonl(tmp_path / "squad.jsonl", rows))
+    assert d.type == "qa" and len(d.docs) == 5  # one document per distinct passage
+    assert "docs: 5 (the rows' distinct context passages" in d.summary()
+    ts = scaffold.write_testset(d, tmp_path / "out")
+    by_id = {it.id: it for it in (*ts.test, *ts.train)}
+    texts = {doc.id: doc.text for doc in ts.docs}
+    assert texts[by_id["q7"].doc_ids[0]].startswith("# Beyoncé\n\n" + passages[2])
+    assert by_id["q7"].doc_ids == by_id["q2"].doc_ids  # the same passage, the same doc
+    assert by_id["q3"].expected is None and by_id["q3"].doc_ids  # unanswerable, still gold
+    assert all(doc_id.startswith("Beyonce-") for doc_id in texts)  # a file name, accent-free

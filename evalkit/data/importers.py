@@ -209,6 +209,51 @@ def corpus_from_jsonl(path: Path | str) -> list[tuple[str, str]]:
     return docs
 
 
+CONTEXT_KEYS = ("context", "passage", "paragraph")
+
+
+class InlineContexts:
+    """The passages a SQuAD-style file carries inline (`context` beside each question) as a
+    corpus: each distinct text becomes one document (its row's `title` as the heading) and
+    each row the id of its own, so the passage is the row's gold document, not dropped.
+
+    Ids are file names built from the title (ASCII-folded, e.g. `Beyonce-0003`), else
+    `passage-0003`, numbered in order of first appearance; one instance shared by the test
+    and train files gives a passage the same id in both.
+    """
+
+    def __init__(self) -> None:
+        self.docs: dict[str, tuple[str, str]] = {}  # passage text -> (doc id, markdown)
+
+    def read(self, path: Path | str) -> list[str | None]:
+        """The doc id of each row's passage (None for a row without one), in the file's
+        order (one per non-empty line, as every JSONL importer reads it)."""
+        out: list[str | None] = []
+        for _, row in read_jsonl(path):
+            key = pick_key(row, CONTEXT_KEYS)
+            text = row.get(key) if key else None
+            if not isinstance(text, str) or not text.strip():
+                out.append(None)
+                continue
+            text = text.strip()
+            if text not in self.docs:
+                title = row.get("title") if isinstance(row.get("title"), str) else ""
+                doc_id = f"{_file_stem(title) or 'passage'}-{len(self.docs) + 1:04d}"
+                self.docs[text] = (doc_id, (f"# {title.strip()}\n\n" if title.strip() else "")
+                                   + text + "\n")
+            out.append(self.docs[text][0])
+        return out
+
+
+def _file_stem(text: str) -> str:
+    """`text` as a plain file-name stem: accents dropped, anything else unsafe as '-'."""
+    import re
+    import unicodedata
+
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^A-Za-z0-9_]+", "-", ascii_text).strip("-_")[:80].strip("-_")
+
+
 def from_openai_chat(path: Path | str) -> tuple[list[dict], str | None]:
     """OpenAI chat fine-tuning JSONL (`{"messages": [...]}`): each line's last user turn is
     the input and the assistant turn after it the expected answer. Returns the items and the

@@ -53,6 +53,7 @@ class Draft:
     sources: dict[str, str] = field(default_factory=dict)  # file -> sha256
     split: str = ""  # how test and train were made, for the data card
     docs_from: Path | None = None  # the folder the docs were read from (left as it is)
+    docs_note: str = ""  # where the docs came from, when not a --corpus or --docs
 
     def summary(self) -> str:
         """One line per fact the user confirms before anything is written."""
@@ -67,7 +68,8 @@ class Draft:
             lines.append(f"unanswerable: {none} items (expected: null)")
         if self.fields:
             lines.append(f"fields: {', '.join(self.fields)}")
-        lines.append(f"docs: {len(self.docs)}")
+        lines.append(f"docs: {len(self.docs)}" + (f" ({self.docs_note})" if self.docs_note
+                                                   else ""))
         kind = task_type(self.type)
         lines.append(f"metrics: primary {kind.default_primary}, secondary "
                      f"{', '.join(_secondary(self.type)) or 'none'}")
@@ -174,6 +176,7 @@ def draft(source: Path, *, name: str | None = None, kind: str | None = None,
           label_column: str | None = None) -> Draft:
     """Everything `init` would write, read and checked, nothing written yet."""
     sources: dict[str, Path] = {}
+    inline = None  # passages the rows carry inline, when no corpus is given
     if source.is_dir():
         kind, test, train, system = _from_folder(source, kind)
         sources["test.jsonl"] = source / "test.jsonl"
@@ -183,9 +186,12 @@ def draft(source: Path, *, name: str | None = None, kind: str | None = None,
         kind, items, system = read_source(source, kind, text_column=text_column,
                                           label_column=label_column)
         sources[source.name] = source
+        inline = importers.InlineContexts() if corpus is None and docs_dir is None else None
+        _link_contexts(inline, source, items)
         if train_file is not None:
             test = items
             _, train, train_system = read_source(train_file, kind)
+            _link_contexts(inline, train_file, train)
             sources[train_file.name] = train_file
             system = system or train_system
             split = f"test from {source.name}, train from {train_file.name}"
@@ -205,7 +211,10 @@ def draft(source: Path, *, name: str | None = None, kind: str | None = None,
     if _scaffold(kind).fields:
         out.fields = {f: _describe(f) for f in
                       dict.fromkeys(k for it in (*test, *train) for k in it["expected"])}
-    if corpus is not None:
+    if inline is not None and inline.docs:
+        out.docs = list(inline.docs.values())
+        out.docs_note = "the rows' distinct context passages, each row's gold doc_ids its own"
+    elif corpus is not None:
         out.docs = importers.corpus_from_jsonl(corpus)
         sources[corpus.name] = corpus
     elif docs_dir is not None:
@@ -214,6 +223,21 @@ def draft(source: Path, *, name: str | None = None, kind: str | None = None,
                     if p.is_file() and p.suffix in DOC_SUFFIXES]
     out.sources = {n: hashlib.sha256(p.read_bytes()).hexdigest() for n, p in sources.items()}
     return out
+
+
+def _link_contexts(inline: importers.InlineContexts | None, path: Path,
+                   items: list[dict]) -> None:
+    """Give each item read from a JSONL with inline passages (SQuAD's `context`) its
+    passage's doc id as gold `doc_ids` (unless it names its own); with no corpus given the
+    passages become docs/. Nothing for a CSV or a file without passages."""
+    if inline is None or _format(path) != "jsonl":
+        return
+    ids = inline.read(path)
+    if len(ids) != len(items):  # a reader that skips or merges rows: no safe pairing
+        return
+    for item, doc_id in zip(items, ids):
+        if doc_id and not item.get("doc_ids"):
+            item["doc_ids"] = [doc_id]
 
 
 def _from_folder(root: Path, kind: str | None) -> tuple[str, list[dict], list[dict], None]:
@@ -306,7 +330,8 @@ def _data_card(d: Draft) -> str:
              "## Source", ""]
     lines += [f"- `{name}` (sha256 `{digest[:16]}`)" for name, digest in d.sources.items()]
     lines += ["", "## Splits", "", f"- {len(d.test)} test items, {len(d.train)} train items",
-              f"- {d.split}", f"- {len(d.docs)} documents in docs/", ""]
+              f"- {d.split}", f"- {len(d.docs)} documents in docs/"
+              + (f" ({d.docs_note})" if d.docs_note else ""), ""]
     if d.labels:
         counts: dict[str, list[int]] = {label: [0, 0] for label in d.labels}
         for i, items in enumerate((d.test, d.train)):
