@@ -316,3 +316,14 @@ def test_the_gate_prints_money_as_the_report_does():
     assert cost.reason.startswith("cost/query $0.0000038 -> $0.0000039 (+1%)")
     assert _value("cost", 3.85e-06) == "$0.0000039"
     assert not re.search(r"\de-\d", cost.reason)
+
+
+def test_recommendation_on_too_few_items_says_it_is_a_default_not_a_finding():
+    # 12 items, every rung right on all of them: no step can be judged, and the sentence must
+    # not read as if the ladder had been climbed and found wanting
+    s = analysis.analyze(run_data({"prompt-only": [1] * 12, "few-shot": [1] * 12,
+                                   "fine-tuned": [1] * 12}))
+    assert all(step["verdict"] == INCONCLUSIVE for step in s["steps"])
+    assert s["recommendation"]["sentence"] == (
+        "Ship prompt-only: on 12 items no step up the ladder can be judged (a verdict needs 30 "
+        "paired items), so it is the first rung by default, not a finding.")

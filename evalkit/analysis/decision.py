@@ -4,7 +4,10 @@ The variant is the incumbent the ladder ends with (the last rung whose step was 
 verdicts.py). The sentence names the strongest rung that did not displace it — the largest
 gain among the steps judged against it that were not accepted — and what held that rung back
 (the interval, the items that would settle it, the money); when every later rung is worse or
-no different, it quotes the step that made the incumbent. `reasons` lists those steps'
+no different, it quotes the step that made the incumbent; when every step against it had
+fewer items than a verdict needs, it says the incumbent is the first rung by default (a
+12-item run shows nothing worth shipping on, and "no rung was shown to be better" would read
+as a finding). `reasons` lists those steps'
 sentences, so the report can show the evidence under the recommendation.
 """
 
@@ -14,7 +17,15 @@ import math
 from typing import Any
 
 from evalkit.analysis.economics import Economics
-from evalkit.analysis.verdicts import ACCEPTED, INCONCLUSIVE, NO_CHANGE, about, pts, usd
+from evalkit.analysis.verdicts import (
+    ACCEPTED,
+    INCONCLUSIVE,
+    MIN_PAIRED_ITEMS,
+    NO_CHANGE,
+    about,
+    pts,
+    usd,
+)
 
 
 def _finite(x: Any) -> bool:
@@ -34,6 +45,11 @@ def recommend(steps: list[dict[str, Any]], incumbent: str, ladder: list[str],
         why = _winning_step(won[-1])
     elif len(ladder) < 2:
         why = "the only variant in this run"
+    elif against and all(s["n"] < MIN_PAIRED_ITEMS for s in against):
+        n = max(s["n"] for s in against)
+        why = (f"on {n:,} items no step up the ladder can be judged (a verdict needs "
+               f"{MIN_PAIRED_ITEMS} paired items), so it is the first rung by default, not a "
+               f"finding")
     else:
         why = "no rung above it was shown to be better at a price worth paying"
     return {"variant": incumbent, "sentence": f"Ship {incumbent}: {why}.",
