@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 from conftest import append_jsonl
@@ -117,6 +119,29 @@ def test_run_refuses_leaking_set_and_lists_pairs(leaking_set, run_dirs, tmp_path
     assert allowed.exit_code == 0, allowed.output
     assert "run folder:" in allowed.output
     assert "calls made: 9" in allowed.output
+
+
+def test_a_run_let_through_with_leakage_says_so_beside_its_verdicts(leaking_set, run_dirs):
+    """--allow-leakage used to leave no trace in run.json, summary.json or the report: a
+    few-shot win on leaking items read as a win on unseen ones."""
+    import json
+
+    reports = Path(run_dirs["reports_dir"])
+    result = CliRunner().invoke(main, [
+        "run", str(leaking_set), "--variants", "prompt-only,few-shot", "--allow-leakage",
+        "--no-progress", "--reports-dir", reports, "--cache-dir", run_dirs["cache_dir"],
+        "--finetune-dir", run_dirs["finetune_dir"]])
+    assert result.exit_code == 0, result.output
+    said = ("leakage allowed (--allow-leakage): 1 of the 9 test items leak into train (1 pair "
+            "at cosine >= 0.9)")
+    assert f"warning: {said}" in result.output
+    run = json.loads((reports / "latest" / "run.json").read_text())
+    assert run["setup"]["leakage"]["item_ids"] == ["te-09"]
+    summary = json.loads((reports / "latest" / "summary.json").read_text())
+    assert summary["leakage"]["test_items"] == 1 and summary["leakage"]["of"] == 9
+    assert f"Caution: {said}" in summary["recommendation"]["sentence"]
+    html = (reports / "latest" / "index.html").read_text()
+    assert said.replace(">", "&gt;") in html
 
 
 def test_blocks_find_the_same_pairs_as_one_matrix(intents_dir):

@@ -685,13 +685,14 @@ def analyze(data: RunData, *, seed: int = 0,
         "clustered": bool(data.clusters),
         "bootstrap": {"seed": seed, "resamples": stats.BOOTSTRAP_RESAMPLES},
         "economics": _economics(data),
-        "recommendation": _caution_if_abstaining(
+        "recommendation": _caution_if_leaking(_caution_if_abstaining(
             recommend(steps, incumbent, data.ladder, data.economics), variants,
-            data.primary_metric),
+            data.primary_metric), data.setup.get("leakage")),
         "variants": variants,
         "steps": steps,
         "comparisons": compared,
         "notes": [*data.notes, *notes],
+        "leakage": _leakage(data.setup.get("leakage")),
         **partial(data),
     }
     judge = judge_section(data.judge, data.scores, data.task_view().metrics)
@@ -715,6 +716,24 @@ def _caution_if_abstaining(rec: dict[str, Any], variants: dict[str, dict],
         rec = {**rec, "sentence": f"{rec['sentence']} Caution: {caution}",
                "reasons": [*rec["reasons"], caution]}
     return rec
+
+
+def _leakage(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """summary.json's `leakage`: what --allow-leakage let through (run.json setup.leakage),
+    without the item ids (they stay in run.json); None when nothing leaked."""
+    if not record:
+        return None
+    return {k: record.get(k) for k in ("test_items", "of", "pairs", "threshold", "sentence")}
+
+
+def _caution_if_leaking(rec: dict[str, Any], leakage: dict[str, Any] | None
+                        ) -> dict[str, Any]:
+    """A recommendation from a run that was let through with test items leaking into train
+    says so in its own sentence: a few-shot or fine-tuned win may be the leak's."""
+    if not leakage:
+        return rec
+    return {**rec, "sentence": f"{rec['sentence']} Caution: {leakage['sentence']}.",
+            "reasons": [*rec["reasons"], leakage["sentence"]]}
 
 
 def to_json_ready(obj: Any) -> Any:

@@ -117,7 +117,7 @@ def run_experiment(config: RunConfig, *, resume: str | None = None, progress: bo
     config = replace(config, variants=list(config.variants) or
                      [d.name for d in cfg.variants] or list(LADDER),
                      epochs=config.epochs or cfg.epochs or 1)
-    testset, subset = _load(config, cfg, run_dir, say)
+    testset, subset, leaks = _load(config, cfg, run_dir, say)
     variants = resolve(config.variants, testset, cfg)
     if run_dir is not None:
         _check_same_variants(run_dir, variants)
@@ -128,6 +128,9 @@ def run_experiment(config: RunConfig, *, resume: str | None = None, progress: bo
             note(f"{testset.name}: fine-tune {setup['fine_tune']['fine_tuned_model']}: "
                  + (f"trained on {setup['fine_tune']['trained_examples']} examples"
                     if setup.pop("trained_now") else "recorded earlier, reused"))
+    if leaks:  # allowed (--allow-leakage), so said where the verdicts are read
+        setup["leakage"] = _allowed_leakage(leaks, testset, config.leakage_threshold)
+        setup.setdefault("warnings", []).append(setup["leakage"]["sentence"])
     ctx = _context(config, cfg, testset, variants, setup, say)
     providers = Providers(config.provider, dict(config.provider_options), cfg,
                           fine_tune=setup.get("fine_tune"), finetune_dir=config.finetune_dir)
@@ -162,20 +165,35 @@ def run_experiment(config: RunConfig, *, resume: str | None = None, progress: bo
 
 
 def _load(config: RunConfig, cfg: ExperimentConfig, run_dir: Path | None, say: _Stages
-          ) -> tuple[Testset, dict | None]:
-    """The test set (cut to --limit/--sample), refused by pre-flight or a changed resume."""
+          ) -> tuple[Testset, dict | None, list]:
+    """The test set (cut to --limit/--sample), refused by pre-flight or a changed resume, and
+    the leaking pairs --allow-leakage let through."""
     with say.stage() as note:
         testset, subset = subsets.apply(load_testset(config.testset), config.subset_spec())
         note(f"{testset.name}: loaded {len(testset.test)} test, {len(testset.train)} train, "
              f"{len(testset.docs)} docs")
-    refuse_to_start(testset, config, cfg, say=say)
+    leaks = refuse_to_start(testset, config, cfg, say=say)
     if run_dir is not None:
         recorded = json.loads((run_dir / "run.json").read_text())["testset"]["hash"]
         if recorded != testset.hash:
             raise ValueError(f"{run_dir / 'run.json'}: field 'testset.hash': the test set in "
                              f"{testset.path} changed since this run started; resuming would "
                              f"mix answers to two versions of it. Start a new run instead.")
-    return testset, subset
+    return testset, subset, leaks
+
+
+def _allowed_leakage(leaks: list, testset: Testset, threshold: float) -> dict[str, Any]:
+    """run.json's `setup.leakage`: how much of the test split leaks into train, for a run
+    that went on anyway; the rungs that read train (few-shot examples, fine-tuning) may
+    score higher on those items than on unseen ones, and a verdict must not hide it."""
+    items = sorted({p.test_id for p in leaks})
+    n = len(testset.test)
+    return {"test_items": len(items), "of": n, "pairs": len(leaks), "threshold": threshold,
+            "item_ids": items,
+            "sentence": f"leakage allowed (--allow-leakage): {len(items)} of the {n} test "
+                        f"items leak into train ({len(leaks)} pair{'s' if len(leaks) != 1 else ''}"
+                        f" at cosine >= {threshold:g}); rungs that read train (few-shot, "
+                        f"fine-tuned) may score higher on them than on unseen items"}
 
 
 def _check_same_variants(run_dir: Path, variants: list[Variant]) -> None:
@@ -292,9 +310,10 @@ class _Stages:
 
 
 def refuse_to_start(testset: Testset, config: RunConfig, cfg: ExperimentConfig, *,
-                    say: _Stages | None = None) -> None:
+                    say: _Stages | None = None) -> list:
     """Raise RunRefused with every cheap refusal, else LeakageRefused if the split leaks: the
-    rules `evalkit testset check` reports (evalkit.pipeline.preflight), before any call."""
+    rules `evalkit testset check` reports (evalkit.pipeline.preflight), before any call.
+    Returns the leaking pairs that --allow-leakage let through (none: [])."""
     say = say or _Stages(None)
     refusals = preflight.cheap_refusals(testset, config.variants, provider=config.provider,
                                         finetune_dir=config.finetune_dir, config=cfg,
@@ -313,6 +332,7 @@ def refuse_to_start(testset: Testset, config: RunConfig, cfg: ExperimentConfig, 
              + (preflight.leak_counts(leaks) if leaks else "none"))
     if leak:
         raise preflight.LeakageRefused([leak])
+    return leaks
 
 
 def _grade(run_dir: Path, judge: tuple[judging.JudgeSettings, Provider], *, cache_dir: str,
