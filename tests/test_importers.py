@@ -60,6 +60,21 @@ def test_empty_value_names_the_row_line(tmp_path):
     assert f"{path}:3:" in str(info.value) and "field 'label'" in str(info.value)
 
 
+def test_every_empty_cell_is_named_in_one_error(tmp_path):
+    """A 3,000-row export with a few blank cells used to be refused at the first, so the user
+    fixed one row, ran again, and met the next; one error now lists them all (BOM, CRLF and a
+    quoted newline as Excel writes them)."""
+    path = tmp_path / "banking.csv"
+    rows = ["text,category", "refund me,refund", ",refund", '"two\nlines",login', "locked,",
+            "ok,login", " ,login"]
+    path.write_bytes(("\ufeff" + "\r\n".join(rows) + "\r\n").encode("utf-8"))
+    with pytest.raises(TestsetError) as info:
+        from_csv(path, label_column="category")
+    assert str(info.value) == (
+        f"{path}:3: field 'text': empty value in 3 rows, at lines 3 (text), 6 (category), "
+        f"8 (text); fill them in or delete those rows")
+
+
 def test_multiline_quoted_cell_reports_the_line_the_row_ends_on(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text('text,label\n"line one\nline two",refund\n" ",login\n')
