@@ -230,3 +230,28 @@ def test_squad_style_inline_contexts_become_the_corpus_and_gold_doc_ids(tmp_path
     assert by_id["q7"].doc_ids == by_id["q2"].doc_ids  # the same passage, the same doc
     assert by_id["q3"].expected is None and by_id["q3"].doc_ids  # unanswerable, still gold
     assert all(doc_id.startswith("Beyonce-") for doc_id in texts)  # a file name, accent-free
+
+
+def test_corpus_ids_that_are_titles_get_file_names_and_the_questions_follow(tmp_path):
+    """Wikipedia-title ids (SQuAD, HotpotQA) are not file names; init refused the whole
+    corpus at the first (`'Beyoncé' cannot be a file name`). It now names each document's
+    file after its id, and rewrites the questions' gold doc_ids to match."""
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", [
+        {"id": "Beyoncé", "title": "Beyoncé", "text": "Beyoncé was born in Houston in 1981."},
+        {"id": "Victoria_(Australia)", "text": "Victoria is a state; Melbourne is its capital."},
+        {"id": "Zoe", "text": "Zoe is a name, plain already."},
+        {"id": "Zoë", "text": "Zoë, with a diaeresis, would take Zoe's file name."}])
+    qa = write_jsonl(tmp_path / "qa.jsonl", [
+        {"id": f"q{i}", "question": f"Question {i} {' '.join(_words(random.Random(i), 4))}?",
+         "answers": [] if i % 4 == 3 else [f"answer {i}"],
+         "doc_ids": [["Beyoncé", "Victoria_(Australia)", "Zoe", "Zoë"][i % 4]]}
+        for i in range(16)])
+    d = scaffold.draft(qa, corpus=corpus)
+    assert d.renamed == {"Beyoncé": "Beyonce", "Victoria_(Australia)": "Victoria_-Australia",
+                         "Zoë": "Zoe-2"}
+    assert "3 ids that cannot be file names renamed, e.g. 'Beyoncé' -> 'Beyonce'" in d.summary()
+    ts = scaffold.write_testset(d, tmp_path / "out")
+    gold = {it.id: it.doc_ids for it in (*ts.test, *ts.train)}
+    assert gold["q0"] == ("Beyonce",) and gold["q2"] == ("Zoe",) and gold["q3"] == ("Zoe-2",)
+    assert {doc.id for doc in ts.docs} == {"Beyonce", "Victoria_-Australia", "Zoe", "Zoe-2"}
+    assert "| Zoë | Zoe-2 |" in (tmp_path / "out" / "README.md").read_text()

@@ -200,16 +200,25 @@ def _answers(row: dict, key: str, *, path: Path, lineno: int) -> list[str] | Non
     return out or None
 
 
-def corpus_from_jsonl(path: Path | str) -> list[tuple[str, str]]:
+def corpus_from_jsonl(path: Path | str, *, renamed: dict[str, str] | None = None
+                      ) -> list[tuple[str, str]]:
     """(doc id, markdown text) per line of a corpus JSONL (`id`, optional `title`, `text`);
     the title becomes the document's heading. Ids become file names, so each must be one
-    plain name."""
+    plain name; given a `renamed` dict, an id that is not (a Wikipedia title such as
+    `Beyoncé` or `Victoria_(Australia)`) gets a file name built from it instead (accents
+    dropped, other characters '-', numbered on a clash) and `renamed[original] = new`."""
     from evalkit.paths import SAFE_NAME_RULE, is_safe_name
 
     path = Path(path)
     docs, seen = [], {}
-    for lineno, row in read_jsonl(path):
-        doc_id = str(row.get("id", row.get("_id", "")))
+    rows = read_jsonl(path)
+    ids = [str(row.get("id", row.get("_id", ""))) for _, row in rows]
+    taken = set(ids)
+    for (lineno, row), doc_id in zip(rows, ids):
+        if not is_safe_name(doc_id) and renamed is not None and doc_id:
+            new = _free_name(_file_stem(doc_id) or "doc", taken)
+            taken.add(new)
+            renamed[doc_id], doc_id = new, new
         if not is_safe_name(doc_id):
             raise TestsetError(path, f"{doc_id!r} cannot be a file name ({SAFE_NAME_RULE})",
                                line=lineno, field="id")
@@ -223,6 +232,15 @@ def corpus_from_jsonl(path: Path | str) -> list[tuple[str, str]]:
         seen[doc_id] = lineno
         docs.append((doc_id, (f"# {title}\n\n" if title else "") + text.strip() + "\n"))
     return docs
+
+
+def _free_name(stem: str, taken: set[str]) -> str:
+    """`stem`, or `stem-2`, `stem-3`, ... if that is an id already in use."""
+    name, n = stem, 1
+    while name in taken:
+        n += 1
+        name = f"{stem}-{n}"
+    return name
 
 
 CONTEXT_KEYS = ("context", "passage", "paragraph")

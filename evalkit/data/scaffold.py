@@ -54,6 +54,7 @@ class Draft:
     split: str = ""  # how test and train were made, for the data card
     docs_from: Path | None = None  # the folder the docs were read from (left as it is)
     docs_note: str = ""  # where the docs came from, when not a --corpus or --docs
+    renamed: dict[str, str] = field(default_factory=dict)  # corpus id -> its file name
 
     def summary(self) -> str:
         """One line per fact the user confirms before anything is written."""
@@ -215,7 +216,14 @@ def draft(source: Path, *, name: str | None = None, kind: str | None = None,
         out.docs = list(inline.docs.values())
         out.docs_note = "the rows' distinct context passages, each row's gold doc_ids its own"
     elif corpus is not None:
-        out.docs = importers.corpus_from_jsonl(corpus)
+        renamed: dict[str, str] = {}
+        out.docs = importers.corpus_from_jsonl(corpus, renamed=renamed)
+        _rename_doc_ids(renamed, (*test, *train))
+        out.renamed = renamed
+        if renamed:
+            first = next(iter(renamed.items()))
+            out.docs_note = (f"{len(renamed)} ids that cannot be file names renamed, e.g. "
+                             f"{first[0]!r} -> {first[1]!r}; the data card lists them")
         sources[corpus.name] = corpus
     elif docs_dir is not None:
         out.docs_from = docs_dir
@@ -238,6 +246,14 @@ def _link_contexts(inline: importers.InlineContexts | None, path: Path,
     for item, doc_id in zip(items, ids):
         if doc_id and not item.get("doc_ids"):
             item["doc_ids"] = [doc_id]
+
+
+def _rename_doc_ids(renamed: dict[str, str], items) -> None:
+    """Items' gold doc_ids follow their documents' new file names."""
+    if renamed:
+        for it in items:
+            if it.get("doc_ids"):
+                it["doc_ids"] = [renamed.get(d, d) for d in it["doc_ids"]]
 
 
 def _from_folder(root: Path, kind: str | None) -> tuple[str, list[dict], list[dict], None]:
@@ -339,6 +355,11 @@ def _data_card(d: Draft) -> str:
                 counts[str(it["expected"])][i] += 1
         lines += ["## Labels", "", "| label | test | train |", "|---|---|---|"]
         lines += [f"| {label} | {t} | {r} |" for label, (t, r) in counts.items()]
+        lines.append("")
+    if d.renamed:
+        lines += ["## Renamed documents", "", "Corpus ids that cannot be file names, and the doc "
+                  "id (file name) each has here:", "", "| corpus id | doc id |", "|---|---|"]
+        lines += [f"| {old} | {new} |" for old, new in d.renamed.items()]
         lines.append("")
     lines += ["## To fill in", "", "- Who collected or wrote the items, and when:",
               "- Licence and terms of use:", "- What the test split is meant to represent:",
