@@ -103,3 +103,21 @@ def test_non_utf8_csv_names_file_and_line(tmp_path):
     with pytest.raises(TestsetError) as info:
         from_csv(path)
     assert f"{path}:3:" in str(info.value) and "UTF-8" in str(info.value)
+
+
+@pytest.mark.parametrize("name,delimiter", [("excel-de.csv", ";"), ("export.tsv", "\t"),
+                                             ("pipes.csv", "|")])
+def test_semicolon_tab_and_pipe_delimited_files_import(tmp_path, name, delimiter):
+    """Excel in many European locales saves "CSV" with semicolons and a .tsv has tabs: read
+    as commas, the header was one column ('column not found; header has text;label') and a
+    .tsv was parsed as JSONL ('malformed JSON')."""
+    from evalkit.data import scaffold
+
+    path = tmp_path / name
+    rows = [["text", "label"]] + [[f"message {i}, with a comma", "ab"[i % 2]] for i in range(10)]
+    path.write_text("\n".join(delimiter.join(r) for r in rows) + "\n", encoding="utf-8")
+    assert from_csv(path)[0] == {"id": f"{path.stem}-00001", "input": "message 0, with a comma",
+                                 "expected": "a"}
+    d = scaffold.draft(path)
+    assert d.type == "classification" and set(d.labels) == {"a", "b"}
+    assert len(d.test) + len(d.train) == 10

@@ -1,7 +1,8 @@
 """Importers: turn common shapes into test-set JSONL items.
 
-`from_csv` reads a `text,label` CSV (column names configurable); every row becomes an item
-with a stable id. Errors name the file, the line and the column.
+`from_csv` reads a `text,label` CSV (column names configurable; the delimiter, `, ; tab |`,
+is the one the header line uses most); every row becomes an item with a stable id. Errors
+name the file, the line and the column.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ def from_csv(path: Path | str, *, text_column: str = "text", label_column: str =
              id_column: str | None = None, id_prefix: str | None = None) -> list[dict]:
     path = Path(path)
     prefix = id_prefix or path.stem
-    with io.StringIO(_read_text(path), newline="") as fh:
-        reader = csv.DictReader(fh)
+    text = _read_text(path)
+    with io.StringIO(text, newline="") as fh:
+        reader = csv.DictReader(fh, delimiter=_delimiter(text))
         header = reader.fieldnames or []
         for col in filter(None, (text_column, label_column, id_column)):
             if col not in header:
@@ -57,16 +59,36 @@ def _empty_cells(path: Path, empty: list[tuple[int, list[str]]]) -> NoReturn:
                        f"delete those rows", line=empty[0][0], field=empty[0][1][0])
 
 
+CSV_SUFFIXES = (".csv", ".tsv")
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def is_csv(path: Path | str) -> bool:
+    """A delimited text file (.csv, .tsv) rather than JSONL."""
+    return Path(path).suffix.lower() in CSV_SUFFIXES
+
+
+def _delimiter(text: str) -> str:
+    """The delimiter the header line uses most of `, ; tab |` (a comma when none): Excel in
+    many European locales saves "CSV" with semicolons, and a .tsv has tabs."""
+    header = text.split("\n", 1)[0]
+    counts = {d: header.count(d) for d in DELIMITERS}
+    best = max(DELIMITERS, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
 def csv_header(path: Path | str) -> list[str]:
     """A CSV's column names (its first line), [] for an empty file."""
-    first = _read_text(Path(path)).splitlines()[:1]
-    return next(csv.reader(first), []) if first else []
+    text = _read_text(Path(path))
+    first = text.splitlines()[:1]
+    return next(csv.reader(first, delimiter=_delimiter(text)), []) if first else []
 
 
 def read_csv_rows(path: Path | str) -> list[dict[str, str]]:
     """A CSV's rows as column -> value, for `evalkit init` to tell what they hold."""
-    with io.StringIO(_read_text(Path(path)), newline="") as fh:
-        return list(csv.DictReader(fh))
+    text = _read_text(Path(path))
+    with io.StringIO(text, newline="") as fh:
+        return list(csv.DictReader(fh, delimiter=_delimiter(text)))
 
 
 def _read_text(path: Path) -> str:

@@ -100,7 +100,7 @@ def _scaffold(kind: str) -> Scaffold:
 
 
 def _format(path: Path) -> str:
-    return "csv" if path.suffix.lower() == ".csv" else "jsonl"
+    return "csv" if importers.is_csv(path) else "jsonl"
 
 
 def _as_items(items: list[dict]) -> list[dict]:

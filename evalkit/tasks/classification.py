@@ -111,10 +111,11 @@ def fit(rows: Rows) -> float:
 
 def read(path: Path, *, text_key: str | None = None,
          target_key: str | None = None) -> list[dict[str, Any]]:
-    """A `text,label` CSV (columns guessed from the header) or a JSONL of labelled texts."""
+    """A `text,label` CSV or TSV (columns guessed from the header) or a JSONL of labelled
+    texts."""
     from evalkit.data import importers
 
-    if path.suffix.lower() != ".csv":
+    if not importers.is_csv(path):
         return importers.from_jsonl_classification(path, text_key=text_key,
                                                    label_key=target_key)
     header = importers.csv_header(path)
