@@ -255,3 +255,17 @@ def test_corpus_ids_that_are_titles_get_file_names_and_the_questions_follow(tmp_
     assert gold["q0"] == ("Beyonce",) and gold["q2"] == ("Zoe",) and gold["q3"] == ("Zoe-2",)
     assert {doc.id for doc in ts.docs} == {"Beyonce", "Victoria_-Australia", "Zoe", "Zoe-2"}
     assert "| Zoë | Zoe-2 |" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_init_warns_of_numeric_and_rare_labels_and_sorts_numbers_as_numbers(tmp_path):
+    """A Hugging Face export has labels 0..N (the prompt-only rung then knows them by the
+    stub descriptions '0', '1', ...), and banking77-style sets have labels with a handful of
+    rows; init said neither, and listed the labels 0, 1, 10, 11, 2."""
+    rng = random.Random(3)
+    rows = [{"text": " ".join(_words(rng, 8)), "label": label}
+            for label in range(12) for _ in range(2 if label == 11 else 20)]
+    d = scaffold.draft(write_jsonl(tmp_path / "hf.jsonl", rows))
+    assert list(d.labels)[:4] == ["0", "1", "2", "3"] and list(d.labels)[-1] == "11"
+    summary = d.summary()
+    assert "warning: the labels are numbers;" in summary
+    assert "warning: 1 label with fewer than 5 items: 11 (2);" in summary

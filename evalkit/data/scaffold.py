@@ -64,6 +64,7 @@ class Draft:
             shown = ", ".join(list(self.labels)[:8]) + (", ..." if len(self.labels) > 8 else "")
             lines.append(f"labels: {len(self.labels)} ({shown}); descriptions stubbed from "
                          f"the names")
+            lines += _label_warnings(self.labels, (*self.test, *self.train))
         if task_type(self.type).abstains is not None:  # a type that can decline to answer
             none = sum(it["expected"] is None for it in (*self.test, *self.train))
             lines.append(f"unanswerable: {none} items (expected: null)")
@@ -208,7 +209,7 @@ def draft(source: Path, *, name: str | None = None, kind: str | None = None,
                 instructions=system or _scaffold(kind).instructions, split=split)
     if spec.uses_labels:
         out.labels = {label: _describe(label) for label in
-                      sorted({str(it["expected"]) for it in (*test, *train)})}
+                      _label_order({str(it["expected"]) for it in (*test, *train)})}
     if _scaffold(kind).fields:
         out.fields = {f: _describe(f) for f in
                       dict.fromkeys(k for it in (*test, *train) for k in it["expected"])}
@@ -290,6 +291,37 @@ def _unique_ids(test: list[dict], train: list[dict], source: Path) -> None:
 def _name(raw: str) -> str:
     """A test-set name (one plain path component) from a file or folder name."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-.") or "testset"
+
+
+RARE_LABEL = 5  # fewer items than this: the label's own scores rest on one or two test items
+
+
+def _label_order(labels: set[str]) -> list[str]:
+    """Sorted, numerically when every label is a number (0, 1, 2, ..., 10, not 0, 1, 10)."""
+    if all(re.fullmatch(r"-?\d+", label) for label in labels):
+        return sorted(labels, key=int)
+    return sorted(labels)
+
+
+def _label_warnings(labels: dict[str, str], items) -> list[str]:
+    """What init's summary warns of before the labels are written: names that say nothing
+    (numbers: the prompt-only rung knows a label only by its description) and labels too
+    rare for their own scores to mean much."""
+    out = []
+    if all(re.fullmatch(r"-?\d+", label) for label in labels):
+        out.append("warning: the labels are numbers; the prompt-only rung knows a label only "
+                   "by its description, so write what each means in task.yaml's labels")
+    counts: dict[str, int] = {}
+    for it in items:
+        counts[str(it["expected"])] = counts.get(str(it["expected"]), 0) + 1
+    rare = sorted((n, label) for label, n in counts.items() if n < RARE_LABEL)
+    if rare:
+        shown = ", ".join(f"{label} ({n})" for n, label in rare[:8])
+        out.append(f"warning: {len(rare)} label{'s' if len(rare) != 1 else ''} with fewer "
+                   f"than {RARE_LABEL} items: {shown}{', ...' if len(rare) > 8 else ''}; "
+                   f"too few for their own precision and recall to say much (a test item "
+                   f"or two each; a label with one item has none in test)")
+    return out
 
 
 def _describe(label: str) -> str:
