@@ -269,3 +269,14 @@ def test_init_warns_of_numeric_and_rare_labels_and_sorts_numbers_as_numbers(tmp_
     summary = d.summary()
     assert "warning: the labels are numbers;" in summary
     assert "warning: 1 label with fewer than 5 items: 11 (2);" in summary
+
+
+def test_squad_json_answer_objects_are_read_as_answers(tmp_path):
+    """SQuAD's own JSON lists answers as objects ({"text", "answer_start"}); flattened to
+    JSONL that shape was refused ('must be an answer or a list of answers')."""
+    path = write_jsonl(tmp_path / "squad.jsonl", [
+        {"id": "a", "question": "When?", "answers": [{"text": "1981", "answer_start": 3},
+                                                     {"text": "in 1981", "answer_start": 0}]},
+        {"id": "b", "question": "Who?", "answers": []}])
+    items = importers.from_qa_jsonl(path)
+    assert [it["expected"] for it in items] == [["1981", "in 1981"], None]

@@ -212,6 +212,9 @@ def _answers(row: dict, key: str, *, path: Path, lineno: int) -> list[str] | Non
     value = row.get(key)
     if isinstance(value, dict):  # SQuAD: {"text": [...], "answer_start": [...]}
         value = value.get("text")
+    if isinstance(value, list) and value and all(isinstance(v, dict) and "text" in v
+                                                 for v in value):
+        value = [v["text"] for v in value]  # SQuAD's JSON: [{"text": ..., "answer_start": ...}]
     if value is None or value == "" or value == []:
         return None
     values = value if isinstance(value, list) else [value]
