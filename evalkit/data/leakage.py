@@ -181,11 +181,11 @@ def near_duplicate_groups(texts: list[str], *, threshold: float = 0.9) -> list[i
         import numpy as np
         from sklearn.preprocessing import normalize
 
-        m = normalize(make_vectorizer().fit(texts).transform(texts))  # fitted once per text
-        mt = m.T.tocsr()
+        m = normalize(make_vectorizer().fit_transform(texts))  # fitted once on each text
         rows = max(1, 20_000_000 // len(texts))  # dense blocks as _similarity_blocks keeps
         for start in range(0, len(texts), rows):
-            sims = (m[start:start + rows] @ mt).toarray()
+            # a pair is one pair either way round: each block against itself and what follows
+            sims = (m[start:start + rows] @ m[start:].T).toarray()
             for i, j in zip(*np.nonzero(sims >= threshold - 1e-9)):
-                join(start + int(i), int(j))
+                join(start + int(i), start + int(j))
     return [root(i) for i in range(len(texts))]
