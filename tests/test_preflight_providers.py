@@ -226,3 +226,33 @@ def test_check_fails_exactly_when_run_refuses_before_its_first_call(o):
                                 for x in said.splitlines()), (o, said, check.output)
         else:
             assert run.exit_code == 0, (o, run.output)
+
+
+# ---- the embedding retriever: its key and price, before the corpus is indexed ---------------
+
+@pytest.mark.parametrize("why,section,drop_key", [
+    ("no price for the embedding model", "  embedding_model: my-embedder\n"
+                                         "  embedding_base_url: {url}\n", False),
+    ("OpenAI itself with no key", "  embedding_model: text-embedding-3-small\n", True),
+])
+def test_an_embedding_index_that_cannot_be_built_is_refused_alike(tmp_path, monkeypatch, scans,
+                                                                  why, section, drop_key):
+    if drop_key:
+        monkeypatch.delenv("OPENAI_API_KEY")
+        monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with FakeOpenAI() as server:
+        cfg = tmp_path / "exp.yaml"
+        cfg.write_text("provider:\n" + section.format(url=server.base_url))
+        flags = ["--variants", "prompt-only,rag", "--config", cfg]
+        message = _refused_alike(_check(*flags), _run(tmp_path, *flags), "embeddings")
+        assert not server.requests  # nothing embedded, nothing answered
+    assert ("set OPENAI_API_KEY" in message) is drop_key, why
+    assert ("no price known for model 'my-embedder'" in message) is not drop_key, why
+    assert scans == []
+
+
+def test_embeddings_are_not_asked_of_a_ladder_that_does_not_retrieve(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text("provider:\n  embedding_model: text-embedding-3-small\n")
+    assert _check("--variants", "prompt-only,few-shot", "--config", cfg).exit_code == 0

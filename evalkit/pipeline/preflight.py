@@ -39,7 +39,7 @@ from evalkit.data import leakage
 from evalkit.data.leakage import LeakPair, find_leaks
 from evalkit.data.testset import Testset
 from evalkit.pipeline.routing import Providers, Route
-from evalkit.providers import Provider, provider_class
+from evalkit.providers import Provider, embeddings, provider_class
 from evalkit.strategies.variants import MissingCorpus, Variant, VariantContext, resolve
 
 LEAKS_LISTED = 20  # pairs shown in a refusal; `testset check --show-all` lists every one
@@ -48,7 +48,8 @@ LEAKS_LISTED = 20  # pairs shown in a refusal; `testset check --show-all` lists 
 @dataclass(frozen=True)
 class Refusal:
     """One reason the run would not start. `check` names the rule (config, variant, docs,
-    train, fine-tune, leakage); `message` says where and how to fix it."""
+    train, fine-tune, provider, price, batch, embeddings, judge, leakage); `message` says
+    where and how to fix it."""
 
     check: str
     message: str
@@ -93,6 +94,7 @@ def cheap_refusals(testset: Testset, variants: list[str], *, provider: str,
         except ValueError as exc:
             out.append(Refusal("provider", str(exc), exc))
     resolved: list[Variant] = []  # known, with their data: their providers are built next
+    retrieving = False  # some known rung retrieves: an embedding index would be built
     for name in variants:
         try:
             (variant,) = resolve([name], testset, config)
@@ -102,6 +104,7 @@ def cheap_refusals(testset: Testset, variants: list[str], *, provider: str,
         except ValueError as exc:  # an unknown name
             out.append(Refusal("variant", str(exc), exc))
             continue
+        retrieving = retrieving or bool(variant.rag_k)
         own = provider_cls
         if variant.provider and variant.provider != provider:
             try:
@@ -118,6 +121,9 @@ def cheap_refusals(testset: Testset, variants: list[str], *, provider: str,
                                      options=provider_options or {}, config=config,
                                      finetune_dir=str(finetune_dir), batch=batch,
                                      epochs=epochs))
+    if retrieving:
+        out.extend(Refusal("embeddings", problem)
+                   for problem in embeddings.embedding_problems(config, provider_options or {}))
     try:
         judge_for(config, testset)
     except ValueError as exc:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,7 @@ from evalkit.config import ConfigError, ExperimentConfig
 from evalkit.data.testset import Testset
 from evalkit.providers.base import Usage
 from evalkit.providers.openai import NO_KEY_PLACEHOLDER, redact_url
-from evalkit.providers.pricing import PriceBook
+from evalkit.providers.pricing import PriceBook, UnknownPrice
 from evalkit.providers.sqlite_store import SqliteStore
 from evalkit.strategies.retrieval import CHUNKER_VERSION, Passage, chunk_document
 
@@ -241,6 +242,16 @@ class EmbeddingRetriever:
 def from_config(cfg: ExperimentConfig, provider_options: dict[str, Any], testset: Testset,
                 *, cache_dir: Path) -> EmbeddingRetriever | None:
     """The embedding retriever the config asks for, or None for TF-IDF."""
+    settings = settings_from_config(cfg, provider_options)
+    if settings is None:
+        return None
+    prices = PriceBook.from_section(cfg.section("pricing"), path=cfg.path)
+    return EmbeddingRetriever(testset, settings, prices, cache_dir=cache_dir)
+
+
+def settings_from_config(cfg: ExperimentConfig,
+                         provider_options: Mapping[str, Any]) -> EmbeddingSettings | None:
+    """How the config asks to embed (`provider.embedding_model`), or None for TF-IDF."""
     section = cfg.section("provider")
     model = section.get("embedding_model")
     if not model:
@@ -249,13 +260,34 @@ def from_config(cfg: ExperimentConfig, provider_options: dict[str, Any], testset
         raise ConfigError(cfg.path, "must be a model name", field="provider.embedding_model")
     base_url = (section.get("embedding_base_url") or provider_options.get("base_url")
                 or section.get("base_url") or os.environ.get("OPENAI_BASE_URL") or None)
-    settings = EmbeddingSettings(model=model, base_url=base_url,
-                                 api_key_env=section.get("api_key_env", "OPENAI_API_KEY"),
-                                 batch_size=int(section.get("embedding_batch_size", 128)),
-                                 max_retries=int(section.get("max_retries", 5)),
-                                 timeout_s=float(section.get("timeout_s", 60.0)))
-    prices = PriceBook.from_section(cfg.section("pricing"), path=cfg.path)
-    return EmbeddingRetriever(testset, settings, prices, cache_dir=cache_dir)
+    return EmbeddingSettings(model=model, base_url=base_url,
+                             api_key_env=section.get("api_key_env", "OPENAI_API_KEY"),
+                             batch_size=int(section.get("embedding_batch_size", 128)),
+                             max_retries=int(section.get("max_retries", 5)),
+                             timeout_s=float(section.get("timeout_s", 60.0)))
+
+
+def embedding_problems(cfg: ExperimentConfig,
+                       provider_options: Mapping[str, Any]) -> list[str]:
+    """What would stop the embedding index before its first call, found with no call and no
+    index: a malformed section, OpenAI itself with no key, a model with no price. The
+    pre-flight (`testset check` and `run` alike) says these before anything is scanned or
+    paid; `Embedder` would otherwise find them only when it indexes the corpus."""
+    try:
+        settings = settings_from_config(cfg, provider_options)
+    except (ConfigError, ValueError) as exc:
+        return [str(exc)]
+    if settings is None:
+        return []
+    problems = []
+    if settings.base_url is None and not os.environ.get(settings.api_key_env):
+        problems.append(f"set {settings.api_key_env} to embed with OpenAI "
+                        f"(provider.embedding_model: {settings.model})")
+    try:
+        PriceBook.from_section(cfg.section("pricing"), path=cfg.path).price(settings.model)
+    except (UnknownPrice, ConfigError, ValueError) as exc:
+        problems.append(f"provider.embedding_model: {exc}")
+    return problems
 
 
 def _unit(m: np.ndarray) -> np.ndarray:
