@@ -198,6 +198,15 @@ def test_what_a_variant_is_comes_from_its_recorded_spec_not_its_name():
     ("http://localhost:11434/v1", True),
     ("https://vllm.mycorp.internal/v1", True),
     ("https://api.openai.com.mycorp.internal/v1", True),  # a prefix of the host is not it
+    ("https://API.OpenAI.com/v1", False),                # host names are case-insensitive
+    ("https://api.openai.com:443/v1", False),
+    ("https://api.arcee.ai/api/v1", False),             # a pattern ending in (?:/|$)
+    ("https://bedrock-runtime.us-east-1.amazonaws.com/openai/v1", False),
+    ("https://api.moonshot.cn/v1", False),              # a pattern leaving the TLD open
+    ("https://router.huggingface.co/groq/openai/v1", False),  # a pattern naming a path
+    ("https://router.huggingface.co.mycorp.internal/groq", True),
+    ("http://[::1]:8000/v1", True),
+    ("not a url", True),
 ])
 def test_hosting_is_charged_only_for_your_own_server(base_url, self_hosted):
     spec = analysis.VariantSpec.from_record({"base_url": base_url})

@@ -16,6 +16,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
@@ -84,11 +85,26 @@ def _is_api_host(url: str) -> bool:
     Together, Groq, Fireworks, Mistral, Bedrock, ...: its `api_pattern`) is one; any other
     (localhost, a private address, your own vLLM host name) is taken as your own server and
     costed `self_hosted_usd_per_month` unless the config gives the variant `fixed_monthly_usd`.
-    Only the hosting line depends on this; the assumptions list says which rungs got it."""
+    Only the hosting line depends on this; the assumptions list says which rungs got it.
+
+    A pattern is matched against `scheme://host[:port]/path` with the host lower-cased (host
+    names are case-insensitive) and must cover the whole host, not a prefix of a longer one
+    (`api.openai.com.mycorp.internal` is yours), unless it leaves the rest of the host open by
+    ending in a dot (genai-prices' moonshot pattern). It may go on into the path: its closing
+    `(?:/|$)` (arcee, bedrock) or a path of its own (router.huggingface.co/groq)."""
+    try:
+        parts = urlsplit(url.strip())
+        host, port = parts.hostname, parts.port
+    except ValueError:  # an unparsable port or address: no host genai-prices knows
+        return False
+    if not parts.scheme or not host:
+        return False
+    authority = f"{parts.scheme.lower()}://{host}"
+    text = authority + ("" if port is None else f":{port}") + parts.path
     for pattern in _api_patterns():
-        found = pattern.match(url)
-        if found and url[found.end():found.end() + 1] in ("", "/", ":", "?"):
-            return True  # the whole host matched, not a prefix of a longer one
+        found = pattern.match(text)
+        if found and (found.end() >= len(authority) or found.group().endswith(".")):
+            return True
     return False
 
 
