@@ -12,7 +12,7 @@ import pytest
 from openai_server import FakeOpenAI, cli
 from scipy import stats as sps
 
-from evalkit.analysis.compare import compare_runs
+from evalkit.analysis.compare import compare_runs, economics_line
 
 BUNDLED = Path(__file__).parent.parent / "testsets"
 LIMIT = "60"  # the first 60 items of support-intents keep the test quick
@@ -161,3 +161,31 @@ def test_per_variant_cost_and_tco_match_each_runs_summary(two_runs, tmp_path):
     assert f"TCO {usd(a_tco)} → {tco}." in pair.sentence
     assert f"- {pair.sentence}" in md and f'<td class="tco money">{usd(a_tco)} → {tco}</td>' in page
     assert "TCO at 10,000 queries/month over 12 months (both runs)." in md
+
+
+def _with_economics(run_dir: Path, dest: Path, economics: dict | None) -> Path:
+    import shutil
+    shutil.copytree(run_dir, dest, symlinks=True)
+    summary = json.loads((dest / "summary.json").read_text())
+    if economics is None:
+        summary.pop("economics", None)
+    else:
+        summary["economics"] = {**summary.get("economics", {}), **economics}
+    (dest / "summary.json").write_text(json.dumps(summary))
+    return dest
+
+
+def test_tcos_are_paired_only_under_the_same_stated_economics(two_runs, tmp_path):
+    """A different volume in B: no pair quotes TCOs and the line says the assumptions differ.
+    Neither run stating its economics is not 'different assumptions', and pairs no TCOs
+    either (a TCO with no stated volume and horizon is not comparable)."""
+    a, b = two_runs
+    c = compare_runs(a, _with_economics(b, tmp_path / "b-volume", {"queries_per_month": 5}))
+    assert not c.same_economics and all(r.tco_usd_a is None for r in c.pairs)
+    assert "different assumptions" in economics_line(c)
+    c = compare_runs(_with_economics(a, tmp_path / "a-none", None),
+                     _with_economics(b, tmp_path / "b-none", None))
+    assert not c.same_economics
+    assert all(r.tco_usd_a is None and r.tco_usd_b is None and "TCO" not in r.sentence
+               for r in c.pairs)
+    assert "different" not in economics_line(c) and "no TCO is compared" in economics_line(c)

@@ -68,8 +68,12 @@ class Economics:
     horizon_months: float | None = None
 
     @property
+    def stated(self) -> bool:
+        return self.queries_per_month is not None and self.horizon_months is not None
+
+    @property
     def line(self) -> str:
-        if self.queries_per_month is None or self.horizon_months is None:
+        if not self.stated:
             return "no economics"
         return f"{self.queries_per_month:,.0f} queries/month over {self.horizon_months:g} months"
 
@@ -136,7 +140,7 @@ class RunComparison:
 
     @property
     def same_economics(self) -> bool:
-        return self.economics_a == self.economics_b and self.economics_a.line != "no economics"
+        return self.economics_a == self.economics_b and self.economics_a.stated
 
     @property
     def paired(self) -> int:
@@ -280,7 +284,8 @@ def compare_runs(run_a: Path | str, run_b: Path | str, *, baseline_variant: str 
     holm = stats.holm([r.p_value for r in results]) if results else []
     econ_a, econ_b = economics(a), economics(b)
     variants = totals(a, metric) + totals(b, metric)
-    tco = {t.key: t.tco_usd for t in variants} if econ_a == econ_b else {}
+    tco = ({t.key: t.tco_usd for t in variants}
+           if econ_a == econ_b and econ_a.stated else {})
     pairs = []
     for r, p in zip(results, holm, strict=True):
         r = PairResult(**{**r.__dict__, "p_holm": p, "tco_usd_a": tco.get(r.a),
@@ -297,6 +302,8 @@ def economics_line(c: RunComparison) -> str:
     """What the TCO figures assume, and whether the two runs' figures can be set side by side."""
     if c.same_economics:
         return f"TCO at {c.economics_a.line} (both runs)."
+    if not c.economics_a.stated and not c.economics_b.stated:
+        return "Neither run's summary.json states its economics, so no TCO is compared."
     return (f"TCO at A: {c.economics_a.line}; B: {c.economics_b.line}: different "
             "assumptions, so no pair compares TCOs.")
 
