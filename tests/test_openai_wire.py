@@ -187,3 +187,23 @@ def test_the_posted_body_is_the_request_body_with_the_messages_serialised_once()
         assert json.loads(_content(body, request)) == body
         assert request.messages_json() == json.dumps(request.messages(), sort_keys=True,
                                                      ensure_ascii=False)
+
+
+def test_an_idempotency_key_is_one_per_call_across_its_retries_even_when_calls_overlap():
+    with FakeOpenAI(api_key=KEY, fault_rate=1.0, fault_attempts=1,
+                    fault_retry_after=0.05) as server:
+        provider = OpenAIProvider(base_url=server.base_url, max_retries=2)
+
+        async def two():
+            provider._client(server.base_url)._idempotency_header = "Idempotency-Key"
+            await asyncio.gather(provider.complete(QUESTION),
+                                 provider.complete(Request("qa", "Answer.", "another")))
+            await provider.aclose()
+
+        asyncio.run(two())
+        calls = server.chat_calls()
+    keys: dict[str, set[str]] = {}
+    for call in calls:
+        keys.setdefault(call.last_user, set()).add(call.headers["idempotency-key"])
+    assert len(calls) == 4 and all(len(k) == 1 for k in keys.values())
+    assert len(set.union(*keys.values())) == 2

@@ -115,15 +115,17 @@ class ChatWire:
                    list(request.headers.multi_items()),
                    _client_timeout(request.extensions.get("timeout", {})), options)
 
-    def headers(self, retries_taken: int) -> Any:
+    def headers(self, retries_taken: int, key: str | None = None) -> Any:
+        """Attempt `retries_taken`'s headers; `key`: the call's idempotency key, if the client
+        sends one (none for OpenAI today), the same for every attempt of a call."""
         while len(self._by_retry) <= retries_taken:
             self._by_retry.append(self._multidict(
                 [*self._base_headers, (_RETRY_COUNT, str(len(self._by_retry)))]))
         headers = self._by_retry[retries_taken]
         idempotency = self.client._idempotency_header
-        if idempotency:  # none for OpenAI today; if set, one key for all attempts of a call
+        if idempotency and key is not None:
             headers = self._multidict(headers)
-            headers[idempotency] = self._key
+            headers[idempotency] = key
         return headers
 
     async def post(self, content: bytes) -> tuple[bytes, float]:
@@ -131,19 +133,18 @@ class ChatWire:
         from sending the final attempt to reading its last byte."""
         APIConnectionError, APITimeoutError, OpenAIError = self._sdk_errors
         client = self.client
-        if client._idempotency_header:
-            self._key = client._idempotency_key()
+        key = client._idempotency_key() if client._idempotency_header else None
         max_retries = self.options.get_max_retries(client.max_retries)
         for retries_taken in range(max_retries + 1):
             remaining = max_retries - retries_taken
             try:
                 status, headers, body, latency = await self.meter.attempt(
-                    self._send, content, retries_taken)
+                    self._send, content, retries_taken, key)
             except self._timeouts as err:
                 if remaining > 0:
                     await self._sleep(remaining, None)
                     continue
-                raise APITimeoutError(request=self._request(content, retries_taken)) from err
+                raise APITimeoutError(request=self._request(content, retries_taken, key)) from err
             except OpenAIError:
                 raise  # e.g. the meter's Unreachable: the SDK passes these up unretried
             except self._request_errors as err:
@@ -151,22 +152,22 @@ class ChatWire:
                     await self._sleep(remaining, None)
                     continue
                 raise APIConnectionError(
-                    request=self._request(content, retries_taken)) from err
+                    request=self._request(content, retries_taken, key)) from err
             if status < 400:
                 return body, latency
-            response = self._response(status, headers, body, content, retries_taken)
+            response = self._response(status, headers, body, content, retries_taken, key)
             if remaining > 0 and client._should_retry(response):
                 await self._sleep(remaining, response.headers)
                 continue
             raise client._make_status_error_from_response(response) from None
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
-    async def _send(self, content: bytes, retries_taken: int):
+    async def _send(self, content: bytes, retries_taken: int, key: str | None):
         """One attempt: (status, raw headers, body, seconds from send to the last byte)."""
         try:
             start = time.perf_counter()
             response = await self.session.request(
-                "POST", self.url, data=content, headers=self.headers(retries_taken),
+                "POST", self.url, data=content, headers=self.headers(retries_taken, key),
                 timeout=self.timeout, allow_redirects=self._redirects)
             try:
                 body = await response.read()
@@ -183,19 +184,19 @@ class ChatWire:
         await asyncio.sleep(self.client._calculate_retry_timeout(remaining, self.options,
                                                                  headers))
 
-    def _request(self, content: bytes, retries_taken: int) -> Any:
+    def _request(self, content: bytes, retries_taken: int, key: str | None) -> Any:
         """The attempt as an httpx2 Request, for the SDK's error types (failures only)."""
         return http_library().Request("POST", str(self.url), content=content,
-                                      headers=list(self.headers(retries_taken).items()))
+                                      headers=list(self.headers(retries_taken, key).items()))
 
     def _response(self, status: int, raw_headers: Any, body: bytes, content: bytes,
-                  retries_taken: int) -> Any:
+                  retries_taken: int, key: str | None) -> Any:
         """An error answer as the httpx2 Response the SDK's retry and error code read. The
         body is already decoded, so its Content-Encoding is not passed on."""
         headers = [(k, v) for k, v in raw_headers
                    if k.lower() not in (b"content-encoding", b"content-length")]
         return http_library().Response(status, headers=headers, content=body,
-                                       request=self._request(content, retries_taken))
+                                       request=self._request(content, retries_taken, key))
 
 
 def _client_session() -> type:
