@@ -33,7 +33,7 @@ from loopback import LoopbackServer  # noqa: E402
 from synth import make_testset  # noqa: E402
 
 from evalkit.data.testset import load_testset  # noqa: E402
-from evalkit.providers.base import Completion, Usage  # noqa: E402
+from evalkit.providers.base import Completion, Provider, Usage  # noqa: E402
 from evalkit.providers.openai import OpenAIProvider  # noqa: E402
 from evalkit.run.cache import ResponseCache  # noqa: E402
 from evalkit.run.journal import Journal  # noqa: E402
@@ -46,7 +46,7 @@ TARGET_RATIO, TARGET_MS, TARGET_SPEEDUP = 1.15, 1.0, 20.0
 NO_KEY_ENV = "EVALKIT_BENCH_UNSET_KEY"  # loopback needs no key; never send a real one
 
 
-class InMemoryProvider:
+class InMemoryProvider(Provider):
     """Answers at once without I/O: what is left of a run is evalkit's own per-item work."""
 
     name = "in-memory"
