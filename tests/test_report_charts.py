@@ -84,3 +84,15 @@ def test_no_break_even_says_why(tmp_path):
     # few-shot sends longer prompts at the same (zero) setup: dearer at every volume
     assert 'title="few-shot costs more than prompt-only at every volume">none</td>' in html
     assert "No step&#39;s TCO lines cross in this range." in html
+
+
+def test_a_bound_a_rounding_hair_inside_its_mean_still_draws_the_chart():
+    """60 of 60 right: the Wilson upper bound is 0.9999999999999998, under the mean 1.0, and
+    matplotlib's 'yerr must not contain negative values' used to stop the whole report."""
+    chart = charts.quality_vs_cost(["prompt-only", "few-shot"], [1e-5, 2e-5], [1.0, 0.3],
+                                   [0.9398, 0.199], [0.9999999999999998, 0.425],
+                                   metric="accuracy")
+    assert "<svg" in chart.svg
+    deltas = charts.step_deltas(["a → b"], [-0.7], [-0.8], [-0.7000000000000001],
+                                metric="accuracy")
+    assert "<svg" in deltas.svg

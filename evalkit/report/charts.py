@@ -146,6 +146,13 @@ def _place_labels(ax, points: Sequence[tuple[float, float]], texts: Sequence[str
             ann.remove()
 
 
+def _bar(upper: float | None, lower: float | None) -> float:
+    """An error bar's length `upper - lower`, never negative: a Wilson bound for 60 of 60 is
+    0.9999999999999998, a hair under the mean 1.0, and matplotlib refuses the whole chart (and
+    so the report) for that; an undefined bound (NaN, None) draws no bar."""
+    return max(0.0, upper - lower) if _finite(upper) and _finite(lower) else 0.0
+
+
 def quality_vs_cost(names: Sequence[str], cost: Sequence[float], mean: Sequence[float],
                     low: Sequence[float], high: Sequence[float], *, metric: str) -> Chart:
     """One point per variant at its cost per 1,000 queries, with the metric's 95% CI, and
@@ -156,8 +163,7 @@ def quality_vs_cost(names: Sequence[str], cost: Sequence[float], mean: Sequence[
     log = False
     if pts_:
         xs, ys = [p[2] for p in pts_], [p[3] for p in pts_]
-        yerr = [[m - lo if _finite(lo) else 0 for *_, m, lo, _ in pts_],
-                [hi - m if _finite(hi) else 0 for *_, m, _, hi in pts_]]
+        yerr = [[_bar(m, lo) for *_, m, lo, _ in pts_], [_bar(hi, m) for *_, m, _, hi in pts_]]
         ax.errorbar(xs, ys, yerr=yerr, fmt="o", color="#1f5fa8", ecolor="#1f5fa8", capsize=3,
                     zorder=3)
         log = min(xs) > 0 and max(xs) / min(xs) > 20
@@ -297,8 +303,7 @@ def step_deltas(labels: Sequence[str], delta: Sequence[float], low: Sequence[flo
             continue
         color = "#2a7d3f" if _finite(lo) and lo > 0 else "#b44" if _finite(hi) and hi < 0 \
             else "#777"
-        ax.errorbar([d * 100], [y], xerr=[[(d - lo) * 100 if _finite(lo) else 0],
-                                          [(hi - d) * 100 if _finite(hi) else 0]],
+        ax.errorbar([d * 100], [y], xerr=[[_bar(d, lo) * 100], [_bar(hi, d) * 100]],
                     fmt="o", color=color, capsize=3)
         ci = f" [{pts(lo)}, {pts(hi)}]" if _finite(lo) and _finite(hi) else ""
         ax.annotate(f"{pts(d)}{ci}", ((hi if _finite(hi) else d) * 100, y), xytext=(8, 0),
