@@ -268,3 +268,26 @@ def test_no_memo_when_the_scan_code_cannot_be_read(leaking_set, tmp_path, monkey
                                           memo_dir=tmp_path / "leakage")
         assert [(p.test_id, p.train_id) for p in leaks] == [("te-09", "tr-05")]
     assert scans == [1, 1] and not (tmp_path / "leakage").exists()
+
+
+def test_labels_train_never_shows_are_warned_of_on_the_console_summary_and_report(
+        copy_fixture, run_dirs):
+    """Test items whose label no train item has: few-shot and fine-tuned cannot give it, so
+    their loss against prompt-only is partly the split's; the run said nothing of it."""
+    import json
+
+    root = copy_fixture("tiny-intents")
+    lines = (root / "train.jsonl").read_text().splitlines()
+    (root / "train.jsonl").write_text("\n".join(ln for ln in lines if '"bug"' not in ln) + "\n")
+    reports = Path(run_dirs["reports_dir"])
+    result = CliRunner().invoke(main, [
+        "run", str(root), "--variants", "prompt-only,few-shot", "--no-progress",
+        "--reports-dir", reports, "--cache-dir", run_dirs["cache_dir"],
+        "--finetune-dir", run_dirs["finetune_dir"]])
+    assert result.exit_code == 0, result.output
+    said = ("2 of the 8 test items have a label the train split never shows (bug: 2); "
+            "few-shot cannot learn it from train")
+    assert f"warning: {said}" in result.output
+    summary = json.loads((reports / "latest" / "summary.json").read_text())
+    assert said in summary["notes"]
+    assert f"<li>{said}</li>" in (reports / "latest" / "index.html").read_text()

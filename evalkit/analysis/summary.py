@@ -707,7 +707,7 @@ def analyze(data: RunData, *, seed: int = 0,
         "variants": variants,
         "steps": steps,
         "comparisons": compared,
-        "notes": [*data.notes, *notes],
+        "notes": [*data.notes, *notes, *_setup_warnings(data)],
         "leakage": _leakage(data.setup.get("leakage")),
         **partial(data),
     }
@@ -732,6 +732,14 @@ def _caution_if_abstaining(rec: dict[str, Any], variants: dict[str, dict],
         rec = {**rec, "sentence": f"{rec['sentence']} Caution: {caution}",
                "reasons": [*rec["reasons"], caution]}
     return rec
+
+
+def _setup_warnings(data: RunData) -> list[str]:
+    """What the run warned of before its first call (run.json setup.warnings: labels train
+    never shows, a fine-tune recorded for other data), kept beside the verdicts; the leakage
+    caution is left out here, the recommendation's sentence carries it."""
+    leak = (data.setup.get("leakage") or {}).get("sentence")
+    return [str(w) for w in data.setup.get("warnings") or [] if w != leak]
 
 
 def _leakage(record: dict[str, Any] | None) -> dict[str, Any] | None:

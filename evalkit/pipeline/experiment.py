@@ -131,6 +131,9 @@ def run_experiment(config: RunConfig, *, resume: str | None = None, progress: bo
     if leaks:  # allowed (--allow-leakage), so said where the verdicts are read
         setup["leakage"] = _allowed_leakage(leaks, testset, config.leakage_threshold)
         setup.setdefault("warnings", []).append(setup["leakage"]["sentence"])
+    unseen = _unseen_labels(testset, variants)
+    if unseen:
+        setup.setdefault("warnings", []).append(unseen)
     ctx = _context(config, cfg, testset, variants, setup, say)
     providers = Providers(config.provider, dict(config.provider_options), cfg,
                           fine_tune=setup.get("fine_tune"), finetune_dir=config.finetune_dir)
@@ -180,6 +183,27 @@ def _load(config: RunConfig, cfg: ExperimentConfig, run_dir: Path | None, say: _
                              f"{testset.path} changed since this run started; resuming would "
                              f"mix answers to two versions of it. Start a new run instead.")
     return testset, subset, leaks
+
+
+def _unseen_labels(testset: Testset, variants: list[Variant]) -> str | None:
+    """A warning when test items carry labels the train split never shows and a rung reads
+    train: few-shot examples and a fine-tuned model cannot give such a label, so their loss
+    against the prompt-only rung is partly the split's, not the method's."""
+    if not testset.task.labels or not testset.train:
+        return None
+    readers = [v.name for v in variants if v.few_shot_k or v.fine_tuned]
+    seen = {str(it.expected) for it in testset.train}
+    counts: dict[str, int] = {}
+    for it in testset.test:
+        if str(it.expected) not in seen:
+            counts[str(it.expected)] = counts.get(str(it.expected), 0) + 1
+    if not counts or not readers:
+        return None
+    n = sum(counts.values())
+    shown = ", ".join(f"{label}: {k}" for label, k in sorted(counts.items())[:8])
+    return (f"{n} of the {len(testset.test)} test items have a label the train split never "
+            f"shows ({shown}{', ...' if len(counts) > 8 else ''}); "
+            f"{', '.join(readers)} cannot learn it from train")
 
 
 def _allowed_leakage(leaks: list, testset: Testset, threshold: float) -> dict[str, Any]:
