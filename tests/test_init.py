@@ -280,3 +280,19 @@ def test_squad_json_answer_objects_are_read_as_answers(tmp_path):
         {"id": "b", "question": "Who?", "answers": []}])
     items = importers.from_qa_jsonl(path)
     assert [it["expected"] for it in items] == [["1981", "in 1981"], None]
+
+
+def test_gold_doc_ids_without_their_documents_are_refused_before_anything_is_written(
+        tmp_path):
+    """Rows naming gold passages, and no --corpus: init wrote the folder, then its own load
+    refused it ('is not a file in docs/'), leaving a half-written set that the next init
+    would not overwrite without --force."""
+    qa, corpus = _qa_files(tmp_path)
+    out = tmp_path / "sets" / "plans"
+    result = CliRunner().invoke(main, ["init", str(qa), str(out), "--yes"])
+    assert result.exit_code != 0
+    assert f"{qa}:1: field 'doc_ids': 80 rows name gold passages that are not in the " \
+           "documents (none were given): 'plan-00'" in result.output
+    assert "--corpus" in result.output and not out.exists()
+    ok = CliRunner().invoke(main, ["init", str(qa), str(out), "--corpus", str(corpus), "--yes"])
+    assert ok.exit_code == 0, ok.output

@@ -230,8 +230,39 @@ def draft(source: Path, *, name: str | None = None, kind: str | None = None,
         out.docs_from = docs_dir
         out.docs = [(p.stem, p.read_text(encoding="utf-8-sig")) for p in sorted(docs_dir.iterdir())
                     if p.is_file() and p.suffix in DOC_SUFFIXES]
+    _check_doc_ids((*test, *train), out.docs, source)
     out.sources = {n: hashlib.sha256(p.read_bytes()).hexdigest() for n, p in sources.items()}
     return out
+
+
+def _check_doc_ids(items, docs: list[tuple[str, str]], source: Path) -> None:
+    """Gold doc_ids that name no document are refused before anything is written: the
+    loader would refuse the folder init had just half-written (and the next init would then
+    need --force), naming docs/ rather than the --corpus the user has yet to give."""
+    known = {doc_id for doc_id, _ in docs}
+    missing = list(dict.fromkeys(d for it in items for d in it.get("doc_ids") or ()
+                                 if d not in known))
+    if not missing:
+        return
+    named = sum(1 for it in items if any(d not in known for d in it.get("doc_ids") or ()))
+    shown = ", ".join(repr(d) for d in missing[:5]) + (", ..." if len(missing) > 5 else "")
+    fix = ("pass the corpus with --corpus FILE.jsonl or --docs FOLDER" if not docs else
+           "add those documents to the corpus, or drop the ids from the rows")
+    line, key = _first_row_naming(source, missing[0])
+    raise TestsetError(source, f"{named} rows name gold passages that are not in the "
+                       f"{'corpus' if docs else 'documents (none were given)'}: {shown} "
+                       f"({len(missing)} ids); {fix}", line=line, field=key)
+
+
+def _first_row_naming(source: Path, doc_id: str) -> tuple[int | None, str]:
+    """(line, key) of the first JSONL row whose gold-passage key names `doc_id`."""
+    if source.is_file() and _format(source) == "jsonl":
+        for lineno, row in importers.read_jsonl(source):
+            for key in importers.DOC_ID_KEYS:
+                value = row.get(key)
+                if value == doc_id or (isinstance(value, list) and doc_id in map(str, value)):
+                    return lineno, key
+    return None, "doc_ids"
 
 
 def _link_contexts(inline: importers.InlineContexts | None, path: Path,
