@@ -296,3 +296,17 @@ def test_gold_doc_ids_without_their_documents_are_refused_before_anything_is_wri
     assert "--corpus" in result.output and not out.exists()
     ok = CliRunner().invoke(main, ["init", str(qa), str(out), "--corpus", str(corpus), "--yes"])
     assert ok.exit_code == 0, ok.output
+
+
+@pytest.mark.parametrize("row", [
+    {"text": "Order 7 by Zoë", "label": {"customer": "Zoë", "order": 7}},  # record as label
+    {"text": "Order 7 by Zoë", "output": '{"customer": "Zoë", "order": 7}'},  # as a string
+])
+def test_a_json_record_under_label_or_as_a_string_is_extraction(tmp_path, row):
+    """Fine-tuning exports keep the target as a JSON string, and span sets often put the
+    record under `label`: inferred as qa (every row then a question) or refused as 'must be
+    one label'."""
+    rows = [{**row, "text": f"{row['text']} ({i})"} for i in range(10)]
+    d = scaffold.draft(write_jsonl(tmp_path / "spans.jsonl", rows))
+    assert d.type == "extraction" and list(d.fields) == ["customer", "order"]
+    assert {"customer": "Zoë", "order": 7} in [it["expected"] for it in (*d.test, *d.train)]

@@ -345,22 +345,35 @@ def from_openai_chat(path: Path | str) -> tuple[list[dict], str | None]:
     return items, system
 
 
+def as_record(value: object) -> dict | None:
+    """A JSON target record: an object, or a string holding one (as fine-tuning exports
+    store it); None for anything else."""
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return None
+    return value if isinstance(value, dict) else None
+
+
+def record_key(row: dict) -> str | None:
+    """The key of the row's JSON target record: the first of TARGET_KEYS, then of LABEL_KEYS
+    (a `label` holding an object is a record, not a label), whose value is a record."""
+    return next((k for k in (*TARGET_KEYS, *LABEL_KEYS) if as_record(row.get(k)) is not None),
+                None)
+
+
 def from_extraction_jsonl(path: Path | str, *, text_key: str | None = None,
                           target_key: str | None = None) -> list[dict]:
     """Extraction items: a text and its JSON target record (an object, or a string holding
-    one)."""
+    one), under the first of TARGET_KEYS, else LABEL_KEYS, that holds one."""
     path = Path(path)
     rows = read_jsonl(path)
     text = _need(path, rows, TEXT_KEYS, text_key, "text")
-    target = _need(path, rows, TARGET_KEYS, target_key, "JSON target")
+    target = _need(path, rows, TARGET_KEYS, target_key or record_key(rows[0][1]), "JSON target")
     items = []
     for lineno, row in rows:
-        value, record = row.get(text), row.get(target)
-        if isinstance(record, str):
-            try:
-                record = json.loads(record)
-            except json.JSONDecodeError:
-                record = None
+        value, record = row.get(text), as_record(row.get(target))
         if not isinstance(value, str) or not value.strip():
             raise TestsetError(path, "must be a non-empty string", line=lineno, field=text)
         if not isinstance(record, dict):

@@ -103,8 +103,9 @@ def fit(rows: Rows) -> float:
     few distinct strings (labels by their count), else 0."""
     from evalkit.data.importers import LABEL_KEYS
 
-    if any(k in rows[0] for k in LABEL_KEYS if k != "expected"):
-        return 0.8
+    if any(k in rows[0] and not isinstance(rows[0][k], dict)
+           for k in LABEL_KEYS if k != "expected"):
+        return 0.8  # a label column (an object under `label` is a record: extraction's)
     values = [r.get("expected") for r in rows]
     return 0.6 if all(isinstance(v, str) for v in values) and few_distinct(values) else 0.0
 

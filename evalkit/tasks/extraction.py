@@ -268,12 +268,11 @@ def _slot_metric(which: int):
 
 
 def fit(rows: Rows) -> float:
-    """1.0 when the first row's target (target, expected, output, json, record) is a JSON
-    object, else 0."""
-    from evalkit.data.importers import TARGET_KEYS, pick_key
+    """1.0 when the first row's target (target, expected, output, json, record, or a label
+    key) is a JSON object or a string holding one, else 0."""
+    from evalkit.data.importers import record_key
 
-    key = pick_key(rows[0], TARGET_KEYS)
-    return 1.0 if key and isinstance(rows[0][key], dict) else 0.0
+    return 1.0 if record_key(rows[0]) else 0.0
 
 
 def read(path: Path, *, text_key: str | None = None,
