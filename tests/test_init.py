@@ -310,3 +310,17 @@ def test_a_json_record_under_label_or_as_a_string_is_extraction(tmp_path, row):
     d = scaffold.draft(write_jsonl(tmp_path / "spans.jsonl", rows))
     assert d.type == "extraction" and list(d.fields) == ["customer", "order"]
     assert {"customer": "Zoë", "order": 7} in [it["expected"] for it in (*d.test, *d.train)]
+
+
+def test_capitalised_column_names_are_found(tmp_path):
+    """Kaggle and spreadsheet exports capitalise headers (`Text,Label`, `Question`); the key
+    guess was case-sensitive and init asked for a flag ('header has Text, Label')."""
+    csv_path = tmp_path / "caps.csv"
+    csv_path.write_text("Text,Label\n" + "".join(f"message {i},{'ab'[i % 2]}\n"
+                                                 for i in range(10)))
+    d = scaffold.draft(csv_path)
+    assert d.type == "classification" and set(d.labels) == {"a", "b"}
+    qa = write_jsonl(tmp_path / "caps.jsonl", [{"Question": f"Who {i}?", "Answers": [f"x{i}"]}
+                                              for i in range(10)])
+    d = scaffold.draft(qa)
+    assert d.type == "qa" and ["x0"] in [it["expected"] for it in (*d.test, *d.train)]

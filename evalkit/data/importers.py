@@ -141,10 +141,16 @@ def read_jsonl(path: Path | str) -> list[tuple[int, dict]]:
 
 
 def pick_key(row: dict, candidates: tuple[str, ...], given: str | None = None) -> str | None:
-    """`given` if set, else the first candidate the row has."""
+    """`given` if set, else the row's key for the first candidate it has, spelt as the row
+    spells it (a Kaggle export's `Text`, `Label` or `Question` is the candidate `text`,
+    `label`, `question`; an exact match wins over one that differs in case)."""
     if given:
         return given
-    return next((k for k in candidates if k in row), None)
+    exact = next((k for k in candidates if k in row), None)
+    if exact is not None:
+        return exact
+    folded = {str(k).lower(): k for k in row}
+    return next((folded[k] for k in candidates if k in folded), None)
 
 
 def _need(path: Path, rows: list[tuple[int, dict]], candidates: tuple[str, ...],
@@ -359,8 +365,8 @@ def as_record(value: object) -> dict | None:
 def record_key(row: dict) -> str | None:
     """The key of the row's JSON target record: the first of TARGET_KEYS, then of LABEL_KEYS
     (a `label` holding an object is a record, not a label), whose value is a record."""
-    return next((k for k in (*TARGET_KEYS, *LABEL_KEYS) if as_record(row.get(k)) is not None),
-                None)
+    return next((key for k in (*TARGET_KEYS, *LABEL_KEYS)
+                 if (key := pick_key(row, (k,))) and as_record(row.get(key)) is not None), None)
 
 
 def from_extraction_jsonl(path: Path | str, *, text_key: str | None = None,

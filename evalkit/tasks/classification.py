@@ -101,9 +101,9 @@ def few_distinct(values: Sequence[Any]) -> bool:
 def fit(rows: Rows) -> float:
     """0.8 for a label column (label, category, intent, class), 0.6 when `expected` holds
     few distinct strings (labels by their count), else 0."""
-    from evalkit.data.importers import LABEL_KEYS
+    from evalkit.data.importers import LABEL_KEYS, pick_key
 
-    if any(k in rows[0] and not isinstance(rows[0][k], dict)
+    if any((key := pick_key(rows[0], (k,))) and not isinstance(rows[0][key], dict)
            for k in LABEL_KEYS if k != "expected"):
         return 0.8  # a label column (an object under `label` is a record: extraction's)
     values = [r.get("expected") for r in rows]
@@ -120,8 +120,9 @@ def read(path: Path, *, text_key: str | None = None,
         return importers.from_jsonl_classification(path, text_key=text_key,
                                                    label_key=target_key)
     header = importers.csv_header(path)
-    text = text_key or next((k for k in importers.TEXT_KEYS if k in header), "text")
-    label = target_key or next((k for k in importers.LABEL_KEYS if k in header), "label")
+    columns = dict.fromkeys(header)
+    text = importers.pick_key(columns, importers.TEXT_KEYS, text_key) or "text"
+    label = importers.pick_key(columns, importers.LABEL_KEYS, target_key) or "label"
     return importers.from_csv(path, text_column=text, label_column=label)
 
 

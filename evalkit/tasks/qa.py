@@ -187,10 +187,10 @@ for _which in ("precision", "recall", "f1"):
 def fit(rows: Rows) -> float:
     """0.9 for answer, unanswerable or gold-passage keys (answers, is_impossible, doc_ids,
     ...); otherwise 0.1: any text answer may be a short answer, the fallback of last resort."""
-    from evalkit.data.importers import DOC_ID_KEYS
+    from evalkit.data.importers import DOC_ID_KEYS, pick_key
 
     keys = ("answers", "answer", "is_impossible", "answerable", *DOC_ID_KEYS)
-    return 0.9 if any(k in rows[0] for k in keys) else 0.1
+    return 0.9 if pick_key(rows[0], keys) else 0.1
 
 
 def read(path: Path, *, text_key: str | None = None,
