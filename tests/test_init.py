@@ -324,3 +324,13 @@ def test_capitalised_column_names_are_found(tmp_path):
                                               for i in range(10)])
     d = scaffold.draft(qa)
     assert d.type == "qa" and ["x0"] in [it["expected"] for it in (*d.test, *d.train)]
+
+
+def test_init_warns_of_a_text_given_two_labels(tmp_path):
+    """The same text under two labels (label noise, a merged export) caps every rung below
+    100% whatever it does; init kept the copies together silently."""
+    rows = [{"text": f"message number {i}", "label": "ab"[i % 2]} for i in range(20)]
+    rows += [{"text": "Hello  there", "label": "a"}, {"text": "hello there", "label": "b"}]
+    summary = scaffold.draft(write_jsonl(tmp_path / "noisy.jsonl", rows)).summary()
+    assert ("warning: 1 text appears with more than one label, e.g. 'hello there' as a and b;"
+            in summary)

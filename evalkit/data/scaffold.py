@@ -345,6 +345,16 @@ def _label_warnings(labels: dict[str, str], items) -> list[str]:
     counts: dict[str, int] = {}
     for it in items:
         counts[str(it["expected"])] = counts.get(str(it["expected"]), 0) + 1
+    by_text: dict[str, set[str]] = {}
+    for it in items:
+        by_text.setdefault(" ".join(it["input"].lower().split()), set()).add(str(it["expected"]))
+    clashes = [(text, sorted(found)) for text, found in by_text.items() if len(found) > 1]
+    if clashes:
+        text, found = clashes[0]
+        verb = "texts appear" if len(clashes) != 1 else "text appears"
+        out.append(f"warning: {len(clashes)} {verb} with more than one label, e.g. "
+                   f"{text[:60]!r} as {' and '.join(found)}; no model can get both right "
+                   f"(fix the labels, or keep one row)")
     rare = sorted((n, label) for label, n in counts.items() if n < RARE_LABEL)
     if rare:
         shown = ", ".join(f"{label} ({n})" for n, label in rare[:8])
