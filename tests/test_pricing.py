@@ -115,3 +115,26 @@ def test_estimate_makes_no_call_and_is_near_the_server_count(tmp_path, monkeypat
     assert again["total_to_spend_usd"] == 0
     assert again["variants"][0]["notional_usd"] == est["variants"][0]["notional_usd"]
 
+
+
+@pytest.mark.parametrize("provider_id, model", [("openai", "gpt-4o-mini"), ("openai", "gpt-4.1"),
+                                                ("openai", "o3-mini"),
+                                                ("anthropic", "claude-sonnet-4-0"),
+                                                ("google", "gemini-2.5-pro")])
+def test_a_flat_price_is_computed_directly_and_equals_genai_prices_to_the_last_bit(
+        provider_id, model):
+    """Price.cost skips genai-prices' unit machinery (~70 us a call) for a flat price: its
+    per-token Decimal rates must give genai-prices' own total for any usage; a tiered price
+    (gemini-2.5-pro's long-context tier) keeps asking genai-prices."""
+    import random
+
+    from evalkit.providers.pricing import _genai_total, _linear_rates
+
+    price = PriceBook(provider_id=provider_id).price(model)
+    tiered = _linear_rates(price._genai) is None
+    assert tiered == (model == "gemini-2.5-pro")
+    rng = random.Random(7)
+    for _ in range(200):
+        i = rng.randint(0, 400_000)
+        c, o = rng.randint(0, i), rng.randint(0, 70_000)
+        assert price.cost(Usage(i, o, c)) == float(_genai_total(price._genai, i, c, o))
