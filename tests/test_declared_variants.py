@@ -220,3 +220,38 @@ def test_the_config_file_is_read_once_per_run(tmp_path, monkeypatch):
     cli("run", FIXTURES / "tiny-intents", "--config", path, "--variants", "prompt-only,rag",
         *run_dirs_args(tmp_path))
     assert reads == [str(path)]
+
+
+def test_a_fine_tuned_variant_on_its_own_provider_gets_that_providers_fine_tune(tmp_path):
+    """The run's provider is openai, the declared fine-tuned rung names the local one: its
+    fine-tune is the local provider's (trained on demand), not an OpenAI record the run
+    would look up under the run's provider (and, finding none, refuse to start)."""
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text("variants:\n  - name: ft-local\n    base: fine-tuned\n    provider: local\n")
+    with FakeOpenAI() as server:
+        cli("run", FIXTURES / "tiny-intents", "--config", cfg, "--provider", "openai",
+            "--base-url", server.base_url, "--model", "gpt-4o-mini",
+            "--variants", "prompt-only,ft-local", *run_dirs_args(tmp_path))
+        assert len(server.chat_calls(status=200)) == 8  # prompt-only only
+    preds = read_jsonl(tmp_path / "reports" / "latest-tiny-intents" / "predictions.jsonl")
+    models = {p["variant"]: p["model"] for p in preds}
+    assert models["prompt-only"] == "gpt-4o-mini"
+    assert models["ft-local"].startswith("local-ft:")
+
+
+def test_fine_tuned_rungs_on_two_providers_are_named_not_mixed(tmp_path):
+    """A run carries one recorded fine-tune: two providers' fine-tuned rungs are an error
+    that names them, not one of them silently calling the other's model."""
+    from evalkit.pipeline.routing import fine_tune_provider
+
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text("variants:\n  - name: ft-local\n    base: fine-tuned\n    provider: local\n"
+                   "  - name: ft-own\n    base: fine-tuned\n    provider: local\n"
+                   "    fine_tuned_model: local-ft:other\n")
+    testset = load_testset(FIXTURES / "tiny-intents")
+    variants = resolve(["prompt-only", "fine-tuned", "ft-local", "ft-own"], testset,
+                       load_config(cfg))
+    assert fine_tune_provider(variants[2:], "openai") == "local"  # ft-own names its model
+    assert fine_tune_provider(variants[:1], "openai") is None
+    with pytest.raises(ValueError, match=r"\(fine-tuned, ft-local\) run on local and openai"):
+        fine_tune_provider(variants, "openai")

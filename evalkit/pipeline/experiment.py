@@ -37,7 +37,7 @@ from evalkit.data.testset import Testset, load_testset
 from evalkit.paths import check_name, inside
 from evalkit.pipeline import preflight
 from evalkit.pipeline.preflight import LeakageRefused  # noqa: F401  re-exported for callers
-from evalkit.pipeline.routing import Providers
+from evalkit.pipeline.routing import Providers, fine_tune_provider
 from evalkit.providers import Provider, embeddings, provider_class
 from evalkit.run.batch import BatchSettings, run_batches
 from evalkit.run.cache import ResponseCache
@@ -124,7 +124,7 @@ def run_experiment(config: RunConfig, *, resume: str | None = None, progress: bo
     setup = {}
     if any(v.needs_recorded_fine_tune for v in variants):
         with say.stage() as note:
-            setup = _prepare_fine_tune(config, testset)
+            setup = _prepare_fine_tune(config, testset, variants)
             note(f"{testset.name}: fine-tune {setup['fine_tune']['fine_tuned_model']}: "
                  + (f"trained on {setup['fine_tune']['trained_examples']} examples"
                     if setup.pop("trained_now") else "recorded earlier, reused"))
@@ -435,12 +435,14 @@ def rescorable(run_dir: Path | str) -> tuple[RunConfig, Testset]:
     return config, testset
 
 
-def _prepare_fine_tune(config: RunConfig, testset: Testset) -> dict[str, Any]:
-    """The fine-tuned model the fine-tuned rungs call, as the provider finds (or trains) it;
-    `trained_now` says whether it was trained by this call (for the stage line)."""
-    before = finetune.load_record(Path(config.finetune_dir),
-                                  finetune.default_name(testset, config.provider))
-    record = provider_class(config.provider).fine_tune_for_run(testset, config.finetune_dir)
+def _prepare_fine_tune(config: RunConfig, testset: Testset, variants: list[Variant]
+                       ) -> dict[str, Any]:
+    """The fine-tuned model the fine-tuned rungs call, as their provider (a declared
+    variant's own, else the run's) finds or trains it; `trained_now` says whether it was
+    trained by this call (for the stage line)."""
+    name = fine_tune_provider(variants, config.provider) or config.provider
+    before = finetune.load_record(Path(config.finetune_dir), finetune.default_name(testset, name))
+    record = provider_class(name).fine_tune_for_run(testset, config.finetune_dir)
     return {"trained_now": record != before, "fine_tuned_model": record.fine_tuned_model,
             "fine_tune": asdict(record), "warnings": finetune.check_record_for(testset, record)}
 

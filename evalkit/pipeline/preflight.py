@@ -38,7 +38,7 @@ from evalkit.config import ExperimentConfig
 from evalkit.data import leakage
 from evalkit.data.leakage import LeakPair, find_leaks
 from evalkit.data.testset import Testset
-from evalkit.pipeline.routing import Providers, Route
+from evalkit.pipeline.routing import Providers, Route, fine_tune_provider
 from evalkit.providers import Provider, embeddings, provider_class
 from evalkit.strategies.variants import MissingCorpus, Variant, VariantContext, resolve
 
@@ -155,8 +155,12 @@ def provider_refusals(testset: Testset, variants: list[Variant], *, provider: ty
     """What the run's providers would refuse, found by building them as the run does (one
     per route, none called): a missing credential or a bad provider section, `--batch` the
     run cannot honour, a rung whose model has no price. Messages are the run's own."""
-    record = (provider.recorded_fine_tune(testset, finetune_dir)
-              if any(v.needs_recorded_fine_tune for v in variants) else None)
+    try:  # the fine-tuned rungs' own provider's record (the run's unless they name one)
+        ft_provider = fine_tune_provider(variants, provider.name)
+    except ValueError as exc:
+        return [Refusal("fine-tune", str(exc), exc)]
+    record = (provider_class(ft_provider).recorded_fine_tune(testset, finetune_dir)
+              if ft_provider else None)
     providers = Providers(provider.name, dict(options), config,
                           fine_tune=asdict(record) if record else None,
                           finetune_dir=finetune_dir)

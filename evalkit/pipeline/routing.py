@@ -9,6 +9,7 @@ in any of them never share an answer.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,22 @@ class Route:
     provider: str
     base_url: str | None
     generation: Generation
+
+
+def fine_tune_provider(variants: Iterable[Variant], default: str) -> str | None:
+    """The provider whose recorded (or locally trained) fine-tune the run's fine-tuned rungs
+    call: the one those rungs are routed to (a declared variant may name its own provider),
+    else the run's; None when no rung needs one. The run and its pre-flight both ask, so the
+    fine-tune looked up is the one the rung's provider will be handed. A ValueError when
+    they name two providers: a run carries one recorded fine-tune."""
+    variants = list(variants)
+    names = sorted({v.provider or default for v in variants if v.needs_recorded_fine_tune})
+    if len(names) > 1:
+        rungs = ", ".join(sorted(v.name for v in variants if v.needs_recorded_fine_tune))
+        raise ValueError(f"the fine-tuned rungs ({rungs}) run on {' and '.join(names)}: one "
+                         f"run uses one provider's recorded fine-tune; give all but one of "
+                         f"them its model as fine_tuned_model: in the experiment config")
+    return names[0] if names else None
 
 
 @dataclass
