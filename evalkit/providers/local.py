@@ -10,8 +10,9 @@ information that rung adds:
   (prompt-only), by patterns induced from the examples (few-shot), with the passages' names
   (RAG), or by a tagger trained on the train split (evalkit.strategies.extract_local).
 - qa: "unknown" without evidence; the answer of a near-identical example question; an
-  extractive reader that picks the best-supported sentence of the passages and the span in it
-  that fits the question; and, for the fine-tuned rung, a nearest-question memory of the train
+  extractive reader that picks the best-supported sentence of the passages (never a heading,
+  and one that shares a word with the question beyond its headings', else "unknown") and the
+  span in it that fits the question; and, for the fine-tuned rung, a nearest-question memory of the train
   split (which is all a small "fine-tune" can learn about facts it was shown).
 - generation: see evalkit.providers.local_generation (passage sentences for content, a house
   style learned from the train split for form).
@@ -336,10 +337,16 @@ _QUESTION_KINDS = [
 
 
 def extract_answer(question: str, passages: list[str], *, min_support: float) -> str | None:
-    """The span in the best-supported passage sentence that fits the question, or None."""
-    sentences = [s.replace("**", "").strip(" #*-\t") for p in passages
-                 for s in _SENTENCE.split(p)]
-    sentences = [s for s in sentences if len(s.split()) >= 3]
+    """The span that fits the question in the best-supported passage sentence, or None.
+
+    Headings are not candidates: the chunker prefixes every passage with its section's
+    headings, and a short title line holding the question's subject ("The Nova plan") used
+    to out-score the sentence that states the fact, so the reader answered with the title.
+    They still say what the passage is about: a sentence supports an answer only when it
+    shares a content word with the question beyond its passage's heading words. A passage
+    that is merely on topic, as a SQuAD 2.0 unanswerable question's passage is, gives no
+    answer, and the reader abstains."""
+    sentences, topics = _candidate_sentences(passages)
     if not sentences:
         return None
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -350,26 +357,86 @@ def extract_answer(question: str, passages: list[str], *, min_support: float) ->
         m = normalize(vec.fit_transform([question, *sentences]))
     except ValueError:  # only stop words
         return None
+    words = vec.build_analyzer()
+    asked = _stems(words(question))
     sims = _cos(m[0], m[1:])
-    best = int(np.argmax(sims))
-    if sims[best] < min_support:
-        return None
-    return _best_span(question, sentences[best])
+    for i in np.argsort(-sims, kind="stable"):
+        if sims[i] < min_support:
+            break
+        if asked & _stems(words(sentences[i])) - topics[i]:
+            return _best_span(question, sentences[i], asked=asked, words=words)
+    return None
 
 
-def _best_span(question: str, sentence: str) -> str:
+def _candidate_sentences(passages: list[str]) -> tuple[list[str], list[set[str]]]:
+    """The passages' sentences (3 words or more, markdown emphasis dropped), each with the
+    stemmed words of its passage's headings."""
+    sentences: list[str] = []
+    topics: list[set[str]] = []
+    for p in passages:
+        lines = p.splitlines()
+        headings = " ".join(line for line in lines if line.lstrip().startswith("#"))
+        body = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+        topic = _stems(_WORD.findall(headings.lower()))
+        for s in _SENTENCE.split(body):
+            s = s.replace("**", "").strip(" #*-\t")
+            if len(s.split()) >= 3:
+                sentences.append(s)
+                topics.append(topic)
+    return sentences, topics
+
+
+_WORD = re.compile(r"(?u)\b\w\w+\b")  # TfidfVectorizer's default token pattern
+
+
+def _stems(words: Any) -> set[str]:
+    """Words with a plural or verb -s dropped ("seats" meets "seat"), for overlap tests."""
+    return {w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
+            for w in words}
+
+
+def _best_span(question: str, sentence: str, *, asked: set[str] = frozenset(),
+               words: Callable[[str], list[str]] | None = None) -> str:
+    """A typed span (a price, a date, ...) the question asks for; else, for a question of no
+    such kind, the words after the last question word the sentence repeats (up to the end of
+    its clause: "It ships from Oslo." answers "Which city ships it?" with "Oslo"); else the
+    sentence."""
     q = question.lower()
-    kinds: tuple[str, ...] = ("money", "percent", "date", "duration", "time", "number")
+    typed = None
     for pattern, preferred in _QUESTION_KINDS:
         if re.search(pattern, q):
-            kinds = preferred
+            typed = preferred
             break
+    kinds = typed or ("money", "percent", "date", "duration", "time", "number")
     for kind in kinds:
         for match in re.finditer(_SPANS[kind], sentence):
             span = match.group(0).strip(" ,.")
             if span.lower() not in q:
                 return span
+    if typed is None and words is not None:
+        after = _after_last_asked(sentence, asked, words)
+        if after:
+            return after
     return sentence
+
+
+def _after_last_asked(sentence: str, asked: set[str], words: Callable[[str], list[str]]
+                      ) -> str | None:
+    """The content words of the clause after the sentence's last word that the question
+    holds, or None when the question's words end the clause or the sentence has none."""
+    tokens = sentence.split()
+    last = max((i for i, t in enumerate(tokens) if _stems(words(t)) & asked), default=None)
+    if last is None:
+        return None
+    out: list[str] = []
+    for t in tokens[last + 1:]:
+        if not out and not words(t):  # a leading stop word ("from", "the")
+            continue
+        out.append(t)
+        if t[-1] in ",;:.!?":
+            break
+    text = " ".join(out).strip(" ,;:.!?")
+    return text or None
 
 
 # --- long-form answers (evalkit.providers.local_generation) -----------------------------------
