@@ -12,8 +12,8 @@ information that rung adds:
 - qa: "unknown" without evidence; the answer of a near-identical example question; an
   extractive reader that picks the best-supported sentence of the passages (never a heading,
   and one that shares a word with the question beyond its headings', else "unknown") and the
-  span in it that fits the question; and, for the fine-tuned rung, a nearest-question memory of the train
-  split (which is all a small "fine-tune" can learn about facts it was shown).
+  span in it that fits the question; and, for the fine-tuned rung, a nearest-question memory
+  of the train split (which is all a small "fine-tune" can learn about facts it was shown).
 - generation: see evalkit.providers.local_generation (passage sentences for content, a house
   style learned from the train split for form).
 Costs are notional and deterministic: tokens are counted by whitespace and priced per million
