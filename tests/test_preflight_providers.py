@@ -157,6 +157,20 @@ def test_a_judge_that_cannot_be_priced_is_refused_before_the_run_not_after(tmp_p
     assert scans == [] and not (tmp_path / "ft").exists()  # nothing trained
 
 
+def test_a_judge_s_missing_labels_file_is_refused_before_the_run_not_after(tmp_path, scans):
+    """The labels are read after every answer is graded; a path that does not resolve (or a
+    malformed file) was found then, with the run and the judge paid and no summary written."""
+    with FakeOpenAI() as server:
+        cfg = tmp_path / "exp.yaml"
+        cfg.write_text(f"judge:\n  model: gpt-4o-mini\n  base_url: {server.base_url}\n"
+                       f"  score: true\n  labels: {tmp_path / 'no-such-labels.jsonl'}\n")
+        flags = ["--variants", "prompt-only", "--config", cfg]
+        message = _refused_alike(_check(*flags), _run(tmp_path, *flags), "judge")
+        assert not server.requests
+    assert message == f"{tmp_path / 'no-such-labels.jsonl'}: labels file not found"
+    assert scans == []
+
+
 def _judge_config(server: FakeOpenAI) -> str:
     return f"judge:\n  model: my-judge\n  base_url: {server.base_url}\n  score: true\n"
 

@@ -18,7 +18,8 @@ set and a missing `docs/` should not wait for it:
    more than one epoch); a model with no known price (priced on one bare request per rung:
    the price depends on the model, not on the examples or passages a rung adds);
    then the LLM judge, when the run is judged: a `judge:` section with a model for a task
-   that names the judge metric, its provider built, its model priced (`judge_for`);
+   that names the judge metric, its provider built, its model priced, its human `labels`
+   readable (`judge_for`);
 4. leakage: test items that are (nearly) train items, unless allowed. Counted as items and as
    pairs, since one test item can match several train rows.
 
@@ -197,7 +198,8 @@ def judge_for(config: ExperimentConfig, testset: Testset) -> tuple[Any, Provider
     `judge:` section when it says `score: true` or task.yaml names the judge metric (which
     then needs the section). Raises ValueError when the run could not be judged: no judge
     for a named metric, a bad section, its provider not buildable (no key), its model not
-    priced. Both the pre-flight and the run call it, so neither learns this after the run."""
+    priced, its human `labels` file missing or malformed. Both the pre-flight and the run
+    call it, so neither learns this after the run."""
     from evalkit.tasks.judged import JUDGE_METRIC
     named = JUDGE_METRIC in testset.task.metrics
     if not named and "judge" not in config.sections:
@@ -219,6 +221,8 @@ def judge_for(config: ExperimentConfig, testset: Testset) -> tuple[Any, Provider
     except Exception as exc:
         raise ValueError(f"the judge ({settings.model}) cannot be priced, so its cost could "
                          f"not be kept: {exc}") from exc
+    if settings.labels:  # read after every answer is graded: a bad file would fail only then
+        judging.load_labels(settings.labels)
     return settings, provider
 
 
