@@ -3,8 +3,10 @@
 Removes the configured key (the value of each registered environment variable, by default
 OPENAI_API_KEY) and key-shaped values: `sk-...`, `Bearer ...`, GitHub tokens (`ghp_...`,
 `github_pat_...`) and URL userinfo (`http://user:pass@host`). Applied by the OpenAI provider to
-errors and malformed bodies, and by the journal to every field before it writes, so a proxy's
-login page echoing the key cannot land in predictions.jsonl or the report.
+errors and malformed bodies, by the journal to every field before it writes, and to every
+message text recorded in messages.jsonl (evalkit/run/sent.py: a key pasted into a test item or
+an instruction file), so a proxy's login page echoing the key cannot land in predictions.jsonl
+or the report. Texts holding none of the patterns' literals skip the regexes (`scrub`).
 """
 
 from __future__ import annotations
