@@ -250,11 +250,15 @@ def _specs(record: dict[str, Any], ladder: list[str],
     a plain prompt (and a note says so), never guessed from its name."""
     recorded = record.get("variant_specs") or {}
     run_base_url = ((record.get("config") or {}).get("provider_options") or {}).get("base_url")
+    # the server each variant was sent to, however it was named (flag, config, environment);
+    # a run.json from before `servers` knows the --base-url flag only
+    servers = record.get("servers") if isinstance(record.get("servers"), dict) else {}
     out = {}
     for name in ladder:
         spec = recorded.get(name)
         if isinstance(spec, dict):
-            out[name] = VariantSpec.from_record(spec, run_base_url=run_base_url)
+            out[name] = VariantSpec.from_record(spec,
+                                                run_base_url=servers.get(name) or run_base_url)
         else:
             out[name] = VariantSpec()
             if notes is not None:

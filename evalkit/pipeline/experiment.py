@@ -45,7 +45,9 @@ from evalkit.run.journal import Journal, Prediction, latest
 from evalkit.run.ledger import CallLedger, OpenCall, Unjournaled, open_calls, unjournaled
 from evalkit.run.runner import STOP_INTERRUPTED, Job, RunStats, run_jobs
 from evalkit.scoring import judge as judging
+from evalkit.secrets import scrub
 from evalkit.strategies import finetune
+from evalkit.strategies.request import Request
 from evalkit.strategies.variants import LADDER, Variant, VariantContext, resolve
 
 
@@ -141,7 +143,7 @@ def run_experiment(config: RunConfig, *, resume: str | None = None, progress: bo
                   for v in variants for e in range(config.epochs)}
     # a --batch the run cannot honour, a missing key and an unpriced model were refused by
     # the pre-flight (refuse_to_start), before the leakage scan; what is left needs ctx
-    _preflight(variants, testset, ctx)
+    probes = _preflight(variants, testset, ctx)
     judge = preflight.judge_for(cfg, testset)  # refused by the pre-flight if it cannot be
     if run_dir is None:  # only now: a run that cannot start leaves no empty folder behind
         run_dir = _new_run_dir(Path(config.reports_dir), testset.name)
@@ -156,7 +158,9 @@ def run_experiment(config: RunConfig, *, resume: str | None = None, progress: bo
                      subset=subset, experiment=cfg, variants=tuple(variants),
                      samples=any(p.samples for p in providers.all()),
                      sends_messages={v.name: by_variant[(v.name, 0)].sends_messages
-                                     for v in variants})
+                                     for v in variants},
+                     servers={v.name: _server(by_variant[(v.name, 0)], probes[v.name])
+                              for v in variants})
     stats = _run_session(folder, providers.all()[0], jobs, progress)
     if stats.stop == STOP_INTERRUPTED:  # out at once: scoring can wait for the resume
         return RunResult(run_dir, {}, stats, list(setup.get("warnings", [])), subset)
@@ -275,6 +279,7 @@ class _Folder:
     variants: tuple[Variant, ...] = ()
     samples: bool = False  # some provider can answer one request differently twice
     sends_messages: dict[str, bool] = field(default_factory=dict)  # per variant (run.json)
+    servers: dict[str, str | None] = field(default_factory=dict)  # per variant (run.json)
 
 
 def _run_session(folder: _Folder, provider, jobs: list[Job], progress: bool) -> RunStats:
@@ -370,16 +375,30 @@ def _grade(run_dir: Path, judge: tuple[judging.JudgeSettings, Provider], *, cach
         cache.close()
 
 
-def _preflight(variants: list[Variant], testset: Testset, ctx: VariantContext) -> None:
+def _preflight(variants: list[Variant], testset: Testset, ctx: VariantContext
+               ) -> dict[str, Request]:
     """Build and render one full request per variant (its examples and passages) before any
     call, so a rung that cannot work at all (a broken template, say) is one clear error, not
-    a failure journaled for every item. Its price was checked by the shared pre-flight."""
+    a failure journaled for every item. Its price was checked by the shared pre-flight.
+    Returns each variant's request (the first test item's)."""
+    out = {}
     for v in variants:
         try:
-            v.build(testset.test[0], ctx).messages()
+            out[v.name] = request = v.build(testset.test[0], ctx)
+            request.messages()
         except Exception as exc:
             raise ValueError(f"{testset.path}: variant {v.name!r} cannot build a request: "
                              f"{exc}") from exc
+    return out
+
+
+def _server(provider: Provider, request: Request) -> str | None:
+    """The base URL that answers the variant's requests, however it was given (--base-url,
+    the config's `provider: base_url:`, the variant's own, OPENAI_BASE_URL), user:password@
+    scrubbed: the analysis charges self-hosting only to your own server, and can tell only
+    from run.json (`servers`). None: the provider's default server, or none (local)."""
+    url = provider.server_for(provider.model_for(request))
+    return scrub(url) if url else None
 
 
 def write_scores_and_summary(run_dir: Path, testset: Testset, variants: list[str], *,
@@ -493,6 +512,8 @@ def _write_run_json(folder: _Folder, stats: RunStats | None,
         # messages.jsonl holds each request's messages; `sent`: whether the variant's provider
         # sent them as chat messages (else it read the Request's fields: the local provider)
         "messages": {"file": "messages.jsonl", "sent": folder.sends_messages},
+        # the server each variant's requests go to, for the analysis' hosting line
+        "servers": folder.servers,
         "task": testset.task.to_record(),  # lets `summarize` work from the folder alone
         # every field of every variant: the analysis reads kinds from here, never from names
         "variant_specs": {v.name: v.spec() for v in folder.variants},
