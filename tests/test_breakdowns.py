@@ -127,3 +127,26 @@ def test_a_folder_the_analysis_cannot_read_still_gets_a_report(tmp_path):
     html = render_report(run_dir).read_text()
     assert 'id="breakdowns"' not in html and 'id="items-body"' in html
     assert "messages not shown" not in html and '"s",0]' in html
+
+
+def test_a_label_no_answer_names_has_no_precision_in_the_report(tmp_path, copy_fixture):
+    """Precision is undefined for a label never answered; the table showed '0.000 [–, –]',
+    which reads as 'always wrong when it says this label'."""
+    from evalkit.report import render_report
+
+    root = copy_fixture("tiny-intents")
+    task = (root / "task.yaml").read_text()
+    (root / "task.yaml").write_text(task.replace(
+        "  bug:", "  zz_warranty: Qqq zzz xxv.\n  bug:"))
+    with (root / "test.jsonl").open("a") as fh:
+        fh.write(json.dumps({"id": "te-99", "input": "my blender stopped after a week",
+                             "expected": "zz_warranty"}) + "\n")
+    cfg = RunConfig(testset=str(root), reports_dir=str(tmp_path / "r"),
+                    cache_dir=str(tmp_path / "c"), finetune_dir=str(tmp_path / "ft"),
+                    variants=["prompt-only"])
+    run_dir = run_experiment(cfg, progress=False).run_dir
+    scores = {s.label: s for s in breakdowns.confusion(load_run(run_dir), "prompt-only").per_label}
+    assert scores["zz_warranty"].predicted == 0
+    html = render_report(run_dir).read_text()
+    row = html.split('<tr data-label="zz_warranty">', 1)[1].split("</tr>", 1)[0]
+    assert '<td>– <span class="ci">never answered</span></td>' in row
