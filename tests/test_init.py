@@ -401,3 +401,17 @@ def test_init_warns_of_a_text_given_two_labels(tmp_path):
     summary = scaffold.draft(write_jsonl(tmp_path / "noisy.jsonl", rows)).summary()
     assert ("warning: 1 text appears with more than one label, e.g. 'hello there' as a and b;"
             in summary)
+
+
+def test_a_file_with_no_answer_field_is_not_read_as_all_unanswerable_qa(tmp_path):
+    """A span/NER file (`entities` lists) fit no type but qa's fallback, and was drafted as
+    20 unanswerable questions: a rung that always abstains would have scored 1.0."""
+    rows = [{"text": f"Zoë met Acme {i}", "entities": [{"start": 0, "end": 3, "label": "PER"}]}
+            for i in range(20)]
+    path = write_jsonl(tmp_path / "ner.jsonl", rows)
+    with pytest.raises(TestsetError, match=r"ner.jsonl:1: field 'answers': no answer field on "
+                                           r"any row .*this line has text, entities"):
+        scaffold.draft(path)
+    unanswerable = write_jsonl(tmp_path / "none.jsonl", [{"question": f"q{i}?", "answers": []}
+                                                         for i in range(5)])
+    assert all(it["expected"] is None for it in importers.from_qa_jsonl(unanswerable))

@@ -209,7 +209,25 @@ def from_qa_jsonl(path: Path | str, *, question_key: str | None = None,
             ids = row[doc_key] if isinstance(row[doc_key], list) else [row[doc_key]]
             item["doc_ids"] = [str(d) for d in ids]
         items.append(item)
+    _some_answer_field(path, rows, answer_key)
     return items
+
+
+UNANSWERABLE_KEYS = ("is_impossible", "answerable")
+
+
+def _some_answer_field(path: Path, rows: list[tuple[int, dict]], given: str | None) -> None:
+    """Refuse a file no row of which has an answer field: read as QA, every question would be
+    'unanswerable' and a rung that always abstains would score 1.0 (a span or NER file with
+    `entities` lists fell through to qa exactly so). A file whose rows say `answers: []` is
+    still all-unanswerable on purpose."""
+    if given or any(pick_key(row, (*ANSWER_KEYS, *UNANSWERABLE_KEYS)) for _, row in rows):
+        return
+    lineno, first = rows[0]
+    raise TestsetError(path, f"no answer field on any row ({', '.join(ANSWER_KEYS)}; this line "
+                       f"has {', '.join(first)}), so every question would be unanswerable; "
+                       f"name it with --label-column, or choose the task with --type",
+                       line=lineno, field="answers")
 
 
 def _answers(row: dict, key: str, *, path: Path, lineno: int) -> list[str] | None:
