@@ -34,6 +34,7 @@ import functools
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -471,6 +472,7 @@ class OpenAIProvider(Provider):
         if not isinstance(text, str):
             raise MalformedResponse("the response has no choices[0].message.content string: "
                                     f"{secrets.scrub(json.dumps(data, default=str)[:200])}")
+        text = well_formed(text)
         u = data.get("usage")
         if not isinstance(u, dict) or type(u.get("prompt_tokens")) is not int:
             # some servers omit usage: bill the upper bounds rather than pretend it was cheap
@@ -571,6 +573,23 @@ def _http():
     from evalkit.providers.openai_wire import http_library
 
     return http_library()
+
+
+def well_formed(text: str) -> str:
+    """`text`, with any lone UTF-16 surrogate replaced by U+FFFD.
+
+    JSON may escape half of a surrogate pair (`"\\ud83d"`, a model cut off mid-emoji), and
+    json.loads keeps it as a lone surrogate: a str that UTF-8 cannot encode, so the cache key,
+    the journal and the report would each fail on it mid-run. The answer is untrusted input;
+    what cannot be text is made text once, here, before anything records it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # in a str every surrogate is lone: json.loads joins pairs
+        return _SURROGATE.sub("\ufffd", text)
+    return text
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _json_body(content: bytes) -> Any:
