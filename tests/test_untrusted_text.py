@@ -42,3 +42,27 @@ def test_a_run_whose_answers_hold_lone_surrogates_completes(tmp_path):
     assert outputs and all(o.endswith(" \ufffd") for o in outputs)
     assert not any(json.loads(line).get("error") for line in lines)
     assert "\ufffd" in (run / "index.html").read_text(encoding="utf-8")
+
+
+def _half_emoji_set(tmp_path):
+    folder = tmp_path / "half-emoji"
+    folder.mkdir()
+    for name in ("task.yaml", "train.jsonl"):
+        (folder / name).write_text((FIXTURES / "tiny-intents" / name).read_text())
+    lines = (FIXTURES / "tiny-intents" / "test.jsonl").read_text().splitlines()
+    row = json.loads(lines[2])
+    row["input"] += " " + LONE
+    lines[2] = json.dumps(row)  # ASCII JSON: written as the escape \ud83d
+    (folder / "test.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_a_test_set_holding_a_lone_surrogate_is_refused_naming_file_line_and_field(tmp_path):
+    folder = _half_emoji_set(tmp_path)
+    result = CliRunner().invoke(main, ["run", str(folder), "--variants", "prompt-only",
+                                       "--no-progress", "--reports-dir", str(tmp_path / "r"),
+                                       "--cache-dir", str(tmp_path / "c")])
+    assert result.exit_code == 2, result.output
+    assert (f"{folder / 'test.jsonl'}:3: field 'input': holds a lone UTF-16 surrogate "
+            "(\\ud83d") in result.output
+    assert "Traceback" not in result.output

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import NoReturn
 
-from evalkit.data.testset import TestsetError
+from evalkit.data.testset import TestsetError, no_lone_surrogate
 
 
 def from_csv(path: Path | str, *, text_column: str = "text", label_column: str = "label",
@@ -134,6 +134,8 @@ def read_jsonl(path: Path | str) -> list[tuple[int, dict]]:
                                line=lineno) from None
         if not isinstance(row, dict):
             raise TestsetError(path, "each line must be a JSON object", line=lineno)
+        if "\\u" in line:
+            no_lone_surrogate(row, path=path, lineno=lineno)
         rows.append((lineno, row))
     if not rows:
         raise TestsetError(path, "no rows")

@@ -462,6 +462,20 @@ def load_items(path: Path, *, task: Task, required: bool = True) -> tuple[Item, 
     return tuple(items)
 
 
+def no_lone_surrogate(raw: dict, *, path: Path, lineno: int) -> None:
+    """Refuse half of a UTF-16 pair (`\\ud83d` with no low half after it: an emoji cut in two
+    by an export). json.loads keeps it as a str that UTF-8 cannot encode, so the run would
+    stop at its first cache key or journal line with no file or line named."""
+    for key, value in raw.items():
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            code = ord(exc.object[exc.start])
+            raise TestsetError(path, f"holds a lone UTF-16 surrogate (\\u{code:04x}, half of a "
+                               "character cut in two): fix or remove that escape",
+                               line=lineno, field=str(key)) from None
+
+
 def parse_item(line: str, *, path: Path, lineno: int, task: Task) -> Item:
     """One JSONL line as an Item; its `expected` is checked by the task type."""
     try:
@@ -471,6 +485,8 @@ def parse_item(line: str, *, path: Path, lineno: int, task: Task) -> Item:
                            line=lineno) from exc
     if not isinstance(raw, dict):
         raise TestsetError(path, "each line must be a JSON object", line=lineno)
+    if "\\u" in line:  # only an escape can make a lone surrogate: the common line skips this
+        no_lone_surrogate(raw, path=path, lineno=lineno)
     for key in ("id", "input"):
         if key not in raw or raw[key] is None or raw[key] == "":
             raise TestsetError(path, "missing required field", line=lineno, field=key)
