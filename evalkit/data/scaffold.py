@@ -336,7 +336,8 @@ def _label_order(labels: set[str]) -> list[str]:
 
 def _label_warnings(labels: dict[str, str], items) -> list[str]:
     """What init's summary warns of before the labels are written: names that say nothing
-    (numbers: the prompt-only rung knows a label only by its description) and labels too
+    (numbers: the prompt-only rung knows a label only by its description), a text given two
+    labels (after case and whitespace folding: no rung can get both right) and labels too
     rare for their own scores to mean much."""
     out = []
     if all(re.fullmatch(r"-?\d+", label) for label in labels):
