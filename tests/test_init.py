@@ -415,3 +415,19 @@ def test_a_file_with_no_answer_field_is_not_read_as_all_unanswerable_qa(tmp_path
     unanswerable = write_jsonl(tmp_path / "none.jsonl", [{"question": f"q{i}?", "answers": []}
                                                          for i in range(5)])
     assert all(it["expected"] is None for it in importers.from_qa_jsonl(unanswerable))
+
+
+@pytest.mark.parametrize("reader,rows", [
+    (importers.from_jsonl_classification, [{"text": "a", "label": "x"}, {"text": "", "label": "y"},
+                                           {"label": "x"}, {"text": " ", "label": "y"}]),
+    (importers.from_qa_jsonl, [{"text": "q?", "answers": []}, {"text": "", "answers": []},
+                               {"answers": []}, {"text": " ", "answers": ["a"]}]),
+    (importers.from_extraction_jsonl, [{"text": "t", "target": {}}, {"text": "", "target": {}},
+                                       {"target": {}}, {"text": " ", "target": {"a": 1}}]),
+])
+def test_every_jsonl_row_without_text_is_named_in_one_error(tmp_path, reader, rows):
+    """As for a CSV: a JSONL export with a few blank texts was refused one row at a time."""
+    path = write_jsonl(tmp_path / "rows.jsonl", rows)
+    with pytest.raises(TestsetError, match=r"rows.jsonl:2: field 'text': must be a non-empty "
+                                           r"string; 3 rows lack one, at lines 2, 3, 4$"):
+        reader(path)

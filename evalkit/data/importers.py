@@ -166,6 +166,19 @@ def _need(path: Path, rows: list[tuple[int, dict]], candidates: tuple[str, ...],
     return key
 
 
+def _texts_present(path: Path, rows: list[tuple[int, dict]], key: str) -> None:
+    """One error for every row whose text is missing or empty (as the CSV importer gives),
+    so an export with a few blank texts is fixed in one pass."""
+    bad = [lineno for lineno, row in rows
+           if not isinstance(row.get(key), str) or not row[key].strip()]
+    if bad:
+        shown = ", ".join(map(str, bad[:20])) + (f" and {len(bad) - 20} more" if len(bad) > 20
+                                                 else "")
+        rows_ = f"{len(bad)} row{'s' if len(bad) != 1 else ''}"
+        raise TestsetError(path, f"must be a non-empty string; {rows_} lack one, at "
+                           f"line{'s' if len(bad) != 1 else ''} {shown}", line=bad[0], field=key)
+
+
 def _item_id(row: dict, path: Path, n: int) -> str:
     raw = row.get("id", row.get("_id"))
     return str(raw) if raw not in (None, "") else f"{path.stem}-{n:05d}"
@@ -178,6 +191,7 @@ def from_jsonl_classification(path: Path | str, *, text_key: str | None = None,
     rows = read_jsonl(path)
     text = _need(path, rows, TEXT_KEYS, text_key, "text")
     label = _need(path, rows, LABEL_KEYS, label_key, "label")
+    _texts_present(path, rows, text)
     items = []
     for lineno, row in rows:
         value, target = row.get(text), row.get(label)
@@ -198,6 +212,7 @@ def from_qa_jsonl(path: Path | str, *, question_key: str | None = None,
     path = Path(path)
     rows = read_jsonl(path)
     question = _need(path, rows, TEXT_KEYS, question_key, "question")
+    _texts_present(path, rows, question)
     items = []
     for lineno, row in rows:
         value = row.get(question)
@@ -397,6 +412,7 @@ def from_extraction_jsonl(path: Path | str, *, text_key: str | None = None,
     rows = read_jsonl(path)
     text = _need(path, rows, TEXT_KEYS, text_key, "text")
     target = _need(path, rows, TARGET_KEYS, target_key or record_key(rows[0][1]), "JSON target")
+    _texts_present(path, rows, text)
     items = []
     for lineno, row in rows:
         value, record = row.get(text), as_record(row.get(target))
