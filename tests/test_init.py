@@ -431,3 +431,12 @@ def test_every_jsonl_row_without_text_is_named_in_one_error(tmp_path, reader, ro
     with pytest.raises(TestsetError, match=r"rows.jsonl:2: field 'text': must be a non-empty "
                                            r"string; 3 rows lack one, at lines 2, 3, 4$"):
         reader(path)
+
+
+def test_repeated_ids_are_named_with_their_lines(tmp_path):
+    """A merged export repeating ids was refused as "id 'a3' appears twice across the
+    splits", with no line to look at."""
+    rows = [{"id": f"a{i % 8}", "text": f"message {i}", "label": "xy"[i % 2]} for i in range(10)]
+    with pytest.raises(TestsetError, match=r"ids.jsonl:1: field 'id': 2 ids appear more than "
+                                           r"once: 'a0' on lines 1, 9; 'a1' on lines 2, 10;"):
+        scaffold.draft(write_jsonl(tmp_path / "ids.jsonl", rows))

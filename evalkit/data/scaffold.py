@@ -311,12 +311,28 @@ def _stratum_name(kind: str) -> str:
 
 
 def _unique_ids(test: list[dict], train: list[dict], source: Path) -> None:
-    seen: set[str] = set()
+    """Ids repeated across the items are refused, each with the lines of the source's rows
+    that carry it (a JSONL source; a folder's or chat file's ids are named alone)."""
+    counts: dict[str, int] = {}
     for it in (*test, *train):
-        if it["id"] in seen:
-            raise TestsetError(source, f"id {it['id']!r} appears twice across the splits; ids "
-                               f"must be unique", field="id")
-        seen.add(it["id"])
+        counts[it["id"]] = counts.get(it["id"], 0) + 1
+    repeated = [i for i, n in counts.items() if n > 1]
+    if not repeated:
+        return
+    lines: dict[str, list[int]] = {}
+    if source.is_file() and _format(source) == "jsonl":
+        for lineno, row in importers.read_jsonl(source):
+            raw = row.get("id", row.get("_id"))
+            if raw is not None and str(raw) in counts and counts[str(raw)] > 1:
+                lines.setdefault(str(raw), []).append(lineno)
+        repeated.sort(key=lambda i: lines.get(i, [0])[0])  # in the file's order
+    shown = "; ".join(f"{i!r}" + (f" on lines {', '.join(map(str, lines[i]))}" if i in lines
+                                  else "") for i in repeated[:5])
+    more = f" and {len(repeated) - 5} more" if len(repeated) > 5 else ""
+    first = lines.get(repeated[0], [None])[0]
+    raise TestsetError(source, f"{len(repeated)} id{'s' if len(repeated) != 1 else ''} appear "
+                       f"more than once: {shown}{more}; ids must be unique (drop the id "
+                       f"key to have init number the rows)", line=first, field="id")
 
 
 def _name(raw: str) -> str:
