@@ -97,6 +97,9 @@ def _check_fields(run):
     assert fields["order_id"].by_variant["prompt-only"].accuracy == 1.0
     html = Path(render_report(run)).read_text()
     assert 'id="fields"' in html and 'data-field="quantity"' in html
+    # no quantity was predicted: precision is undefined, shown as a dash, not a perfect 1.000
+    row = html.split('data-field="quantity"', 1)[1].split("</tr>", 1)[0]
+    assert "precision is undefined" in row and "· 1.000 / 0.000" not in row
 
 
 def test_a_server_refusing_response_format_is_asked_once_more_without_it(tmp_path):

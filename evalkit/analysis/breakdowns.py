@@ -140,9 +140,10 @@ class FieldScores:
 
     accuracy: float
     accuracy_ci: tuple[float, float]
-    precision: float
+    precision: float  # 1.0 when nothing was predicted (the slot metrics' rule)
     recall: float
     f1: float
+    predicted: int = 0  # non-empty values given for the field: 0 leaves precision undefined
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,7 @@ def _field_scores(name: str, expected: list[dict], parsed: list[dict | None]) ->
     n = len(expected)
     return FieldScores(right / n, stats.wilson_ci(right, n), tp / (tp + fp) if tp + fp else 1.0,
                        tp / (tp + fn) if tp + fn else 1.0,
-                       2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0)
+                       2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0, tp + fp)
 
 
 @dataclass(frozen=True)
