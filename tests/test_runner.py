@@ -201,6 +201,49 @@ def test_cache_round_trip_marks_hits_cached(tmp_path):
     reopened.close()
 
 
+def test_a_prefetched_miss_answered_since_is_a_hit_after_the_writer_flushed(tmp_path):
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    old = Completion("old", Usage(1, 1), cost_usd=0.01, model="m")
+    cache.put("stored", old)
+    cache.flush()
+    cache.prefetch(["stored", "fresh", "stored"])
+    new = Completion("new", Usage(2, 1), cost_usd=0.02, model="m")
+    cache.put("fresh", new)  # answered after the batch was looked up (e.g. a twin request)
+    cache.flush()            # and already out of the writer's queue
+    assert cache.get("fresh") == Completion("new", Usage(2, 1), 0.0, 0.02, "m", cached=True)
+    assert cache.get("stored") == Completion("old", Usage(1, 1), 0.0, 0.01, "m", cached=True)
+    assert cache.get("stored") is not None  # asked again: its own query, still a hit
+    assert cache.get("never") is None
+    cache.close()
+
+
+def test_the_runner_looks_a_batch_of_keys_up_in_one_query(tmp_path, monkeypatch):
+    items = [Item(f"i{n}", f"input {n}", "a") for n in range(150)]
+
+    def build(item):
+        return Request("classification", "Classify.", item.input, labels=(("a", "x"),))
+
+    def jobs():
+        return [Job("v", it, build) for it in items]
+
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    asyncio.run(run_jobs(jobs(), total=150, provider=FakeProvider(), cache=cache,
+                         journal=Journal(tmp_path / "a.jsonl"), concurrency=8, progress=False))
+    cache.flush()
+    single, batched = [], []
+    monkeypatch.setattr(cache._store, "fetchone", lambda *a: single.append(a))
+    fetchall = cache._store.fetchall
+    monkeypatch.setattr(cache._store, "fetchall",
+                        lambda *a: batched.append(a) or fetchall(*a))
+    again = FakeProvider()
+    stats = asyncio.run(run_jobs(jobs(), total=150, provider=again, cache=cache,
+                                 journal=Journal(tmp_path / "b.jsonl"), concurrency=8,
+                                 progress=False))
+    cache.close()
+    assert stats.cache_hits == 150 and again.calls == [] and single == []
+    assert len(batched) == 3  # 64 + 64 + 22 keys
+
+
 # --- concurrency, budget, journal -------------------------------------------------------------
 
 def test_concurrency_is_bounded_and_used(intents_dir, run_dirs, fake_provider_factory):

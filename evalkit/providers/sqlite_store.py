@@ -108,6 +108,17 @@ class SqliteStore:
                 self._failed("read", exc)
                 return None
 
+    def fetchall(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """Every row of a query; [] on no cache or any database error (as `fetchone`)."""
+        with self._lock:
+            if self._db is None:
+                return []
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as exc:
+                self._failed("read", exc)
+                return []
+
     def execute(self, sql: str, params: tuple[Any, ...]) -> None:
         """Run a write; a database error (a lock past the timeout, damage) skips it."""
         with self._lock:

@@ -127,6 +127,8 @@ class ResponseCache:
         self._store = SqliteStore(self.path, schema="CREATE TABLE IF NOT EXISTS responses "
                                   "(key TEXT PRIMARY KEY, completion TEXT NOT NULL)")
         self._pending: dict[str, str] = {}
+        # `prefetch`ed rows not yet asked for: key -> row, or None (not in the store then)
+        self._ahead: dict[str, str | None] = {}
         self._pending_lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
@@ -140,6 +142,9 @@ class ResponseCache:
             queued = self._pending.get(key)
         if queued is not None:
             return completion_from_row(queued)
+        if key in self._ahead:  # looked up with its batch: no SELECT of its own
+            ahead = self._ahead.pop(key)
+            return None if ahead is None else completion_from_row(ahead)
         row = self._store.fetchone("SELECT completion FROM responses WHERE key = ?", (key,))
         return None if row is None else completion_from_row(row[0])
 
@@ -149,6 +154,23 @@ class ResponseCache:
         row = _ROW_ENCODER.encode(data)
         with self._pending_lock:
             self._pending[key] = row
+        if key in self._ahead:  # a prefetched miss answered since: the next get must hit,
+            self._ahead[key] = row  # even once the writer has moved the row out of the queue
+
+    def prefetch(self, keys: list[str]) -> None:
+        """Look `keys` up now, in one SELECT per 500, so that each one's `get` is a dict
+        look-up instead of a query on the event loop. A key's answer is as of this call, or
+        newer: a `put` since updates it. Each `get` drops its key, so what is held is the
+        batch not yet asked for."""
+        unique = [key for key in dict.fromkeys(keys) if key not in self._ahead]
+        self._ahead.update(dict.fromkeys(unique))
+        for i in range(0, len(unique), 500):
+            part = unique[i:i + 500]
+            marks = ", ".join("?" * len(part))
+            for key, row in self._store.fetchall(
+                    f"SELECT key, completion FROM responses WHERE key IN ({marks})",
+                    tuple(part)):
+                self._ahead[key] = row
 
     def flush(self) -> None:
         """Commit every queued row now (one transaction)."""
