@@ -137,9 +137,13 @@ def test_qa_set_without_train_does_not_claim_label_balance(copy_fixture):
 def test_detectable_difference_line(intents_dir):
     result = CliRunner().invoke(main, ["testset", "check", str(intents_dir)])
     # 8 items: statsmodels TTestPower().solve_power(nobs=8, alpha=0.05, power=0.8) = 1.1560;
-    # with 20 % of items changing, delta = 1.1560 * sqrt(0.2 / (1 + 1.1560^2)) = 0.338
+    # with 20 % of items changing, delta = 1.1560 * sqrt(0.2 / (1 + 1.1560^2)) = 0.338 > 0.2:
+    # impossible, since a step of all 20 pts (every changed item one way) is only 0.5 sd
+    # (0.2 / sqrt(0.2 - 0.04)), so no step is detectable: the line said "about 33.8 pts",
+    # more than can move
     assert "detectable difference at 80% power: 1.156 sd of the paired differences with 8 " \
-           "test items, about 33.8 pts of accuracy when 20% of the items change" in result.output
+           "test items, none in points of accuracy when 20% of the items change between two " \
+           "rungs (at most 20 pts can move, too small a step for 8 items)" in result.output
 
 
 def test_missing_docs_on_10000_rows_is_reported_in_under_2_s(tmp_path):

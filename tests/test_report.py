@@ -184,3 +184,13 @@ def test_numeric_answers_render(tmp_path):
     (run_dir / "items.jsonl").write_text("\n".join([json.dumps(first), *items[1:]]) + "\n")
     html = render_report(run_dir).read_text()
     assert '"exp":"50"' in html
+
+
+def test_an_unanswerable_item_s_expected_cell_says_so(tmp_path):
+    """tiny-qa's qte-04 is `expected: null`: the explorer said the word None there."""
+    from evalkit.report.explorer import UNANSWERABLE
+
+    html = render_report(_run(tmp_path, "tiny-qa")).read_text()
+    row = re.search(r'\{"id":"qte-04"[^}]*?"exp":"([^"]*)"', html)
+    assert row and row.group(1) == UNANSWERABLE
+    assert '"exp":"None"' not in html

@@ -311,21 +311,31 @@ def detectable_line(testset: Testset) -> str:
     one item, the worst case."""
     from evalkit.analysis.stats import ASSUMED_CHANGED, POWER, detectable_effect
 
-    def pts(n: int) -> float:
+    def pts(n: int) -> float | None:
+        """Points detectable, or None when even every changed item moving one way (delta =
+        share, so d = share / sqrt(share - share^2)) is too small a step for n items."""
         d = detectable_effect(n)
-        return 100 * d * math.sqrt(ASSUMED_CHANGED / (1 + d * d))
+        delta = d * math.sqrt(ASSUMED_CHANGED / (1 + d * d))
+        return None if delta > ASSUMED_CHANGED else 100 * delta
+
+    def said(points: float | None) -> str:
+        if points is None:
+            return (f"none in points of {testset.task.primary_metric} when "
+                    f"{ASSUMED_CHANGED:.0%} of the items change between two rungs (at most "
+                    f"{100 * ASSUMED_CHANGED:.0f} pts can move, too small a step for {n} items)")
+        return (f"about {points:.1f} pts of {testset.task.primary_metric} when "
+                f"{ASSUMED_CHANGED:.0%} of the items change between two rungs")
 
     n = len(testset.test)
     if n < 2:
         return f"detectable difference: none with {n} test item; a paired test needs 2 or more"
     line = (f"detectable difference at {POWER:.0%} power: {detectable_effect(n):.3f} sd of the "
-            f"paired differences with {n} test items, about {pts(n):.1f} pts of "
-            f"{testset.task.primary_metric} when {ASSUMED_CHANGED:.0%} of the items change "
-            f"between two rungs")
+            f"paired differences with {n} test items, {said(pts(n))}")
     clusters = {it.cluster for it in testset.test if it.cluster is not None}
     if len(clusters) >= 2:
-        line += (f" (up to {pts(len(clusters)):.1f} pts if items within each of the "
-                 f"{len(clusters)} clusters move together)")
+        worst = pts(len(clusters))
+        line += (f" ({f'up to {worst:.1f} pts' if worst is not None else 'none'} if items "
+                 f"within each of the {len(clusters)} clusters move together)")
     return line
 
 

@@ -67,7 +67,14 @@ def judge_reasons(run_dir: Path) -> dict[tuple[str, str], str]:
             if r}
 
 
+UNANSWERABLE = "(unanswerable: abstaining is right)"  # expected null, or answerable: false
+
+
 def _expected_text(expected: Any) -> str:
+    """The expected cell: an answer list as alternatives, a record as JSON; a null (the only
+    task types that allow it abstain) as what it means, not the word None."""
+    if expected is None:
+        return UNANSWERABLE
     if isinstance(expected, list):
         return " | ".join(map(str, expected))
     if isinstance(expected, dict):
