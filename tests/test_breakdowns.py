@@ -150,3 +150,16 @@ def test_a_label_no_answer_names_has_no_precision_in_the_report(tmp_path, copy_f
     html = render_report(run_dir).read_text()
     row = html.split('<tr data-label="zz_warranty">', 1)[1].split("</tr>", 1)[0]
     assert '<td>– <span class="ci">never answered</span></td>' in row
+
+
+def test_a_label_with_one_item_gets_an_f1_interval_not_a_point():
+    """One 'c' item, answered 'a': the bootstrap never draws a right 'c' and said
+    [0.000, 0.000]. Recall 0/1 has Wilson [0, 0.793]; never answered 'c', precision is
+    anywhere in [0, 1]: F1 in [0, 2 * 0.793 / 1.793]."""
+    counts = np.array([[5, 0, 0, 0], [0, 5, 0, 0], [1, 0, 0, 0]])
+    by = {s.label: s for s in breakdowns.label_scores(counts, ["a", "b", "c"])}
+    low, high = proportion_confint(0, 1, method="wilson")
+    assert by["c"].f1 == 0.0
+    assert by["c"].f1_ci == pytest.approx((0.0, 2 * high / (1 + high)))
+    assert by["c"].f1_ci[1] > 0.8
+    assert by["a"].f1_ci[0] < by["a"].f1 <= by["a"].f1_ci[1]  # bootstrapped as before

@@ -5,10 +5,12 @@
   column for answers that name no label (and failed calls).
 - **Per-label precision, recall and F1** with 95% intervals: Wilson for precision (TP out of
   the items predicted as the label) and recall (TP out of the items that are the label);
-  F1 by the percentile bootstrap. Resampling items with replacement is the same as drawing
-  the confusion matrix's cells from a multinomial with the observed shares (P, R and F1
-  depend on the cells only), which is what is drawn here: 2,000 resamples of a 15 x 16 table
-  instead of 2,000 copies of 10,000 items. Items are treated as independent.
+  F1 by the percentile bootstrap (where that collapses to a point, as it does for a label
+  with an item or two, the harmonic means of the Wilson bounds of P and R). Resampling
+  items with replacement is the same as drawing the confusion matrix's cells from a
+  multinomial with the observed shares (P, R and F1 depend on the cells only), which is what
+  is drawn here: 2,000 resamples of a 15 x 16 table instead of 2,000 copies of 10,000 items.
+  Items are treated as independent.
 - **Per-field quality** (task types whose items expect a JSON record): for each field and
   variant, the share of items whose value is right (both empty counts as right; Wilson
   interval), and the field's slot precision, recall and F1 over its (field, value) pairs, as
@@ -116,11 +118,29 @@ def label_scores(counts: np.ndarray, labels: list[str], *, seed: int = 0,
         tp = int(counts[i, i])
         predicted = int(counts[:, i].sum())
         support = int(counts[i].sum())
-        out.append(LabelScores(label, support, predicted, float(p[i]),
-                               stats.wilson_ci(tp, predicted), float(r[i]),
-                               stats.wilson_ci(tp, support), float(f[i]),
-                               (float(f_low[i]), float(f_high[i]))))
+        p_ci, r_ci = stats.wilson_ci(tp, predicted), stats.wilson_ci(tp, support)
+        f_ci = (float(f_low[i]), float(f_high[i]))
+        if f_ci[0] == f_ci[1] and support:
+            f_ci = _f1_bounds(p_ci, r_ci)
+        out.append(LabelScores(label, support, predicted, float(p[i]), p_ci, float(r[i]),
+                               r_ci, float(f[i]), f_ci))
     return out
+
+
+def _f1_bounds(p_ci: tuple[float, float], r_ci: tuple[float, float]) -> tuple[float, float]:
+    """F1's interval from the Wilson intervals of precision and recall, where the bootstrap
+    collapses to a point: it never draws a cell the run left empty, so a label with one
+    item answered wrongly resampled to F1 = 0 every time, "[0.000, 0.000]", a certainty that
+    one item cannot give. F1 rises with P and R, so the harmonic means of their lower and
+    upper bounds hold it (wider than 95%, never narrower); a label never answered has
+    precision anywhere in [0, 1]."""
+    p_lo, p_hi = (0.0, 1.0) if math.isnan(p_ci[0]) else p_ci
+    r_lo, r_hi = r_ci
+
+    def harmonic(a: float, b: float) -> float:
+        return 2 * a * b / (a + b) if a + b > 0 else 0.0
+
+    return harmonic(p_lo, r_lo), harmonic(p_hi, r_hi)
 
 
 def confusion(data: RunData, variant: str, *, seed: int = 0) -> Confusion | None:
