@@ -25,9 +25,11 @@ side, so a source with repeated or templated rows does not make the run refuse f
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import re
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -394,16 +396,51 @@ def _secondary(kind: str) -> list[str]:
 
 
 def write_testset(d: Draft, out: Path, *, force: bool = False) -> Testset:
-    """Write the folder and load it back (the loader's checks apply to what was written)."""
+    """Write the folder and load it back (the loader's checks apply to what was written),
+    all or nothing.
+
+    Everything is written into a temporary sibling of `out` (same parent, so the rename is
+    atomic on one filesystem), starting from a copy of what `out` already holds (a folder
+    initialised in place keeps its docs/ and other files), and loaded there; only a folder
+    that loads is renamed into place. A refusal, a disk error or Ctrl-C part-way leaves `out`
+    as it was and no temporary folder, so the next init needs no --force. Over an existing
+    folder the old one is moved aside, the new one renamed in, then the old one deleted; if
+    the second rename fails the old one is moved back. Errors name `out`, not the temporary
+    folder."""
     if (out / "task.yaml").exists() and not force:
         raise TestsetError(out / "task.yaml", "already exists; pass --force to overwrite it")
-    out.mkdir(parents=True, exist_ok=True)
+    dest = out.resolve() if out.is_symlink() else out  # a linked set is rewritten where it is
+    made = _missing_parents(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.init-", dir=dest.parent))
+    try:
+        if dest.is_dir():
+            shutil.copytree(dest, tmp, symlinks=True, dirs_exist_ok=True)
+        try:
+            _write_into(d, tmp, force=force, docs_in_place=d.docs_from is not None
+                        and d.docs_from.resolve() == (dest / "docs").resolve())
+            load_testset(tmp)
+        except (TestsetError, ValueError, OSError) as exc:
+            raise _naming(exc, tmp, out) from None
+        _swap_in(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for parent in made:  # deepest first; only the folders this call created, if empty
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+        raise
+    return load_testset(out)
+
+
+def _write_into(d: Draft, out: Path, *, force: bool, docs_in_place: bool) -> None:
+    """Write task.yaml, the splits, docs/ and README.md into `out` (the temporary folder)."""
     (out / "task.yaml").write_text(_task_yaml(d), encoding="utf-8")
     for split, items in (("test.jsonl", d.test), ("train.jsonl", d.train)):
         if items:
             importers.write_jsonl(items, out / split)
-    in_place = d.docs_from is not None and d.docs_from.resolve() == (out / "docs").resolve()
-    if d.docs and not in_place:
+    if d.docs and not docs_in_place:
         docs = out / "docs"
         if docs.is_dir() and force:
             shutil.rmtree(docs)
@@ -412,7 +449,45 @@ def write_testset(d: Draft, out: Path, *, force: bool = False) -> Testset:
             (docs / f"{doc_id}.md").write_text(text, encoding="utf-8")
     if not (out / "README.md").exists() or force:
         (out / "README.md").write_text(_data_card(d), encoding="utf-8")
-    return load_testset(out)
+
+
+def _swap_in(tmp: Path, dest: Path) -> None:
+    """Rename `tmp` to `dest`; an existing `dest` is moved aside first and deleted only once
+    the new folder is in place (moved back if that rename fails, so it is never lost)."""
+    if not dest.exists():
+        os.rename(tmp, dest)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+    old.rmdir()  # only the unique name is wanted: rename needs it free
+    os.rename(dest, old)
+    try:
+        os.rename(tmp, dest)
+    except BaseException:
+        os.rename(old, dest)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """The ancestors of `path` that do not exist yet, deepest first (removed on failure)."""
+    missing = []
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        missing.append(parent)
+        parent = parent.parent
+    return missing
+
+
+def _naming(exc: Exception, tmp: Path, out: Path) -> Exception:
+    """`exc` with the temporary folder's path replaced by the one the user asked for."""
+    def fix(value):
+        return value.replace(str(tmp), str(out)) if isinstance(value, str) else value
+    if isinstance(exc, TestsetError):
+        exc.path = fix(exc.path)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        exc.filename = fix(str(exc.filename))
+    exc.args = tuple(fix(a) for a in exc.args)
+    return exc
 
 
 def _task_yaml(d: Draft) -> str:

@@ -1,0 +1,119 @@
+"""`evalkit init` writes all or nothing: a failure part-way (its own load check refusing the
+folder, a disk error, Ctrl-C) left a half-written folder the next init would not overwrite
+without --force, and with --force could leave an old set half-replaced."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import write_jsonl
+
+from evalkit.cli import main
+from evalkit.data import scaffold
+from evalkit.data.testset import TestsetError
+
+
+def _source(tmp_path: Path) -> Path:
+    rng = random.Random(5)
+    rows = [{"text": " ".join("".join(rng.choice("abcdefghij") for _ in range(6))
+                              for _ in range(8)) + f" {label}", "label": label}
+            for label in ("billing", "refund", "login") for _ in range(10)]
+    return write_jsonl(tmp_path / "tickets.jsonl", rows)
+
+
+def _refuse_once(monkeypatch) -> list[Path]:
+    """The post-write load check refuses the first folder it is given, naming a file in it."""
+    seen: list[Path] = []
+    real = scaffold.load_testset
+
+    def load(path):
+        seen.append(Path(path))
+        if len(seen) == 1:
+            raise TestsetError(Path(path) / "test.jsonl", "refused for the test", line=1,
+                               field="input")
+        return real(path)
+    monkeypatch.setattr(scaffold, "load_testset", load)
+    return seen
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_refused_load_check_leaves_nothing_and_the_next_init_needs_no_force(
+        tmp_path, monkeypatch):
+    source, out = _source(tmp_path), tmp_path / "sets" / "tickets"
+    seen = _refuse_once(monkeypatch)
+    result = CliRunner().invoke(main, ["init", str(source), str(out), "--yes"])
+    assert result.exit_code != 0
+    assert seen[0] != out and seen[0].parent == out.parent  # checked in a temporary sibling
+    # the message names the folder asked for, not the temporary one
+    assert f"{out / 'test.jsonl'}:1: field 'input': refused for the test" in result.output
+    assert seen[0].name not in result.output
+    assert not out.exists() and not (tmp_path / "sets").exists()  # nor the parent it made
+    ok = CliRunner().invoke(main, ["init", str(source), str(out), "--yes"])
+    assert ok.exit_code == 0, ok.output
+    assert sorted(p.name for p in out.parent.iterdir()) == ["tickets"]  # no temp dir left
+    assert {"task.yaml", "test.jsonl", "train.jsonl", "README.md"} <= set(_snapshot(out))
+
+
+def test_with_force_a_failure_leaves_the_old_folder_intact(tmp_path, monkeypatch):
+    source, out = _source(tmp_path), tmp_path / "sets" / "tickets"
+    assert CliRunner().invoke(main, ["init", str(source), str(out), "--yes"]).exit_code == 0
+    (out / "NOTES.md").write_text("mine\n", encoding="utf-8")
+    (out / "task.yaml").write_text((out / "task.yaml").read_text() + "# edited\n")
+    before = _snapshot(out)
+    _refuse_once(monkeypatch)
+    result = CliRunner().invoke(main, ["init", str(source), str(out), "--yes", "--force"])
+    assert result.exit_code != 0 and "refused for the test" in result.output
+    assert _snapshot(out) == before
+    assert sorted(p.name for p in out.parent.iterdir()) == ["tickets"]
+
+
+def test_with_force_a_success_replaces_the_folder_keeping_files_init_does_not_write(
+        tmp_path):
+    source, out = _source(tmp_path), tmp_path / "sets" / "tickets"
+    assert CliRunner().invoke(main, ["init", str(source), str(out), "--yes"]).exit_code == 0
+    (out / "NOTES.md").write_text("mine\n", encoding="utf-8")
+    (out / "task.yaml").write_text("# broken\n")
+    ok = CliRunner().invoke(main, ["init", str(source), str(out), "--yes", "--force"])
+    assert ok.exit_code == 0, ok.output
+    assert "name: tickets" in (out / "task.yaml").read_text()
+    assert (out / "NOTES.md").read_text() == "mine\n"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["tickets"]
+
+
+def test_a_failed_swap_puts_the_old_folder_back(tmp_path, monkeypatch):
+    """The new folder cannot be renamed in after the old one was moved aside: the old one
+    is moved back, not lost."""
+    source, out = _source(tmp_path), tmp_path / "sets" / "tickets"
+    assert CliRunner().invoke(main, ["init", str(source), str(out), "--yes"]).exit_code == 0
+    before = _snapshot(out)
+    real = scaffold.os.rename
+
+    def rename(src, dst):
+        if Path(src).name.startswith(".tickets.init-"):
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+    monkeypatch.setattr(scaffold.os, "rename", rename)
+    with pytest.raises(OSError, match="No space left"):
+        scaffold.write_testset(scaffold.draft(source), out, force=True)
+    assert _snapshot(out) == before
+    assert sorted(p.name for p in out.parent.iterdir()) == ["tickets"]
+
+
+def test_an_interrupt_while_writing_leaves_nothing(tmp_path, monkeypatch):
+    source, out = _source(tmp_path), tmp_path / "tickets"
+    d = scaffold.draft(source)
+
+    def interrupted(items, path):
+        path.write_text('{"id": "half', encoding="utf-8")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(scaffold.importers, "write_jsonl", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        scaffold.write_testset(d, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tickets.jsonl"]
