@@ -217,6 +217,18 @@ def test_a_prefetched_miss_answered_since_is_a_hit_after_the_writer_flushed(tmp_
     cache.close()
 
 
+def test_a_row_still_queued_when_its_batch_is_looked_up_is_a_hit_after_the_flush(tmp_path):
+    # variant B renders like variant A: A's answer is put, B's batch is prefetched while the
+    # row is still in the writer's queue (not yet in SQLite), then the writer commits it
+    cache = ResponseCache(tmp_path / "c.sqlite", flush_s=3600)
+    cache.put("twin", Completion("a's answer", Usage(1, 1), cost_usd=0.01, model="m"))
+    cache.prefetch(["twin"])
+    cache.flush()
+    assert cache.get("twin") == Completion("a's answer", Usage(1, 1), 0.0, 0.01, "m",
+                                           cached=True)
+    cache.close()
+
+
 def test_the_runner_looks_a_batch_of_keys_up_in_one_query(tmp_path, monkeypatch):
     items = [Item(f"i{n}", f"input {n}", "a") for n in range(150)]
 

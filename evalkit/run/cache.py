@@ -161,8 +161,13 @@ class ResponseCache:
         """Look `keys` up now, in one SELECT per 500, so that each one's `get` is a dict
         look-up instead of a query on the event loop. A key's answer is as of this call, or
         newer: a `put` since updates it. Each `get` drops its key, so what is held is the
-        batch not yet asked for."""
+        batch not yet asked for. A row still in the writer's queue is taken from there: the
+        SELECT cannot see it, and once the writer commits it `get` no longer finds it queued."""
         unique = [key for key in dict.fromkeys(keys) if key not in self._ahead]
+        with self._pending_lock:
+            queued = {key: self._pending[key] for key in unique if key in self._pending}
+        self._ahead.update(queued)
+        unique = [key for key in unique if key not in queued]
         self._ahead.update(dict.fromkeys(unique))
         for i in range(0, len(unique), 500):
             part = unique[i:i + 500]
