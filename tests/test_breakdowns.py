@@ -150,6 +150,8 @@ def test_a_label_no_answer_names_has_no_precision_in_the_report(tmp_path, copy_f
     html = render_report(run_dir).read_text()
     row = html.split('<tr data-label="zz_warranty">', 1)[1].split("</tr>", 1)[0]
     assert '<td>– <span class="ci">never answered</span></td>' in row
+    # a small label's F1 interval is not a bootstrap one (label_scores' fallback): say so
+    assert "the harmonic means of the P and R Wilson bounds" in html
 
 
 def test_a_label_with_one_item_gets_an_f1_interval_not_a_point():

@@ -132,8 +132,9 @@ def _f1_bounds(p_ci: tuple[float, float], r_ci: tuple[float, float]) -> tuple[fl
     collapses to a point: it never draws a cell the run left empty, so a label with one
     item answered wrongly resampled to F1 = 0 every time, "[0.000, 0.000]", a certainty that
     one item cannot give. F1 rises with P and R, so the harmonic means of their lower and
-    upper bounds hold it (wider than 95%, never narrower); a label never answered has
-    precision anywhere in [0, 1]."""
+    upper bounds hold it whenever both Wilson intervals hold P and R: at least 90% of the
+    time (Bonferroni over two 95% intervals), not a 95% interval by construction, though the
+    box it projects is wide. A label never answered has precision anywhere in [0, 1]."""
     p_lo, p_hi = (0.0, 1.0) if math.isnan(p_ci[0]) else p_ci
     r_lo, r_hi = r_ci
 
