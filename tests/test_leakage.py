@@ -16,6 +16,14 @@ from evalkit.data.testset import Item, load_testset
 NEAR_DUP = "My account is locked after too many sign-in attempts!"
 
 
+def _run(testset, run_dirs, *flags):
+    """`evalkit run` on `testset` with the test's throw-away folders."""
+    return CliRunner().invoke(main, [
+        "run", str(testset), "--no-progress", "--reports-dir", run_dirs["reports_dir"],
+        "--cache-dir", run_dirs["cache_dir"], "--finetune-dir", run_dirs["finetune_dir"],
+        *flags])
+
+
 @pytest.fixture
 def leaking_set(copy_fixture):
     root = copy_fixture("tiny-intents")
@@ -106,16 +114,13 @@ def test_testset_check_bad_set_exits_2_with_location(copy_fixture):
 
 
 def test_run_refuses_leaking_set_and_lists_pairs(leaking_set, run_dirs, tmp_path):
-    args = ["run", str(leaking_set), "--variants", "prompt-only", "--no-progress",
-            "--reports-dir", run_dirs["reports_dir"], "--cache-dir", run_dirs["cache_dir"],
-            "--finetune-dir", run_dirs["finetune_dir"]]
-    refused = CliRunner().invoke(main, args)
+    refused = _run(leaking_set, run_dirs, "--variants", "prompt-only")
     assert refused.exit_code == 2
     assert "te-09 ~ tr-05" in refused.output
     assert "--allow-leakage" in refused.output
     assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").iterdir())
 
-    allowed = CliRunner().invoke(main, [*args, "--allow-leakage"])
+    allowed = _run(leaking_set, run_dirs, "--variants", "prompt-only", "--allow-leakage")
     assert allowed.exit_code == 0, allowed.output
     assert "run folder:" in allowed.output
     assert "calls made: 9" in allowed.output
@@ -127,10 +132,8 @@ def test_a_run_let_through_with_leakage_says_so_beside_its_verdicts(leaking_set,
     import json
 
     reports = Path(run_dirs["reports_dir"])
-    result = CliRunner().invoke(main, [
-        "run", str(leaking_set), "--variants", "prompt-only,few-shot", "--allow-leakage",
-        "--no-progress", "--reports-dir", reports, "--cache-dir", run_dirs["cache_dir"],
-        "--finetune-dir", run_dirs["finetune_dir"]])
+    result = _run(leaking_set, run_dirs, "--variants", "prompt-only,few-shot",
+                  "--allow-leakage")
     assert result.exit_code == 0, result.output
     said = ("leakage allowed (--allow-leakage): 1 of the 9 test items leak into train (1 pair "
             "at cosine >= 0.9)")
@@ -280,10 +283,7 @@ def test_labels_train_never_shows_are_warned_of_on_the_console_summary_and_repor
     lines = (root / "train.jsonl").read_text().splitlines()
     (root / "train.jsonl").write_text("\n".join(ln for ln in lines if '"bug"' not in ln) + "\n")
     reports = Path(run_dirs["reports_dir"])
-    result = CliRunner().invoke(main, [
-        "run", str(root), "--variants", "prompt-only,few-shot", "--no-progress",
-        "--reports-dir", reports, "--cache-dir", run_dirs["cache_dir"],
-        "--finetune-dir", run_dirs["finetune_dir"]])
+    result = _run(root, run_dirs, "--variants", "prompt-only,few-shot")
     assert result.exit_code == 0, result.output
     said = ("2 of the 8 test items have a label the train split never shows (bug: 2); "
             "few-shot cannot learn it from train")
