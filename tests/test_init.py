@@ -440,3 +440,25 @@ def test_repeated_ids_are_named_with_their_lines(tmp_path):
     with pytest.raises(TestsetError, match=r"ids.jsonl:1: field 'id': 2 ids appear more than "
                                            r"once: 'a0' on lines 1, 9; 'a1' on lines 2, 10;"):
         scaffold.draft(write_jsonl(tmp_path / "ids.jsonl", rows))
+
+
+def test_triviaqa_answer_objects_are_the_value_and_its_aliases(tmp_path):
+    """TriviaQA keeps its answer as an object (`value`, `aliases`, normalised copies); the
+    importer looked only for SQuAD's `text` inside it, so every question was drafted as
+    unanswerable (60 of 60 on a TriviaQA-shaped file) and an always-abstaining rung scored
+    1.0. An object with neither shape is refused, naming its keys, not taken as no answer."""
+    path = write_jsonl(tmp_path / "triviaqa.jsonl", [
+        {"question_id": "tc_1", "question": "Who wrote 1984?",
+         "answer": {"value": "George Orwell", "aliases": ["George Orwell", "Eric Blair"],
+                    "normalized_aliases": ["george orwell", "eric blair"],
+                    "normalized_value": "george orwell", "type": "WikipediaEntity"}},
+        {"question_id": "tc_2", "question": "Which planet is red?",
+         "answer": {"value": "Mars", "aliases": []}}])
+    items = importers.from_qa_jsonl(path)
+    assert [it["expected"] for it in items] == [["George Orwell", "Eric Blair"], ["Mars"]]
+    bad = write_jsonl(tmp_path / "bad.jsonl", [
+        {"question": "Who?", "answer": {"span": "Orwell", "start": 3}}])
+    with pytest.raises(TestsetError) as err:
+        importers.from_qa_jsonl(bad)
+    assert "bad.jsonl:1" in str(err.value) and "'answer'" in str(err.value)
+    assert "span, start" in str(err.value)

@@ -251,8 +251,8 @@ def _answers(row: dict, key: str, *, path: Path, lineno: int) -> list[str] | Non
     if row.get("is_impossible") is True or row.get("answerable") is False:
         return None
     value = row.get(key)
-    if isinstance(value, dict):  # SQuAD: {"text": [...], "answer_start": [...]}
-        value = value.get("text")
+    if isinstance(value, dict):
+        value = _answer_object(value, path=path, lineno=lineno, key=key)
     if isinstance(value, list) and value and all(isinstance(v, dict) and "text" in v
                                                  for v in value):
         value = [v["text"] for v in value]  # SQuAD's JSON: [{"text": ..., "answer_start": ...}]
@@ -264,6 +264,22 @@ def _answers(row: dict, key: str, *, path: Path, lineno: int) -> list[str] | Non
                            line=lineno, field=key)
     out = list(dict.fromkeys(str(v).strip() for v in values if str(v).strip()))
     return out or None
+
+
+def _answer_object(value: dict, *, path: Path, lineno: int, key: str) -> object:
+    """The answers an answer object holds: SQuAD's `{"text": [...], "answer_start": [...]}`,
+    or TriviaQA's `{"value": ..., "aliases": [...]}` (the value first, then every alias: a
+    prediction naming any alias is right). Any other object is refused naming its keys; it
+    used to read as no answer, so a whole file became unanswerable without a word."""
+    if "text" in value:
+        return value["text"]
+    if "value" in value or "aliases" in value:
+        aliases = value.get("aliases")
+        both = [value.get("value"), *(aliases if isinstance(aliases, list) else [aliases])]
+        return [v for v in both if v is not None]
+    raise TestsetError(path, f"an answer object needs 'text' (SQuAD) or 'value'/'aliases' "
+                       f"(TriviaQA); this one has {', '.join(map(str, value)) or 'no keys'}",
+                       line=lineno, field=key)
 
 
 def corpus_from_jsonl(path: Path | str, *, renamed: dict[str, str] | None = None
