@@ -462,3 +462,32 @@ def test_triviaqa_answer_objects_are_the_value_and_its_aliases(tmp_path):
         importers.from_qa_jsonl(bad)
     assert "bad.jsonl:1" in str(err.value) and "'answer'" in str(err.value)
     assert "span, start" in str(err.value)
+
+
+@pytest.mark.parametrize("shape", ["json", "hf"])
+def test_hotpotqa_context_pairs_become_docs_and_supporting_titles_the_gold(tmp_path, shape):
+    """HotpotQA carries its passages as a list of [title, sentences] pairs (the Hugging Face
+    copy as {title: [...], sentences: [[...]]}); init read only a string `context`, so the
+    passages were dropped (docs: 0) and a multi-hop set was imported closed-book. Each
+    paragraph is a document; the gold ones are those supporting_facts names, the rest are
+    the distractors they are in the data set."""
+    rows = []
+    for i in range(12):
+        paras = [[f"Person {i}", [f"Person {i} is a painter.", f" Born in Town {i}."]],
+                 [f"Town {i}", [f"Town {i} is in Kent.", " It has a river."]],
+                 ["Distractor", ["An unrelated paragraph.", " Shared by every row."]]]
+        facts = [[f"Person {i}", 1], [f"Town {i}", 0]]
+        if shape == "hf":
+            paras = {"title": [t for t, _ in paras], "sentences": [s for _, s in paras]}
+            facts = {"title": [t for t, _ in facts], "sent_id": [n for _, n in facts]}
+        rows.append({"id": f"h{i}", "question": f"Which county is Person {i}'s town in?",
+                     "answer": "Kent", "type": "bridge", "level": "hard",
+                     "supporting_facts": facts, "context": paras})
+    d = scaffold.draft(write_jsonl(tmp_path / "hotpot.jsonl", rows))
+    assert d.type == "qa" and len(d.docs) == 12 * 2 + 1  # the shared distractor once
+    ts = scaffold.write_testset(d, tmp_path / "out")
+    texts = {doc.id: doc.text for doc in ts.docs}
+    gold = {it.id: it.doc_ids for it in (*ts.test, *ts.train)}["h3"]
+    assert len(gold) == 2
+    assert texts[gold[0]] == "# Person 3\n\nPerson 3 is a painter. Born in Town 3.\n"
+    assert texts[gold[1]].startswith("# Town 3\n\nTown 3 is in Kent.")

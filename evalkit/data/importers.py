@@ -329,9 +329,15 @@ CONTEXT_KEYS = ("context", "passage", "paragraph")
 
 
 class InlineContexts:
-    """The passages a SQuAD-style file carries inline (`context` beside each question) as a
-    corpus: each distinct text becomes one document (its row's `title` as the heading) and
-    each row the id of its own, so the passage is the row's gold document, not dropped.
+    """The passages a SQuAD- or HotpotQA-style file carries inline as a corpus: each distinct
+    text becomes one document and each row's gold doc_ids the ids of its own, so the passage
+    is the row's gold document, not dropped.
+
+    SQuAD's `context` is one string (the row's `title` its heading). HotpotQA's is a list of
+    [title, sentences] pairs (the Hugging Face copy: `{"title": [...], "sentences":
+    [[...]]}`), one document per paragraph headed by its title; the gold ones are those its
+    `supporting_facts` name by title (all of them when it names none), the others stay in
+    docs/ as the distractors the data set gives them.
 
     Ids are file names built from the title (ASCII-folded, e.g. `Beyonce-0003`), else
     `passage-0003`, numbered in order of first appearance; one instance shared by the test
@@ -341,24 +347,59 @@ class InlineContexts:
     def __init__(self) -> None:
         self.docs: dict[str, tuple[str, str]] = {}  # passage text -> (doc id, markdown)
 
-    def read(self, path: Path | str) -> list[str | None]:
-        """The doc id of each row's passage (None for a row without one), in the file's
+    def read(self, path: Path | str) -> list[list[str]]:
+        """The gold doc ids of each row's passages ([] for a row without any), in the file's
         order (one per non-empty line, as every JSONL importer reads it)."""
-        out: list[str | None] = []
+        out: list[list[str]] = []
         for _, row in read_jsonl(path):
             key = pick_key(row, CONTEXT_KEYS)
-            text = row.get(key) if key else None
-            if not isinstance(text, str) or not text.strip():
-                out.append(None)
-                continue
-            text = text.strip()
-            if text not in self.docs:
+            value = row.get(key) if key else None
+            if isinstance(value, str):
                 title = row.get("title") if isinstance(row.get("title"), str) else ""
-                doc_id = f"{_file_stem(title) or 'passage'}-{len(self.docs) + 1:04d}"
-                self.docs[text] = (doc_id, (f"# {title.strip()}\n\n" if title.strip() else "")
-                                   + text + "\n")
-            out.append(self.docs[text][0])
+                out.append([self._doc(title, value)] if value.strip() else [])
+                continue
+            paragraphs = _titled_paragraphs(value)
+            wanted = _supporting_titles(row.get("supporting_facts"))
+            ids = [(title, self._doc(title, text)) for title, text in paragraphs if text.strip()]
+            out.append([d for title, d in ids if not wanted or title in wanted])
         return out
+
+    def _doc(self, title: str, text: str) -> str:
+        text, title = text.strip(), title.strip()
+        if text not in self.docs:
+            doc_id = f"{_file_stem(title) or 'passage'}-{len(self.docs) + 1:04d}"
+            self.docs[text] = (doc_id, (f"# {title}\n\n" if title else "") + text + "\n")
+        return self.docs[text][0]
+
+
+def _titled_paragraphs(value: object) -> list[tuple[str, str]]:
+    """HotpotQA's context as (title, paragraph) pairs: a list of [title, [sentences]] (its
+    JSON) or {"title": [...], "sentences": [[...]]} (its Hugging Face copy), the sentences
+    joined by one space. [] for anything else."""
+    if isinstance(value, dict) and isinstance(value.get("title"), list) \
+            and isinstance(value.get("sentences"), list):
+        value = list(zip(value["title"], value["sentences"]))
+    if not isinstance(value, list):
+        return []
+    pairs = []
+    for pair in value:
+        if isinstance(pair, (list, tuple)) and len(pair) == 2 and isinstance(pair[0], str):
+            body = pair[1]
+            if isinstance(body, list) and all(isinstance(x, str) for x in body):
+                body = " ".join(x.strip() for x in body)
+            if isinstance(body, str):
+                pairs.append((pair[0], body))
+    return pairs
+
+
+def _supporting_titles(value: object) -> set[str]:
+    """The titles HotpotQA's `supporting_facts` names: [[title, sentence id], ...] or
+    {"title": [...], "sent_id": [...]}."""
+    if isinstance(value, dict) and isinstance(value.get("title"), list):
+        return {str(t) for t in value["title"]}
+    if isinstance(value, list):
+        return {str(f[0]) for f in value if isinstance(f, (list, tuple)) and f}
+    return set()
 
 
 def _file_stem(text: str) -> str:

@@ -269,17 +269,17 @@ def _first_row_naming(source: Path, doc_id: str) -> tuple[int | None, str]:
 
 def _link_contexts(inline: importers.InlineContexts | None, path: Path,
                    items: list[dict]) -> None:
-    """Give each item read from a JSONL with inline passages (SQuAD's `context`) its
-    passage's doc id as gold `doc_ids` (unless it names its own); with no corpus given the
-    passages become docs/. Nothing for a CSV or a file without passages."""
+    """Give each item read from a JSONL with inline passages (SQuAD's `context`, HotpotQA's
+    titled paragraphs) its passages' doc ids as gold `doc_ids` (unless it names its own);
+    with no corpus given the passages become docs/. Nothing for a CSV or a file without passages."""
     if inline is None or _format(path) != "jsonl":
         return
     ids = inline.read(path)
     if len(ids) != len(items):  # a reader that skips or merges rows: no safe pairing
         return
-    for item, doc_id in zip(items, ids):
-        if doc_id and not item.get("doc_ids"):
-            item["doc_ids"] = [doc_id]
+    for item, doc_ids in zip(items, ids):
+        if doc_ids and not item.get("doc_ids"):
+            item["doc_ids"] = doc_ids
 
 
 def _rename_doc_ids(renamed: dict[str, str], items) -> None:
