@@ -336,3 +336,19 @@ def test_recommendation_on_too_few_items_says_it_is_a_default_not_a_finding():
     assert s["recommendation"]["sentence"] == (
         "Ship prompt-only: on 12 items no step up the ladder can be judged (a verdict needs 30 "
         "paired items), so it is the first rung by default, not a finding.")
+
+
+def test_a_small_step_where_every_item_moved_alike_is_settled_by_few_items():
+    """12 items, prompt-only wrong on all, fine-tuned right on all (a TriviaQA-shaped set):
+    the sd of the differences is 0, and settling_items fell back to a 5-pt difference with
+    20 % of items moving, so a +100-pt step read 'about 620 items would settle it' while a
+    +67-pt step beside it read 'about 30'. A bigger observed difference never needs more."""
+    s = analysis.analyze(run_data({"prompt-only": [0] * 12, "few-shot": [0] * 4 + [1] * 8,
+                                   "fine-tuned": [1] * 12}))
+    by_pair = {(st["from"], st["to"]): st for st in s["steps"]}
+    whole = by_pair[("prompt-only", "fine-tuned")]
+    assert whole["verdict"] == INCONCLUSIVE and whole["items_needed"] == stats.MIN_PAIRED_ITEMS
+    assert "about 30 items would settle it" in whole["reason"]
+    sizes = [stats.settling_items(d, 0.0) for d in (0.05, 0.1, 0.3, 0.5, 1.0)]
+    assert sizes == sorted(sizes, reverse=True) and sizes[-1] == stats.MIN_PAIRED_ITEMS
+    assert stats.settling_items(0.0, 0.0) == stats.items_needed(0.05, stats.assumed_sd())

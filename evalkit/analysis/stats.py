@@ -436,12 +436,18 @@ def no_change_bound(n_units: int, *, confidence: float = CONFIDENCE) -> float:
 
 def settling_items(delta: float, sd: float, *, alpha: float = ALPHA,
                    power: float = POWER) -> int:
-    """Paired items that would settle a step: `items_needed` for the observed difference, or,
-    when none was observed (or the sd is 0), for a DETECTABLE_DELTA difference with
-    ASSUMED_CHANGED of the items changing; never below MIN_PAIRED_ITEMS."""
+    """Paired items that would settle a step: `items_needed` for the observed difference;
+    when every item moved alike (sd 0 or undefined), for that difference with at least
+    ASSUMED_CHANGED of the items changing (a bigger observed difference never needs more
+    items than a smaller one: the 5-pt fallback read 'about 620' for a +100-pt step); when
+    no difference was observed, for DETECTABLE_DELTA with ASSUMED_CHANGED of the items
+    changing; never below MIN_PAIRED_ITEMS."""
     n = None
     if not (math.isnan(sd) or sd == 0):
         n = items_needed(delta, sd, alpha=alpha, power=power)
+    elif not math.isnan(delta) and delta != 0:
+        spread = assumed_sd(max(ASSUMED_CHANGED, min(1.0, abs(delta))), min(1.0, abs(delta)))
+        n = items_needed(delta, spread, alpha=alpha, power=power)
     if n is None:
         n = items_needed(DETECTABLE_DELTA, assumed_sd(), alpha=alpha, power=power)
     return max(MIN_PAIRED_ITEMS, n or MIN_PAIRED_ITEMS)
