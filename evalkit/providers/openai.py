@@ -30,6 +30,7 @@ raise `ServerUnreachable` (evalkit.providers.http_meter; it also counts HTTP att
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import math
@@ -109,10 +110,14 @@ def input_token_bound(messages: list[dict[str, str]]) -> int:
 def _content(body: dict[str, Any], request: Request) -> bytes:
     """`body` as the JSON bytes posted, its messages embedded from `request.messages_json()`
     (serialised once per request, shared with the cache key) instead of encoded again."""
+    return f'{{"messages":{request.messages_json()}{_tail(body)}'.encode()
+
+
+def _tail(body: dict[str, Any]) -> str:
+    """What follows the messages in `body`'s JSON: `,"model":...}` (or `}`)."""
     rest = json.dumps({k: v for k, v in body.items() if k != "messages"},
                       ensure_ascii=False, separators=(",", ":"))
-    tail = "}" if rest == "{}" else "," + rest[1:]
-    return f'{{"messages":{request.messages_json()}{tail}'.encode()
+    return "}" if rest == "{}" else "," + rest[1:]
 
 
 def _coarse(tokens: int) -> int:
@@ -222,6 +227,9 @@ class OpenAIProvider(Provider):
         self._clients: dict[str | None, tuple[Any, Any]] = {}
         # base URL -> (loop, its client's prebuilt chat request, or the future of its build)
         self._wires: dict[str | None, tuple[Any, Any, Any]] = {}
+        self._limits: dict[tuple[str, int], tuple[Any, int]] = {}  # see output_limit
+        # (model, output limit) -> the body's JSON after its messages (see _content)
+        self._tails: dict[tuple[str, int], str] = {}
         self._max_output_seen = 0
         self._limit_ignored: str | None = None  # how the server showed it ignores limits
         for url in {self.base_url, *self.routes.values()} if require_key else ():
@@ -279,8 +287,14 @@ class OpenAIProvider(Provider):
         """The output tokens this request may use: the configured cap, else its task's."""
         if self.max_completion_tokens is not None:
             return self.max_completion_tokens
-        limit = self.output_limits.get(request.task_type, self.default_output_tokens)
-        return max(limit, _longest_label(request.labels) + 2)  # never too short for a label
+        # one task's requests share one labels tuple: its limit is worked out once
+        memo = (request.task_type, id(request.labels))
+        held = self._limits.get(memo)
+        if held is None or held[0] is not request.labels:
+            limit = self.output_limits.get(request.task_type, self.default_output_tokens)
+            limit = max(limit, _longest_label(request.labels) + 2)  # never too short a label
+            held = self._limits[memo] = (request.labels, limit)
+        return held[1]
 
     def body(self, request: Request) -> dict[str, Any]:
         """The Chat Completions request body for `request` (also one Batch API line's body)."""
@@ -312,29 +326,45 @@ class OpenAIProvider(Provider):
     async def complete(self, request: Request) -> Completion:
         model = self.model_for(request)
         price = self.prices.price(model)  # before the call: no spend on an unpriceable model
-        wire = await self._wire(self.routes.get(model, self.base_url))
-        body = self.body(request)
-        content = _content(body, request)
+        url = self.routes.get(model, self.base_url)
+        held = self._wires.get(url)  # built for this loop already: no coroutine to await
+        wire = (held[1] if held is not None and held[2] is None
+                and held[0] is asyncio.get_running_loop() else await self._wire(url))
+        limit = self.output_limit(request)
+        content, structured = self._content(request, model, limit)
         try:
             answer, latency = await wire.post(content)
         except Exception as exc:
-            if "response_format" not in body or not _refuses_response_format(exc):
-                raise self._translate(exc, self.server_for(model)) from None
+            if not structured or not _refuses_response_format(exc):
+                raise self._translate(exc, url) from None
             # a server without structured output (some vLLM/Ollama builds 400 on it): ask
             # once more with the prompt's instructions only, and remember the server
-            self._no_response_format.add(self.server_for(model))
-            body = self.body(request)
-            content = _content(body, request)
+            self._no_response_format.add(url)
+            content, _ = self._content(request, model, limit)
             try:
                 answer, latency = await wire.post(content)
             except Exception as again:
-                raise self._translate(again, self.server_for(model)) from None
+                raise self._translate(again, url) from None
         data = _json_body(answer)
-        text, usage = self._read(data, body["messages"])
-        self._check_limit(usage, self.output_limit(request),
+        text, usage = self._read(data, request.messages())
+        self._check_limit(usage, limit,
                           usage_reported=isinstance(data, dict) and "usage" in data)
         return Completion(text=text, usage=usage, latency_s=latency, cost_usd=price.cost(usage),
                           model=model)
+
+    def _content(self, request: Request, model: str, limit: int) -> tuple[bytes, bool]:
+        """`body(request)` as the JSON bytes posted, and whether it asks for a
+        response_format. The messages are embedded from `request.messages_json()` (made once
+        per request, shared with the cache key); what follows them is the same for every
+        request of one model and output limit without a response_format, so it is
+        serialised once (`_tails`)."""
+        if request.response_format is None:
+            tail = self._tails.get((model, limit))
+            if tail is None:
+                tail = self._tails[(model, limit)] = _tail(self.body(request))
+            return f'{{"messages":{request.messages_json()}{tail}'.encode(), False
+        body = self.body(request)
+        return _content(body, request), "response_format" in body
 
     def completion_from_body(self, body: dict[str, Any], *, model: str,
                              batch: bool = False) -> Completion:

@@ -12,6 +12,7 @@ forget them. Those figures are labelled as estimates.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +34,19 @@ class Unjournaled:
     from_usage: int = 0         # how many of `calls` were priced from a cached answer
 
 
-_ENCODER = json.JSONEncoder()  # json.dumps(record), without an encoder built per line
+_string = json.encoder.encode_basestring  # a JSON string literal
+
+
+def _number(value: float) -> str:
+    """`value` as json.dumps writes it (repr for finite floats; Infinity/NaN otherwise)."""
+    value = float(value)
+    return repr(value) if math.isfinite(value) else json.dumps(value)
 
 
 class CallLedger:
+    """Writes the ledger's lines. Two per call, so they are assembled as strings (what
+    json.dumps would write, read back by json.loads) rather than through an encoder."""
+
     def __init__(self, path: Path | str, session: int):
         self.path = Path(path)
         self.session = session
@@ -45,12 +55,12 @@ class CallLedger:
 
     def open_call(self, key: str, worst_usd: float) -> int:
         self._n += 1
-        self._write(_ENCODER.encode({"s": self.session, "n": self._n, "key": key,
-                                     "worst_usd": worst_usd}))
+        self._write(f'{{"s":{int(self.session)},"n":{self._n},"key":{_string(key)},'
+                    f'"worst_usd":{_number(worst_usd)}}}')
         return self._n
 
     def close_call(self, n: int, cost_usd: float) -> None:
-        self._write(_ENCODER.encode({"s": self.session, "n": n, "cost_usd": cost_usd}))
+        self._write(f'{{"s":{int(self.session)},"n":{int(n)},"cost_usd":{_number(cost_usd)}}}')
 
     def _write(self, line: str) -> None:
         if self._fh is None:

@@ -18,6 +18,10 @@ import jinja2
 
 from evalkit.strategies.retrieval import Passage
 
+# json.dumps(value, sort_keys=True, ensure_ascii=False, default=str), the cache key's
+# serialisation, without the encoder json.dumps builds for every call with options
+_KEY_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=str)
+
 
 @dataclass(frozen=True)
 class Example:
@@ -56,8 +60,7 @@ class Request:
         text = self.__dict__.get("_messages_json")
         if text is None:
             self.messages()  # rendered
-            text = self.__dict__["_messages_json"] = json.dumps(
-                self.__dict__["_messages"], sort_keys=True, ensure_ascii=False, default=str)
+            text = self.__dict__["_messages_json"] = _KEY_JSON.encode(self.__dict__["_messages"])
         return text
 
     def _render_messages(self) -> list[dict[str, str]]:
