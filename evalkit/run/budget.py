@@ -48,6 +48,7 @@ class Budget:
         self.calibrated = False             # a call of this session has been answered
         self.stopped = False                # rule 4: the budget stop
         self._changed = asyncio.Event()
+        self._waiting = 0                   # reserve() calls waiting on `_changed`
 
     @property
     def session_spent_usd(self) -> float:
@@ -74,7 +75,11 @@ class Budget:
                 self.stopped = True
                 self._wake()
                 return None
-            await self._changed.wait()  # no await between the check and here: no lost wake-up
+            self._waiting += 1
+            try:
+                await self._changed.wait()  # no await between the check and here: no lost
+            finally:                        # wake-up
+                self._waiting -= 1
         self.reserved_usd += worst_usd
         self.in_flight += 1
         return worst_usd
@@ -94,5 +99,7 @@ class Budget:
         self._wake()
 
     def _wake(self) -> None:
+        if not self._waiting:  # nobody to wake (no cap, or room all along): no new Event
+            return
         event, self._changed = self._changed, asyncio.Event()
         event.set()

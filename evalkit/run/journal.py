@@ -107,7 +107,9 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 def as_record(p: Prediction) -> dict[str, Any]:
     """`dataclasses.asdict(p)` without its generic deep copy (a tenth of the time per line)."""
-    record = {name: getattr(p, name) for name in _FIELDS}
+    record = p.__dict__.copy()  # the fields, in order (dataclass __init__ sets them so)
+    if len(record) != len(_FIELDS):  # an attribute set besides the fields: take just those
+        record = {name: getattr(p, name) for name in _FIELDS}
     record["retrieved"] = list(p.retrieved)
     record["passages"] = [list(x) for x in p.passages]
     if not p.epoch:
