@@ -200,3 +200,19 @@ def test_ctrl_c_finishes_the_calls_in_flight_prints_the_resume_command_and_exits
     assert open_calls(run_dir / "calls.jsonl") == []
     session = json.loads((run_dir / "run.json").read_text())["sessions"][-1]
     assert session["status"] == "interrupted" and session["not_started"] > 0
+
+
+def test_ledger_lines_read_back_whatever_the_cost_even_an_unbounded_worst_case(tmp_path):
+    """The ledger writes its lines as strings, not through json: each must still be JSON
+    that open_calls reads, for a float, an int and a worst case with no bound (inf)."""
+    import math
+
+    from evalkit.run.ledger import CallLedger, open_calls
+
+    ledger = CallLedger(tmp_path / "calls.jsonl", 3)
+    a, b, c = (ledger.open_call(k, w) for k, w in (("k1", 0.25), ("k\"2", 1), ("k3", math.inf)))
+    ledger.close_call(b, 0.5)
+    ledger.close()
+    held = {call.key: call.worst_usd for call in open_calls(tmp_path / "calls.jsonl")}
+    assert held == {"k1": 0.25, "k3": math.inf}
+    assert all(call.session == 3 for call in open_calls(tmp_path / "calls.jsonl"))

@@ -187,6 +187,14 @@ def test_the_posted_body_is_the_request_body_with_the_messages_serialised_once()
         assert json.loads(_content(body, request)) == body
         assert request.messages_json() == json.dumps(request.messages(), sort_keys=True,
                                                      ensure_ascii=False)
+        for _ in range(2):  # the second time the part after the messages is the kept one
+            limit = provider.output_limit(request)
+            content, structured = provider._content(request, provider.model_for(request), limit)
+            assert json.loads(content) == body and structured == ("response_format" in body)
+    # kept per model and limit: another model's or task's body is its own
+    other = Request("qa", "Answer briefly.", "when?", model="gpt-4.1-mini")
+    content, _ = provider._content(other, "gpt-4.1-mini", provider.output_limit(other))
+    assert json.loads(content) == provider.body(other)
 
 
 def test_an_idempotency_key_is_one_per_call_across_its_retries_even_when_calls_overlap():
