@@ -491,3 +491,28 @@ def test_hotpotqa_context_pairs_become_docs_and_supporting_titles_the_gold(tmp_p
     assert len(gold) == 2
     assert texts[gold[0]] == "# Person 3\n\nPerson 3 is a painter. Born in Town 3.\n"
     assert texts[gold[1]].startswith("# Town 3\n\nTown 3 is in Kent.")
+
+
+def test_the_named_label_column_decides_the_type(tmp_path):
+    """--label-column names the target, but the type was inferred without it: TREC's
+    `label-coarse` (numbers 0..5) was drafted as QA, scored by token F1 against '5', and a
+    CORD-style `ground_truth` (a string holding a JSON record) as QA with the record's JSON
+    text as the reference answer. The named column's value now takes part in the fit."""
+    rng = random.Random(5)
+    trec = write_jsonl(tmp_path / "trec.jsonl", [
+        {"label-coarse": i % 6, "label-fine": i % 40, "text": " ".join(_words(rng, 6)) + " ?"}
+        for i in range(60)])
+    d = scaffold.draft(trec, label_column="label-coarse")
+    assert d.type == "classification" and list(d.labels) == ["0", "1", "2", "3", "4", "5"]
+    cord = write_jsonl(tmp_path / "cord.jsonl", [
+        {"text": f"Latte {i} 1 {30 + i},000\nTOTAL {50 + i},000",
+         "ground_truth": json.dumps({"menu": [{"nm": f"Latte {i}", "price": f"{30 + i},000"}],
+                                     "total": {"total_price": f"{50 + i},000"}})}
+        for i in range(20)])
+    d = scaffold.draft(cord, label_column="ground_truth")
+    assert d.type == "extraction" and list(d.fields) == ["menu", "total"]
+    assert d.test[0]["expected"]["total"]["total_price"].endswith(",000")
+    squad = write_jsonl(tmp_path / "squad.jsonl", [
+        {"question": f"When {i}?", "answers": {"text": [str(1990 + i)], "answer_start": [0]}}
+        for i in range(10)])
+    assert scaffold.draft(squad, label_column="answers").type == "qa"  # a key fit knows

@@ -124,9 +124,22 @@ def read_source(path: Path, kind: str | None, *, text_column: str | None = None,
     if kind is not None and fmt not in _scaffold(kind).formats:
         raise TestsetError(path, f"a {fmt.upper()} file imports as "
                            f"{' or '.join(scaffolded_types(fmt))}, not {kind}")
-    kind = kind or infer_type(rows, fmt=fmt)
+    kind = kind or infer_type(_named_target(rows, label_column), fmt=fmt)
     items = _scaffold(kind).read(path, text_key=text_column, target_key=label_column)
     return kind, items, None
+
+
+def _named_target(rows: list[dict], column: str | None) -> list[dict]:
+    """The rows as the fits should see them when --label-column names a key no fit knows
+    (TREC's `label-coarse`, CORD's `ground_truth`): its value also as `expected`, which every
+    type's fit reads, so the type follows the column the user named. Without that the fit
+    saw no target and fell back to QA (a record's JSON text, or a label number, as the
+    reference answer). A key a fit already knows (`answers`, `label`) is left as it is."""
+    known = (*importers.LABEL_KEYS, *importers.ANSWER_KEYS, *importers.TARGET_KEYS)
+    if not column or not rows or column not in rows[0] \
+            or importers.pick_key({column: None}, known) is not None:
+        return rows
+    return [{**row, "expected": row.get(column)} for row in rows]
 
 
 def stratified_split(items: list[dict], *, test_size: float, seed: int, key,

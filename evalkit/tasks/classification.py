@@ -115,14 +115,16 @@ def few_distinct(values: Sequence[Any]) -> bool:
 
 def fit(rows: Rows) -> float:
     """0.8 for a label column (label, category, intent, class), 0.6 when `expected` holds
-    few distinct strings (labels by their count), else 0."""
+    few distinct strings or whole numbers (labels by their count; TREC's and AG News's
+    labels are numbers), else 0."""
     from evalkit.data.importers import LABEL_KEYS, pick_key
 
     if any((key := pick_key(rows[0], (k,))) and not isinstance(rows[0][key], dict)
            for k in LABEL_KEYS if k != "expected"):
         return 0.8  # a label column (an object under `label` is a record: extraction's)
     values = [r.get("expected") for r in rows]
-    return 0.6 if all(isinstance(v, str) for v in values) and few_distinct(values) else 0.0
+    labels = all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in values)
+    return 0.6 if labels and few_distinct(values) else 0.0
 
 
 def read(path: Path, *, text_key: str | None = None,
