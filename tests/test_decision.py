@@ -352,3 +352,16 @@ def test_a_small_step_where_every_item_moved_alike_is_settled_by_few_items():
     sizes = [stats.settling_items(d, 0.0) for d in (0.05, 0.1, 0.3, 0.5, 1.0)]
     assert sizes == sorted(sizes, reverse=True) and sizes[-1] == stats.MIN_PAIRED_ITEMS
     assert stats.settling_items(0.0, 0.0) == stats.items_needed(0.05, stats.assumed_sd())
+
+
+def test_a_tiny_run_whose_next_rung_looks_better_still_says_ship_is_a_default():
+    """15 items, few-shot right on 12 where prompt-only is right on none (a TREC-shaped
+    set): the recommendation read 'Ship prompt-only: few-shot is +80.0 pts accuracy [+47.6,
+    +93.0] better on 15 items, inconclusive ...', a ship call against the only evidence the
+    run has. Too few items to judge any step is said first; the rival's numbers follow."""
+    s = analysis.analyze(run_data({"prompt-only": [0] * 15, "few-shot": [1] * 12 + [0] * 3}))
+    sentence = s["recommendation"]["sentence"]
+    assert sentence.startswith("Ship prompt-only: on 15 items no step up the ladder can be "
+                               "judged (a verdict needs 30 paired items), so it is the first "
+                               "rung by default, not a finding; few-shot is +80.0 pts accuracy")
+    assert "about 30 items would settle it" in sentence

@@ -5,9 +5,11 @@ verdicts.py). The sentence names the strongest rung that did not displace it —
 gain among the steps judged against it that were not accepted — and what held that rung back
 (the interval, the items that would settle it, the money); when every later rung is worse or
 no different, it quotes the step that made the incumbent; when every step against it had
-fewer items than a verdict needs, it says the incumbent is the first rung by default (a
-12-item run shows nothing worth shipping on, and "no rung was shown to be better" would read
-as a finding). `reasons` lists those steps'
+fewer items than a verdict needs, it says first that the incumbent is the first rung by
+default (a 12-item run shows nothing worth shipping on, and "no rung was shown to be better"
+would read as a finding; "Ship prompt-only: few-shot is +80 pts better on 15 items,
+inconclusive" read as a ship call against the run's only evidence), then the strongest
+rival's numbers. `reasons` lists those steps'
 sentences, so the report can show the evidence under the recommendation.
 """
 
@@ -39,17 +41,18 @@ def recommend(steps: list[dict[str, Any]], incumbent: str, ladder: list[str],
     won = [s for s in steps if s["to"] == incumbent and s["verdict"] in ACCEPTED]
     rivals = [s for s in against if s["verdict"] not in (*ACCEPTED, NO_CHANGE)
               and _finite(s["delta"]) and s["delta"] > 0]
-    if rivals:
-        why = _rival(max(rivals, key=lambda s: s["delta"]), econ)
+    rival = _rival(max(rivals, key=lambda s: s["delta"]), econ) if rivals else None
+    if not won and against and all(s["n"] < MIN_PAIRED_ITEMS for s in against):
+        n = max(s["n"] for s in against)
+        why = (f"on {n:,} items no step up the ladder can be judged (a verdict needs "
+               f"{MIN_PAIRED_ITEMS} paired items), so it is the first rung by default, not a "
+               f"finding") + (f"; {rival}" if rival else "")
+    elif rival:
+        why = rival
     elif won:
         why = _winning_step(won[-1])
     elif len(ladder) < 2:
         why = "the only variant in this run"
-    elif against and all(s["n"] < MIN_PAIRED_ITEMS for s in against):
-        n = max(s["n"] for s in against)
-        why = (f"on {n:,} items no step up the ladder can be judged (a verdict needs "
-               f"{MIN_PAIRED_ITEMS} paired items), so it is the first rung by default, not a "
-               f"finding")
     else:
         why = "no rung above it was shown to be better at a price worth paying"
     return {"variant": incumbent, "sentence": f"Ship {incumbent}: {why}.",
