@@ -121,3 +121,21 @@ def test_semicolon_tab_and_pipe_delimited_files_import(tmp_path, name, delimiter
     d = scaffold.draft(path)
     assert d.type == "classification" and set(d.labels) == {"a", "b"}
     assert len(d.test) + len(d.train) == 10
+
+
+def test_excel_rows_of_empty_cells_are_not_rows(tmp_path):
+    """Excel exports a sheet's used range: trailing empty columns in the header and, below
+    the data, rows that are only delimiters (cells once filled, then cleared). Such a row
+    holds nothing, yet init refused the whole file with 'empty value in 2 rows'; it is
+    skipped now, and a row with only some cells empty is still refused by its line."""
+    path = tmp_path / "kunden.csv"
+    lines = ["Text;Label;;;", '"Zeile eins\r\nZeile zwei";Lob;;;', "Gerät kaputt;Beschwerde;;;",
+             ";;;;", "  ;;;;", ""]
+    path.write_bytes(("\ufeff" + "\r\n".join(lines)).encode("utf-8"))
+    items = from_csv(path, text_column="Text", label_column="Label")
+    assert [(it["input"], it["expected"]) for it in items] == [
+        ("Zeile eins\r\nZeile zwei", "Lob"), ("Gerät kaputt", "Beschwerde")]
+    path.write_bytes(b"Text;Label;;\r\nok;Lob;;\r\n;Lob;;\r\n;;;\r\n")
+    with pytest.raises(TestsetError) as info:
+        from_csv(path, text_column="Text", label_column="Label")
+    assert f"{path}:3:" in str(info.value) and "1 row," in str(info.value)

@@ -1,7 +1,8 @@
 """Importers: turn common shapes into test-set JSONL items.
 
 `from_csv` reads a `text,label` CSV (column names configurable; the delimiter, `, ; tab |`,
-is the one the header line uses most); every row becomes an item with a stable id. Errors
+is the one the header line uses most); every row becomes an item with a stable id, except a
+row whose every cell is empty (a cleared spreadsheet row). Errors
 name the file, the line and the column.
 """
 
@@ -31,6 +32,8 @@ def from_csv(path: Path | str, *, text_column: str = "text", label_column: str =
         items, empty = [], []
         for row in reader:
             line = reader.line_num
+            if _blank(row):  # Excel's used range: a row of delimiters only holds nothing
+                continue
             text = (row.get(text_column) or "").strip()
             label = (row.get(label_column) or "").strip()
             missing = [col for col, value in ((text_column, text), (label_column, label))
@@ -45,6 +48,16 @@ def from_csv(path: Path | str, *, text_column: str = "text", label_column: str =
     if not items:
         raise TestsetError(path, "no rows")
     return items
+
+
+def _blank(row: dict) -> bool:
+    """Every cell empty or whitespace: a spreadsheet row that was cleared, which Excel still
+    exports as `;;;;` below the data."""
+    cells = [*row.values()]
+    extra = row.get(None)  # cells past the header's last column, as csv.DictReader keeps them
+    if isinstance(extra, list):
+        cells = [c for c in cells if c is not extra] + extra
+    return all(not (c or "").strip() for c in cells if isinstance(c, str) or c is None)
 
 
 def _empty_cells(path: Path, empty: list[tuple[int, list[str]]]) -> NoReturn:
@@ -85,10 +98,12 @@ def csv_header(path: Path | str) -> list[str]:
 
 
 def read_csv_rows(path: Path | str) -> list[dict[str, str]]:
-    """A CSV's rows as column -> value, for `evalkit init` to tell what they hold."""
+    """A CSV's rows as column -> value, for `evalkit init` to tell what they hold (rows of
+    empty cells left out, as from_csv leaves them)."""
     text = _read_text(Path(path))
     with io.StringIO(text, newline="") as fh:
-        return list(csv.DictReader(fh, delimiter=_delimiter(text)))
+        return [row for row in csv.DictReader(fh, delimiter=_delimiter(text))
+                if not _blank(row)]
 
 
 def _read_text(path: Path) -> str:
