@@ -231,3 +231,20 @@ def test_extraction_metrics_are_registered_for_the_type():
     assert {"slot_f1", "slot_precision", "slot_recall"} <= set(
         tasks.metric_names(task_type="extraction", level="run"))
     assert tasks.task_type("extraction").default_primary == "field_accuracy"
+
+
+def test_list_and_object_values_match_as_their_scalars_do():
+    """Extraction sets with list targets (CoNLL/WikiANN-style entity lists, CORD's receipt
+    menu as a list of objects) compared a list by its raw JSON: ["Ann", "Bob"] did not match
+    ["ann", "Bob"] although the fields "Ann" and "ann" match, nor ["Bob", "Ann"], and a
+    receipt line {"price": "30,000"} did not match {"price": 30000}. Elements and members are
+    normalised as scalar fields are, and a list is compared as a multiset (order free)."""
+    assert values_match(["Ann", "Bob"], ["bob", "ann"])
+    assert values_match([{"nm": "Latte", "price": "30,000"}, {"nm": "Bagel", "price": "2"}],
+                        [{"price": 2, "nm": "bagel"}, {"price": 30000, "nm": "LATTE"}])
+    assert values_match({"total_price": "50,000"}, {"total_price": 50000.0})
+    assert not values_match(["Ann"], ["Ann", "Bob"]) and not values_match(["a", "a"], ["a"])
+    assert not values_match([{"nm": "Latte"}], [{"nm": "Mocha"}])
+    assert not values_match(["1"], "1")  # a list is not its element
+    assert field_accuracy({"names": ["Ann", "Bob"], "city": "Leeds"},
+                          {"names": ["Bob", "Ann"], "city": "leeds"}) == 1.0

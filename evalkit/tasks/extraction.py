@@ -9,8 +9,9 @@ The rules a reviewer must check:
 - **Empty** values are null, "", whitespace, [] and {}; an empty value and a missing key are
   the same thing.
 - **Values match** after normalisation: strings case-, whitespace- and punctuation-
-  insensitively ("A-12345" = "a12345"); numbers as numbers (2 = 2.0 = "2"); anything else
-  (lists, objects) by its canonical JSON.
+  insensitively ("A-12345" = "a12345"); numbers as numbers (2 = 2.0 = "2"); lists and
+  objects element by element, normalised the same way, a list as a multiset (order free:
+  an entity list or a receipt's lines) and an object without its empty members.
 - **Slot metrics** (the usual span-extraction precision/recall/F1) count (field, value)
   pairs, micro-averaged over the set: an empty gold field contributes no gold pair; a
   non-empty predicted value is a predicted pair, a true positive when the gold value of that
@@ -102,8 +103,15 @@ def is_empty(value: Any) -> bool:
 
 def normalize_value(value: Any) -> Any:
     """What a value is compared as: a float for numbers (and numeric strings), else a
-    lower-cased string without punctuation or repeated whitespace; lists and objects as their
-    canonical JSON."""
+    lower-cased string without punctuation or repeated whitespace; lists and objects as the
+    canonical JSON of their normalised elements and members (a list as a multiset: its
+    elements sorted; an object without its empty members)."""
+    if isinstance(value, (list, dict)):
+        return json.dumps(_canonical(value), sort_keys=True, ensure_ascii=False)
+    return _scalar(value)
+
+
+def _scalar(value: Any) -> Any:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (int, float)):
@@ -113,7 +121,18 @@ def normalize_value(value: Any) -> Any:
         if _NUMBER.fullmatch(stripped.replace(",", "")):
             return float(stripped.replace(",", ""))
         return " ".join(stripped.lower().translate(_PUNCT).split())
-    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return value
+
+
+def _canonical(value: Any) -> Any:
+    """A list's or object's elements normalised as scalar fields are, so ["Ann", "Bob"]
+    matches ["bob", "ann"] as "Ann" matches "ann" (entity lists, a receipt's menu lines)."""
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items() if not is_empty(v)}
+    if isinstance(value, list):
+        return sorted((_canonical(v) for v in value),
+                      key=lambda v: json.dumps(v, sort_keys=True, ensure_ascii=False))
+    return _scalar(value)
 
 
 def values_match(expected: Any, predicted: Any) -> bool:
