@@ -302,3 +302,24 @@ def test_settling_items_and_detectable_share_reuse_the_power_calculation():
     assert t_test_power(0.05 / sd, 392) == pytest.approx(0.80, abs=1e-3)
     # statsmodels' power for the same design agrees
     assert TTestPower().power(0.05 / sd, 392, 0.05) == pytest.approx(0.80, abs=1e-3)
+
+
+def test_every_item_moving_by_the_same_graded_amount_is_not_a_certainty():
+    """HotpotQA-shaped, 8 items: few-shot's token F1 is 0.5 on every item where prompt-only's
+    is 0, so the differences have sd 0 and the t interval read [+50.0, +50.0] with p 0, a
+    certainty 8 items cannot give. As when no item moved, the interval is the exact bound on
+    the share of items that could move otherwise (each by at most the metric's width), and
+    p is the exact sign test's; with clusters both count clusters."""
+    d = stats.paired_difference([0.0] * 8, [0.5] * 8, bounded=True)
+    u = stats.no_change_bound(8)
+    assert d.ci_method == "same_change_exact" and d.delta == 0.5
+    assert (d.ci_low, d.ci_high) == pytest.approx((0.5 - 1.5 * u, 0.5 + 0.5 * u))
+    assert d.ci_low < 0.5 < d.ci_high and d.p_value == pytest.approx(2 * 0.5 ** 8)
+    assert d.p_method == "sign_exact"
+    down = stats.paired_difference([0.75] * 6, [0.25] * 6, clusters=list("aabbcc"),
+                                   bounded=True)
+    u3 = stats.no_change_bound(3)
+    assert (down.ci_low, down.ci_high) == pytest.approx((-0.5 - 0.5 * u3, -0.5 + 1.5 * u3))
+    assert down.p_value == pytest.approx(2 * 0.5 ** 3)
+    unbounded = stats.paired_difference([0.0] * 8, [0.5] * 8)  # latency, cost: as before
+    assert unbounded.ci_method == "t"

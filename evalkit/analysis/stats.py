@@ -66,7 +66,7 @@ class PairedDifference:
     ci_low: float
     ci_high: float
     p_value: float
-    p_method: str  # "mcnemar_exact", "paired_t" or "paired_t_clustered"
+    p_method: str  # "mcnemar_exact", "paired_t", "paired_t_clustered" or "sign_exact"
     n: int
     n_excluded: int
     sd: float  # standard deviation of the per-item differences
@@ -216,7 +216,10 @@ def paired_difference(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.n
     The interval: Newcombe's paired method 10 for independent 0/1 pairs; when no item's score
     changed and a difference is bounded by 1 (0/1 scores, or `bounded` [0, 1] metrics), the
     exact no-change bound over the items (or the clusters), since a t interval there is
-    [0, 0] however few items there are; otherwise the (clustered) t interval.
+    [0, 0] however few items there are; when every item of a `bounded` metric moved by the
+    same c (token F1 0 -> 0.5 on all 8 items), likewise: c widened by the share of units
+    that could still move otherwise, with the exact sign test's p, not [c, c] and p 0;
+    otherwise the (clustered) t interval.
     """
     xa, xb = _as_array(a), _as_array(b)
     if len(xa) != len(xb):
@@ -238,10 +241,16 @@ def paired_difference(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.n
         p = _t_p_value(est.mean, est.se, est.df)
         method = "paired_t" if g is None else "paired_t_clustered"
     low, high, ci_method = est.ci_low, est.ci_high, "t" if g is None else "t_clustered"
+    units = len(d) if g is None else len(set(g.tolist()))
     if len(d) and np.all(d == 0) and (binary or bounded):
-        units = len(d) if g is None else len(set(g.tolist()))
         u = no_change_bound(units, confidence=confidence)
         low, high, ci_method = -u, u, "no_change_exact"
+    elif len(d) and np.all(d == d[0]) and bounded and not (binary and g is None):
+        # every item moved by the same amount c: a t interval is [c, c] with p 0 at any n.
+        # At most a share u of the units could move otherwise, each anywhere in [-1, 1]
+        c, u = float(d[0]), no_change_bound(units, confidence=confidence)
+        low, high, ci_method = c - u * (1 + c), c + u * (1 - c), "same_change_exact"
+        p, method = min(1.0, 2 * 0.5 ** units), "sign_exact"  # every unit on one side
     elif binary and g is None:
         low, high = newcombe_paired_ci(xa, xb, confidence=confidence)
         ci_method = "newcombe_paired"
