@@ -139,3 +139,20 @@ def test_excel_rows_of_empty_cells_are_not_rows(tmp_path):
     with pytest.raises(TestsetError) as info:
         from_csv(path, text_column="Text", label_column="Label")
     assert f"{path}:3:" in str(info.value) and "1 row," in str(info.value)
+
+
+def test_an_excel_cp1252_csv_is_refused_naming_line_column_and_the_encoding(tmp_path):
+    """Excel's 'CSV (Comma delimited)' on Windows writes Windows-1252. The refusal named the
+    file and line only ('not valid UTF-8; save the CSV as UTF-8'): not the column, not the
+    text at fault, and not what the file is, so a user could not tell which of 'CSV UTF-8'
+    and the other three CSV choices to pick."""
+    path = tmp_path / "kunden.csv"
+    rows = ["Text;Label;;", "Kunde schreibt;Lob;;", '"zwei\r\nZeilen";Lob;;',
+            "Das Gerät ist kaputt – bitte prüfen;Beschwerde;;"]
+    path.write_bytes("\r\n".join(rows).encode("cp1252"))
+    with pytest.raises(TestsetError) as info:
+        from_csv(path, text_column="Text", label_column="Label")
+    message = str(info.value)
+    assert message.startswith(f"{path}:5: field 'Text': not valid UTF-8 (byte 0xe4 in "
+                              f"'Das Gerät ist kaputt")
+    assert "Windows-1252" in message and "CSV UTF-8" in message

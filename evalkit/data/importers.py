@@ -107,13 +107,54 @@ def read_csv_rows(path: Path | str) -> list[dict[str, str]]:
 
 
 def _read_text(path: Path) -> str:
-    """The file as text; a BOM (Excel's "CSV UTF-8") is dropped, other encodings are errors."""
+    """The file as text; a BOM (Excel's "CSV UTF-8") is dropped, other encodings are errors
+    (a guess could mis-read every accent without a word) naming the line, the column, the
+    text at fault and what the file looks like."""
     data = path.read_bytes()
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise TestsetError(path, "not valid UTF-8; save the CSV as UTF-8",
-                           line=data[:exc.start].count(b"\n") + 1) from None
+        _not_utf8(path, data, exc)
+
+
+def _not_utf8(path: Path, data: bytes, exc: UnicodeDecodeError) -> NoReturn:
+    """Refuse a file that is not UTF-8: Excel's 'CSV (Comma delimited)' on Windows writes
+    Windows-1252, where 'ä' is the single byte 0xe4. The column is the first cell of the
+    record holding the byte whose bytes are not UTF-8 (a CSV only)."""
+    line = data[:exc.start].count(b"\n") + 1
+    start = data.rfind(b"\n", 0, exc.start) + 1
+    end = data.find(b"\n", exc.start)
+    snippet = data[start:end if end >= 0 else len(data)].decode("latin-1").strip()[:40]
+    try:
+        data.decode("cp1252")
+        kind = "Windows-1252 (what Excel's 'CSV (Comma delimited)' writes)"
+    except UnicodeDecodeError:
+        kind = "Latin-1 or another single-byte encoding"
+    raise TestsetError(path, f"not valid UTF-8 (byte 0x{data[exc.start]:02x} in {snippet!r}); "
+                       f"the file reads as {kind}: save it from Excel as 'CSV UTF-8', or "
+                       f"convert it (iconv -f cp1252 -t utf-8)", line=line,
+                       field=_column_at(path, data, line)) from None
+
+
+def _column_at(path: Path, data: bytes, line: int) -> str | None:
+    """The CSV column of the first cell that is not UTF-8 in the record ending at or after
+    `line`; None for a file that is not CSV or a record that cannot be placed."""
+    if not is_csv(path):
+        return None
+    text = data.decode("latin-1")
+    with io.StringIO(text, newline="") as fh:
+        reader = csv.reader(fh, delimiter=_delimiter(text))
+        header = next(reader, [])
+        for row in reader:
+            if reader.line_num < line:
+                continue
+            for name, cell in zip(header, row):
+                try:
+                    cell.encode("latin-1").decode("utf-8")
+                except UnicodeDecodeError:
+                    return name or None
+            return None
+    return None
 
 
 def write_jsonl(items: list[dict], path: Path | str) -> None:
