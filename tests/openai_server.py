@@ -30,6 +30,9 @@ And, for the budget's tests, answers and counts a cap must survive:
 - `tokenizer`: "words" (a token per word, the default) or "bytes" (a token per UTF-8 byte, the
   most any byte-level BPE can count: what chars/4 undercounts on CJK, emoji, digits);
 - `report_usage`: False leaves `usage` out of the response, as some servers do.
+- `reshape`: a function given each chat answer's JSON payload (a dict) and returning the one
+  to send: how a real server's answers differ from OpenAI's (`content: null`, a usage with
+  `completion_tokens` missing, a chatty or fenced answer, no `system_fingerprint`).
 `billed_usd(prices)` is what the server's own usage says the answered calls cost.
 
 Every request is recorded (path, model, a hash of the messages, status, time), so tests can
@@ -111,7 +114,7 @@ class FakeOpenAI:
                  reject_response_format: bool = False, answer_tokens: int | None = None,
                  obeys: tuple[str, ...] = ("max_completion_tokens", "max_tokens"),
                  tokenizer: str = "words", report_usage: bool = True,
-                 sampling: bool = False, port: int = 0):
+                 sampling: bool = False, reshape=None, port: int = 0):
         self.port = port  # 0: any free port (tests); `python tests/openai_server.py --port N`
         self.api_key = api_key
         self.fault_rate = fault_rate
@@ -132,6 +135,7 @@ class FakeOpenAI:
         self.polls_per_stage = polls_per_stage
         self.batch_polls = batch_polls  # polls a batch stays in_progress before completing
         self.sampling = sampling
+        self.reshape = reshape  # payload -> payload: a real server's ways of answering
         self.batches: dict[str, dict[str, Any]] = {}
         self.served_models = served_models  # None: any model name is served
         self.cached_prompts = cached_prompts
@@ -271,6 +275,8 @@ class FakeOpenAI:
         }
         if self.report_usage:
             payload["usage"] = usage
+        if self.reshape is not None:
+            payload = self.reshape(payload)
         self.record(rec)
         return 200, {"content-type": "application/json"}, json.dumps(payload).encode(), rec
 

@@ -494,11 +494,19 @@ class OpenAIProvider(Provider):
         """Text and usage from a chat completion's JSON; anything else is a MalformedResponse.
 
         Reads only the fields evalkit uses, from the parsed JSON (no pydantic models: that
-        parse was a tenth of the client's time per call)."""
+        parse was a tenth of the client's time per call). A message whose `content` is null
+        (vLLM's reasoning parser when the limit ran out thinking, a tool-call-shaped reply,
+        OpenAI's `refusal`) is an answer that says nothing, or its refusal text: the server
+        billed it, so it is priced at its usage and scored as the wrong answer it is, not
+        dropped from the scores as a failed call whose cost reads $0."""
         try:
-            text = data["choices"][0]["message"]["content"]
+            message = data["choices"][0]["message"]
+            text = message["content"] if "content" in message else None
         except (IndexError, TypeError, KeyError):
-            text = None
+            message = text = None
+        if text is None and isinstance(message, dict):
+            refusal = message.get("refusal")
+            text = refusal if isinstance(refusal, str) else ""
         if not isinstance(text, str):
             raise MalformedResponse("the response has no choices[0].message.content string: "
                                     f"{secrets.scrub(json.dumps(data, default=str)[:200])}")

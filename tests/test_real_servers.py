@@ -1,0 +1,54 @@
+"""What users run: llama.cpp's server, Ollama and vLLM answer Chat Completions a little unlike
+OpenAI — `content: null`, a usage with fields missing or null, no `system_fingerprint`, any
+model name echoed, chatty small models. Each case goes through `evalkit run` (and the scores
+it writes) against the loopback server answering that way, and checks the run records what
+the server did: what it billed, what the model said, and a score that says why."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from openai_server import FIXTURES, FakeOpenAI, cli, openai_env, read_jsonl, run_dirs_args
+
+from evalkit.providers.pricing import PriceBook
+
+_env = openai_env
+INTENTS = FIXTURES / "tiny-intents"
+QA = FIXTURES / "tiny-qa"
+MODEL = "gpt-4o-mini"  # priced by genai-prices: no pricing section needed
+
+
+def _run(server: FakeOpenAI, testset: Path, tmp_path: Path, *extra: str) -> Path:
+    cli("run", testset, "--provider", "openai", "--base-url", server.base_url, "--model", MODEL,
+        "--variants", "prompt-only", *run_dirs_args(tmp_path), *extra)
+    return (tmp_path / "reports" / "latest").resolve()
+
+
+def _scores(run_dir: Path, metric: str) -> dict[str, float]:
+    with (run_dir / "scores.csv").open() as fh:
+        return {r["item_id"]: float(r["value"]) for r in csv.DictReader(fh)
+                if r["metric"] == metric}
+
+
+def _billed(server: FakeOpenAI) -> float:
+    return server.billed_usd(PriceBook.from_section(None))
+
+
+def _message(payload: dict, **fields) -> dict:
+    payload["choices"][0]["message"].update(fields)
+    return payload
+
+
+def test_content_null_is_an_empty_answer_billed_at_its_usage(tmp_path):
+    # vLLM's reasoning parser, a model that spent its limit thinking, a tool-call-shaped reply:
+    # a 200 with a usage and `content: null`. The server billed it; the model said nothing
+    with FakeOpenAI(reshape=lambda p: _message(p, content=None)) as server:
+        run_dir = _run(server, INTENTS, tmp_path)
+        billed = _billed(server)
+    preds = read_jsonl(run_dir / "predictions.jsonl")
+    assert [p["error_class"] for p in preds] == [None] * 8
+    assert all(p["output"] == "" for p in preds)
+    assert sum(p["cost_usd"] for p in preds) == pytest.approx(billed) and billed > 0
+    assert set(_scores(run_dir, "accuracy").values()) == {0.0}  # wrong, not left out as NaN
