@@ -52,3 +52,25 @@ def test_content_null_is_an_empty_answer_billed_at_its_usage(tmp_path):
     assert all(p["output"] == "" for p in preds)
     assert sum(p["cost_usd"] for p in preds) == pytest.approx(billed) and billed > 0
     assert set(_scores(run_dir, "accuracy").values()) == {0.0}  # wrong, not left out as NaN
+
+
+def _drop_completion_tokens(payload: dict) -> dict:
+    usage = payload["usage"] = dict(payload["usage"])  # the server keeps what it counted
+    del usage["completion_tokens"]
+    usage["prompt_tokens_details"] = {"cached_tokens": None}
+    return payload
+
+
+def test_a_usage_without_completion_tokens_bills_the_answer_at_its_bound(tmp_path):
+    # some Ollama/vLLM builds and proxies send prompt_tokens but leave completion_tokens out
+    # (or null), and cached_tokens null: the answer was not free
+    with FakeOpenAI(reshape=_drop_completion_tokens) as server:
+        run_dir = _run(server, QA, tmp_path)
+        billed = _billed(server)
+        told = [u["completion_tokens"] for _, u in server.usages]
+    preds = read_jsonl(run_dir / "predictions.jsonl")
+    assert [p["error_class"] for p in preds] == [None] * 5
+    # bytes bound tokens under any byte-level tokenizer: never below what the server counted
+    assert all(p["output_tokens"] >= len(p["output"].encode()) > 0 for p in preds)
+    assert sum(p["output_tokens"] for p in preds) >= sum(told)
+    assert sum(p["cost_usd"] for p in preds) >= billed > 0

@@ -347,8 +347,7 @@ class OpenAIProvider(Provider):
                 raise self._translate(again, url) from None
         data = _json_body(answer)
         text, usage = self._read(data, request.messages())
-        self._check_limit(usage, limit,
-                          usage_reported=isinstance(data, dict) and "usage" in data)
+        self._check_limit(usage, limit, usage_reported=_counts_output(data))
         return Completion(text=text, usage=usage, latency_s=latency, cost_usd=price.cost(usage),
                           model=model)
 
@@ -519,8 +518,9 @@ class OpenAIProvider(Provider):
         details = u.get("prompt_tokens_details")
         cached = details.get("cached_tokens") if isinstance(details, dict) else 0
         output = u.get("completion_tokens")
-        return text, Usage(input_tokens=u["prompt_tokens"],
-                           output_tokens=output if type(output) is int else 0,
+        if type(output) is not int:  # left out or null (some Ollama/vLLM builds, proxies):
+            output = len(text.encode("utf-8"))  # its bound, as with no usage at all
+        return text, Usage(input_tokens=u["prompt_tokens"], output_tokens=output,
                            cached_input_tokens=cached if type(cached) is int else 0)
 
     def _translate(self, exc: Exception, base_url: str | None) -> Exception:
@@ -640,6 +640,12 @@ def well_formed(text: str) -> str:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _counts_output(data: Any) -> bool:
+    """Whether the server counted the answer's tokens (else `_read` billed its bytes)."""
+    usage = data.get("usage") if isinstance(data, dict) else None
+    return isinstance(usage, dict) and type(usage.get("completion_tokens")) is int
 
 
 def _json_body(content: bytes) -> Any:
