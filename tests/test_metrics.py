@@ -188,6 +188,18 @@ def test_parse_label_keeps_the_task_spelling():
     assert parse_label("BILLING_ISSUE", ["billing_issue", "other"]) == "billing_issue"
 
 
+@pytest.mark.parametrize("output,label", [
+    ("Refund Request", "refund_request"),          # the identifier written as words
+    ("Sure! The intent is **refund-request**.", "refund_request"),
+    ("refund request", "refund_request"),          # not "refund": the longer label holds it
+    ("refund_requests", None),                     # still whole words only
+    ("refund or refund request", None),            # two labels named apart: ambiguous
+    ("Cancel order", "cancel_order"),
+])
+def test_parse_label_reads_separators_as_a_small_model_writes_them(output, label):
+    assert parse_label(output, ["refund_request", "refund", "cancel_order"]) == label
+
+
 # --- per-item scoring -------------------------------------------------------------------------
 
 CLF = Task(name="t", type="classification", instructions="i", labels=dict.fromkeys(LABELS, "d"))

@@ -74,3 +74,32 @@ def test_a_usage_without_completion_tokens_bills_the_answer_at_its_bound(tmp_pat
     assert all(p["output_tokens"] >= len(p["output"].encode()) > 0 for p in preds)
     assert sum(p["output_tokens"] for p in preds) >= sum(told)
     assert sum(p["cost_usd"] for p in preds) >= billed > 0
+
+
+def _intents_csv(path: Path) -> Path:
+    """A user's own labelled file, labels spelt as code identifiers (refund_request)."""
+    with path.open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["text", "label"])
+        for i in range(20):
+            out.writerow([f"I want my money back for charge {i}, refund it", "refund_request"])
+            out.writerow([f"Please cancel my order {i} before it ships", "cancel_order"])
+    return path
+
+
+def _chatty_label(payload: dict) -> dict:
+    label = payload["choices"][0]["message"]["content"]  # the label, as the server chose it
+    return _message(payload, content=f"Sure! The intent is **{label.replace('_', ' ').title()}**.")
+
+
+def test_a_chatty_answer_naming_the_label_in_words_is_that_label(tmp_path):
+    cli("init", _intents_csv(tmp_path / "intents.csv"), tmp_path / "intents", "-y")
+    with FakeOpenAI() as plain:
+        right = _scores(_run(plain, tmp_path / "intents", tmp_path / "a"), "accuracy")
+    with FakeOpenAI(reshape=_chatty_label) as chatty:
+        run_dir = _run(chatty, tmp_path / "intents", tmp_path / "b")
+    outputs = {p["output"] for p in read_jsonl(run_dir / "predictions.jsonl")}
+    assert outputs <= {"Sure! The intent is **Refund Request**.",
+                       "Sure! The intent is **Cancel Order**."} and len(outputs) == 2
+    assert set(right.values()) == {1.0}
+    assert _scores(run_dir, "accuracy") == right  # the same labels, written as words

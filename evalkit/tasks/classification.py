@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,14 +30,34 @@ if TYPE_CHECKING:
 
 
 def parse_label(output: str, labels: Sequence[str]) -> str | None:
-    """The label an answer names: an exact match, else the only label mentioned in it."""
+    """The label an answer names: an exact match, else the only label mentioned in it.
+
+    A mention is the label as whole words, case-insensitively, with its separators (`_`, `-`,
+    spaces) read as any of them: small models write `refund_request` as "Refund Request" or
+    "refund-request", and that answer names the label. A label found only inside a longer
+    label's mention ("refund" in "refund request") is not mentioned apart from it."""
     text = output.strip().strip("`'\".").lower()
     by_lower = {label.lower(): label for label in labels}
     if text in by_lower:
         return by_lower[text]
-    mentioned = [label for label in labels if re.search(rf"\b{re.escape(label.lower())}\b",
-                                                          output.lower())]
+    lowered = output.lower()
+    spans = {label: [m.span() for m in _mention(label).finditer(lowered)] for label in labels}
+    taken = [s for found in spans.values() for s in found]
+    mentioned = [label for label, found in spans.items()
+                 if any(not any(a <= start and end <= b and (a, b) != (start, end)
+                                for a, b in taken) for start, end in found)]
     return mentioned[0] if len(mentioned) == 1 else None
+
+
+_SEPARATORS = re.compile(r"[\s_-]+")
+
+
+@lru_cache(maxsize=1024)
+def _mention(label: str) -> re.Pattern[str]:
+    """`label` as whole words in lower-cased text, any run of separators matching any other."""
+    parts = [re.escape(p) for p in _SEPARATORS.split(label.lower()) if p]
+    words = r"[\s_-]+".join(parts) or re.escape(label.lower())  # a label of separators only
+    return re.compile(r"(?<!\w)" + words + r"(?!\w)")
 
 
 def check_expected(expected: Any, task: Task) -> None:
