@@ -365,3 +365,24 @@ def test_a_tiny_run_whose_next_rung_looks_better_still_says_ship_is_a_default():
                                "judged (a verdict needs 30 paired items), so it is the first "
                                "rung by default, not a finding; few-shot is +80.0 pts accuracy")
     assert "about 30 items would settle it" in sentence
+
+
+def test_a_graded_mean_equal_on_every_item_is_not_a_certainty():
+    """12 TriviaQA-shaped items: fine-tuned's token F1 is 1.0 on each and prompt-only's 0.0,
+    and the variants table read 1.000 [1.000, 1.000] and 0.000 [0.000, 0.000] (a t interval
+    of sd 0) beside exact match's Wilson 1.000 [0.758, 1.000] for the same answers. A [0, 1]
+    metric equal on every item gets the exact bound on the share of items that could differ."""
+    ids = [f"i{k}" for k in range(12)]
+    rows = [{"run": "r", "variant": name, "item_id": item, "metric": metric, "value": value}
+            for name, f1 in (("prompt-only", 0.0), ("fine-tuned", 1.0))
+            for item in ids for metric, value in (("token_f1", f1), ("cost_usd", 1e-5))]
+    data = analysis.RunData(run_id="r", testset="t", task_type="qa", primary_metric="token_f1",
+                            ladder=["prompt-only", "fine-tuned"], scores=pd.DataFrame(rows),
+                            item_ids=ids, specs={}, economics=Economics(), predictions=[])
+    s = analysis.analyze(data)
+    u = stats.no_change_bound(12)
+    top = s["variants"]["fine-tuned"]["metrics"]["token_f1"]
+    low = s["variants"]["prompt-only"]["metrics"]["token_f1"]
+    assert (top["mean"], top["ci_low"], top["ci_high"]) == pytest.approx((1.0, 1 - u, 1.0))
+    assert (low["mean"], low["ci_low"], low["ci_high"]) == pytest.approx((0.0, 0.0, u))
+    assert top["method"] == "same_value_exact"

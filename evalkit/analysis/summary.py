@@ -390,6 +390,23 @@ def _binary(metric: str) -> bool:
     return spec is not None and spec.binary
 
 
+def _all_equal(values: np.ndarray) -> bool:
+    x = np.asarray(values, dtype=float)
+    x = x[~np.isnan(x)]
+    return len(x) > 0 and bool(np.all(x == x[0]))
+
+
+def _same_value_ci(est: stats.Estimate, metric: str, clusters) -> dict[str, Any]:
+    """A graded metric (token F1, field accuracy) equal on every item: a t interval is [c, c]
+    at any n (sd 0), so 12 items all scoring 1.0 read 1.000 [1.000, 1.000]. At most a share u
+    of the items (or clusters) could score otherwise, each anywhere in the metric's range."""
+    lo, hi = bounds(metric) or (0.0, 1.0)
+    units = est.n if clusters is None else (est.n_clusters or est.n)
+    u = stats.no_change_bound(units)
+    c = est.mean
+    return {"ci_low": c - u * (c - lo), "ci_high": c + u * (hi - c), "method": "same_value_exact"}
+
+
 def _unit_width(metric: str) -> bool:
     """The metric's registered range spans at most 1, so a difference of two is within +/-1."""
     rng = bounds(metric)
@@ -527,6 +544,8 @@ def summarize_variant(data: RunData, name: str, *, seed: int) -> tuple[dict, Var
                 # interval collapses to [p, p]
                 ci = stats.proportion_ci(values, clusters=clusters)
                 out["metrics"][m].update(ci_low=ci.low, ci_high=ci.high, method=ci.method)
+            elif est.n and _unit_width(m) and _all_equal(values):
+                out["metrics"][m].update(_same_value_ci(est, m, clusters))
     task = data.task_view()
     not_applicable = _not_applicable(data, name, task)
     if not_applicable:
