@@ -516,3 +516,20 @@ def test_the_named_label_column_decides_the_type(tmp_path):
         {"question": f"When {i}?", "answers": {"text": [str(1990 + i)], "answer_start": [0]}}
         for i in range(10)])
     assert scaffold.draft(squad, label_column="answers").type == "qa"  # a key fit knows
+
+
+@pytest.mark.parametrize("row", [
+    {"tokens": ["John", "lives", "in", "Paris"], "ner_tags": [1, 0, 0, 5], "langs": ["en"] * 4,
+     "spans": ["PER: John", "LOC: Paris"]},  # WikiANN
+    {"id": "0", "tokens": ["EU", "rejects", "German", "call"], "pos_tags": [22, 42, 16, 21],
+     "chunk_tags": [11, 21, 11, 12], "ner_tags": [3, 0, 7, 0]}])  # CoNLL-2003
+def test_a_token_tagging_file_is_refused_saying_what_init_needs_instead(tmp_path, row):
+    """A CoNLL or WikiANN file (tokens and tag ids) fit no type but qa's fallback and was
+    refused with 'no question field; give it with a flag', a fix no flag can make: the text
+    is a list of tokens and the target a list of tag ids. The error says so, and what to
+    convert it to."""
+    path = write_jsonl(tmp_path / "ner.jsonl", [row] * 3)
+    result = CliRunner().invoke(main, ["init", str(path), str(tmp_path / "out"), "--yes"])
+    assert result.exit_code != 0
+    assert f"{path}:1:" in result.output and "tokens" in result.output
+    assert "token-tagging file" in result.output and "--type extraction" in result.output

@@ -216,10 +216,23 @@ def _need(path: Path, rows: list[tuple[int, dict]], candidates: tuple[str, ...],
     lineno, first = rows[0]
     key = pick_key(first, candidates, given)
     if key is None or key not in first:
-        raise TestsetError(path, f"no {what} field; give it with a flag (this line has "
-                           f"{', '.join(first) or 'no keys'})", line=lineno,
+        has = f"this line has {', '.join(first) or 'no keys'}"
+        fix = (f"a token-tagging file (CoNLL, WikiANN: {has}) has no text and no record to "
+               f"read, and no flag can name one; write each row as a text (the tokens "
+               f"joined) and a JSON record of what to extract (e.g. {{\"PER\": [\"John\"], "
+               f"\"LOC\": [\"Paris\"]}}), then init it with --type extraction"
+               if _token_tagged(first) else f"give it with a flag ({has})")
+        raise TestsetError(path, f"no {what} field; {fix}", line=lineno,
                            field=given or "/".join(candidates))
     return key
+
+
+def _token_tagged(row: dict) -> bool:
+    """A CoNLL/WikiANN-style row: a `tokens` list of strings beside a list of tags."""
+    tokens = row.get(pick_key(row, ("tokens", "words")) or "tokens")
+    return (isinstance(tokens, list) and all(isinstance(t, str) for t in tokens)
+            and any(isinstance(v, list) and k != "tokens" and "tag" in str(k).lower()
+                    for k, v in row.items()))
 
 
 def _texts_present(path: Path, rows: list[tuple[int, dict]], key: str) -> None:
