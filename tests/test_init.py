@@ -533,3 +533,19 @@ def test_a_token_tagging_file_is_refused_saying_what_init_needs_instead(tmp_path
     assert result.exit_code != 0
     assert f"{path}:1:" in result.output and "tokens" in result.output
     assert "token-tagging file" in result.output and "--type extraction" in result.output
+
+
+def test_a_massive_file_imports_with_no_flag(tmp_path):
+    """Amazon MASSIVE (and SLURP) keep the utterance under `utt`, beside `annot_utt` (its slot
+    markup), `intent`, `scenario` and `locale`; init refused it with 'no text field'. The
+    intent is the label, the plain utterance the text, the slot markup never the input."""
+    rng = random.Random(11)
+    rows = [{"id": str(i), "locale": "en-US", "partition": "test", "scenario": "alarm",
+             "intent": ["alarm_set", "alarm_query"][i % 2],
+             "utt": f"wake me up at {i % 12 + 1} am {' '.join(_words(rng, 3))}",
+             "annot_utt": f"wake me up at [time : {i % 12 + 1} am]", "worker_id": "8"}
+            for i in range(20)]
+    d = scaffold.draft(write_jsonl(tmp_path / "massive.jsonl", rows))
+    assert d.type == "classification" and list(d.labels) == ["alarm_query", "alarm_set"]
+    assert all(it["input"].startswith("wake me up at ") and "[" not in it["input"]
+               for it in (*d.test, *d.train))

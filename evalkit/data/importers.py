@@ -168,7 +168,7 @@ def write_jsonl(items: list[dict], path: Path | str) -> None:
 # errors name the file, the line and the field. Key names are matched from short lists of
 # the spellings public data sets use, so most files import with no flag.
 
-TEXT_KEYS = ("input", "text", "question", "query", "utterance", "sentence", "prompt")
+TEXT_KEYS = ("input", "text", "question", "query", "utterance", "utt", "sentence", "prompt")
 LABEL_KEYS = ("label", "category", "intent", "class", "expected")
 ANSWER_KEYS = ("answers", "answer", "expected", "reference")
 DOC_ID_KEYS = ("doc_ids", "gold_passages", "passage_ids", "context_ids", "doc_id")
