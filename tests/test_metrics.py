@@ -33,6 +33,12 @@ def test_normalisation_follows_squad():
     assert normalize_answer("The  Cat, sat!") == "cat sat"
     assert normalize_answer("An apple a day") == "apple day"
     assert normalize_answer("theatre") == "theatre"  # articles only as whole words
+
+
+def test_typographic_quotes_normalise_as_ascii_ones():
+    # chat models write ’ where references (and abstain phrases) are typed with '
+    assert normalize_answer("O’Brien’s “desk”") == normalize_answer("O'Brien's \"desk\"")
+    assert exact_match("O’Brien", "O'Brien") == 1.0
     assert normalize_answer("€12 per user/month.") == "€12 per usermonth"
 
 

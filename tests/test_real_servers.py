@@ -103,3 +103,24 @@ def test_a_chatty_answer_naming_the_label_in_words_is_that_label(tmp_path):
                        "Sure! The intent is **Cancel Order**."} and len(outputs) == 2
     assert set(right.values()) == {1.0}
     assert _scores(run_dir, "accuracy") == right  # the same labels, written as words
+
+
+def _abstaining_as(words: str):
+    def reshape(payload: dict) -> dict:  # the server's "unknown", as a chatty model says it
+        said = payload["choices"][0]["message"]["content"]
+        return _message(payload, content=words) if said == "unknown" else payload
+    return reshape
+
+
+@pytest.mark.parametrize("words", ["I’m sorry, I don’t know.",  # typographic apostrophes
+                                   "I do not know.",
+                                   "I cannot answer that from the provided documents.",
+                                   "I can’t answer this question."])
+def test_a_chatty_abstention_is_an_abstention(tmp_path, words):
+    with FakeOpenAI() as plain:
+        said_unknown = _scores(_run(plain, QA, tmp_path / "a"), "token_f1")
+    with FakeOpenAI(reshape=_abstaining_as(words)) as chatty:
+        run_dir = _run(chatty, QA, tmp_path / "b")
+    assert words in {p["output"] for p in read_jsonl(run_dir / "predictions.jsonl")}
+    assert said_unknown["qte-04"] == 1.0  # tiny-qa's unanswerable question
+    assert _scores(run_dir, "token_f1") == said_unknown

@@ -2,7 +2,8 @@
 `answerable: false`) for a question the documents do not answer.
 
 Text metrics follow the SQuAD v1.1 evaluation script: lower-case, strip punctuation and the
-articles a/an/the, fold whitespace, and take the maximum over the acceptable references.
+articles a/an/the, fold whitespace, and take the maximum over the acceptable references; one
+addition, typographic quotes (’ ‘ “ ”) count as the ASCII punctuation they stand for.
 
 Abstention (issue 11.4), as SQuAD 2.0 scores no-answer questions: an answer *abstains* when,
 after the same normalisation, it contains one of task.yaml's `abstain_phrases` as whole words
@@ -37,16 +38,23 @@ from evalkit.tasks.base import (
 if TYPE_CHECKING:
     from evalkit.data.testset import Item, Task
 
-DEFAULT_ABSTAIN_PHRASES = ("unknown", "not in the documents", "i don't know",
-                           "cannot be answered")
+# what the instructions ask for ("unknown"), and how chat models decline when they talk
+DEFAULT_ABSTAIN_PHRASES = ("unknown", "not in the documents", "i don't know", "i do not know",
+                           "cannot be answered", "i cannot answer", "i can't answer")
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCT = set(string.punctuation)
 
 
+# Typographic quotes as the ASCII ones (which normalisation then strips): chat models write
+# "don’t" and "O’Brien" where a reference or an abstain phrase says "don't", "O'Brien"
+_TYPOGRAPHIC = str.maketrans({"\u2018": "'", "\u2019": "'", "\u02bc": "'", "\u201c": '"',
+                              "\u201d": '"'})
+
+
 def normalize_answer(s: str) -> str:
-    """SQuAD v1.1 normalisation."""
-    s = s.lower()
+    """SQuAD v1.1 normalisation, typographic quotes first read as ASCII ones."""
+    s = s.translate(_TYPOGRAPHIC).lower()
     s = "".join(ch for ch in s if ch not in _PUNCT)
     s = _ARTICLES.sub(" ", s)
     return " ".join(s.split())
