@@ -10,6 +10,7 @@ answer. Loading keeps `expected: []` an error and checks `answerable`/`abstain_p
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 from pathlib import Path
@@ -158,3 +159,23 @@ def test_a_recommendation_to_ship_an_abstaining_rung_says_so(tmp_path, run_dirs,
     assert ("Caution: prompt-only: 100% of its token_f1 comes from abstaining on the 5 "
             "unanswerable items; on the 5 answerable ones it scores 0.000.") in rec["sentence"]
     assert rec["reasons"][-1].startswith("prompt-only: 100% of its token_f1")
+
+
+def test_a_rung_that_never_abstains_has_abstention_f1_zero_not_nan():
+    # a chatty model that answers everything: every unanswerable item missed. Its precision is
+    # undefined (it never abstained) but its F1 is 2TP / (2TP + FP + FN) = 0, as macro-F1's
+    # zero_division=0; a NaN read as "not scorable" and left the gate nothing to compare
+    import numpy as np
+
+    from evalkit import tasks
+    from evalkit.tasks.base import RunContext
+
+    task = Task(name="q", type="qa", instructions="i")
+    ctx = RunContext(task, expected=["30 days", None, None], parsed=["30 days", "Tokyo", "Osaka"])
+    stat = {m: tasks.metric(m).compute(ctx) for m in ("abstain_f1", "abstain_recall",
+                                                       "abstain_precision")}
+    every = np.arange(3)
+    assert stat["abstain_f1"](every) == 0.0 and stat["abstain_recall"](every) == 0.0
+    assert math.isnan(stat["abstain_precision"](every))
+    nothing = RunContext(task, expected=["30 days"], parsed=["30 days"])  # nothing to get wrong
+    assert math.isnan(tasks.metric("abstain_f1").compute(nothing)(np.arange(1)))

@@ -171,9 +171,12 @@ def _abstention(which: str):
                 return precision
             if which == "recall":
                 return recall
-            if math.isnan(precision) or math.isnan(recall):
+            # 2TP / (2TP + FP + FN), the harmonic mean where P and R exist, and 0 for a rung
+            # that never abstains (P undefined, R 0: as macro-F1's zero_division=0); NaN
+            # without unanswerable items, where abstaining has nothing to be measured on
+            if math.isnan(recall):
                 return math.nan
-            return 2 * precision * recall / (precision + recall) if hit else 0.0
+            return 2 * hit / (2 * hit + float(s.sum() - hit) + float(t.sum() - hit))
         return statistic
     return factory
 
