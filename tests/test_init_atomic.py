@@ -117,3 +117,18 @@ def test_an_interrupt_while_writing_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         scaffold.write_testset(d, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tickets.jsonl"]
+
+
+def test_a_folder_that_cannot_be_made_is_one_error_naming_it_not_a_traceback(tmp_path):
+    """A disk error while writing (here: the output's parent is a file, so no folder can be
+    made in it; as root, permissions would not stop the test) is reported in one line naming
+    the path, exit 2, with nothing left behind."""
+    source = _source(tmp_path)
+    (tmp_path / "taken").write_text("a file, not a folder\n")
+    out = tmp_path / "taken" / "tickets"
+    result = CliRunner().invoke(main, ["init", str(source), str(out), "--yes"])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)  # no traceback: a clean exit
+    assert f"cannot write {out}: " in result.output and "nothing was written" in result.output
+    assert "Traceback" not in result.output
+    assert (tmp_path / "taken").read_text() == "a file, not a folder\n"

@@ -66,6 +66,8 @@ def init(source, out, kind, train_file, corpus, docs_dir, test_size, seed, name,
                            text_column=text_column, label_column=label_column)
     except (TestsetError, ValueError) as exc:
         fail(str(exc))
+    except OSError as exc:  # unreadable source, a folder where a file was expected, ...
+        fail(f"cannot read {_os_error(exc, source)}")
     target = out or (source if source.is_dir() else Path("testsets") / d.name)
     click.echo(f"{source} -> {target}")
     click.echo(d.summary())
@@ -75,9 +77,16 @@ def init(source, out, kind, train_file, corpus, docs_dir, test_size, seed, name,
         written = scaffold.write_testset(d, target, force=force)
     except (TestsetError, ValueError) as exc:
         fail(str(exc))
+    except OSError as exc:  # disk full, read-only or missing parent: write_testset cleaned up
+        fail(f"cannot write {target}: {_os_error(exc, target)}; nothing was written")
     click.echo(f"wrote {target}: task.yaml, test.jsonl ({len(d.test)}), train.jsonl "
                f"({len(d.train)}), {len(d.docs)} docs, README.md")
     click.echo(_next_steps(target, written))
+
+
+def _os_error(exc: OSError, path: Path) -> str:
+    """An OSError as one line naming the file at fault (the path asked for if it names none)."""
+    return f"{exc.filename or path}: {exc.strerror or exc}"
 
 
 def _next_steps(out: Path, testset) -> str:
