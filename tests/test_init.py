@@ -549,3 +549,41 @@ def test_a_massive_file_imports_with_no_flag(tmp_path):
     assert d.type == "classification" and list(d.labels) == ["alarm_query", "alarm_set"]
     assert all(it["input"].startswith("wake me up at ") and "[" not in it["input"]
                for it in (*d.test, *d.train))
+
+
+def _eli5_rows(n: int) -> list[dict]:
+    rng = random.Random(13)
+    return [{"q_id": f"q{i}", "title": f"Why does {' '.join(_words(rng, 2))} happen (ELI5 {i})?",
+             "selftext": "", "subreddit": "explainlikeimfive",
+             "answers": {"a_id": ["a1", "a2"], "score": [12, 3], "text": [
+                 " ".join(_words(rng, 40)), " ".join(_words(rng, 30))]}}
+            for i in range(n)]
+
+
+def test_a_long_form_set_is_drafted_as_generation_and_scored_over_every_reference(tmp_path):
+    """ELI5 / ASQA-style: several long reference answers per question. init could only draft
+    qa (its --type offered classification, extraction, qa), so long answers were scored by
+    SQuAD token F1 and an answer holding the word 'unknown' counted as abstaining. A file
+    whose answers run long (a median of 25 words or more) is now drafted as generation
+    (ROUGE, best over the references), and --type generation is offered."""
+    path = write_jsonl(tmp_path / "eli5.jsonl", _eli5_rows(40))
+    d = scaffold.draft(path, text_column="title")
+    assert d.type == "generation" and len(d.test[0]["expected"]) == 2
+    assert "metrics: primary rouge_l" in d.summary()
+    scaffold.write_testset(d, tmp_path / "out")
+    result = _run(tmp_path / "out", tmp_path, "--variants", "prompt-only,few-shot")
+    assert result.exit_code == 0, result.output
+    from rouge_score import rouge_scorer
+    run = (tmp_path / "reports" / "latest").resolve()
+    preds = [json.loads(line) for line in (run / "predictions.jsonl").open()]
+    refs = {it["id"]: it["expected"] for it in map(json.loads, (tmp_path / "out" /
+                                                                "test.jsonl").open())}
+    scores = {(r["variant"], r["item_id"]): float(r["value"])
+              for r in csv.DictReader((run / "scores.csv").open()) if r["metric"] == "rouge_l"}
+    rs = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    for p in preds:
+        best = max(rs.score(ref, p["output"])["rougeL"].fmeasure for ref in refs[p["item_id"]])
+        assert scores[(p["variant"], p["item_id"])] == pytest.approx(best)
+    short = write_jsonl(tmp_path / "nq.jsonl", [{"question": f"where {i}", "answer": ["x y"]}
+                                                for i in range(10)])
+    assert scaffold.draft(short).type == "qa"  # short answers stay qa

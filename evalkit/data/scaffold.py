@@ -12,7 +12,8 @@ evalkit/tasks/base.py): this module names no type. Type inference asks every reg
 that reads the file's format how well the rows fit it (`Scaffold.fit`, 0 to 1) and takes the
 highest, a tie going to the type registered first; a chat file (`messages`) is read as its
 user and assistant turns and its answers asked the same way. The built-ins score: a JSON-object
-target -> extraction (1.0); answer, unanswerable or gold-passage keys -> qa (0.9); a label
+target -> extraction (1.0); answers a median of 25 words or longer (ELI5, ASQA) -> generation
+(0.95); answer, unanswerable or gold-passage keys -> qa (0.9); a label
 column -> classification (0.8); a text `expected` with few distinct values (at most
 `classification.LABEL_LIMIT` and a fifth of the rows) -> classification (0.6); anything
 else -> qa (0.1). A CSV is read only by the types that take CSV (classification).

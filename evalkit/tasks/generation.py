@@ -27,7 +27,15 @@ import re
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from evalkit.tasks.base import ItemContext, Metric, TaskType, register_metric, register_task_type
+from evalkit.tasks.base import (
+    ItemContext,
+    Metric,
+    Rows,
+    Scaffold,
+    TaskType,
+    register_metric,
+    register_task_type,
+)
 
 if TYPE_CHECKING:
     from rouge_score.rouge_scorer import RougeScorer
@@ -166,9 +174,52 @@ register_metric(Metric("groundedness", "item", _grounded, task_types=("generatio
                                       "for its answers to be grounded in",
                        description="share of the answer's tokens in sentences a retrieved "
                                    "passage supports (ROUGE-L precision >= 0.5)"))
+# --- evalkit init: how a file looks like long-form answers, and how one is read -------------
+
+LONG_FORM_WORDS = 25  # a median reference this long is an explanation, not a short answer
+
+
+def fit(rows: Rows) -> float:
+    """0.95 when the rows' answers (as QA reads them) run long, a median of LONG_FORM_WORDS
+    words or more (ELI5's, ASQA's long answers; SQuAD's and Natural Questions' are a few
+    words): SQuAD token F1 and abstain phrases are short-answer measures. Else 0."""
+    from evalkit.data.importers import ANSWER_KEYS, pick_key
+
+    lengths = []
+    for row in rows[:200]:
+        value = row.get(pick_key(row, ANSWER_KEYS) or "answers")
+        if isinstance(value, dict):
+            value = value.get("text", value.get("value"))
+        refs = value if isinstance(value, list) else [value]
+        lengths += [len(r.split()) for r in refs if isinstance(r, str) and r.strip()]
+    if not lengths:
+        return 0.0
+    return 0.95 if sorted(lengths)[len(lengths) // 2] >= LONG_FORM_WORDS else 0.0
+
+
+def read(path, *, text_key: str | None = None,
+         target_key: str | None = None) -> list[dict[str, Any]]:
+    """Questions and their reference answers, read as QA reads them; a row with no reference
+    is refused (a long-form answer needs one to be scored against), naming its line."""
+    from evalkit.data.importers import from_qa_jsonl, read_jsonl
+    from evalkit.data.testset import TestsetError
+
+    items = from_qa_jsonl(path, question_key=text_key, answer_key=target_key)
+    for (lineno, _), item in zip(read_jsonl(path), items):
+        if item["expected"] is None:
+            raise TestsetError(path, "no reference answer; a generation item needs at least "
+                               "one (or choose qa with --type qa, where no answer means "
+                               "unanswerable)", line=lineno, field=target_key or "answers")
+    return items
+
+
 register_task_type(TaskType(
     "generation", check_expected=check_expected,
     metrics=("rouge_l", "rouge1", "groundedness", "style_match"),
     description="long-form answers: one reference answer or a list of references",
     options={"style": check_style},
-    default_output_tokens=512))  # a long-form answer
+    default_output_tokens=512,  # a long-form answer
+    scaffold=Scaffold(
+        fit=fit, read=read,
+        instructions="Answer the question in a few sentences, from the passages you are "
+                     "given when there are any.")))
