@@ -7,6 +7,7 @@ the server did: what it billed, what the model said, and a score that says why."
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,19 @@ def test_a_chatty_abstention_is_an_abstention(tmp_path, words):
     assert words in {p["output"] for p in read_jsonl(run_dir / "predictions.jsonl")}
     assert said_unknown["qte-04"] == 1.0  # tiny-qa's unanswerable question
     assert _scores(run_dir, "token_f1") == said_unknown
+
+
+def test_answers_cut_at_the_output_limit_are_counted_and_said(tmp_path):
+    # a chatty model runs past the task's output limit (qa: 64 tokens); the server cuts it
+    # with finish_reason "length", and the cut answer is what gets scored: the run says so
+    with FakeOpenAI(answer_tokens=100) as server:
+        out = cli("run", QA, "--provider", "openai", "--base-url", server.base_url,
+                  "--variants", "prompt-only", *run_dirs_args(tmp_path)).output
+    run = json.loads(((tmp_path / "reports" / "latest").resolve() / "run.json").read_text())
+    assert run["sessions"][-1]["cut_at_limit"] == 5
+    assert ("warning: 5 answers were cut at the output limit (finish_reason \"length\")"
+            in out)
+    with FakeOpenAI() as server:  # answers within the limit: nothing to say
+        out = cli("run", QA, "--provider", "openai", "--base-url", server.base_url,
+                  "--variants", "prompt-only", *run_dirs_args(tmp_path / "b")).output
+    assert "cut at the output limit" not in out

@@ -240,6 +240,12 @@ def _print_run(result) -> None:
     if stats.output_limit_ignored:
         click.echo(f"warning: the server ignores output limits ({stats.output_limit_ignored}); "
                    f"the budget then bounds each answer by the longest seen, not the limit")
+    if stats.cut_at_limit:
+        n = stats.cut_at_limit
+        click.echo(f"warning: {n} answer{'s were' if n > 1 else ' was'} cut at the output "
+                   f"limit (finish_reason \"length\") and scored as cut (a JSON record cut "
+                   f"short is invalid); if the answers need more room, raise the config's "
+                   f"provider.output_limits (per task type) or a variant's max_tokens")
     click.echo(f"run folder: {result.run_dir}")
     if result.subset:
         click.echo(f"subset: {result.subset['n']} of {result.subset['of']} test items "

@@ -158,6 +158,11 @@ class Provider:
         """How the server showed it ignores output limits (None: it has not)."""
         return None
 
+    def cut_at_limit(self) -> int:
+        """Answers the server cut at the output limit so far (finish_reason "length"): each
+        is scored as cut, so the run says how many (0: none, or the provider cannot tell)."""
+        return 0
+
     def price_book(self) -> PriceBook | None:
         """The token prices it bills with, for `evalkit estimate`; None: not token-priced."""
         return None

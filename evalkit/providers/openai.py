@@ -231,6 +231,7 @@ class OpenAIProvider(Provider):
         # (model, output limit) -> the body's JSON after its messages (see _content)
         self._tails: dict[tuple[str, int], str] = {}
         self._max_output_seen = 0
+        self._cut = 0  # answers cut at the output limit (finish_reason "length")
         self._limit_ignored: str | None = None  # how the server showed it ignores limits
         for url in {self.base_url, *self.routes.values()} if require_key else ():
             self._api_key(url)  # fail now, not once per item, when OpenAI itself has no key
@@ -348,6 +349,7 @@ class OpenAIProvider(Provider):
         data = _json_body(answer)
         text, usage = self._read(data, request.messages())
         self._check_limit(usage, limit, usage_reported=_counts_output(data))
+        self._cut += _was_cut(data)
         return Completion(text=text, usage=usage, latency_s=latency, cost_usd=price.cost(usage),
                           model=model)
 
@@ -371,6 +373,7 @@ class OpenAIProvider(Provider):
         for the requested `model`, at the batch rate (`pricing.batch_price_factor` of the
         live price) when `batch`."""
         text, usage = self._read(body, [])
+        self._cut += _was_cut(body)
         factor = self.prices.batch_price_factor if batch else 1.0
         return Completion(text=text, usage=usage, latency_s=0.0,
                           cost_usd=self.prices.price(model).cost(usage) * factor, model=model)
@@ -405,6 +408,9 @@ class OpenAIProvider(Provider):
     @property
     def output_limit_ignored(self) -> str | None:
         return self._limit_ignored
+
+    def cut_at_limit(self) -> int:
+        return self._cut
 
     def _check_limit(self, usage: Usage, limit: int, *, usage_reported: bool) -> None:
         """Remember the longest answer, and a server that answered past the limit."""
@@ -640,6 +646,15 @@ def well_formed(text: str) -> str:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _was_cut(data: Any) -> bool:
+    """Whether the answer stopped at the output limit (finish_reason "length", which OpenAI,
+    vLLM, llama.cpp's server and Ollama all send for it)."""
+    try:
+        return data["choices"][0]["finish_reason"] == "length"
+    except (IndexError, TypeError, KeyError):
+        return False
 
 
 def _counts_output(data: Any) -> bool:

@@ -65,6 +65,7 @@ class RunStats:
     stop: str | None = None         # why the session ended early (STOP_*), if it did
     stop_message: str | None = None
     output_limit_ignored: str | None = None  # the provider saw a server ignore its limit
+    cut_at_limit: int = 0  # answers the server cut at the output limit (scored as cut)
 
 
 async def run_jobs(jobs: Iterable[Job], *, total: int, provider: Provider,
@@ -279,6 +280,7 @@ class _Run:
             if counts is not None:
                 s.http_attempts = (s.http_attempts or 0) + counts["http_attempts"]
             s.output_limit_ignored = s.output_limit_ignored or llm.output_limit_ignored
+            s.cut_at_limit += llm.cut_at_limit()
         return s
 
     def llm(self, job: Job) -> Provider:
