@@ -141,3 +141,19 @@ def test_answers_cut_at_the_output_limit_are_counted_and_said(tmp_path):
         out = cli("run", QA, "--provider", "openai", "--base-url", server.base_url,
                   "--variants", "prompt-only", *run_dirs_args(tmp_path / "b")).output
     assert "cut at the output limit" not in out
+
+
+def test_a_cap_crossed_by_a_server_that_ignores_every_limit_is_said(tmp_path):
+    # a server honouring neither max_tokens nor max_completion_tokens: the first answer shows
+    # it (one call in flight until then) but that answer's cost had no bound. The run stops
+    # there, and must not leave "spent $2.683 of the $1.000 cap" to be read as within it
+    config = tmp_path / "exp.yaml"
+    config.write_text("pricing:\n  models:\n    m: {input_per_mtok: 1000, output_per_mtok: 4000}\n")
+    with FakeOpenAI(answer_tokens=650, obeys=()) as server:
+        out = cli("run", INTENTS, "--provider", "openai", "--base-url", server.base_url,
+                  "--model", "m", "--config", config, "--variants", "prompt-only",
+                  "--max-cost-usd", "1", *run_dirs_args(tmp_path), ok=False).output
+        answered = len(server.chat_calls(200))
+    assert answered == 1  # the budget stop came right after the answer that crossed it
+    assert "warning: the run spent $2.683, over its $1.000 cap:" in out
+    assert "the server ignores output limits" in out

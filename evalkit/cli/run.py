@@ -237,6 +237,14 @@ def _print_run(result) -> None:
         from evalkit.run.budget import usd4
         click.echo(f"spent {usd4(stats.spent_usd)} this session; {usd4(stats.run_spent_usd)} "
                    f"of the {usd4(stats.cap_usd)} cap over the whole run")
+        if stats.run_spent_usd > stats.cap_usd:  # only a call whose worst case was no bound
+            why = ("the server ignores output limits, so the answer that showed it had no bound "
+                   "on its cost; no cap holds against a server that honours neither max_tokens "
+                   "nor max_completion_tokens" if stats.output_limit_ignored else
+                   "a call cost more than the worst case reserved for it (its provider gives "
+                   "no true bound)")
+            click.echo(f"warning: the run spent {usd4(stats.run_spent_usd)}, over its "
+                       f"{usd4(stats.cap_usd)} cap: {why}")
     if stats.output_limit_ignored:
         click.echo(f"warning: the server ignores output limits ({stats.output_limit_ignored}); "
                    f"the budget then bounds each answer by the longest seen, not the limit")

@@ -22,7 +22,9 @@ at once, and whose o-series refuse `max_tokens`) and as both names to any other 
 upper bound of the prompt's tokens (`input_token_bound`) at the input price plus the output
 limit at the output price. A server that answers past the limit is marked as ignoring it
 (`output_limit_ignored`): that answer is billed at its real usage, and from then on the
-output bound is the longest answer seen times `untrusted_output_factor`, not the limit.
+output bound is the longest answer seen times `untrusted_output_factor`, not the limit: an
+estimate (nothing bounds what such a server may send), so the budget is a guarantee only
+against servers that honour one of the two names.
 
 A server that cannot be reached fails fast: `connect_attempts` connection failures in a row
 raise `ServerUnreachable` (evalkit.providers.http_meter; it also counts HTTP attempts).

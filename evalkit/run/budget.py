@@ -17,6 +17,10 @@ Rules, for every call the runner would make (cache hits are free and never wait)
 5. Until one call of the session has been answered, one call is in flight at a time: a
    server that ignores output limits shows it on one call (the provider then raises its
    worst case) instead of on a first wave of 32 calls reserved at a trusted limit.
+   That one answer had no bound: against a server that honours neither max_tokens nor
+   max_completion_tokens it alone can cross the cap, and what the provider reserves after it
+   (the longest answer seen, times a factor) is an estimate, not a bound. A run that ends
+   over its cap says so and why (evalkit/cli/run.py).
 """
 
 from __future__ import annotations
