@@ -587,3 +587,25 @@ def test_a_long_form_set_is_drafted_as_generation_and_scored_over_every_referenc
     short = write_jsonl(tmp_path / "nq.jsonl", [{"question": f"where {i}", "answer": ["x y"]}
                                                 for i in range(10)])
     assert scaffold.draft(short).type == "qa"  # short answers stay qa
+
+
+def test_the_official_squad_json_file_is_read_as_its_questions(tmp_path):
+    """SQuAD's own files (train-v2.0.json, dev-v2.0.json) are one JSON object, articles ->
+    paragraphs -> questions, not JSONL; init read that object as one row and refused it with
+    'no question field; give it with a flag (this line has version, data)', a fix no flag
+    makes. Its questions are now the rows, each with its paragraph as inline context."""
+    data = {"version": "v2.0", "data": [
+        {"title": "Normans", "paragraphs": [
+            {"context": f"The Normans gave their name to Normandy in {900 + p}.",
+             "qas": [{"id": f"n{p}-{q}", "question": f"When did Normandy get its name {p}-{q}?",
+                      "answers": [] if q == 2 else [{"text": str(900 + p), "answer_start": 42}],
+                      "is_impossible": q == 2, **({"plausible_answers": [
+                          {"text": "Normandy", "answer_start": 30}]} if q == 2 else {})}
+                     for q in range(3)]} for p in range(4)]}]}
+    path = tmp_path / "dev-v2.0.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    d = scaffold.draft(path)
+    items = {it["id"]: it for it in (*d.test, *d.train)}
+    assert d.type == "qa" and len(items) == 12 and len(d.docs) == 4
+    assert items["n1-0"]["expected"] == ["901"] and items["n1-2"]["expected"] is None
+    assert items["n1-0"]["doc_ids"] == items["n1-2"]["doc_ids"]  # the same paragraph

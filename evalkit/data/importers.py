@@ -195,7 +195,35 @@ def read_jsonl(path: Path | str) -> list[tuple[int, dict]]:
         rows.append((lineno, row))
     if not rows:
         raise TestsetError(path, "no rows")
+    if len(rows) == 1 and _is_squad_file(rows[0][1]):
+        return [(rows[0][0], row) for row in _squad_questions(rows[0][1])]
     return rows
+
+
+def _is_squad_file(row: dict) -> bool:
+    """SQuAD's own file (train-v2.0.json): one object, `data` a list of articles each
+    with `paragraphs`."""
+    data = row.get("data")
+    return (isinstance(data, list) and bool(data)
+            and all(isinstance(a, dict) and isinstance(a.get("paragraphs"), list)
+                    for a in data))
+
+
+def _squad_questions(row: dict) -> list[dict]:
+    """SQuAD's articles -> paragraphs -> questions as one flat row per question, as the
+    Hugging Face copy has them (id, title, context, question, answers, is_impossible), so
+    every importer reads the official file as it reads the JSONL; all on the file's one
+    line, which is the line an error names."""
+    out = []
+    for article in row["data"]:
+        title = article.get("title")
+        for paragraph in article["paragraphs"]:
+            if not isinstance(paragraph, dict):
+                continue
+            for qa in paragraph.get("qas") or ():
+                if isinstance(qa, dict):
+                    out.append({"title": title, "context": paragraph.get("context"), **qa})
+    return out
 
 
 def pick_key(row: dict, candidates: tuple[str, ...], given: str | None = None) -> str | None:
