@@ -2,7 +2,8 @@
 
 Removes the configured key (the value of each registered environment variable, by default
 OPENAI_API_KEY) and key-shaped values: `sk-...`, `Bearer ...`, GitHub tokens (`ghp_...`,
-`github_pat_...`) and URL userinfo (`http://user:pass@host`). Applied by the OpenAI provider to
+`github_pat_...`), URL userinfo (`http://user:pass@host`) and credential-named URL query
+parameters (`?api-key=...`, `&token=...`, `sig=...`). Applied by the OpenAI provider to
 errors and malformed bodies, by the journal to every field before it writes, and to every
 message text recorded in messages.jsonl (evalkit/run/sent.py: a key pasted into a test item or
 an instruction file), so a proxy's login page echoing the key cannot land in predictions.jsonl
@@ -19,6 +20,11 @@ _KEY_ENVS: set[str] = {"OPENAI_API_KEY"}
 _KEY_SHAPED = re.compile(r"\b(?:sk-[A-Za-z0-9_\-*]{6,}|gh[pousr]_[A-Za-z0-9]{8,}|"
                          r"github_pat_[A-Za-z0-9_]{8,})|Bearer\s+[A-Za-z0-9._~+/=\-]{6,}")
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)[^/\s@]+@")
+# a URL query parameter named like a credential (?api-key=, &key=, access_token=, an Azure SAS
+# sig=): gateways that take the key in the URL put it in every error that quotes the URL
+_QUERY_SECRET = re.compile(r"(?P<name>[?&;](?:[A-Za-z0-9.]*[_\-])?(?:api[_\-]?key|key|token|"
+                           r"secret|password|passwd|auth|sig|signature|credentials?)=)"
+                           r"[^&#;\s'\"]+", re.IGNORECASE)
 
 
 def register_key_env(name: str) -> None:
@@ -52,15 +58,27 @@ def scrub(text: str) -> str:
     # line's output and model) is passed over by substring checks instead of two regexes
     if "sk-" in text or "gh" in text or "github_pat_" in text or "Bearer" in text:
         text = _KEY_SHAPED.sub(REDACTED, text)
-    if "@" in text and "://" in text:
-        text = _USERINFO.sub(lambda m: m.group("scheme") + REDACTED + "@", text)
+    if "://" in text:
+        if "@" in text:
+            text = _USERINFO.sub(lambda m: m.group("scheme") + REDACTED + "@", text)
+        if "=" in text:
+            text = _QUERY_SECRET.sub(lambda m: m.group("name") + REDACTED, text)
     return text
+
+
+def scrub_query(url: str) -> str:
+    """`url` with the values of its credential-named query parameters replaced by [redacted]."""
+    if "=" not in url:
+        return url
+    return _QUERY_SECRET.sub(lambda m: m.group("name") + REDACTED, url)
 
 
 def credential_in(value: str) -> str | None:
     """Why `value` looks like a credential (key-shaped, or a URL with userinfo), else None."""
     if _USERINFO.search(value):
         return "a URL with user:password@ (credentials) in it"
+    if "://" in value and _QUERY_SECRET.search(value):
+        return "a URL with a key in its query string (?key=...)"
     if _KEY_SHAPED.search(value) or value.strip().startswith(("sk-", "Bearer ")):
         return "a key-shaped value"
     return None

@@ -8,8 +8,9 @@ from openai_server import KEY, FakeOpenAI, assert_key_nowhere, cli, openai_env, 
 from test_openai_provider import INTENTS, _config, _latest_run, _run
 
 from evalkit.config import ConfigError, load_config, refuse_flag_secrets
+from evalkit.providers.openai import OpenAIProvider, redact_url
 from evalkit.run.journal import Journal, Prediction
-from evalkit.secrets import REDACTED, register_key_env, scrub
+from evalkit.secrets import REDACTED, credential_in, register_key_env, scrub
 
 __all__ = ["openai_env"]
 
@@ -99,3 +100,35 @@ def test_a_200_html_body_echoing_the_key_reaches_no_file(tmp_path):
     broken = [p for p in preds if p["error_class"] == "MalformedResponse"]
     assert hits and broken and all(REDACTED in p["error"] for p in broken)
     assert assert_key_nowhere(tmp_path) >= 3  # run folder, cache and report
+
+
+QUERY_KEY = "qs0secretVALUE998877"  # a key some gateways take as ?api-key= (not sk-shaped)
+
+
+@pytest.mark.parametrize("url", [
+    f"http://127.0.0.1:9/v1?api-key={QUERY_KEY}",
+    f"http://127.0.0.1:9/v1?api-version=2024-06-01&key={QUERY_KEY}",
+    f"http://127.0.0.1:9/v1?access_token={QUERY_KEY}#frag",
+    f"http://127.0.0.1:9/v1?sig={QUERY_KEY}",
+])
+def test_a_key_in_the_base_urls_query_string_is_refused_and_scrubbed(tmp_path, url):
+    """A gateway key in the URL's query is as much a credential as user:pass@: the flag, the
+    config and the provider refuse it (run.json and index.html record the URL), and text that
+    quotes such a URL (an error naming the request) loses the value."""
+    result = cli("run", INTENTS, "--variants", "prompt-only", "--provider", "openai",
+                 "--base-url", url, "--reports-dir", tmp_path / "reports", ok=False)
+    assert result.exit_code == 2, result.output
+    assert "--base-url" in result.output and QUERY_KEY not in result.output
+    assert not (tmp_path / "reports").exists()
+    with pytest.raises(ConfigError) as err:
+        load_config(_config(tmp_path, f"provider: {{base_url: '{url}'}}\n"))
+    assert err.value.field == "provider.base_url" and QUERY_KEY not in str(err.value)
+    with pytest.raises(ValueError, match="not in the base URL"):
+        OpenAIProvider(base_url=url, require_key=False)
+    said = scrub(f"GET {url} failed")
+    assert QUERY_KEY not in said and "127.0.0.1:9/v1?" in said
+
+
+def test_plain_query_strings_are_kept():
+    url = "http://127.0.0.1:9/v1?api-version=2024-06-01&monkey=1"
+    assert scrub(url) == url and credential_in(url) is None and redact_url(url) == url

@@ -145,9 +145,11 @@ def _longest_label(labels: tuple[tuple[str, str], ...]) -> int:
 
 
 def redact_url(url: str | None) -> str | None:
-    """The URL without user:password@, for anything that may be written down."""
+    """The URL without user:password@ or a credential-named query parameter's value (?api-key=),
+    for anything that may be written down."""
     if not url:
         return url
+    url = secrets.scrub_query(url)
     parts = urlsplit(url)
     if parts.username or parts.password:
         host = parts.hostname or ""
