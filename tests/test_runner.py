@@ -576,6 +576,51 @@ def test_identical_requests_in_flight_are_paid_once(tmp_path):
     assert all(r["cost_usd"] == 0.01 and r["output"] == "ok" for r in rows)
 
 
+def test_an_identical_request_answered_while_its_twin_waited_for_budget_room_is_not_paid_again(
+        tmp_path):
+    """Under a cap that leaves room for one call at a time, two jobs rendering the same request
+    (two variants alike, two judged answers alike) both miss the cache; the second waits for
+    room while the first is answered. Once it has room, the answer is in the cache (no longer
+    in flight): it must be served from there, not bought a second time."""
+
+    class Capped(Provider):
+        name = "capped"
+        cost_is_notional = False
+
+        def __init__(self):
+            self.calls = 0
+
+        def model_for(self, request):
+            return "m"
+
+        def cache_params(self):
+            return {}
+
+        def estimate_cost(self, request):
+            return 0.01  # the worst case the budget reserves
+
+        async def complete(self, request):
+            self.calls += 1
+            await asyncio.sleep(0.05)
+            return Completion(text="ok", usage=Usage(3, 1), cost_usd=0.001, model="m")
+
+    provider = Capped()
+    other = Request(task_type="qa", instructions="i", input="another question")
+    same = Request(task_type="qa", instructions="i", input="the same question")
+    # the first job holds the room, so both twins find nothing in flight and queue for it
+    jobs = [Job("a", Item("q0", "another question", "ok"), lambda _it: other),
+            *(Job(v, Item("q1", "the same question", "ok"), lambda _it: same) for v in "ab")]
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    stats = asyncio.run(run_jobs(jobs, total=3, provider=provider, cache=cache,
+                                 journal=Journal(tmp_path / "p.jsonl"), concurrency=3,
+                                 max_cost_usd=0.015, progress=False))
+    cache.close()
+    assert provider.calls == 2 and stats.calls == 2 and stats.cache_hits == 1
+    assert stats.spent_usd == pytest.approx(0.002)
+    rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert sorted(r["cached"] for r in rows if r["item_id"] == "q1") == [False, True]
+
+
 def test_the_cache_key_follows_the_task_type_and_the_local_code(monkeypatch):
     from evalkit.providers import local
     from evalkit.providers.local import LocalProvider

@@ -215,9 +215,13 @@ class _Run:
             self.stats.skipped_worst_usd += worst_case()
             self.halt(STOP_BUDGET, "the next call could cross the cap")
             return
-        if key in self.inflight:  # an identical call left while this one waited for room
+        # an identical call left, or was answered and cached, while this one waited for room
+        # (only a cap makes a call wait: uncapped, the look-up in `one` was just made)
+        recheck = self.cache is not None and self.budget.cap_usd is not None
+        completion = self.cache.get(key) if recheck and key not in self.inflight else None
+        if completion is not None or key in self.inflight:
             self.budget.settle(worst, 0.0, answered=False)
-            completion = await self.shared(key)
+            completion = completion or await self.shared(key)
             if completion is None:
                 return await self.call(job, request, key, taken)
             self.stats.cache_hits += 1
