@@ -142,3 +142,30 @@ def test_score_refuses_a_changed_test_set_before_any_judge_call(tmp_path):
         assert result.exit_code == 2 and "field 'testset.hash'" in result.output
         assert len(server.chat_calls()) == calls_before
     assert not (run_dir / "judge_scores.csv").exists()
+
+
+def test_the_judges_cap_holds_over_every_session_of_a_run(tmp_path):
+    """`--max-cost-usd` on `judge score` is the judge's cap on the run, as `evalkit run`'s is:
+    grading again after a budget stop (or a kill) counts what the judge journal already paid,
+    so repeating the command cannot spend the cap once per session."""
+    from evalkit.scoring.judge import JUDGE_JOURNAL
+
+    dirs = ["--reports-dir", tmp_path / "reports", "--cache-dir", tmp_path / "cache",
+            "--finetune-dir", tmp_path / "ft"]
+    cap = 0.0004  # room for one judge call's worst case and a bit: the judge stops part-way
+    with FakeOpenAI(api_key=KEY, answer_tokens=200) as server:  # long, dear verdicts
+        cli("run", FIXTURES / "tiny-qa", "--provider", "openai", "--base-url", server.base_url,
+            "--variants", "prompt-only,rag", "--no-progress", *dirs)
+        run_dir = (tmp_path / "reports" / "latest").resolve()
+        before = len(server.chat_calls())
+        sessions = []
+        for _ in range(4):
+            cli("judge", "score", run_dir, "--base-url", server.base_url, "--max-cost-usd", cap,
+                "--cache-dir", tmp_path / "cache")
+            sessions.append(len(server.chat_calls()) - before - sum(sessions))
+    paid = [p for p in read_jsonl(run_dir / JUDGE_JOURNAL) if not p["cached"]]
+    spent = sum(p["cost_usd"] for p in paid)
+    answers = {(p["item_id"], p["output"]) for p in read_jsonl(run_dir / "predictions.jsonl")}
+    assert 0 < sessions[0] < len(answers)  # the cap stopped the first session part-way
+    assert spent <= cap, (sessions, spent)
+    assert sessions[1:] == [0, 0, 0]  # the cap was reached: later sessions pay nothing

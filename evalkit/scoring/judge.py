@@ -151,18 +151,24 @@ def run_judge(cases: Sequence[JudgeCase], provider: Provider, *, journal_path: P
               cache: ResponseCache | None = None, concurrency: int = 8,
               max_cost_usd: float | None = None, progress: bool = False,
               make_request=judge_request, scores: dict[str, float] = VERDICT_SCORES,
-              ) -> tuple[list[Judged], RunStats, list[Any]]:
+              spent_before_usd: float = 0.0) -> tuple[list[Judged], RunStats, list[Any]]:
     """Judge every case not yet in the journal; return all cases' verdicts and the stats.
-    `make_request` and `scores`: what is asked (grading, or groundedness) and the verdicts."""
+    `make_request` and `scores`: what is asked (grading, or groundedness) and the verdicts.
+    The cap covers what the journal's earlier sessions paid, plus `spent_before_usd` (the
+    judge's other calls on this run), as `evalkit run`'s cap covers its --resume sessions."""
     journal = Journal(journal_path)
-    done = {(p.variant, p.item_id) for p in latest(journal.read()) if p.error_class is None}
+    earlier = journal.read()
+    paid = [p.cost_usd for p in earlier if not p.cached]
+    done = {(p.variant, p.item_id) for p in latest(earlier) if p.error_class is None}
     by_key = {(c.variant, c.id): c for c in cases}
     jobs = [Job(c.variant, Item(c.id, c.question, list(c.references)),
                 lambda _it, c=c: make_request(c, rubric=rubric, model=model))
             for c in cases if (c.variant, c.id) not in done]
     stats = asyncio.run(run_jobs(jobs, total=len(jobs), provider=provider, cache=cache,
                                  journal=journal, concurrency=concurrency,
-                                 max_cost_usd=max_cost_usd, progress=progress))
+                                 max_cost_usd=max_cost_usd, progress=progress,
+                                 spent_before_usd=spent_before_usd + sum(paid),
+                                 dearest_call_usd=max(paid, default=0.0)))
     preds = [p for p in latest(Journal(journal_path).read()) if (p.variant, p.item_id) in by_key]
     out = []
     for p in preds:
@@ -202,14 +208,17 @@ def cases_from_run(run_dir: Path, variants: Sequence[str] | None = None, *,
 def score_run(run_dir: Path | str, provider: Provider, *, model: str | None = None,
               rubric: str = DEFAULT_RUBRIC, cache: ResponseCache | None = None,
               variants: Sequence[str] | None = None, concurrency: int = 8,
-              max_cost_usd: float | None = None, progress: bool = False) -> dict[str, Any]:
-    """Grade RUN_DIR's answers; write judge_scores.csv and judge.json; return the latter."""
+              max_cost_usd: float | None = None, progress: bool = False,
+              spent_before_usd: float = 0.0) -> dict[str, Any]:
+    """Grade RUN_DIR's answers; write judge_scores.csv and judge.json; return the latter.
+    `max_cost_usd` caps the judge journal's spend over every session, plus
+    `spent_before_usd` (the judge's other calls on the run)."""
     run_dir = Path(run_dir)
     cases = cases_from_run(run_dir, variants)
     judged, stats, preds = run_judge(cases, provider, journal_path=run_dir / JUDGE_JOURNAL,
                                      rubric=rubric, model=model, cache=cache,
                                      concurrency=concurrency, max_cost_usd=max_cost_usd,
-                                     progress=progress)
+                                     progress=progress, spent_before_usd=spent_before_usd)
     import pandas as pd  # here, not at the top: `evalkit run` reads the judge settings
     # before its first call and must not wait for pandas to load (issue 16.3)
 
@@ -289,15 +298,21 @@ def grade_run(run_dir: Path | str, provider: Provider, settings: JudgeSettings, 
     """Grade every answer of the run (resuming the judge journal), and, with `labels`, check
     the judge against them; write judge_scores.csv and judge.json, return the latter."""
     run_dir = Path(run_dir)
+    # `max_cost_usd` is the judge's one budget on the run: grading, groundedness and the
+    # check against labels share it, each counting what the others have paid
     summary = score_run(run_dir, provider, model=settings.model, rubric=settings.rubric,
                         cache=cache, concurrency=settings.concurrency,
-                        max_cost_usd=settings.max_cost_usd, progress=progress)
+                        max_cost_usd=settings.max_cost_usd, progress=progress,
+                        spent_before_usd=_paid(run_dir / GROUNDED_JOURNAL))
     if settings.groundedness:
         summary["groundedness_cost"] = _grade_grounded(run_dir, provider, settings, cache=cache,
                                                        progress=progress)
     if settings.labels:
         result = check(load_labels(settings.labels), provider, model=settings.model,
-                       rubric=settings.rubric, cache=cache, concurrency=settings.concurrency)
+                       rubric=settings.rubric, cache=cache, concurrency=settings.concurrency,
+                       max_cost_usd=settings.max_cost_usd,
+                       spent_before_usd=_paid(run_dir / JUDGE_JOURNAL)
+                       + _paid(run_dir / GROUNDED_JOURNAL))
         summary["human_agreement"] = {"labels": settings.labels, "n": result.n,
                                       "n_scored": result.n_scored,
                                       "accuracy": _finite(result.accuracy),
@@ -315,8 +330,14 @@ def _grade_grounded(run_dir: Path, provider: Provider, settings: JudgeSettings, 
         cases, provider, journal_path=run_dir / GROUNDED_JOURNAL, rubric=GROUNDED_RUBRIC,
         model=settings.model, cache=cache, concurrency=settings.concurrency,
         max_cost_usd=settings.max_cost_usd, progress=progress,
-        make_request=grounded_request, scores=GROUNDED_SCORES)
+        make_request=grounded_request, scores=GROUNDED_SCORES,
+        spent_before_usd=_paid(run_dir / JUDGE_JOURNAL))
     return _cost(preds, stats)
+
+
+def _paid(journal_path: Path) -> float:
+    """What the judge journal's calls were paid (cache hits cost nothing); 0 if none yet."""
+    return sum(p.cost_usd for p in Journal(journal_path).read() if not p.cached)
 
 
 def _finite(x: float) -> float | None:
@@ -401,8 +422,9 @@ def _human_label(value: Any) -> str | None:
 def check(cases: Sequence[JudgeCase], provider: Provider, *, model: str | None = None,
           rubric: str = DEFAULT_RUBRIC, cache: ResponseCache | None = None,
           sample: int | None = None, seed: int = 0, concurrency: int = 8,
-          max_cost_usd: float | None = None) -> CheckResult:
-    """Agreement of the judge with the human labels: accuracy and Cohen's kappa."""
+          max_cost_usd: float | None = None, spent_before_usd: float = 0.0) -> CheckResult:
+    """Agreement of the judge with the human labels: accuracy and Cohen's kappa.
+    `spent_before_usd`: what the judge already paid under the same `max_cost_usd`."""
     from sklearn.metrics import accuracy_score, cohen_kappa_score
 
     cases = list(cases)
@@ -411,7 +433,8 @@ def check(cases: Sequence[JudgeCase], provider: Provider, *, model: str | None =
     with tempfile.TemporaryDirectory() as tmp:
         judged, stats, preds = run_judge(cases, provider, journal_path=Path(tmp) / "j.jsonl",
                                          rubric=rubric, model=model, cache=cache,
-                                         concurrency=concurrency, max_cost_usd=max_cost_usd)
+                                         concurrency=concurrency, max_cost_usd=max_cost_usd,
+                                         spent_before_usd=spent_before_usd)
     scored = [j for j in judged if j.verdict.verdict is not None]
     y_true = [j.case.label for j in scored]
     y_pred = [j.verdict.verdict for j in scored]
