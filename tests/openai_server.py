@@ -685,6 +685,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/v1/batches":
             self._json(200, {"object": "list", "has_more": False, "data": [
                 state._batch_json(b) for b in reversed(list(state.batches.values()))]})
+        elif path == "/v1/fine_tuning/jobs":  # newest first, one page
+            self._json(200, {"object": "list", "has_more": False, "data": [
+                state.job_json(j) for j in reversed(list(state.jobs.values()))]})
         elif m := re.fullmatch(r"/v1/files/([^/]+)/content", path):
             data = state.files.get(m.group(1))
             if data is None:

@@ -195,6 +195,38 @@ def test_rerun_while_the_job_runs_refuses_then_does_nothing_once_done(tmp_path):
     assert latest.job_id == jobs[-1] != first.job_id and latest.status == "succeeded"
 
 
+def test_a_kill_while_the_job_is_being_created_is_healed_not_paid_twice(tmp_path):
+    """Killed after the server made the job but before its id reached the record (the create
+    call takes a round trip; Ctrl-C, SIGKILL or a lost response land there): the same command
+    run again finds the job over the file it uploaded and follows it, instead of uploading
+    and paying for a second job."""
+    from evalkit.providers.openai_finetune import client, prepare, start
+    from evalkit.providers.pricing import PriceBook
+
+    ft_dir = tmp_path / "ft"
+    with FakeOpenAI(api_key=KEY, polls_per_stage=1) as server:
+        testset = load_testset(INTENTS)
+        training = prepare(testset, base_model="gpt-4o-mini-2024-07-18", prices=PriceBook())
+        sdk = client(server.base_url)
+        create = sdk.fine_tuning.jobs.create
+
+        def killed(**kwargs):
+            create(**kwargs)  # the server has the job ...
+            raise KeyboardInterrupt  # ... and this process never writes its id down
+
+        sdk.fine_tuning.jobs.create = killed
+        with pytest.raises(KeyboardInterrupt):
+            start(testset, ft_dir, sdk=sdk, base_model="gpt-4o-mini-2024-07-18",
+                  training=training, base_url=server.base_url)
+        (made,) = server.jobs
+        out = _train(server, INTENTS, ft_dir).output
+        paid = (len(server.files), sorted(server.jobs))
+    assert paid == (1, [made]), out  # no second upload, no second job
+    record = load_record(ft_dir, "tiny-intents-openai")
+    assert record.job_id == made and record.status == "succeeded"
+    assert made in out and record.fine_tuned_model.endswith(made)
+
+
 def test_rerun_after_the_train_split_changed_starts_a_new_job(tmp_path):
     ts_dir = tmp_path / "intents"
     shutil.copytree(INTENTS, ts_dir)

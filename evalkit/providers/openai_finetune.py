@@ -55,6 +55,8 @@ from evalkit.tasks import task_type
 MIN_EXAMPLES = 10  # OpenAI's minimum for a fine-tuning file
 DEFAULT_EPOCHS = 3  # for the estimate when n_epochs is "auto" (OpenAI may pick more for tiny files)
 TERMINAL = ("succeeded", "failed", "cancelled")
+# recorded between the upload and the job's id: a job the server may have made, not yet known
+CREATING = "creating"
 
 
 class FineTuneError(RuntimeError):
@@ -141,10 +143,17 @@ def start(testset: Testset, finetune_dir: Path | str, *, sdk, base_model: str,
           training: TrainingFile, name: str | None = None, base_url: str | None = None,
           n_epochs: int | None = None, suffix: str | None = None,
           seed: int | None = 0) -> FineTuneRecord:
-    """Upload the file, create the job, and write the record before any polling."""
+    """Upload the file, create the job, and write the record before any polling. The record
+    is first written with the uploaded file's id (status `creating`), so a kill while the job
+    is created leaves what `train` needs to find that job instead of paying for another."""
     name = name or default_name(testset, OpenAIProvider.name)
     uploaded = sdk.files.create(file=(f"{name}.jsonl", io.BytesIO(training.jsonl())),
                                 purpose="fine-tune")
+    pending = FineTuneRecord(
+        name=name, provider=OpenAIProvider.name, base_model=base_model, fine_tuned_model="",
+        status=CREATING, train_hash=train_hash(testset), trained_examples=len(training.lines),
+        created_at=_now(), base_url=redact_url(base_url), training_file=uploaded.id)
+    save_record(Path(finetune_dir), pending)
     kwargs: dict[str, Any] = {"model": base_model, "training_file": uploaded.id}
     if n_epochs:
         kwargs["method"] = {"type": "supervised",
@@ -154,13 +163,23 @@ def start(testset: Testset, finetune_dir: Path | str, *, sdk, base_model: str,
     if seed is not None:
         kwargs["seed"] = seed
     job = sdk.fine_tuning.jobs.create(**kwargs)
-    record = FineTuneRecord(
-        name=name, provider=OpenAIProvider.name, base_model=base_model,
-        fine_tuned_model=job.fine_tuned_model or "", status=job.status,
-        train_hash=train_hash(testset), trained_examples=len(training.lines),
-        created_at=_now(), job_id=job.id, base_url=redact_url(base_url))
+    record = replace(pending, fine_tuned_model=job.fine_tuned_model or "", status=job.status,
+                     job_id=job.id)
     save_record(Path(finetune_dir), record)
     return record
+
+
+def unrecorded_job(sdk, record: FineTuneRecord | None) -> Any | None:
+    """The job a killed session created over `record`'s uploaded file but never recorded
+    (status `creating`), looked for among the account's latest jobs; None if there is none."""
+    if record is None or record.status != CREATING or not record.training_file:
+        return None
+    for n, job in enumerate(sdk.fine_tuning.jobs.list(limit=100)):  # newest first, paged
+        if getattr(job, "training_file", None) == record.training_file:
+            return job
+        if n >= 999:
+            break
+    return None
 
 
 def poll(finetune_dir: Path | str, name: str, *, sdk, prices: PriceBook,
@@ -255,13 +274,24 @@ def train(testset: Testset, finetune_dir: Path | str, *, base_model: str,
     instead of paying for a second job; returns the existing record when it is up to date.
     """
     name = name or default_name(testset, OpenAIProvider.name)
+    cfg = config or ExperimentConfig()
+    prices = PriceBook.from_section(cfg.section("pricing"), path=cfg.path)
+    old = None if dry_run else load_record(Path(finetune_dir), name)
+    if old is not None and old.status == CREATING and old.base_model == base_model:
+        sdk = client(base_url or old.base_url, max_retries=max_retries)
+        job = unrecorded_job(sdk, old)
+        if job is not None:  # a kill while creating it: follow that job, do not pay again
+            save_record(Path(finetune_dir), replace(old, job_id=job.id, status=job.status))
+            echo(f"job {job.id} was created over {old.training_file} by a session that "
+                 f"ended before recording it; following it (record: "
+                 f"{record_path(Path(finetune_dir), name)})")
+            return poll(finetune_dir, name, sdk=sdk, prices=prices, interval_s=interval_s,
+                        timeout_s=timeout_s, echo=echo)
     if not dry_run:
         done = existing_job(finetune_dir, name, testset=testset, base_model=base_model,
                             force=force, echo=echo)
         if done is not None:
             return done
-    cfg = config or ExperimentConfig()
-    prices = PriceBook.from_section(cfg.section("pricing"), path=cfg.path)
     training = prepare(testset, base_model=base_model, prices=prices, n_epochs=n_epochs,
                        allow_leakage=allow_leakage)
     cost = ("unknown (set pricing.training_per_mtok for this base model)"

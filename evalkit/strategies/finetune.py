@@ -55,6 +55,7 @@ class FineTuneRecord:
     job_id: str | None = None
     trained_tokens: int | None = None
     base_url: str | None = None  # the server that serves fine_tuned_model, if not the run's
+    training_file: str | None = None  # the uploaded file's id: finds a job a kill left unrecorded
 
 
 class LeakageError(ValueError):
