@@ -563,3 +563,22 @@ def test_a_run_on_a_swapped_test_set_fails_with_the_items_counted(real_runs, tmp
     old = gate(str(swap), "--baseline", str(to))
     assert old.exit_code == 1 and "1 item(s) added, 1 removed, changes inside items not " \
         "counted" in old.output
+
+
+def test_junit_xml_stays_well_formed_whatever_text_a_check_carries():
+    """XML 1.0 has no way to write most C0 control characters (ESC, NUL, BEL...): ElementTree
+    writes them raw, and the CI's JUnit parser then rejects the whole file. Names and reasons
+    come from configs and run folders: the file must parse, and says where a character was."""
+    from evalkit.gate.check import Check, GateReport
+    from evalkit.gate.render import junit
+
+    odd = "fast\x1b[31m\x00\x07\ud83d"
+    report = GateReport([Check("set", odd, "accuracy", "metric", "fail", f"dropped {odd}"),
+                         Check("set", odd, "error rate", "errors", "pass", f"ok {odd}")],
+                        runs={}, tolerances={})
+    root = ET.fromstring(junit(report).split("\n", 1)[1].encode("utf-8"))
+    cases = root.findall(".//testcase")
+    assert [c.get("name") for c in cases] == ["fast\\x1b[31m\\x00\\x07\\ud83d accuracy",
+                                              "fast\\x1b[31m\\x00\\x07\\ud83d error rate"]
+    assert root.find(".//failure").get("message") == "dropped fast\\x1b[31m\\x00\\x07\\ud83d"
+    assert root.find(".//system-out").text == "pass: ok fast\\x1b[31m\\x00\\x07\\ud83d"

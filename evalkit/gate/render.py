@@ -7,6 +7,7 @@ numbers), then the full table, so a CI log or a PR's step summary answers "what 
 from __future__ import annotations
 
 import math
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -81,21 +82,32 @@ def markdown(report: GateReport, *, testset: str | None = None) -> str:
     return "\n".join(out)
 
 
+# what XML 1.0 cannot hold (most C0 controls, lone surrogates, U+FFFE/FFFF): ElementTree
+# writes them raw and every JUnit parser then rejects the whole file
+_NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml(text: str) -> str:
+    """`text` with each character XML cannot hold shown as its escape (`\\x1b`)."""
+    return _NOT_XML.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def junit(report: GateReport) -> str:
-    """One <testsuite> per test set, one <testcase> per check; failures carry the reason."""
+    """One <testsuite> per test set, one <testcase> per check; failures carry the reason.
+    Every name and reason goes through `_xml`, so the file parses whatever they hold."""
     suites = ET.Element("testsuites", name="evalkit gate", tests=str(len(report.checks)),
                         failures=str(len(report.failures)))
     for name in sorted({c.testset for c in report.checks}):
         mine = [c for c in report.checks if c.testset == name]
-        suite = ET.SubElement(suites, "testsuite", name=name, tests=str(len(mine)),
+        suite = ET.SubElement(suites, "testsuite", name=_xml(name), tests=str(len(mine)),
                               failures=str(sum(c.status == "fail" for c in mine)))
         for c in mine:
-            case = ET.SubElement(suite, "testcase", classname=f"evalkit.gate.{name}",
-                                 name=f"{c.variant} {c.check}")
+            case = ET.SubElement(suite, "testcase", classname=_xml(f"evalkit.gate.{name}"),
+                                 name=_xml(f"{c.variant} {c.check}"))
             if c.status == "fail":
-                ET.SubElement(case, "failure", message=c.reason, type="regression")
+                ET.SubElement(case, "failure", message=_xml(c.reason), type="regression")
             else:
-                ET.SubElement(case, "system-out").text = f"{c.status}: {c.reason}"
+                ET.SubElement(case, "system-out").text = _xml(f"{c.status}: {c.reason}")
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, "unicode") + "\n"
 
