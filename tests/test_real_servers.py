@@ -157,3 +157,25 @@ def test_a_cap_crossed_by_a_server_that_ignores_every_limit_is_said(tmp_path):
     assert answered == 1  # the budget stop came right after the answer that crossed it
     assert "warning: the run spent $2.683, over its $1.000 cap:" in out
     assert "the server ignores output limits" in out
+
+
+def _thinking_first(payload: dict) -> dict:
+    # a reasoning model (Qwen3, DeepSeek-R1) behind llama.cpp or Ollama with no reasoning
+    # parser: its thoughts come first in content, naming every label and a draft record
+    said = payload["choices"][0]["message"]["content"]
+    return _message(payload, content="<think>\nIs it refund, login, export or bug? A draft: "
+                                     '{"order_id": "KP-000000"}. Decided.\n</think>\n\n' + said)
+
+
+def test_a_reasoning_models_think_block_is_not_its_answer(tmp_path):
+    with FakeOpenAI() as plain:
+        right = _scores(_run(plain, INTENTS, tmp_path / "a"), "accuracy")
+    with FakeOpenAI(reshape=_thinking_first) as thinking:
+        run_dir = _run(thinking, INTENTS, tmp_path / "b")
+    preds = read_jsonl(run_dir / "predictions.jsonl")
+    assert all("<think>" not in p["output"] for p in preds)
+    assert _scores(run_dir, "accuracy") == right and sum(right.values()) > 0
+    # cut at the limit while still thinking: it never answered
+    with FakeOpenAI(reshape=lambda p: _message(p, content="<think>\nrefund or login")) as cut:
+        run_dir = _run(cut, INTENTS, tmp_path / "c")
+    assert {p["output"] for p in read_jsonl(run_dir / "predictions.jsonl")} == {""}

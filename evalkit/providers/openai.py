@@ -520,6 +520,8 @@ class OpenAIProvider(Provider):
             raise MalformedResponse("the response has no choices[0].message.content string: "
                                     f"{secrets.scrub(json.dumps(data, default=str)[:200])}")
         text = well_formed(text)
+        if text[:16].lstrip().startswith("<think>"):
+            text = without_reasoning(text)
         u = data.get("usage")
         if not isinstance(u, dict) or type(u.get("prompt_tokens")) is not int:
             # some servers omit usage: bill the upper bounds rather than pretend it was cheap
@@ -650,6 +652,17 @@ def well_formed(text: str) -> str:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_reasoning(text: str) -> str:
+    """`text` without the `<think>...</think>` block a reasoning model (Qwen3, DeepSeek-R1)
+    opens its content with when its server has no reasoning parser (llama.cpp's server with
+    --reasoning-format none, Ollama's older builds). The thoughts name every label and draft
+    records, so scored as the answer they made a right label ambiguous and a draft the
+    record; vLLM's parser moves them to `reasoning_content`, which evalkit does not read
+    either. A block never closed (cut at the limit while thinking) leaves no answer."""
+    _, closed, answer = text.partition("</think>")
+    return answer.strip() if closed else ""
 
 
 def _was_cut(data: Any) -> bool:
