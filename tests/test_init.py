@@ -609,3 +609,13 @@ def test_the_official_squad_json_file_is_read_as_its_questions(tmp_path):
     assert d.type == "qa" and len(items) == 12 and len(d.docs) == 4
     assert items["n1-0"]["expected"] == ["901"] and items["n1-2"]["expected"] is None
     assert items["n1-0"]["doc_ids"] == items["n1-2"]["doc_ids"]  # the same paragraph
+
+
+def test_the_summary_says_a_type_given_with_type_was_given_not_inferred(tmp_path):
+    """`init --type generation` printed 'type: generation (inferred; --type to override)', as
+    if the file had been read as generation on its own and the flag were still to be used."""
+    path = write_jsonl(tmp_path / "eli5.jsonl", _eli5_rows(10))
+    assert scaffold.draft(path, text_column="title").summary().startswith(
+        "type: generation (inferred; --type to override)")
+    given = scaffold.draft(path, text_column="title", kind="qa").summary()
+    assert given.startswith("type: qa (given with --type)")

@@ -58,10 +58,12 @@ class Draft:
     docs_from: Path | None = None  # the folder the docs were read from (left as it is)
     docs_note: str = ""  # where the docs came from, when not a --corpus or --docs
     renamed: dict[str, str] = field(default_factory=dict)  # corpus id -> its file name
+    given: bool = False  # the type came from --type, not from reading the file
 
     def summary(self) -> str:
         """One line per fact the user confirms before anything is written."""
-        lines = [f"type: {self.type} (inferred; --type to override)",
+        how = "given with --type" if self.given else "inferred; --type to override"
+        lines = [f"type: {self.type} ({how})",
                  f"items: {len(self.test)} test, {len(self.train)} train ({self.split})"]
         if self.labels:
             shown = ", ".join(list(self.labels)[:8]) + (", ..." if len(self.labels) > 8 else "")
@@ -195,6 +197,7 @@ def draft(source: Path, *, name: str | None = None, kind: str | None = None,
     """Everything `init` would write, read and checked, nothing written yet."""
     sources: dict[str, Path] = {}
     inline = None  # passages the rows carry inline, when no corpus is given
+    given = kind is not None
     if source.is_dir():
         kind, test, train, system = _from_folder(source, kind)
         sources["test.jsonl"] = source / "test.jsonl"
@@ -221,7 +224,7 @@ def draft(source: Path, *, name: str | None = None, kind: str | None = None,
                      f"stratified by {_stratum_name(kind)}, seed {seed}{_grouped(groups)}")
     _unique_ids(test, train, source)
     spec = task_type(kind)
-    out = Draft(name=_name(name or source.stem), type=kind, test=test, train=train,
+    out = Draft(name=_name(name or source.stem), type=kind, given=given, test=test, train=train,
                 instructions=system or _scaffold(kind).instructions, split=split)
     if spec.uses_labels:
         out.labels = {label: _describe(label) for label in
