@@ -179,3 +179,19 @@ def test_a_reasoning_models_think_block_is_not_its_answer(tmp_path):
     with FakeOpenAI(reshape=lambda p: _message(p, content="<think>\nrefund or login")) as cut:
         run_dir = _run(cut, INTENTS, tmp_path / "c")
     assert {p["output"] for p in read_jsonl(run_dir / "predictions.jsonl")} == {""}
+
+
+def test_answers_billed_at_bounds_for_want_of_usage_are_said(tmp_path):
+    # a server that sends no usage: each answer is billed at its UTF-8 bytes (a bound the
+    # budget needs), several times its tokens, so its cost reads high: on tiny-qa the gate
+    # saw +541% cost per query against the same server with usage. The run says so
+    with FakeOpenAI(report_usage=False) as server:
+        out = cli("run", QA, "--provider", "openai", "--base-url", server.base_url,
+                  "--variants", "prompt-only", *run_dirs_args(tmp_path)).output
+    run = json.loads(((tmp_path / "reports" / "latest").resolve() / "run.json").read_text())
+    assert run["sessions"][-1]["usage_estimated"] == 5
+    assert "warning: the server counted no tokens for 5 answers" in out
+    with FakeOpenAI() as server:
+        out = cli("run", QA, "--provider", "openai", "--base-url", server.base_url,
+                  "--variants", "prompt-only", *run_dirs_args(tmp_path / "b")).output
+    assert "counted no tokens" not in out

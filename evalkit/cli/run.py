@@ -248,6 +248,13 @@ def _print_run(result) -> None:
     if stats.output_limit_ignored:
         click.echo(f"warning: the server ignores output limits ({stats.output_limit_ignored}); "
                    f"the budget then bounds each answer by the longest seen, not the limit")
+    if stats.usage_estimated:
+        n = stats.usage_estimated
+        click.echo(f"warning: the server counted no tokens for {n} answer{'s' if n > 1 else ''}"
+                   f" (no usage, or no completion_tokens): {'they were' if n > 1 else 'it was'}"
+                   f" billed at upper bounds (UTF-8 bytes: several times the tokens of most "
+                   f"text), so tokens, cost per query and TCO read high, and a gate against a "
+                   f"baseline whose server counted them sees a cost rise that is not one")
     if stats.cut_at_limit:
         n = stats.cut_at_limit
         click.echo(f"warning: {n} answer{'s were' if n > 1 else ' was'} cut at the output "

@@ -158,6 +158,11 @@ class Provider:
         """How the server showed it ignores output limits (None: it has not)."""
         return None
 
+    def usage_estimated(self) -> int:
+        """Answers whose server counted no tokens, billed at an upper bound instead (their
+        cost then reads high: the run says how many; 0: none, or not token-billed)."""
+        return 0
+
     def cut_at_limit(self) -> int:
         """Answers the server cut at the output limit so far (finish_reason "length"): each
         is scored as cut, so the run says how many (0: none, or the provider cannot tell)."""

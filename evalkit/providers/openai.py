@@ -236,6 +236,7 @@ class OpenAIProvider(Provider):
         self._tails: dict[tuple[str, int], str] = {}
         self._max_output_seen = 0
         self._cut = 0  # answers cut at the output limit (finish_reason "length")
+        self._estimated = 0  # answers the server gave no token count for (billed at bounds)
         self._limit_ignored: str | None = None  # how the server showed it ignores limits
         for url in {self.base_url, *self.routes.values()} if require_key else ():
             self._api_key(url)  # fail now, not once per item, when OpenAI itself has no key
@@ -416,6 +417,9 @@ class OpenAIProvider(Provider):
     def cut_at_limit(self) -> int:
         return self._cut
 
+    def usage_estimated(self) -> int:
+        return self._estimated
+
     def _check_limit(self, usage: Usage, limit: int, *, usage_reported: bool) -> None:
         """Remember the longest answer, and a server that answered past the limit."""
         self._max_output_seen = max(self._max_output_seen, usage.output_tokens)
@@ -525,6 +529,7 @@ class OpenAIProvider(Provider):
         u = data.get("usage")
         if not isinstance(u, dict) or type(u.get("prompt_tokens")) is not int:
             # some servers omit usage: bill the upper bounds rather than pretend it was cheap
+            self._estimated += 1
             return text, Usage(input_tokens=input_token_bound(messages),
                                output_tokens=len(text.encode("utf-8")))
         details = u.get("prompt_tokens_details")
@@ -532,6 +537,7 @@ class OpenAIProvider(Provider):
         output = u.get("completion_tokens")
         if type(output) is not int:  # left out or null (some Ollama/vLLM builds, proxies):
             output = len(text.encode("utf-8"))  # its bound, as with no usage at all
+            self._estimated += 1
         return text, Usage(input_tokens=u["prompt_tokens"], output_tokens=output,
                            cached_input_tokens=cached if type(cached) is int else 0)
 

@@ -66,6 +66,7 @@ class RunStats:
     stop_message: str | None = None
     output_limit_ignored: str | None = None  # the provider saw a server ignore its limit
     cut_at_limit: int = 0  # answers the server cut at the output limit (scored as cut)
+    usage_estimated: int = 0  # answers with no token count from the server (billed at bounds)
 
 
 async def run_jobs(jobs: Iterable[Job], *, total: int, provider: Provider,
@@ -285,6 +286,7 @@ class _Run:
                 s.http_attempts = (s.http_attempts or 0) + counts["http_attempts"]
             s.output_limit_ignored = s.output_limit_ignored or llm.output_limit_ignored
             s.cut_at_limit += llm.cut_at_limit()
+            s.usage_estimated += llm.usage_estimated()
         return s
 
     def llm(self, job: Job) -> Provider:
