@@ -61,8 +61,7 @@ def scrub(text: str) -> str:
     if "://" in text:
         if "@" in text:
             text = _USERINFO.sub(lambda m: m.group("scheme") + REDACTED + "@", text)
-        if "=" in text:
-            text = _QUERY_SECRET.sub(lambda m: m.group("name") + REDACTED, text)
+        text = scrub_query(text)
     return text
 
 

@@ -540,28 +540,35 @@ def test_sigkill_then_resume_repeats_no_journaled_item(tmp_path, run_dirs):
     assert run["totals"]["calls"] == len(journaled) + session["calls"]
 
 
+class _SlowOk(Provider):
+    """Answers "ok" after 50 ms at `cost_usd`, counting its calls; `worst_usd`, if given, is
+    the worst case the budget reserves per call (else the provider has no bound)."""
+
+    name = "slow"
+    cost_is_notional = False
+
+    def __init__(self, *, cost_usd: float, worst_usd: float | None = None):
+        self.calls, self.cost_usd, self.worst_usd = 0, cost_usd, worst_usd
+
+    def model_for(self, request):
+        return "m"
+
+    def cache_params(self):
+        return {}
+
+    def estimate_cost(self, request):
+        return self.worst_usd
+
+    async def complete(self, request):
+        self.calls += 1
+        await asyncio.sleep(0.05)
+        return Completion(text="ok", usage=Usage(3, 1), cost_usd=self.cost_usd, model="m")
+
+
 def test_identical_requests_in_flight_are_paid_once(tmp_path):
     """Two jobs that render the same request at the same time share one call (a cache hit)."""
 
-    class Slow(Provider):
-        name = "slow"
-        cost_is_notional = False
-
-        def __init__(self):
-            self.calls = 0
-
-        def model_for(self, request):
-            return "m"
-
-        def cache_params(self):
-            return {}
-
-        async def complete(self, request):
-            self.calls += 1
-            await asyncio.sleep(0.05)
-            return Completion(text="ok", usage=Usage(3, 1), cost_usd=0.01, model="m")
-
-    provider = Slow()
+    provider = _SlowOk(cost_usd=0.01)
     same = Request(task_type="qa", instructions="i", input="the same question")
     jobs = [Job(v, Item("q1", "the same question", "ok"), lambda _it: same) for v in "abcd"]
     journal = Journal(tmp_path / "p.jsonl")
@@ -583,28 +590,7 @@ def test_an_identical_request_answered_while_its_twin_waited_for_budget_room_is_
     room while the first is answered. Once it has room, the answer is in the cache (no longer
     in flight): it must be served from there, not bought a second time."""
 
-    class Capped(Provider):
-        name = "capped"
-        cost_is_notional = False
-
-        def __init__(self):
-            self.calls = 0
-
-        def model_for(self, request):
-            return "m"
-
-        def cache_params(self):
-            return {}
-
-        def estimate_cost(self, request):
-            return 0.01  # the worst case the budget reserves
-
-        async def complete(self, request):
-            self.calls += 1
-            await asyncio.sleep(0.05)
-            return Completion(text="ok", usage=Usage(3, 1), cost_usd=0.001, model="m")
-
-    provider = Capped()
+    provider = _SlowOk(cost_usd=0.001, worst_usd=0.01)  # worst: what the budget reserves
     other = Request(task_type="qa", instructions="i", input="another question")
     same = Request(task_type="qa", instructions="i", input="the same question")
     # the first job holds the room, so both twins find nothing in flight and queue for it
