@@ -30,29 +30,58 @@ _QUERY_SECRET = re.compile(r"(?P<name>[?&;](?:[A-Za-z0-9.]*[_\-])?(?:api[_\-]?ke
 def register_key_env(name: str) -> None:
     """Scrub this environment variable's value too (a provider's `api_key_env`)."""
     _KEY_ENVS.add(name)
+    _ENCODED.pop("names", None)
 
 
 _GITHUB = re.compile(r"gh[pousr]_")
 
 
-def _nothing_to_scrub(text: str) -> bool:
+def key_values() -> tuple[str, ...]:
+    """The values of the registered key variables now (those long enough to scrub).
+
+    Read on every call, since a key may be set at any time, but cheaply: `os.environ.get`
+    encodes the name and decodes the value each time (~0.5 us a variable, twice per
+    journal line), so the raw values are looked up in the environment's own mapping and
+    decoded only when they changed since the last call."""
+    data = getattr(os.environ, "_data", None)
+    encode = getattr(os.environ, "encodekey", None)
+    if not isinstance(data, dict) or encode is None:  # not CPython's os._Environ
+        return tuple(key for key in (os.environ.get(name, "") for name in _KEY_ENVS)
+                     if len(key) >= 4)
+    if _ENCODED.get("names") is None:  # since the last register_key_env
+        _ENCODED["names"] = tuple(encode(name) for name in sorted(_KEY_ENVS))
+    raw = tuple(map(data.get, _ENCODED["names"]))
+    held = _DECODED.get("last")
+    if held is None or held[0] != raw:
+        decode = os.environ.decodevalue
+        held = _DECODED["last"] = (raw, tuple(
+            key for key in (decode(v) for v in raw if v is not None) if len(key) >= 4))
+    return held[1]
+
+
+_ENCODED: dict[str, tuple | None] = {}  # "names": the registered names, as environ keys them
+_DECODED: dict[str, tuple] = {}        # "last": (raw values, their decoded keys)
+
+
+def _nothing_to_scrub(text: str, keys: tuple[str, ...]) -> bool:
     """True when no pattern below can match: none of the literal parts every match needs is
     in `text` (substring tests, far cheaper than the regexes on a long prompt)."""
     if "://" in text or "sk-" in text or "Bearer" in text or "github_pat_" in text:
         return False
     if "_" in text and _GITHUB.search(text):
         return False
-    return not any(len(key) >= 4 and key in text
-                   for key in (os.environ.get(name, "") for name in _KEY_ENVS))
+    return not any(key in text for key in keys)
 
 
-def scrub(text: str) -> str:
-    """`text` with the configured keys and key-shaped values replaced by [redacted]."""
-    if _nothing_to_scrub(text):
+def scrub(text: str, *, keys: tuple[str, ...] | None = None) -> str:
+    """`text` with the configured keys and key-shaped values replaced by [redacted].
+    `keys`: `key_values()` read by the caller for several texts (else read here)."""
+    if keys is None:
+        keys = key_values()
+    if _nothing_to_scrub(text, keys):
         return text
-    for name in _KEY_ENVS:
-        key = os.environ.get(name, "")
-        if len(key) >= 4 and key in text:
+    for key in keys:
+        if key in text:
             text = text.replace(key, REDACTED)
     # the patterns only match text holding one of these literals: most text (every journal
     # line's output and model) is passed over by substring checks instead of two regexes

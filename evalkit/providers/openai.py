@@ -105,8 +105,14 @@ def input_token_bound(messages: list[dict[str, str]]) -> int:
     several times over. tiktoken would be exact for OpenAI models but downloads its
     vocabularies on first use, which a run must not depend on.
     """
-    return sum(len(m.get("content", "").encode("utf-8")) + len(m.get("role", "").encode())
+    return sum(_utf8_len(m.get("content", "")) + _utf8_len(m.get("role", ""))
                + _MESSAGE_OVERHEAD_TOKENS for m in messages) + _REQUEST_OVERHEAD_TOKENS
+
+
+def _utf8_len(text: str) -> int:
+    """len(text.encode("utf-8")), without encoding an ASCII text (`isascii` is O(1) on a
+    str: CPython records it), which most prompts are."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
 def _content(body: dict[str, Any], request: Request) -> bytes:

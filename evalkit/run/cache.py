@@ -107,6 +107,26 @@ def completion_from_row(text: str) -> Completion | None:
 
 
 _ROW_ENCODER = json.JSONEncoder()  # json.dumps(row), without an encoder built per row
+_ascii_string = json.encoder.encode_basestring_ascii  # a JSON string literal, as it writes one
+
+
+def cache_row(c: Completion) -> str:
+    """`_ROW_ENCODER.encode` of `c` as stored (`cached` false), byte for byte, written out
+    directly when its fields have their usual types (one f-string instead of a dict and the
+    encoder, per fresh answer); anything else goes the general way."""
+    u = c.usage
+    if not (type(c.text) is str and type(c.model) is str and type(u.input_tokens) is int
+            and type(u.output_tokens) is int and type(u.cached_input_tokens) is int
+            and type(c.latency_s) is float and c.latency_s - c.latency_s == 0.0
+            and type(c.cost_usd) is float and c.cost_usd - c.cost_usd == 0.0):
+        data = c.to_dict()
+        data["cached"] = False
+        return _ROW_ENCODER.encode(data)
+    return (f'{{"text": {_ascii_string(c.text)}, "usage": {{"input_tokens": '
+            f'{u.input_tokens!r}, "output_tokens": {u.output_tokens!r}, '
+            f'"cached_input_tokens": {u.cached_input_tokens!r}}}, '
+            f'"latency_s": {c.latency_s!r}, "cost_usd": {c.cost_usd!r}, '
+            f'"model": {_ascii_string(c.model)}, "cached": false}}')
 
 
 class ResponseCache:
@@ -149,9 +169,7 @@ class ResponseCache:
         return None if row is None else completion_from_row(row[0])
 
     def put(self, key: str, completion: Completion) -> None:
-        data = completion.to_dict()
-        data["cached"] = False
-        row = _ROW_ENCODER.encode(data)
+        row = cache_row(completion)
         with self._pending_lock:
             self._pending[key] = row
         if key in self._ahead:  # a prefetched miss answered since: the next get must hit,
@@ -181,7 +199,7 @@ class ResponseCache:
         """Commit every queued row now (one transaction)."""
         with self._pending_lock:
             rows, self._pending = list(self._pending.items()), {}
-        self._store.execute_many("INSERT OR REPLACE INTO responses VALUES (?, ?)", rows)
+        self._store.insert_many("responses", rows)
 
     def close(self) -> None:
         self._closed = True

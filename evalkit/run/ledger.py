@@ -2,8 +2,10 @@
 
 A line `{"s": session, "n": call, "key": cache key, "worst_usd": ...}` goes out (flushed)
 before the call, and `{"s": session, "n": call, "cost_usd": ...}` once its answer or error is
-journaled. A call opened and never closed was in flight when its session was killed: it may
-have been paid without reaching the journal. The next session counts such calls as spent —
+journaled (the runner defers these to its turn-end flush, written after the journal's lines:
+a close never reaches disk before the line it closes for). A call opened and never closed
+was in flight when its session was killed: it may have been paid without reaching the
+journal. The next session counts such calls as spent —
 at the cost of the answer if the response cache holds it (the provider's usage), else at the
 worst case that was reserved for it — so neither `--max-cost-usd` nor run.json's totals
 forget them. Those figures are labelled as estimates.
@@ -52,6 +54,7 @@ class CallLedger:
         self.session = session
         self._n = 0
         self._fh = None
+        self._closes: list[str] = []  # deferred close lines, written by `flush`
 
     def open_call(self, key: str, worst_usd: float) -> int:
         self._n += 1
@@ -59,8 +62,21 @@ class CallLedger:
                     f'"worst_usd":{_number(worst_usd)}}}')
         return self._n
 
-    def close_call(self, n: int, cost_usd: float) -> None:
-        self._write(f'{{"s":{int(self.session)},"n":{int(n)},"cost_usd":{_number(cost_usd)}}}')
+    def close_call(self, n: int, cost_usd: float, *, defer: bool = False) -> None:
+        """Call `n` ended, costing `cost_usd`. `defer`: hold the line for `flush`, which the
+        caller makes after the journal line it answers is flushed (an open line written
+        meanwhile does not carry it out early: it is not in the file's buffer)."""
+        line = f'{{"s":{int(self.session)},"n":{int(n)},"cost_usd":{_number(cost_usd)}}}'
+        if defer:
+            self._closes.append(line)
+        else:
+            self._write(line)
+
+    def flush(self) -> None:
+        """Write the deferred close lines, in one write."""
+        if self._closes:
+            lines, self._closes = self._closes, []
+            self._write("\n".join(lines))
 
     def _write(self, line: str) -> None:
         if self._fh is None:
@@ -69,6 +85,7 @@ class CallLedger:
         self._fh.flush()  # in the kernel before the call goes out: a kill -9 cannot lose it
 
     def close(self) -> None:
+        self.flush()
         if self._fh is not None:
             self._fh.close()
             self._fh = None

@@ -91,6 +91,8 @@ async def run_jobs(jobs: Iterable[Job], *, total: int, provider: Provider,
         for r in results:
             if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
                 raise r
+        if run.flush_error is not None:  # the last turn's flush, after the workers ended
+            raise run.flush_error
     finally:
         restore()
         run.bar.close()
@@ -128,6 +130,8 @@ class _Run:
         self.keys = KeyMaker()  # request_key, each provider's fixed part serialised once
         self.bar = None
         self.label, self.shown = label, ""  # the variant the bar names
+        self.flush_due = False  # a `flush` is scheduled for the end of this loop turn
+        self.flush_error: Exception | None = None  # what a scheduled flush raised
 
     def halt(self, reason: str, message: str) -> None:
         """End the session early; an interrupt outranks a budget stop already recorded."""
@@ -160,6 +164,8 @@ class _Run:
 
     async def worker(self, it) -> None:
         for prep in it:  # a shared iterator: each job goes to exactly one worker
+            if self.flush_error is not None:
+                raise self.flush_error
             job = prep.job
             if self.stats.stop in (STOP_INTERRUPTED, STOP_UNREACHABLE):
                 self.stats.not_started += 1
@@ -185,7 +191,7 @@ class _Run:
             return
         self.stats.cache_hits += 1
         self.stats.notional_usd += completion.cost_usd
-        self.journal.append(prediction(job, request, completion), messages=request.messages())
+        self.journaled(prediction(job, request, completion), request)
 
     async def shared(self, key: str) -> Completion | None:
         """The same request already on its way (e.g. two variants rendering alike): share
@@ -227,8 +233,7 @@ class _Run:
                 return await self.call(job, request, key, taken)
             self.stats.cache_hits += 1
             self.stats.notional_usd += completion.cost_usd
-            self.journal.append(prediction(job, request, completion),
-                                messages=request.messages())
+            self.journaled(prediction(job, request, completion), request)
             return
         await self.paid_call(job, request, key, worst, taken)
 
@@ -249,7 +254,7 @@ class _Run:
             shared.exception()  # retrieved: no "never retrieved" warning without waiters
             self.error(job, exc, request)  # sent (perhaps), and failed: show what was sent
             if self.ledger:
-                self.ledger.close_call(n, 0.0)
+                self.ledger.close_call(n, 0.0, defer=True)
             if isinstance(exc, ServerUnreachable):
                 self.halt(STOP_UNREACHABLE, str(exc))
             return
@@ -264,17 +269,36 @@ class _Run:
         self.stats.notional_usd += completion.cost_usd
         if self.cache:
             self.cache.put(key, completion)
-        self.journal.append(prediction(job, request, completion, queue_s=waited),
-                            messages=request.messages())
+        self.journaled(prediction(job, request, completion, queue_s=waited), request)
         if self.ledger:  # after the journal line: a kill in between counts it twice, not never
-            self.ledger.close_call(n, completion.cost_usd)
+            self.ledger.close_call(n, completion.cost_usd, defer=True)
 
     def error(self, job: Job, exc: Exception, request: Request | None = None) -> None:
         self.stats.errors += 1
-        self.journal.append(Prediction(variant=job.variant, item_id=job.item.id, output=None,
-                                       error_class=type(exc).__name__, error=str(exc)[:500],
-                                       epoch=job.epoch),
-                            messages=None if request is None else request.messages())
+        self.journaled(Prediction(variant=job.variant, item_id=job.item.id, output=None,
+                                  error_class=type(exc).__name__, error=str(exc)[:500],
+                                  epoch=job.epoch), request)
+
+    def journaled(self, pred: Prediction, request: Request | None) -> None:
+        """Journal `pred` (with the messages `request` sent, if any), flushed at the end of
+        this turn of the event loop with every other line of the turn (`flush`)."""
+        self.journal.append(pred, messages=None if request is None else request.messages(),
+                            defer=True)
+        if not self.flush_due:
+            self.flush_due = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """The turn's journal lines, then the ledger's close lines for them: a kill before
+        this loses those lines with their calls still open, so they are counted as spent
+        and redone, never forgotten. A failure (a full disk) stops every worker with it."""
+        self.flush_due = False
+        try:
+            self.journal.flush()
+            if self.ledger:
+                self.ledger.flush()
+        except Exception as exc:
+            self.flush_error = self.flush_error or exc
 
     def finish(self, wall_s: float) -> RunStats:
         s = self.stats

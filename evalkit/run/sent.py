@@ -39,7 +39,7 @@ import json
 from hashlib import blake2b
 from pathlib import Path
 
-from evalkit.secrets import scrub
+from evalkit.secrets import key_values, scrub
 
 ROLES = {"system": "s", "user": "u", "assistant": "a"}
 MEMO = 8192  # texts (and prompts) remembered as already written; cleared when full
@@ -80,11 +80,14 @@ class SentLog:
     def record(self, messages: list[dict[str, str]]) -> str:
         """Write what is new of `messages` and return their prompt id (PID)."""
         refs = []
+        keys = None  # the key values, read once for this prompt's new texts
         for m in messages:
             text = m["content"]
             tid = self._texts.get(text)
             if tid is None:
-                stored = scrub(text)  # as the journal does: no key-shaped value reaches disk
+                if keys is None:
+                    keys = key_values()
+                stored = scrub(text, keys=keys)  # as the journal does: no key reaches disk
                 tid = digest(stored)
                 self._write(f'{{"t":"{tid}","x":{_string(stored)}}}\n')
                 if len(self._texts) >= MEMO:

@@ -21,6 +21,12 @@ from evalkit.strategies.retrieval import Passage
 # json.dumps(value, sort_keys=True, ensure_ascii=False, default=str), the cache key's
 # serialisation, without the encoder json.dumps builds for every call with options
 _KEY_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=str)
+# a JSON string literal as _KEY_JSON writes one (the same C function it calls for each str)
+_string = json.encoder.encode_basestring
+# (role, text) -> its message's JSON, for the messages that repeat from item to item (the
+# system prompt, few-shot turns); bounded like evalkit/run/sent.py's memo, cleared when full
+_MESSAGE_JSON: dict[tuple[str, str], str] = {}
+MESSAGE_MEMO = 4096
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,7 @@ class Request:
         text = self.__dict__.get("_messages_json")
         if text is None:
             self.messages()  # rendered
-            text = self.__dict__["_messages_json"] = _KEY_JSON.encode(self.__dict__["_messages"])
+            text = self.__dict__["_messages_json"] = _messages_json(self.__dict__["_messages"])
         return text
 
     def _render_messages(self) -> list[dict[str, str]]:
@@ -70,6 +76,30 @@ class Request:
             msgs.append({"role": "assistant", "content": ex.output})
         msgs.append({"role": "user", "content": _user(self.input, self.passages)})
         return msgs
+
+
+def _messages_json(messages: list[dict[str, str]]) -> str:
+    """`_KEY_JSON.encode(messages)`, byte for byte, each message written as the encoder
+    writes a {"role", "content"} dict (keys sorted, ", " and ": " separators) and every one
+    but the last (the item's own input) taken from `_MESSAGE_JSON` when seen before: the
+    system prompt is the longest text of most requests and the same for every item, so
+    escaping it once per run instead of once per item is most of the serialisation saved."""
+    parts = []
+    last = len(messages) - 1
+    for i, m in enumerate(messages):
+        role, content = m.get("role"), m.get("content")
+        if type(role) is not str or type(content) is not str or len(m) != 2:
+            return _KEY_JSON.encode(messages)  # not the shape assembled here
+        memo = (role, content)
+        part = _MESSAGE_JSON.get(memo) if i < last else None
+        if part is None:
+            part = f'{{"content": {_string(content)}, "role": {_string(role)}}}'
+            if i < last:
+                if len(_MESSAGE_JSON) >= MESSAGE_MEMO:
+                    _MESSAGE_JSON.clear()
+                _MESSAGE_JSON[memo] = part
+        parts.append(part)
+    return "[" + ", ".join(parts) + "]"
 
 
 @lru_cache(maxsize=256)

@@ -69,8 +69,8 @@ class Variant:
             task_type=task.type,
             instructions=self.instructions or task.instructions,
             input=item.input,
-            labels=tuple(task.labels.items()),
-            fields=tuple(task.fields.items()),
+            labels=ctx.labels,
+            fields=ctx.fields,
             examples=examples,
             passages=passages,
             model=self.model_name(ctx),
@@ -242,6 +242,18 @@ class VariantContext:
     def response_format(self) -> dict | None:
         """The structured output every request of this task asks for (its task type's hook)."""
         return task_type(self.testset.task.type).response_format(self.testset.task)
+
+    @cached_property
+    def labels(self) -> tuple[tuple[str, str], ...]:
+        """The task's (label, description) pairs: one tuple for every request, so what is
+        worked out per task from it (the system prompt, the output limit) is found by
+        identity instead of rebuilt per item."""
+        return tuple(self.testset.task.labels.items())
+
+    @cached_property
+    def fields(self) -> tuple[tuple[str, str], ...]:
+        """The task's (field, description) pairs, one tuple for every request (as `labels`)."""
+        return tuple(self.testset.task.fields.items())
 
     @property
     def default_index_spec(self) -> IndexSpec:

@@ -1,0 +1,270 @@
+"""The runner's hot path, written out by hand for speed (issue 16), held to what it replaced.
+
+Each fast path here assembles by hand what a general encoder wrote before: the messages'
+JSON (the cache key and the posted body), the journal line, the cache row. Each is checked
+byte for byte against the general way on generated values, so the speed-up cannot change a
+cache key, a journal line or a row. The turn-end flush of the journal and the ledger is
+checked for what a kill must never see: a ledger close before its journal line, a journal line
+before its messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from evalkit import secrets
+from evalkit.data.testset import Item
+from evalkit.providers.base import Completion, Provider, Usage
+from evalkit.providers.openai import input_token_bound
+from evalkit.providers.sqlite_store import ROWS_PER_INSERT, SqliteStore
+from evalkit.run.cache import _ROW_ENCODER, ResponseCache, cache_row
+from evalkit.run.journal import _ENCODER, Journal, Prediction, as_record, journal_line
+from evalkit.run.ledger import CallLedger
+from evalkit.run.runner import Job, run_jobs
+from evalkit.strategies import request as request_module
+from evalkit.strategies.request import Request, _messages_json
+
+# any text, lone surrogates included (json.loads makes them from "\ud83d"; the encoders
+# pass them through), control characters, quotes, U+2028
+texts = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF), max_size=40)
+roles = st.sampled_from(["system", "user", "assistant", "tool", "ü \"role\""])
+messages = st.lists(st.fixed_dictionaries({"role": roles, "content": texts}), max_size=5)
+floats = st.floats(allow_nan=True, allow_infinity=True)
+
+
+def _key_json(value) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+
+
+@settings(max_examples=300, deadline=None)
+@given(messages)
+def test_messages_json_is_the_sorted_key_json_of_the_messages(msgs):
+    assert _messages_json(msgs) == _key_json(msgs)
+    assert _messages_json(msgs) == _key_json(msgs)  # again: the repeated messages from memo
+
+
+def test_messages_json_takes_repeated_messages_from_its_memo_and_others_the_general_way():
+    system = {"role": "system", "content": "Classify.\n" * 50}
+    first = _messages_json([system, {"role": "user", "content": "a"}])
+    assert ("system", system["content"]) in request_module._MESSAGE_JSON
+    assert ("user", "a") not in request_module._MESSAGE_JSON  # the item's own: not kept
+    assert first == _key_json([system, {"role": "user", "content": "a"}])
+    odd = [system, {"role": "user", "content": {"nested": 1}}, {"role": "user", "content": "x",
+                                                                "name": "n"}]
+    assert _messages_json(odd) == _key_json(odd)
+
+
+def test_messages_json_memo_is_bounded(monkeypatch):
+    monkeypatch.setattr(request_module, "MESSAGE_MEMO", 3)
+    request_module._MESSAGE_JSON.clear()
+    for i in range(10):
+        msgs = [{"role": "system", "content": f"s{i}"}, {"role": "user", "content": "u"}]
+        assert _messages_json(msgs) == _key_json(msgs)
+        assert len(request_module._MESSAGE_JSON) <= 3
+
+
+def test_a_request_serialises_its_messages_as_the_cache_key_always_did():
+    request = Request("classification", "Klassifiziere. 日本", 'a "q"\u2028\ud83d',
+                      labels=(("billing", "Geld"),))
+    assert request.messages_json() == _key_json(request.messages())
+
+
+predictions = st.builds(
+    Prediction, variant=texts, item_id=texts, output=st.none() | texts,
+    model=texts | st.just("sk-abcdefghijkl"), input_tokens=st.integers(0, 10**9),
+    output_tokens=st.integers(0, 10**6), cached_input_tokens=st.integers(0, 10**6),
+    latency_s=floats, queue_s=st.none() | floats, cost_usd=floats | st.integers(0, 3),
+    cached=st.booleans(), error_class=st.none() | texts, error=st.none() | texts,
+    retrieved=st.lists(texts, max_size=3),
+    passages=st.lists(st.tuples(texts, st.integers(0, 9)).map(list), max_size=2),
+    epoch=st.integers(0, 3), prompt=st.just("") | texts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(predictions)
+def test_the_journal_line_is_the_encoders_line(prediction):
+    assert journal_line(prediction) == _ENCODER.encode(as_record(prediction))
+
+
+def test_the_journal_line_scrubs_the_key_of_the_moment(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "first-key-123456")
+    p = Prediction(variant="v", item_id="i", output="saw first-key-123456", error="x")
+    assert "first-key" not in journal_line(p)
+    monkeypatch.setenv("OPENAI_API_KEY", "second-key-654321")  # changed since: read again
+    p = Prediction(variant="v", item_id="i", output="saw second-key-654321 and first-key-123456")
+    line = journal_line(p)
+    assert "second-key" not in line and "first-key-123456" in line
+    monkeypatch.delenv("OPENAI_API_KEY")
+    assert secrets.key_values() == () or "second-key-654321" not in secrets.key_values()
+
+
+completions = st.builds(
+    Completion, text=texts, usage=st.builds(Usage, st.integers(0, 10**9), st.integers(0, 10**6),
+                                           st.integers(0, 10**6)),
+    latency_s=floats | st.integers(0, 5), cost_usd=floats, model=texts, cached=st.booleans())
+
+
+@settings(max_examples=300, deadline=None)
+@given(completions)
+def test_the_cache_row_is_the_encoders_row(completion):
+    data = completion.to_dict()
+    data["cached"] = False
+    assert cache_row(completion) == _ROW_ENCODER.encode(data)
+
+
+def test_input_token_bound_counts_utf8_bytes_with_or_without_ascii_text():
+    for text in ("plain ascii", "日本語 emoji 🎉", ""):
+        msgs = [{"role": "user", "content": text}]
+        plain = input_token_bound([{"role": "user", "content": ""}])
+        assert input_token_bound(msgs) == plain + len(text.encode("utf-8"))
+
+
+def test_rows_are_inserted_many_to_a_statement_not_one_each(tmp_path):
+    """One statement per row made a writer thread hand the GIL back and forth per row."""
+    store = SqliteStore(tmp_path / "c.sqlite", schema="CREATE TABLE IF NOT EXISTS t "
+                        "(key TEXT PRIMARY KEY, v TEXT NOT NULL)")
+    statements = []
+    store._db.set_trace_callback(statements.append)
+    rows = [(f"k{i}", f"v{i}") for i in range(2 * ROWS_PER_INSERT + 5)]
+    store.insert_many("t", rows)
+    assert len(statements) == 2 + math.ceil(len(rows) / ROWS_PER_INSERT)  # BEGIN, 3, COMMIT
+    store.insert_many("t", [("k0", "new")])  # or replace
+    assert store.fetchone("SELECT v FROM t WHERE key = ?", ("k0",)) == ("new",)
+    assert store.fetchone("SELECT count(*) FROM t", ()) == (len(rows),)
+
+
+def test_the_cache_round_trips_a_thousand_rows_written_in_one_flush(tmp_path):
+    cache = ResponseCache(tmp_path / "c.sqlite", flush_s=60)
+    for i in range(1000):
+        cache.put(f"k{i}", Completion(text=f"t{i} ü", usage=Usage(i, 1, 0), latency_s=0.5,
+                                      cost_usd=1e-6 * i, model="m"))
+    cache.close()
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    hit = cache.get("k999")
+    assert hit is not None and hit.text == "t999 ü" and hit.usage.input_tokens == 999
+    assert hit.cached and hit.cost_usd == pytest.approx(999e-6)
+    cache.close()
+
+
+def test_a_deferred_journal_line_reaches_the_file_at_flush_after_its_messages(tmp_path):
+    journal = Journal(tmp_path / "predictions.jsonl")
+    sent_flush = journal.sent.flush
+    order = []
+
+    def flush_sent():
+        order.append(("messages", (tmp_path / "predictions.jsonl").is_file()
+                      and (tmp_path / "predictions.jsonl").read_text()))
+        sent_flush()
+
+    journal.sent.flush = flush_sent
+    msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
+    journal.append(Prediction(variant="v", item_id="a", output="x"), messages=msgs, defer=True)
+    journal.append(Prediction(variant="v", item_id="b", output="y"), messages=msgs, defer=True)
+    assert not (tmp_path / "predictions.jsonl").is_file()  # nothing written before the flush
+    journal.flush()
+    assert order == [("messages", False)]  # messages flushed while the journal was unwritten
+    lines = (tmp_path / "predictions.jsonl").read_text().splitlines()
+    assert [json.loads(line)["item_id"] for line in lines] == ["a", "b"]
+    journal.append(Prediction(variant="v", item_id="c", output="z"))  # not deferred: now
+    assert len((tmp_path / "predictions.jsonl").read_text().splitlines()) == 3
+    journal.append(Prediction(variant="v", item_id="d", output="w"), defer=True)
+    journal.close()  # close flushes what is left
+    assert len((tmp_path / "predictions.jsonl").read_text().splitlines()) == 4
+
+
+def test_a_deferred_ledger_close_is_not_carried_out_by_the_next_open(tmp_path):
+    ledger = CallLedger(tmp_path / "calls.jsonl", 1)
+    n = ledger.open_call("k1", 0.5)
+    ledger.close_call(n, 0.1, defer=True)
+    ledger.open_call("k2", 0.5)  # flushed at once: must not take the close with it
+    lines = [json.loads(x) for x in (tmp_path / "calls.jsonl").read_text().splitlines()]
+    assert [("cost_usd" in x, x["n"]) for x in lines] == [(False, 1), (False, 2)]
+    ledger.flush()
+    lines = [json.loads(x) for x in (tmp_path / "calls.jsonl").read_text().splitlines()]
+    assert lines[-1] == {"s": 1, "n": 1, "cost_usd": 0.1}
+    ledger.close_call(2, 0.2, defer=True)
+    ledger.close()
+    assert len((tmp_path / "calls.jsonl").read_text().splitlines()) == 4
+
+
+class _Answers(Provider):
+    name = "answers"
+
+    async def complete(self, request: Request) -> Completion:
+        await asyncio.sleep(0)
+        return Completion(text="ok", usage=Usage(3, 1), cost_usd=0.001, latency_s=0.001)
+
+    def estimate_cost(self, request: Request) -> float:
+        return 0.01
+
+
+def _jobs(n: int) -> list[Job]:
+    return [Job("v", Item(id=f"i{i}", input=f"q{i}", expected="ok"),
+                lambda item: Request("qa", "Answer.", item.input)) for i in range(n)]
+
+
+def test_the_runner_writes_each_turns_journal_lines_before_their_ledger_closes(tmp_path):
+    journal, ledger = Journal(tmp_path / "predictions.jsonl"), CallLedger(tmp_path / "c.jsonl", 1)
+    seen = []
+    journal_flush, ledger_flush = journal.flush, ledger.flush
+
+    def jf():
+        seen.append("journal")
+        journal_flush()
+
+    def lf():
+        closes = len(ledger._closes)
+        journaled = len((tmp_path / "predictions.jsonl").read_text().splitlines())
+        closed = sum("cost_usd" in x for x in (tmp_path / "c.jsonl").read_text().splitlines())
+        assert closed + closes <= journaled  # no close goes out before its journal line
+        seen.append("ledger")
+        ledger_flush()
+
+    journal.flush, ledger.flush = jf, lf
+    stats = asyncio.run(run_jobs(_jobs(40), total=40, provider=_Answers(), cache=None,
+                                 journal=journal, ledger=ledger, concurrency=8,
+                                 progress=False))
+    assert stats.calls == 40
+    assert len((tmp_path / "predictions.jsonl").read_text().splitlines()) == 40
+    closes = [x for x in (tmp_path / "c.jsonl").read_text().splitlines() if "cost_usd" in x]
+    assert len(closes) == 40
+    # flushed per turn of the loop, not per line: 8 answers finish in each turn here
+    assert 0 < seen.count("journal") < 40 and seen.count("ledger") >= seen.count("journal") - 1
+
+
+def test_a_journal_flush_that_fails_stops_the_run_with_its_error(tmp_path):
+    journal = Journal(tmp_path / "predictions.jsonl")
+    flushes = []
+    real = journal.flush
+
+    def failing():
+        flushes.append(1)
+        if len(flushes) == 2:
+            raise OSError(28, "No space left on device")
+        real()
+
+    journal.flush = failing
+    with pytest.raises(OSError, match="No space left"):
+        asyncio.run(run_jobs(_jobs(200), total=200, provider=_Answers(), cache=None,
+                             journal=journal, concurrency=4, progress=False))
+    written = len((tmp_path / "predictions.jsonl").read_text().splitlines())
+    assert 0 < written < 200  # the run stopped soon after, and kept what it had written
+
+
+def test_one_labels_tuple_serves_every_request_of_a_task(intents_dir):
+    from evalkit.data.testset import load_testset
+    from evalkit.strategies.variants import VariantContext, default_variant
+
+    ts = load_testset(intents_dir)
+    ctx = VariantContext(ts)
+    variant = default_variant("prompt-only", ts)
+    a, b = (variant.build(item, ctx) for item in ts.test[:2])
+    assert a.labels is b.labels and a.labels == tuple(ts.task.labels.items())
+    assert a.fields is b.fields
+
