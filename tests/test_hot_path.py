@@ -50,6 +50,7 @@ def test_messages_json_is_the_sorted_key_json_of_the_messages(msgs):
 
 
 def test_messages_json_takes_repeated_messages_from_its_memo_and_others_the_general_way():
+    request_module._MESSAGE_JSON.clear()
     system = {"role": "system", "content": "Classify.\n" * 50}
     first = _messages_json([system, {"role": "user", "content": "a"}])
     assert ("system", system["content"]) in request_module._MESSAGE_JSON
@@ -209,33 +210,63 @@ def _jobs(n: int) -> list[Job]:
                 lambda item: Request("qa", "Answer.", item.input)) for i in range(n)]
 
 
-def test_the_runner_writes_each_turns_journal_lines_before_their_ledger_closes(tmp_path):
-    journal, ledger = Journal(tmp_path / "predictions.jsonl"), CallLedger(tmp_path / "c.jsonl", 1)
-    seen = []
-    journal_flush, ledger_flush = journal.flush, ledger.flush
+def _lines(path) -> list[str]:
+    return path.read_text().splitlines() if path.is_file() else []
 
-    def jf():
-        seen.append("journal")
-        journal_flush()
+
+class _Watching(_Answers):
+    """Checks, as each call is sent, that the ledger already holds it and that every answer
+    returned before it is journaled."""
+
+    def __init__(self, ledger_path, journal_path):
+        self.ledger_path, self.journal_path = ledger_path, journal_path
+        self.sent = self.returned = 0
+
+    async def complete(self, request: Request) -> Completion:
+        self.sent += 1
+        opened = [x for x in _lines(self.ledger_path) if "worst_usd" in x]
+        assert len(opened) >= self.sent, "a call was sent before its ledger line was written"
+        assert len(_lines(self.journal_path)) >= self.returned, \
+            "a call was sent while an answer that came back before it was not journaled"
+        answer = await super().complete(request)
+        self.returned += 1
+        return answer
+
+
+def test_a_call_goes_out_written_down_and_after_every_answer_before_it(tmp_path):
+    journal_path, ledger_path = tmp_path / "predictions.jsonl", tmp_path / "c.jsonl"
+    journal, ledger = Journal(journal_path), CallLedger(ledger_path, 1)
+    ledger_flush = ledger.flush
 
     def lf():
-        closes = len(ledger._closes)
-        journaled = len((tmp_path / "predictions.jsonl").read_text().splitlines())
-        closed = sum("cost_usd" in x for x in (tmp_path / "c.jsonl").read_text().splitlines())
-        assert closed + closes <= journaled  # no close goes out before its journal line
-        seen.append("ledger")
+        closes = sum("cost_usd" in x for x in ledger._deferred)
+        closed = sum("cost_usd" in x for x in _lines(ledger_path))
+        assert closed + closes <= len(_lines(journal_path))  # no close before its answer
         ledger_flush()
 
-    journal.flush, ledger.flush = jf, lf
-    stats = asyncio.run(run_jobs(_jobs(40), total=40, provider=_Answers(), cache=None,
+    ledger.flush = lf
+    provider = _Watching(ledger_path, journal_path)
+    stats = asyncio.run(run_jobs(_jobs(40), total=40, provider=provider, cache=None,
                                  journal=journal, ledger=ledger, concurrency=8,
                                  progress=False))
-    assert stats.calls == 40
-    assert len((tmp_path / "predictions.jsonl").read_text().splitlines()) == 40
-    closes = [x for x in (tmp_path / "c.jsonl").read_text().splitlines() if "cost_usd" in x]
-    assert len(closes) == 40
-    # flushed per turn of the loop, not per line: 8 answers finish in each turn here
-    assert 0 < seen.count("journal") < 40 and seen.count("ledger") >= seen.count("journal") - 1
+    assert stats.calls == provider.sent == provider.returned == 40
+    assert len(_lines(journal_path)) == 40
+    assert sum("cost_usd" in x for x in _lines(ledger_path)) == 40
+
+
+def test_without_calls_to_send_the_journal_is_written_once_per_turn_not_per_line(tmp_path):
+    journal = Journal(tmp_path / "predictions.jsonl")
+    writes = []
+    real = journal.flush
+
+    def counting():
+        writes.append(len(journal._lines))
+        real()
+
+    journal.flush = counting
+    asyncio.run(run_jobs(_jobs(40), total=40, provider=_Answers(), cache=None,
+                         journal=journal, concurrency=8, progress=False))
+    assert sum(writes) == 40 and len([n for n in writes if n]) <= 10  # 8 lines a turn here
 
 
 def test_a_journal_flush_that_fails_stops_the_run_with_its_error(tmp_path):

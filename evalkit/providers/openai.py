@@ -238,6 +238,7 @@ class OpenAIProvider(Provider):
         # base URL -> (loop, its client's prebuilt chat request, or the future of its build)
         self._wires: dict[str | None, tuple[Any, Any, Any]] = {}
         self._limits: dict[tuple[str, int], tuple[Any, int]] = {}  # see output_limit
+        self._worst: dict[tuple[str, int, int], float] = {}  # see estimate_cost
         # (model, output limit) -> the body's JSON after its messages (see _content)
         self._tails: dict[tuple[str, int], str] = {}
         self._max_output_seen = 0
@@ -409,9 +410,14 @@ class OpenAIProvider(Provider):
         out = self.output_limit(request)
         if self._limit_ignored is not None:
             out = max(out, math.ceil(self._max_output_seen * self.untrusted_output_factor))
-        bound = Usage(input_tokens=_coarse(input_token_bound(request.messages())),
-                      output_tokens=out)
-        return self.prices.price(model).cost(bound)
+        tokens = _coarse(input_token_bound(request.messages()))
+        memo = (model, tokens, out)  # coarse bounds repeat: priced once each
+        worst = self._worst.get(memo)
+        if worst is None:
+            worst = self.prices.price(model).cost(Usage(input_tokens=tokens, output_tokens=out))
+            if len(self._worst) < 4096:
+                self._worst[memo] = worst
+        return worst
 
     def transport_counts(self) -> dict[str, int]:
         return self.meter.counts()

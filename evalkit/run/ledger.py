@@ -47,42 +47,50 @@ def _number(value: float) -> str:
 
 class CallLedger:
     """Writes the ledger's lines. Two per call, so they are assembled as strings (what
-    json.dumps would write, read back by json.loads) rather than through an encoder."""
+    json.dumps would write, read back by json.loads) rather than through an encoder. The
+    runner defers both (`defer=True`) to its turn-end group commit (`_Run.flush`)."""
 
     def __init__(self, path: Path | str, session: int):
         self.path = Path(path)
         self.session = session
         self._n = 0
         self._fh = None
-        self._closes: list[str] = []  # deferred close lines, written by `flush`
+        self._deferred: list[str] = []  # lines held for `flush`, in order
 
-    def open_call(self, key: str, worst_usd: float) -> int:
+    def open_call(self, key: str, worst_usd: float, *, defer: bool = False) -> int:
+        """Number the call about to be made and write it down. `defer`: hold the line for
+        `flush`, which the caller must make before it sends the call."""
         self._n += 1
-        self._write(f'{{"s":{int(self.session)},"n":{self._n},"key":{_string(key)},'
-                    f'"worst_usd":{_number(worst_usd)}}}')
+        self._line(f'{{"s":{int(self.session)},"n":{self._n},"key":{_string(key)},'
+                   f'"worst_usd":{_number(worst_usd)}}}', defer)
         return self._n
 
     def close_call(self, n: int, cost_usd: float, *, defer: bool = False) -> None:
         """Call `n` ended, costing `cost_usd`. `defer`: hold the line for `flush`, which the
-        caller makes after the journal line it answers is flushed (an open line written
-        meanwhile does not carry it out early: it is not in the file's buffer)."""
-        line = f'{{"s":{int(self.session)},"n":{int(n)},"cost_usd":{_number(cost_usd)}}}'
-        if defer:
-            self._closes.append(line)
-        else:
-            self._write(line)
+        caller makes after the journal line it answers is flushed."""
+        self._line(f'{{"s":{int(self.session)},"n":{int(n)},"cost_usd":{_number(cost_usd)}}}',
+                   defer)
 
     def flush(self) -> None:
-        """Write the deferred close lines, in one write."""
-        if self._closes:
-            lines, self._closes = self._closes, []
+        """Write the deferred lines, in their order, in one write."""
+        if self._deferred:
+            lines, self._deferred = self._deferred, []
             self._write("\n".join(lines))
 
+    def _line(self, line: str, defer: bool) -> None:
+        if defer:
+            self._deferred.append(line)
+        else:  # now, ahead of any deferred line (a close waits for its journal line; the
+            self._write(line)  # reader pairs lines by call, not by their order)
+
     def _write(self, line: str) -> None:
-        if self._fh is None:
-            self._fh = self.path.open("a", encoding="utf-8")
-        self._fh.write(line + "\n")
-        self._fh.flush()  # in the kernel before the call goes out: a kill -9 cannot lose it
+        if self._fh is None:  # unbuffered: each write is one write(2), with nothing to flush
+            self._fh = self.path.open("ab", buffering=0)
+        data = (line + "\n").encode()
+        written = self._fh.write(data)  # in the kernel before the call goes out
+        while written < len(data):  # a short write (a signal, a nearly full disk): the rest
+            data = data[written:]
+            written = self._fh.write(data)
 
     def close(self) -> None:
         self.flush()

@@ -210,7 +210,9 @@ class _Run:
             return self.budget.dearest_call_usd if worst is None else worst
 
         try:
-            worst = await self.budget.reserve(worst_case)
+            worst = worst_case()
+            if not self.budget.take(worst):  # it must wait for room, or it is the stop
+                worst = await self.budget.reserve(worst_case)
         except Exception as exc:  # e.g. no price known for the model: don't call
             self.error(job, exc)  # refused before sending: no messages
             return
@@ -239,8 +241,8 @@ class _Run:
 
     async def paid_call(self, job: Job, request: Request, key: str, worst: float,
                         taken: float) -> None:
+        n = self.open_call(key, worst) if self.ledger else 0
         self.stats.calls += 1
-        n = self.ledger.open_call(key, worst) if self.ledger else 0
         shared = self.inflight[key] = asyncio.get_running_loop().create_future()
         completion = None
         try:
@@ -284,14 +286,28 @@ class _Run:
         this turn of the event loop with every other line of the turn (`flush`)."""
         self.journal.append(pred, messages=None if request is None else request.messages(),
                             defer=True)
+        self.flush_soon()
+
+    def open_call(self, key: str, worst: float) -> int:
+        """Write the call down before it is sent, and after every answer so far: the
+        journal's pending lines first, then the ledger's closes for them with this call's
+        open line, in one write. A kill then loses only calls in flight (open in the ledger,
+        so counted, and redone), never an answer that came back before it."""
+        if self.flush_due:
+            self.journal.flush()
+        n = self.ledger.open_call(key, worst, defer=True)
+        self.ledger.flush()
+        return n
+
+    def flush_soon(self) -> None:
         if not self.flush_due:
             self.flush_due = True
             asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
-        """The turn's journal lines, then the ledger's close lines for them: a kill before
-        this loses those lines with their calls still open, so they are counted as spent
-        and redone, never forgotten. A failure (a full disk) stops every worker with it."""
+        """The turn's journal lines (after their messages), then the ledger's close lines
+        for them, once per turn of the loop (each file in one write) for what `open_call`
+        has not already written. A failure (a full disk) stops every worker with it."""
         self.flush_due = False
         try:
             self.journal.flush()
@@ -347,10 +363,12 @@ def _on_sigint(run: _Run, tasks: list[asyncio.Task]) -> Callable[[], None]:
 def prediction(job: Job, request: Request, c: Completion, *,
                queue_s: float | None = None) -> Prediction:
     """The journal line of one answered job (live, cached or from a batch)."""
+    u = c.usage
     return Prediction(
         variant=job.variant, item_id=job.item.id, output=c.text, model=c.model,
-        input_tokens=c.usage.input_tokens, output_tokens=c.usage.output_tokens,
-        cached_input_tokens=c.usage.cached_input_tokens, latency_s=c.latency_s, queue_s=queue_s,
-        cost_usd=c.cost_usd, cached=c.cached, **shown(request.passages),
-        epoch=job.epoch,
+        input_tokens=u.input_tokens, output_tokens=u.output_tokens,
+        cached_input_tokens=u.cached_input_tokens, latency_s=c.latency_s, queue_s=queue_s,
+        cost_usd=c.cost_usd, cached=c.cached,
+        epoch=job.epoch, **(shown(request.passages) if request.passages
+                            else {"retrieved": [], "passages": []}),
     )

@@ -64,7 +64,7 @@ def digest(text: str) -> str:
 
 
 def prompt_id(refs: list[tuple[str, str]]) -> str:
-    return digest("\n".join(f"{r}:{t}" for r, t in refs))
+    return digest("\n".join([r + ":" + t for r, t in refs]))
 
 
 class SentLog:
@@ -80,6 +80,7 @@ class SentLog:
     def record(self, messages: list[dict[str, str]]) -> str:
         """Write what is new of `messages` and return their prompt id (PID)."""
         refs = []
+        lines = ""
         keys = None  # the key values, read once for this prompt's new texts
         for m in messages:
             text = m["content"]
@@ -89,18 +90,21 @@ class SentLog:
                     keys = key_values()
                 stored = scrub(text, keys=keys)  # as the journal does: no key reaches disk
                 tid = digest(stored)
-                self._write(f'{{"t":"{tid}","x":{_string(stored)}}}\n')
+                lines += f'{{"t":"{tid}","x":{_string(stored)}}}\n'
                 if len(self._texts) >= MEMO:
                     self._texts.clear()
                 self._texts[text] = tid
-            refs.append((ROLES.get(m["role"]) or m["role"], tid))
+            role = m["role"]
+            refs.append((ROLES.get(role) or role, tid))
         pid = prompt_id(refs)
         if pid not in self._prompts:
-            pairs = ",".join(f"[{_string(r)},\"{t}\"]" for r, t in refs)
-            self._write(f'{{"p":"{pid}","m":[{pairs}]}}\n')
+            pairs = ",".join([f'[{_string(r)},"{t}"]' for r, t in refs])
+            lines += f'{{"p":"{pid}","m":[{pairs}]}}\n'
             if len(self._prompts) >= MEMO:
                 self._prompts.clear()
             self._prompts.add(pid)
+        if lines:
+            self._write(lines)
         return pid
 
     def flush(self) -> None:
