@@ -229,3 +229,65 @@ def test_every_client_shares_one_verifying_tls_context():
     context = first._transport.ssl_context
     assert second._transport.ssl_context is context
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+
+
+def test_an_attempt_past_the_read_timeout_times_out_on_the_prebuilt_path_and_is_retried():
+    """The read timeout is the wire's own deadline (`Deadlines`), not aiohttp's sock_read:
+    an unanswered attempt still ends as the SDK's APITimeoutError after its retries."""
+    import time
+
+    with FakeOpenAI(api_key=KEY, slow={"office": 2.0}) as server:
+        provider = OpenAIProvider(base_url=server.base_url, timeout_s=0.3, max_retries=1)
+
+        async def call():
+            wire = await provider._wire(server.base_url)
+            start = time.perf_counter()
+            try:
+                await provider.complete(QUESTION)
+            except Exception as exc:
+                return wire, exc, time.perf_counter() - start, wire.deadlines._handle
+            finally:
+                await provider.aclose()
+            return wire, None, 0.0, None
+
+        wire, exc, took, handle = asyncio.run(call())
+    assert wire.fast and wire.deadlines is not None and wire.deadlines.seconds == 0.3
+    assert type(exc).__name__ == "APITimeoutError"
+    assert provider.meter.attempts == 2  # the first try and its one retry, each cut short
+    assert 0.6 <= took < 1.9  # two deadlines of 0.3 s (and a backoff), not the 2 s answer
+    assert handle is None  # nothing in flight: the deadline timer stopped
+
+
+def test_a_cancel_during_a_call_stays_a_cancel_not_a_timeout():
+    with FakeOpenAI(api_key=KEY, slow={"office": 2.0}) as server:
+        provider = OpenAIProvider(base_url=server.base_url, timeout_s=0.2, max_retries=0)
+
+        async def cancelled_then_timed_out():
+            await provider._wire(server.base_url)
+            task = asyncio.ensure_future(provider.complete(QUESTION))
+            await asyncio.sleep(0.05)
+            task.cancel()  # a second Ctrl-C, before the deadline
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            # the deadline then passes for nothing: no stray cancel lands anywhere
+            await asyncio.sleep(0.4)
+            await provider.aclose()
+
+        asyncio.run(cancelled_then_timed_out())
+
+
+def test_the_deadline_timer_runs_only_while_attempts_are_in_flight():
+    from evalkit.providers.openai_wire import Deadlines
+
+    async def go():
+        d = Deadlines(10.0)
+        assert d.tick == 1.0 and Deadlines(0.05).tick == 0.005
+        task = asyncio.current_task()
+        d.arm(task)
+        assert d._handle is not None
+        d.disarm(task)
+        d._check()  # the next tick finds nothing armed and stops
+        assert d._handle is None and not d.expired(task)
+        assert Deadlines.for_seconds(None) is None
+
+    asyncio.run(go())
