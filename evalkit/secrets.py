@@ -46,16 +46,17 @@ def key_values() -> tuple[str, ...]:
     data = getattr(os.environ, "_data", None)
     encode = getattr(os.environ, "encodekey", None)
     if not isinstance(data, dict) or encode is None:  # not CPython's os._Environ
-        return tuple(key for key in (os.environ.get(name, "") for name in _KEY_ENVS)
-                     if len(key) >= 4)
+        return tuple(sorted((key for key in (os.environ.get(name, "") for name in _KEY_ENVS)
+                             if len(key) >= 4), key=len, reverse=True))
     if _ENCODED.get("names") is None:  # since the last register_key_env
         _ENCODED["names"] = tuple(encode(name) for name in sorted(_KEY_ENVS))
     raw = tuple(map(data.get, _ENCODED["names"]))
     held = _DECODED.get("last")
     if held is None or held[0] != raw:
         decode = os.environ.decodevalue
-        held = _DECODED["last"] = (raw, tuple(
-            key for key in (decode(v) for v in raw if v is not None) if len(key) >= 4))
+        held = _DECODED["last"] = (raw, tuple(sorted(  # longest first: a key inside
+            (key for key in (decode(v) for v in raw if v is not None) if len(key) >= 4),
+            key=len, reverse=True)))  # another is replaced after it, not through it
     return held[1]
 
 

@@ -22,7 +22,7 @@ from evalkit import secrets
 from evalkit.data.testset import Item
 from evalkit.providers.base import Completion, Provider, Usage
 from evalkit.providers.openai import input_token_bound
-from evalkit.providers.sqlite_store import ROWS_PER_INSERT, SqliteStore
+from evalkit.providers.sqlite_store import PARAMS_PER_INSERT, SqliteStore
 from evalkit.run.cache import _ROW_ENCODER, ResponseCache, cache_row
 from evalkit.run.journal import _ENCODER, Journal, Prediction, as_record, journal_line
 from evalkit.run.ledger import CallLedger
@@ -132,9 +132,10 @@ def test_rows_are_inserted_many_to_a_statement_not_one_each(tmp_path):
                         "(key TEXT PRIMARY KEY, v TEXT NOT NULL)")
     statements = []
     store._db.set_trace_callback(statements.append)
-    rows = [(f"k{i}", f"v{i}") for i in range(2 * ROWS_PER_INSERT + 5)]
+    per = PARAMS_PER_INSERT // 2  # rows of two values each
+    rows = [(f"k{i}", f"v{i}") for i in range(2 * per + 5)]
     store.insert_many("t", rows)
-    assert len(statements) == 2 + math.ceil(len(rows) / ROWS_PER_INSERT)  # BEGIN, 3, COMMIT
+    assert len(statements) == 2 + math.ceil(len(rows) / per)  # BEGIN, 3 INSERTs, COMMIT
     store.insert_many("t", [("k0", "new")])  # or replace
     assert store.fetchone("SELECT v FROM t WHERE key = ?", ("k0",)) == ("new",)
     assert store.fetchone("SELECT count(*) FROM t", ()) == (len(rows),)
@@ -299,3 +300,74 @@ def test_one_labels_tuple_serves_every_request_of_a_task(intents_dir):
     assert a.labels is b.labels and a.labels == tuple(ts.task.labels.items())
     assert a.fields is b.fields
 
+
+
+def test_a_lone_surrogate_in_an_error_is_journaled_and_reads_back(tmp_path):
+    """A build error (or answer) holding half a surrogate pair cannot be UTF-8: it is
+    written as its JSON escape instead of failing the run's writes."""
+    def jobs():
+        yield Job("v", Item(id="bad", input="x", expected="ok"),
+                  lambda item: (_ for _ in ()).throw(ValueError("x\ud800")))
+        yield from _jobs(19)
+
+    journal = Journal(tmp_path / "predictions.jsonl")
+    stats = asyncio.run(asyncio.wait_for(run_jobs(
+        jobs(), total=20, provider=_Answers(), cache=None, journal=journal,
+        ledger=CallLedger(tmp_path / "calls.jsonl", 1), concurrency=4, progress=False,
+        max_cost_usd=10.0), timeout=20))
+    assert stats.calls == 19 and stats.errors == 1
+    preds = Journal(tmp_path / "predictions.jsonl").read()
+    assert len(preds) == 20
+    assert next(p for p in preds if p.item_id == "bad").error == "x\ud800"
+
+
+def test_a_journal_that_cannot_be_written_stops_a_capped_run_and_closes_no_lost_call(
+        tmp_path, monkeypatch):
+    from evalkit.run import appender
+
+    journal_path = tmp_path / "predictions.jsonl"
+    real_write, writes = appender.Appender.write, []
+
+    def write(self, text):
+        if self.path == journal_path:
+            writes.append(text)
+            if len(writes) >= 3:
+                raise OSError(28, "No space left on device")
+        real_write(self, text)
+
+    monkeypatch.setattr(appender.Appender, "write", write)
+    with pytest.raises(OSError, match="No space left"):
+        asyncio.run(asyncio.wait_for(run_jobs(
+            _jobs(200), total=200, provider=_Answers(), cache=None,
+            journal=Journal(journal_path), ledger=CallLedger(tmp_path / "calls.jsonl", 1),
+            concurrency=4, progress=False, max_cost_usd=100.0), timeout=20))
+    journaled = len(_lines(journal_path))
+    ledger = [json.loads(x) for x in _lines(tmp_path / "calls.jsonl")]
+    closed = sum("cost_usd" in x for x in ledger)
+    opened = sum("worst_usd" in x for x in ledger)
+    assert 0 < journaled < 200 and opened < 200  # stopped soon, not after every job
+    assert closed <= journaled  # no call closed whose answer is not in the journal
+
+
+def test_a_prompt_that_fails_to_record_leaves_none_of_its_texts_remembered(tmp_path):
+    from evalkit.run.sent import SentLog
+
+    log = SentLog(tmp_path / "messages.jsonl")
+    with pytest.raises(TypeError):
+        log.record([{"role": "system", "content": "new text"},
+                    {"role": "user", "content": {"not": "text"}}])
+    pid = log.record([{"role": "system", "content": "new text"},
+                      {"role": "user", "content": "q"}])
+    log.flush()
+    from evalkit.run.sent import read_sent
+
+    texts, prompts = read_sent(tmp_path / "messages.jsonl")
+    assert [texts[t] for _, t in prompts[pid]] == ["new text", "q"]  # written, not skipped
+
+
+def test_a_key_inside_another_key_leaves_nothing_of_either(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "abcd1234")
+    monkeypatch.setenv("EVALKIT_TEST_LONG_KEY", "abcd1234WXYZ9876")
+    secrets.register_key_env("EVALKIT_TEST_LONG_KEY")
+    text = secrets.scrub("a abcd1234WXYZ9876 b abcd1234 c")
+    assert "abcd" not in text and "WXYZ" not in text and "9876" not in text

@@ -113,9 +113,11 @@ class ChatWire:
         if not isinstance(transport.client, _client_session()):
             transport.client = transport.get_client()  # the SDK's session: one pool for both
         timeout = request.extensions.get("timeout", {})
+        deadlines = Deadlines.for_seconds(timeout.get("read"))
         wire = cls(client, transport.client, meter, URL(str(request.url), encoded=True),
-                   list(request.headers.multi_items()), _client_timeout(timeout), options)
-        wire.deadlines = Deadlines.for_seconds(timeout.get("read"))
+                   list(request.headers.multi_items()),
+                   _client_timeout(timeout, sock_read=deadlines is None), options)
+        wire.deadlines = deadlines
         return wire
 
     def headers(self, retries_taken: int, key: str | None = None) -> Any:
@@ -223,15 +225,16 @@ def _client_session() -> type:
     return ClientSession
 
 
-def _client_timeout(timeout: dict) -> Any:
-    """The SDK's timeout as aiohttp's, but for the read timeout, which `Deadlines` keeps:
-    aiohttp's `sock_read` arms a timer when a request starts and re-arms it on every chunk
-    received (two to three timer handles per call, ~10 us of the loop's CPU at L = 0: as
-    much as the whole journal line), and its pool (`connect`) and `sock_connect` timers
-    cost nothing on a pooled connection, so they stay."""
+def _client_timeout(timeout: dict, *, sock_read: bool = True) -> Any:
+    """The SDK's timeout as its aiohttp transport makes it aiohttp's; without `sock_read`,
+    the read timeout is left to `Deadlines`: aiohttp's `sock_read` arms a timer when a
+    request starts and re-arms it on every chunk received (two to three timer handles per
+    call, ~10 us of the loop's CPU at L = 0: as much as the whole journal line), while its
+    pool (`connect`) and `sock_connect` timers cost nothing on a pooled connection."""
     from aiohttp import ClientTimeout
 
-    return ClientTimeout(sock_connect=timeout.get("connect"), connect=timeout.get("pool"))
+    return ClientTimeout(sock_connect=timeout.get("connect"), connect=timeout.get("pool"),
+                         sock_read=timeout.get("read") if sock_read else None)
 
 
 def _read_timeout_error() -> Exception:
@@ -249,9 +252,13 @@ class Deadlines:
     A chat completion that is not streamed arrives all at once after the model is done, so
     the wait for its first byte is the whole of what `sock_read` measured; a body that
     trickles in for longer than `seconds` in all is now cut where `sock_read` would have
-    let each chunk restart its clock. The check runs every `tick` (a tenth of `seconds`, at
-    most 1 s) while attempts are in flight, so a timeout fires within that much of its due
-    time, and stops when none is."""
+    let each chunk restart its clock. The clock starts as the attempt is handed to aiohttp,
+    so a new connection's set-up counts in it (a pooled one, every call but a run's first
+    few, has none; a connect that stalls meets aiohttp's own `sock_connect`, the same
+    length, first). The check runs every `tick` (a tenth of `seconds`, at most 1 s) while
+    attempts are in flight, so a timeout fires within that much of its due time, and stops
+    when none is. Python 3.10 cannot tell this cancel from a Ctrl-C's that lands with it
+    (no `Task.uncancel`), so there `for_seconds` gives None and aiohttp keeps `sock_read`."""
 
     def __init__(self, seconds: float):
         self.seconds = seconds
@@ -262,7 +269,9 @@ class Deadlines:
 
     @classmethod
     def for_seconds(cls, seconds: float | None) -> Deadlines | None:
-        return None if seconds is None else cls(float(seconds))
+        if seconds is None or not hasattr(asyncio.Task, "uncancel"):
+            return None
+        return cls(float(seconds))
 
     def arm(self, task: asyncio.Task) -> None:
         loop = asyncio.get_running_loop()
@@ -272,6 +281,9 @@ class Deadlines:
 
     def disarm(self, task: asyncio.Task) -> None:
         self._due.pop(task, None)
+        if task in self._expired:  # cancelled, but it never surfaced as a CancelledError in
+            self._expired.discard(task)  # `_send` (aiohttp raised something else): undo the
+            task.uncancel()              # count, so a later cancel is not taken for this one
 
     def expired(self, task: asyncio.Task) -> bool:
         """Whether `task`'s cancel was this timeout's (and only its: a Ctrl-C that came too

@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 BUSY_TIMEOUT_S = 30.0
-# rows per INSERT statement: 2 values each stays far below SQLite's 32,766 host parameters
-# (999 before SQLite 3.32)
-ROWS_PER_INSERT = 400
+# host parameters per INSERT statement: SQLite's limit before 3.32 (32,766 since)
+PARAMS_PER_INSERT = 999
 
 
 def _warn(message: str) -> None:
@@ -136,20 +135,21 @@ class SqliteStore:
         """`INSERT OR REPLACE` every row into `table`, in one transaction; a database error
         skips the lot, said once, like `execute`.
 
-        Rows go `ROWS_PER_INSERT` to a statement (`VALUES (?, ?), (?, ?), ...`), not one
-        statement each: sqlite3 releases the GIL around every step, so a writer thread
+        Rows go as many to a statement as `PARAMS_PER_INSERT` allows (`VALUES (?, ?), ...`),
+        not one statement each: sqlite3 releases the GIL around every step, so a writer thread
         stepping once per row made the event loop's thread hand the GIL over once per row,
         which cost the loop more CPU than the inserts themselves."""
         if not rows:
             return
         width = len(rows[0])
+        per = max(1, PARAMS_PER_INSERT // width)
         with self._lock:
             if self._db is None:
                 return
             try:
                 self._db.execute("BEGIN")
-                for i in range(0, len(rows), ROWS_PER_INSERT):
-                    part = rows[i:i + ROWS_PER_INSERT]
+                for i in range(0, len(rows), per):
+                    part = rows[i:i + per]
                     marks = ", ".join(["(" + ", ".join("?" * width) + ")"] * len(part))
                     self._db.execute(f"INSERT OR REPLACE INTO {table} VALUES {marks}",
                                      tuple(v for row in part for v in row))

@@ -15,11 +15,11 @@ beside the journal (evalkit/run/sent.py); `append(..., messages=...)` records th
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from evalkit.run.appender import Appender
 from evalkit.run.sent import SentLog, sent_path
 from evalkit.secrets import key_values, scrub
 
@@ -50,7 +50,7 @@ class Prediction:
 class Journal:
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        self._fh = None
+        self._out = Appender(self.path)
         self._lines: list[str] = []  # appended, not yet written (`flush`)
         self.sent = SentLog(sent_path(self.path))
 
@@ -92,30 +92,13 @@ class Journal:
         if not self._lines:
             return
         self.sent.flush()
-        if self._fh is None:
-            self._repair_tail()
-            self._fh = self.path.open("a", encoding="utf-8")
-        lines, self._lines = self._lines, []
-        self._fh.write("".join(lines))
-        self._fh.flush()
-
-    def _repair_tail(self) -> None:
-        """Cut a torn last line so the next append starts on a line of its own."""
-        if not self.path.is_file() or self.path.stat().st_size == 0:
-            return
-        with self.path.open("rb+") as fh:
-            data = fh.read()
-            if not data.endswith(b"\n"):
-                fh.truncate(data.rfind(b"\n") + 1)
+        self._out.write("".join(self._lines))  # on a failure the lines stay, unwritten
+        self._lines = []
 
     def close(self) -> None:
         self.flush()
         self.sent.close()
-        if self._fh is not None:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self._fh.close()
-            self._fh = None
+        self._out.close(fsync=True)
 
 
 _FIELDS = tuple(f.name for f in fields(Prediction))
@@ -132,7 +115,7 @@ def journal_line(p: Prediction) -> str:
     journal line was the largest of evalkit's own costs per call); anything else goes the
     general way (floats that are NaN or infinite too: `x - x == 0.0` holds only for finite
     ones). tests/test_hot_path.py holds the two to the same bytes."""
-    if not (len(p.__dict__) == len(_FIELDS) and type(p.variant) is str
+    if not (tuple(p.__dict__) == _FIELDS and type(p.variant) is str
             and type(p.item_id) is str and (p.output is None or type(p.output) is str)
             and type(p.model) is str and type(p.input_tokens) is int
             and type(p.output_tokens) is int and type(p.cached_input_tokens) is int

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from evalkit.run.appender import Appender
+
 
 @dataclass(frozen=True)
 class OpenCall:
@@ -54,7 +56,7 @@ class CallLedger:
         self.path = Path(path)
         self.session = session
         self._n = 0
-        self._fh = None
+        self._out = Appender(self.path)
         self._deferred: list[str] = []  # lines held for `flush`, in order
 
     def open_call(self, key: str, worst_usd: float, *, defer: bool = False) -> int:
@@ -84,19 +86,11 @@ class CallLedger:
             self._write(line)  # reader pairs lines by call, not by their order)
 
     def _write(self, line: str) -> None:
-        if self._fh is None:  # unbuffered: each write is one write(2), with nothing to flush
-            self._fh = self.path.open("ab", buffering=0)
-        data = (line + "\n").encode()
-        written = self._fh.write(data)  # in the kernel before the call goes out
-        while written < len(data):  # a short write (a signal, a nearly full disk): the rest
-            data = data[written:]
-            written = self._fh.write(data)
+        self._out.write(line + "\n")  # in the kernel before the call goes out
 
     def close(self) -> None:
         self.flush()
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        self._out.close()
 
 
 def open_calls(path: Path | str) -> list[OpenCall]:

@@ -96,7 +96,7 @@ async def run_jobs(jobs: Iterable[Job], *, total: int, provider: Provider,
     finally:
         restore()
         run.bar.close()
-        journal.close()
+        journal.close()  # if this raises, the ledger's closes for its lines stay unwritten
         if ledger is not None:
             ledger.close()
         for llm in run.providers():
@@ -217,6 +217,8 @@ class _Run:
             self.error(job, exc)  # refused before sending: no messages
             return
         if worst is None:
+            if self.flush_error is not None:  # the stop was a failed write: the run's error
+                raise self.flush_error
             if self.stats.stop in (STOP_INTERRUPTED, STOP_UNREACHABLE):
                 self.stats.not_started += 1
                 return
@@ -241,7 +243,12 @@ class _Run:
 
     async def paid_call(self, job: Job, request: Request, key: str, worst: float,
                         taken: float) -> None:
-        n = self.open_call(key, worst) if self.ledger else 0
+        try:
+            n = self.open_call(key, worst) if self.ledger else 0
+        except Exception as exc:  # the journal or the ledger cannot be written: not sent
+            self.budget.settle(worst, 0.0, answered=False)
+            self.failed(exc)
+            raise
         self.stats.calls += 1
         shared = self.inflight[key] = asyncio.get_running_loop().create_future()
         completion = None
@@ -293,8 +300,9 @@ class _Run:
         journal's pending lines first, then the ledger's closes for them with this call's
         open line, in one write. A kill then loses only calls in flight (open in the ledger,
         so counted, and redone), never an answer that came back before it."""
-        if self.flush_due:
-            self.journal.flush()
+        if self.flush_error is not None:
+            raise self.flush_error
+        self.journal.flush()  # the answers so far (their lines kept if this fails)
         n = self.ledger.open_call(key, worst, defer=True)
         self.ledger.flush()
         return n
@@ -311,10 +319,19 @@ class _Run:
         self.flush_due = False
         try:
             self.journal.flush()
-            if self.ledger:
+            if self.ledger:  # only after the journal lines they close are written
                 self.ledger.flush()
         except Exception as exc:
-            self.flush_error = self.flush_error or exc
+            self.failed(exc)
+
+    def failed(self, exc: Exception) -> None:
+        """The journal or the ledger cannot be written (a full disk, a read-only folder):
+        no further call; every worker raises `exc` at its next job or wait, and run_jobs
+        with it. Lines not written stay unwritten, and so do the ledger closes of answers
+        whose journal lines they are, so those calls count as open (spent), not closed."""
+        if self.flush_error is None:
+            self.flush_error = exc
+        self.budget.stop()  # wakes the calls waiting for budget room
 
     def finish(self, wall_s: float) -> RunStats:
         s = self.stats

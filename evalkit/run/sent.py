@@ -39,6 +39,7 @@ import json
 from hashlib import blake2b
 from pathlib import Path
 
+from evalkit.run.appender import Appender
 from evalkit.secrets import key_values, scrub
 
 ROLES = {"system": "s", "user": "u", "assistant": "a"}
@@ -72,15 +73,16 @@ class SentLog:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        self._fh = None
+        self._out = Appender(self.path)
         self._texts: dict[str, str] = {}    # text -> TID already written this session
         self._prompts: set[str] = set()     # PIDs already written this session
-        self._pending = False               # lines written but not yet flushed
+        self._pending: list[str] = []       # lines recorded, not yet written (`flush`)
 
     def record(self, messages: list[dict[str, str]]) -> str:
         """Write what is new of `messages` and return their prompt id (PID)."""
         refs = []
         lines = ""
+        new: list[tuple[str, str]] = []  # (text, TID) written by this call, remembered last
         keys = None  # the key values, read once for this prompt's new texts
         for m in messages:
             text = m["content"]
@@ -91,50 +93,38 @@ class SentLog:
                 stored = scrub(text, keys=keys)  # as the journal does: no key reaches disk
                 tid = digest(stored)
                 lines += f'{{"t":"{tid}","x":{_string(stored)}}}\n'
-                if len(self._texts) >= MEMO:
-                    self._texts.clear()
-                self._texts[text] = tid
+                new.append((text, tid))
             role = m["role"]
             refs.append((ROLES.get(role) or role, tid))
         pid = prompt_id(refs)
-        if pid not in self._prompts:
+        known = pid in self._prompts
+        if not known:
             pairs = ",".join([f'[{_string(r)},"{t}"]' for r, t in refs])
             lines += f'{{"p":"{pid}","m":[{pairs}]}}\n'
+        if lines:
+            self._write(lines)
+        for text, tid in new:  # only once its line is queued: a failure above forgets it
+            if len(self._texts) >= MEMO:
+                self._texts.clear()
+            self._texts[text] = tid
+        if not known:
             if len(self._prompts) >= MEMO:
                 self._prompts.clear()
             self._prompts.add(pid)
-        if lines:
-            self._write(lines)
         return pid
 
     def flush(self) -> None:
-        """Before the journal line that names a prompt written since the last flush."""
+        """Before the journal line that names a prompt recorded since the last flush."""
         if self._pending:
-            self._fh.flush()
-            self._pending = False
+            self._out.write("".join(self._pending))  # on a failure they stay, unwritten
+            self._pending = []
 
     def _write(self, line: str) -> None:
-        if self._fh is None:
-            _repair_tail(self.path)
-            self._fh = self.path.open("a", encoding="utf-8")
-        self._fh.write(line)
-        self._pending = True
+        self._pending.append(line)
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-            self._pending = False
-
-
-def _repair_tail(path: Path) -> None:
-    """Cut a torn last line (a kill mid-write) so the next record starts a line of its own."""
-    if not path.is_file() or path.stat().st_size == 0:
-        return
-    with path.open("rb+") as fh:
-        data = fh.read()
-        if not data.endswith(b"\n"):
-            fh.truncate(data.rfind(b"\n") + 1)
+        self.flush()
+        self._out.close()
 
 
 def read_sent(path: Path | str) -> tuple[dict[str, str], dict[str, list[tuple[str, str]]]]:
