@@ -371,3 +371,12 @@ def test_a_key_inside_another_key_leaves_nothing_of_either(monkeypatch):
     secrets.register_key_env("EVALKIT_TEST_LONG_KEY")
     text = secrets.scrub("a abcd1234WXYZ9876 b abcd1234 c")
     assert "abcd" not in text and "WXYZ" not in text and "9876" not in text
+
+
+def test_rendered_is_the_one_rendering_and_messages_a_copy_of_it():
+    request = Request("qa", "Answer.", "when?")
+    assert request.rendered() is request.rendered()
+    copy = request.messages()
+    assert copy == request.rendered() and copy is not request.rendered()
+    copy[0]["content"] = "changed"  # a caller's change stays its own
+    assert request.rendered()[0]["content"] != "changed"

@@ -359,7 +359,7 @@ class OpenAIProvider(Provider):
             except Exception as again:
                 raise self._translate(again, url) from None
         data = _json_body(answer)
-        text, usage = self._read(data, request.messages())
+        text, usage = self._read(data, request.rendered())
         self._check_limit(usage, limit, usage_reported=_counts_output(data))
         self._cut += _was_cut(data)
         return Completion(text=text, usage=usage, latency_s=latency, cost_usd=price.cost(usage),
@@ -410,7 +410,7 @@ class OpenAIProvider(Provider):
         out = self.output_limit(request)
         if self._limit_ignored is not None:
             out = max(out, math.ceil(self._max_output_seen * self.untrusted_output_factor))
-        tokens = _coarse(input_token_bound(request.messages()))
+        tokens = _coarse(input_token_bound(request.rendered()))
         memo = (model, tokens, out)  # coarse bounds repeat: priced once each
         worst = self._worst.get(memo)
         if worst is None:

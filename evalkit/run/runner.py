@@ -184,7 +184,7 @@ class _Run:
             self.error(job, prep.error)  # no request: nothing was sent
             return
         completion = self.cache.get(key) if self.cache else None
-        if completion is None:
+        if completion is None and key in self.inflight:
             completion = await self.shared(key)
         if completion is None:
             await self.call(job, request, key, taken)
@@ -291,7 +291,7 @@ class _Run:
     def journaled(self, pred: Prediction, request: Request | None) -> None:
         """Journal `pred` (with the messages `request` sent, if any), flushed at the end of
         this turn of the event loop with every other line of the turn (`flush`)."""
-        self.journal.append(pred, messages=None if request is None else request.messages(),
+        self.journal.append(pred, messages=None if request is None else request.rendered(),
                             defer=True)
         self.flush_soon()
 

@@ -59,6 +59,14 @@ class Request:
             rendered = self.__dict__["_messages"] = self._render_messages()
         return [dict(m) for m in rendered]
 
+    def rendered(self) -> list[dict[str, str]]:
+        """`messages()` without the copy, for readers on the hot path (the journal's
+        messages log, the budget's bound, the answer's read): they must not change it."""
+        rendered = self.__dict__.get("_messages")
+        if rendered is None:
+            rendered = self.__dict__["_messages"] = self._render_messages()
+        return rendered
+
     def messages_json(self) -> str:
         """`messages()` as JSON, sorted keys, non-ASCII kept (the cache key's serialisation),
         made once per Request: the runner's cache key and the provider's request body both
