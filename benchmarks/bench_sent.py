@@ -29,6 +29,9 @@ from evalkit.data.testset import load_testset  # noqa: E402
 from evalkit.run.journal import Journal, Prediction  # noqa: E402
 from evalkit.strategies.variants import VariantContext, default_variant  # noqa: E402
 
+# evalkit's client CPU per item on the wire at L = 0 (bench_wire.py, make bench of 2026-12-04)
+WIRE_US = 180
+
 
 def _train(root: Path, n: int, seed: int = 1) -> None:
     rng = random.Random(seed)
@@ -89,8 +92,8 @@ def main() -> None:
             print(f"{name}: {n} items, {len(requests[0].messages())} messages each")
             print(f"  CPU per item: journal line {p_us:.1f} us, with messages {r_us:.1f} us "
                   f"-> recording adds {r_us - p_us:.1f} us "
-                  f"({(r_us - p_us) / 1382 * 100:.2f} % of evalkit's 1.382 ms per item "
-                  f"on the wire, docs/benchmarks.md)")
+                  f"({(r_us - p_us) / WIRE_US * 100:.1f} % of evalkit's {WIRE_US} us per "
+                  f"item on the wire, docs/benchmarks.md)")
             print(f"  bytes: predictions.jsonl {j0:,} -> {j1:,} (+{(j1 - j0) / n:.0f} per item), "
                   f"messages.jsonl {m1:,} ({m1 / n:.0f} per item)")
 
