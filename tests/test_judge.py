@@ -25,12 +25,21 @@ def _env(monkeypatch):
     ("Verdict: incorrect\nReason: names another plan", "incorrect", 0.0),
     ('{"verdict": "mostly fine", "reason": "?"}', None, math.nan),
     ("It might be right.", None, math.nan),
+    # braces inside the reason, or a stray brace before the object, keep the verdict
+    ('{"verdict": "correct", "reason": "uses {plan_id} as asked"}', "correct", 1.0),
+    ('Here {draft}: {"verdict": "incorrect", "reason": "the set {a, b} is wrong"}',
+     "incorrect", 0.0),
     ("", None, math.nan),
 ])
 def test_parse_verdict(text, verdict, score):
     v = parse_verdict(text)
     assert v.verdict == verdict
     assert (math.isnan(v.score) and math.isnan(score)) or v.score == score
+
+
+def test_a_reason_with_braces_is_kept_whole():
+    assert parse_verdict('{"verdict": "correct", "reason": "uses {x} and {y}"}').reason == \
+        "uses {x} and {y}"
 
 
 def test_reason_is_kept():

@@ -108,7 +108,6 @@ def grounded_request(case: JudgeCase, *, rubric: str = GROUNDED_RUBRIC,
     return Request(task_type=JUDGE_REQUEST, instructions=rubric, input=text, model=model)
 
 
-_JSON_OBJECT = re.compile(r"\{.*?\}", re.S)
 _LABELLED = re.compile(r"verdict\s*[:=]\s*\**\s*\"?([a-z_ ]+)", re.I)
 
 
@@ -116,11 +115,7 @@ def parse_verdict(text: str | None, scores: dict[str, float] = VERDICT_SCORES) -
     """The verdict in a judge's reply: a JSON object, else a `verdict: X` line, else NaN."""
     if not text:
         return Verdict(None, math.nan, "")
-    for blob in _JSON_OBJECT.findall(text):
-        try:
-            data = json.loads(blob)
-        except json.JSONDecodeError:
-            continue
+    for data in _json_objects(text):
         if isinstance(data, dict):
             verdict = _normal(data.get("verdict"))
             if verdict in scores:
@@ -131,6 +126,23 @@ def parse_verdict(text: str | None, scores: dict[str, float] = VERDICT_SCORES) -
         reason = re.search(r"reason\s*[:=]\s*(.+)", text, re.I)
         return Verdict(verdict, scores[verdict], reason.group(1).strip()[:300] if reason else "")
     return Verdict(None, math.nan, "")
+
+
+def _json_objects(text: str):
+    """Every JSON object in `text`, outermost first, wherever it starts (prose or a code
+    fence around it): decoded from each "{" with the JSON decoder itself, so braces inside
+    the reason ("the set {a, b}") or a nested object do not cut it short, as a regex for
+    "{...}" did (the verdict was then lost and the item scored NaN)."""
+    decoder = json.JSONDecoder()
+    start = text.find("{")
+    while start != -1:
+        try:
+            data, end = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            start = text.find("{", start + 1)
+            continue
+        yield data
+        start = text.find("{", end)
 
 
 def _normal(value: Any) -> str | None:
