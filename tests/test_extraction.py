@@ -87,6 +87,11 @@ def test_field_accuracy_and_value_normalisation():
     assert field_accuracy(GOLD[0], PRED[0]) == pytest.approx(3 / 5)
     assert field_accuracy({}, {}) == 1.0 and field_accuracy({"a": 1}, None) == 0.0
     assert values_match(2, "2.0") and values_match("1,200", 1200) and not values_match(2, 3)
+    # a comma is a thousands separator only between groups of three (or Indian grouping):
+    # "1,5" is a decimal comma, never fifteen
+    assert values_match("1,234,567.5", 1234567.5) and values_match("1,50,000", 150000)
+    assert not values_match("1,5", 15) and not values_match("12,34", 1234)
+    assert values_match("1,5", "1,5")  # the same text still matches itself
     assert values_match("Order  A-12345.", "order a12345") and values_match(None, "  ")
     assert not values_match("A-12345", "A-12346") and not values_match(None, "x")
 

@@ -56,6 +56,10 @@ if TYPE_CHECKING:
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
 _PUNCT = str.maketrans("", "", string.punctuation)
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+# a number with thousands separators (1,234,567) or Indian grouping (12,34,567); a comma
+# anywhere else ("1,5", a decimal comma) is not dropped, which read "1,5" as 15 and scored it
+# equal to a gold 15: such a value stays text, compared as text
+_GROUPED = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d{1,2}(?:,\d{2})+,\d{3})(?:\.\d*)?")
 
 
 # --- parsing ----------------------------------------------------------------------------------
@@ -118,7 +122,9 @@ def _scalar(value: Any) -> Any:
         return float(value)
     if isinstance(value, str):
         stripped = value.strip()
-        if _NUMBER.fullmatch(stripped.replace(",", "")):
+        if _NUMBER.fullmatch(stripped):
+            return float(stripped)
+        if _GROUPED.fullmatch(stripped):  # "1,234.50": commas between groups of three only
             return float(stripped.replace(",", ""))
         return " ".join(stripped.lower().translate(_PUNCT).split())
     return value
