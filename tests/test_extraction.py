@@ -92,6 +92,10 @@ def test_field_accuracy_and_value_normalisation():
     assert values_match("1,234,567.5", 1234567.5) and values_match("1,50,000", 150000)
     assert not values_match("1,5", 15) and not values_match("12,34", 1234)
     assert values_match("1,5", "1,5")  # the same text still matches itself
+    # typographic punctuation and fullwidth forms are the plain ones; accents still count
+    assert values_match("O\u2019Brien", "O'Brien") and values_match("\u201cAcme\u201d", "Acme")
+    assert values_match("\uff11\uff15", 15) and values_match("a\u2013b", "a-b")
+    assert not values_match("Caf\u00e9", "Cafe")
     assert values_match("Order  A-12345.", "order a12345") and values_match(None, "  ")
     assert not values_match("A-12345", "A-12346") and not values_match(None, "x")
 

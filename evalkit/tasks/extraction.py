@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import re
 import string
+import unicodedata
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -107,7 +108,9 @@ def is_empty(value: Any) -> bool:
 
 def normalize_value(value: Any) -> Any:
     """What a value is compared as: a float for numbers (and numeric strings), else a
-    lower-cased string without punctuation or repeated whitespace; lists and objects as the
+    lower-cased string without punctuation (ASCII and Unicode: a model's curly quotes and
+    dashes are the gold's straight ones) or repeated whitespace, after NFKC (fullwidth
+    digits and letters as their plain forms); lists and objects as the
     canonical JSON of their normalised elements and members (a list as a multiset: its
     elements sorted; an object without its empty members)."""
     if isinstance(value, (list, dict)):
@@ -121,12 +124,15 @@ def _scalar(value: Any) -> Any:
     if isinstance(value, (int, float)):
         return float(value)
     if isinstance(value, str):
-        stripped = value.strip()
+        stripped = unicodedata.normalize("NFKC", value).strip()  # fullwidth forms, ligatures
         if _NUMBER.fullmatch(stripped):
             return float(stripped)
         if _GROUPED.fullmatch(stripped):  # "1,234.50": commas between groups of three only
             return float(stripped.replace(",", ""))
-        return " ".join(stripped.lower().translate(_PUNCT).split())
+        text = stripped.lower().translate(_PUNCT)
+        if not text.isascii():  # curly quotes, dashes, «», 。: Unicode punctuation goes too
+            text = "".join(c for c in text if not unicodedata.category(c).startswith("P"))
+        return " ".join(text.split())
     return value
 
 
