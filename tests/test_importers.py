@@ -156,3 +156,21 @@ def test_an_excel_cp1252_csv_is_refused_naming_line_column_and_the_encoding(tmp_
     assert message.startswith(f"{path}:5: field 'Text': not valid UTF-8 (byte 0xe4 in "
                               f"'Das Gerät ist kaputt")
     assert "Windows-1252" in message and "CSV UTF-8" in message
+
+
+def test_a_donut_style_ground_truth_is_scored_on_its_gt_parse(tmp_path):
+    """CORD's `ground_truth` is a JSON string wrapping the fields in gt_parse beside the OCR
+    lines: the record is gt_parse, not the wrapper."""
+    import json
+
+    from evalkit.data.importers import from_extraction_jsonl
+
+    truth = {"gt_parse": {"menu": {"nm": "Latte", "price": "30,000"},
+                          "total": {"total_price": "30,000"}},
+             "meta": {"version": "2.0.0", "split": "train"},
+             "valid_line": [{"words": [{"text": "Latte"}]}]}
+    path = tmp_path / "cord.jsonl"
+    path.write_text(json.dumps({"id": "r1", "text": "Latte 30,000 TOTAL 30,000",
+                                "ground_truth": json.dumps(truth)}) + "\n")
+    items = from_extraction_jsonl(path, target_key="ground_truth")
+    assert items[0]["expected"] == truth["gt_parse"]

@@ -551,6 +551,16 @@ def as_record(value: object) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
+def _unwrapped(record: dict | None) -> dict | None:
+    """The record a Donut-style ground truth holds (CORD, and SROIE in Donut's format):
+    `{"gt_parse": {...the fields...}, "meta": ..., "valid_line": [...OCR words...]}`. Taken
+    whole, its fields were gt_parse, meta and valid_line, and field accuracy was scored on
+    the wrapper, not on the receipt."""
+    if isinstance(record, dict) and isinstance(record.get("gt_parse"), dict):
+        return record["gt_parse"]
+    return record
+
+
 def record_key(row: dict) -> str | None:
     """The key of the row's JSON target record: the first of TARGET_KEYS, then of LABEL_KEYS
     (a `label` holding an object is a record, not a label), whose value is a record."""
@@ -569,7 +579,7 @@ def from_extraction_jsonl(path: Path | str, *, text_key: str | None = None,
     _texts_present(path, rows, text)
     items = []
     for lineno, row in rows:
-        value, record = row.get(text), as_record(row.get(target))
+        value, record = row.get(text), _unwrapped(as_record(row.get(target)))
         if not isinstance(value, str) or not value.strip():
             raise TestsetError(path, "must be a non-empty string", line=lineno, field=text)
         if not isinstance(record, dict):
