@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -207,11 +208,17 @@ def _epochs(raw: Any, at: _Lines) -> int | None:
 
 # (type check, what to say) per override; bool is refused where a number is meant
 _TEXT = (lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string")
+# a name is printed to terminals, CI logs and the report: no control characters (ANSI
+# escapes, newlines) and no invisible format characters (bidi overrides, zero-width), which
+# would let a config rewrite the lines around it or make two names look alike
+_NAME = (lambda v: isinstance(v, str) and v.strip() != "" and not any(
+    unicodedata.category(c) in ("Cc", "Cf") for c in v),
+    "a non-empty name of printable characters (no control or invisible format characters)")
 _WHOLE = (lambda v: type(v) is int and v >= 0, "a whole number >= 0")
 _POSITIVE = (lambda v: type(v) is int and v >= 1, "a whole number >= 1")
 _INT = (lambda v: type(v) is int, "a whole number")
 _TEMPERATURE = (lambda v: type(v) in (int, float) and 0 <= v <= 2, "a number from 0 to 2")
-_SCALARS = {"name": _TEXT, "base": _TEXT, "provider": _TEXT, "model": _TEXT,
+_SCALARS = {"name": _NAME, "base": _TEXT, "provider": _TEXT, "model": _TEXT,
             "base_url": _TEXT, "instructions": _TEXT, "fine_tuned_model": _TEXT,
             "temperature": _TEMPERATURE, "max_tokens": _POSITIVE, "seed": _INT}
 _NESTED = {

@@ -158,6 +158,11 @@ def test_cache_keys_differ_for_variants_that_differ_in_any_override(tmp_path):
     ("  - name: x\n    base: prompt-only\n  - name: x\n    base: rag\n", "variants[1].name", 4,
      "declared twice"),
     ("  - {base: rag}\n", "variants[0]", 2, "name is required"),
+    # names reach terminals and CI logs: an ANSI escape or a bidi override is refused
+    ('  - name: "ok\\e[2Kfake PASS"\n    base: prompt-only\n', "variants[0].name", 2,
+     "no control or invisible format characters"),
+    ('  - name: "rag\\u202eevil"\n    base: rag\n', "variants[0].name", 2,
+     "no control or invisible format characters"),
     ("  - name: x\n    base: prompt-only\n    few_shot: {selection: best}\n",
      "variants[0].few_shot.selection", 4, "'similar' or 'fixed'"),
 ])
