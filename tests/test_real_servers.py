@@ -134,7 +134,11 @@ def test_answers_cut_at_the_output_limit_are_counted_and_said(tmp_path):
         out = cli("run", QA, "--provider", "openai", "--base-url", server.base_url,
                   "--variants", "prompt-only", *run_dirs_args(tmp_path)).output
     run = json.loads(((tmp_path / "reports" / "latest").resolve() / "run.json").read_text())
-    assert run["sessions"][-1]["cut_at_limit"] == 5
+    assert run["sessions"][-1]["cut_at_limit"] == 5 and run["totals"]["cut_at_limit"] == 5
+    run_dir = (tmp_path / "reports" / "latest").resolve()
+    cli("report", run_dir)
+    report = (run_dir / "index.html").read_text()
+    assert "answers cut at the output limit</td><td>5 " in report  # the report says so too
     assert ("warning: 5 answers were cut at the output limit (finish_reason \"length\")"
             in out)
     with FakeOpenAI() as server:  # answers within the limit: nothing to say

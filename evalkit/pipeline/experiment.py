@@ -557,7 +557,10 @@ def run_totals(sessions: list[dict], preds: list[Prediction]) -> dict[str, Any]:
     """The run's counts over every session: jobs and HTTP attempts from the sessions, the
     rest from the journal, plus calls paid but never journaled (an estimate)."""
     totals = {k: sum(s.get(k) or 0 for s in sessions)
-              for k in ("jobs", "skipped_budget", "wall_s")}
+              for k in ("jobs", "skipped_budget", "wall_s",
+                        # answers the server cut at the output limit, and answers it gave
+                        # no token count for (billed at bounds), as their calls were made
+                        "cut_at_limit", "usage_estimated")}
     totals.update(journal_totals(preds))
     metered = [s for s in sessions if s.get("http_attempts") is not None]
     if metered:
