@@ -380,3 +380,22 @@ def test_rendered_is_the_one_rendering_and_messages_a_copy_of_it():
     assert copy == request.rendered() and copy is not request.rendered()
     copy[0]["content"] = "changed"  # a caller's change stays its own
     assert request.rendered()[0]["content"] != "changed"
+
+
+def test_a_row_being_committed_is_still_a_hit(tmp_path):
+    cache = ResponseCache(tmp_path / "c.sqlite", flush_s=60)
+    cache.put("k", Completion(text="t", usage=Usage(1, 1, 0), latency_s=0.1, cost_usd=0.1))
+    seen = []
+    real = cache._store.insert_many
+
+    def insert(table, rows):  # what another task asks while the writer commits
+        seen.append(cache.get("k"))
+        cache.prefetch(["k"])
+        seen.append(cache._ahead.get("k"))
+        real(table, rows)
+
+    cache._store.insert_many = insert
+    cache.flush()
+    assert seen[0] is not None and seen[0].text == "t" and seen[1] is not None
+    assert cache.get("k").text == "t"  # and from the database once committed
+    cache.close()

@@ -147,6 +147,7 @@ class ResponseCache:
         self._store = SqliteStore(self.path, schema="CREATE TABLE IF NOT EXISTS responses "
                                   "(key TEXT PRIMARY KEY, completion TEXT NOT NULL)")
         self._pending: dict[str, str] = {}
+        self._writing: dict[str, str] = {}  # rows the writer is committing now
         # `prefetch`ed rows not yet asked for: key -> row, or None (not in the store then)
         self._ahead: dict[str, str | None] = {}
         self._pending_lock = threading.Lock()
@@ -159,7 +160,7 @@ class ResponseCache:
 
     def get(self, key: str) -> Completion | None:
         with self._pending_lock:
-            queued = self._pending.get(key)
+            queued = self._pending.get(key) or self._writing.get(key)
         if queued is not None:
             return completion_from_row(queued)
         if key in self._ahead:  # looked up with its batch: no SELECT of its own
@@ -183,7 +184,8 @@ class ResponseCache:
         SELECT cannot see it, and once the writer commits it `get` no longer finds it queued."""
         unique = [key for key in dict.fromkeys(keys) if key not in self._ahead]
         with self._pending_lock:
-            queued = {key: self._pending[key] for key in unique if key in self._pending}
+            queued = {key: row for key in unique
+                      if (row := self._pending.get(key) or self._writing.get(key)) is not None}
         self._ahead.update(queued)
         unique = [key for key in unique if key not in queued]
         self._ahead.update(dict.fromkeys(unique))
@@ -198,8 +200,12 @@ class ResponseCache:
     def flush(self) -> None:
         """Commit every queued row now (one transaction)."""
         with self._pending_lock:
-            rows, self._pending = list(self._pending.items()), {}
-        self._store.insert_many("responses", rows)
+            # the rows stay visible to `get` and `prefetch` (in `_writing`) until committed:
+            # taken out of the queue before that, a repeat asked meanwhile was a miss
+            self._writing, self._pending = self._pending, {}
+        self._store.insert_many("responses", list(self._writing.items()))
+        with self._pending_lock:
+            self._writing = {}
 
     def close(self) -> None:
         self._closed = True
