@@ -9,6 +9,7 @@ succeeded over a few polls, job events, models — and injects faults on demand:
   `Retry-After` or a 500 without one, alternately;
 - `permanent_400`: requests whose last user message contains one of these strings get a 400;
 - `slow`: {substring: seconds} delays the answer (past the client's timeout, if you like);
+- `slow_job_creates`: (n, seconds): the first n fine-tune job creations answer that late;
   `slow_attempts` limits how many attempts are slow (None: all);
 - `malformed`: substrings whose answer is a 200 with a body that is not JSON;
 - `html_login`: substrings whose answer is a 200 HTML proxy-login page that echoes the key;
@@ -114,7 +115,10 @@ class FakeOpenAI:
                  reject_response_format: bool = False, answer_tokens: int | None = None,
                  obeys: tuple[str, ...] = ("max_completion_tokens", "max_tokens"),
                  tokenizer: str = "words", report_usage: bool = True,
-                 sampling: bool = False, reshape=None, port: int = 0):
+                 sampling: bool = False, reshape=None, port: int = 0,
+                 slow_job_creates: tuple[int, float] = (0, 0.0)):
+        # (n, seconds): the first n fine-tune job creations make the job, then answer late
+        self.slow_job_creates = list(slow_job_creates)
         self.port = port  # 0: any free port (tests); `python tests/openai_server.py --port N`
         self.api_key = api_key
         self.fault_rate = fault_rate
@@ -509,6 +513,11 @@ class FakeOpenAI:
                               body["training_file"], body.get("suffix"),
                               epochs if isinstance(epochs, int) else 3)
             self.jobs[job.id] = job
+            late = self.slow_job_creates[0] > 0
+            if late:
+                self.slow_job_creates[0] -= 1
+        if late:  # made, and its answer lost to the client's timeout
+            time.sleep(self.slow_job_creates[1])
         return 200, self.job_json(job)
 
     def stage(self, job: FineTuneJob) -> str:

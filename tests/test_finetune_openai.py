@@ -227,6 +227,24 @@ def test_a_kill_while_the_job_is_being_created_is_healed_not_paid_twice(tmp_path
     assert made in out and record.fine_tuned_model.endswith(made)
 
 
+def test_a_create_whose_answer_times_out_is_not_retried_into_a_second_job(tmp_path):
+    """The server makes the job but its answer is lost to the client's timeout: the SDK's
+    own retry would post the create again and pay for two jobs; evalkit's finds the one
+    made over its upload and takes it."""
+    from evalkit.providers.openai_finetune import client, prepare, start
+    from evalkit.providers.pricing import PriceBook
+
+    with FakeOpenAI(api_key=KEY, slow_job_creates=(1, 1.0)) as server:
+        testset = load_testset(INTENTS)
+        training = prepare(testset, base_model="gpt-4o-mini-2024-07-18", prices=PriceBook())
+        sdk = client(server.base_url, max_retries=2, timeout_s=0.3)
+        record = start(testset, tmp_path / "ft", sdk=sdk, base_model="gpt-4o-mini-2024-07-18",
+                       training=training, base_url=server.base_url)
+        jobs = sorted(server.jobs)
+    assert len(jobs) == 1 and record.job_id == jobs[0]
+    assert sdk.max_retries == 2  # the client is left as it was
+
+
 def test_rerun_after_the_train_split_changed_starts_a_new_job(tmp_path):
     ts_dir = tmp_path / "intents"
     shutil.copytree(INTENTS, ts_dir)

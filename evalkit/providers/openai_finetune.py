@@ -162,11 +162,39 @@ def start(testset: Testset, finetune_dir: Path | str, *, sdk, base_model: str,
         kwargs["suffix"] = suffix
     if seed is not None:
         kwargs["seed"] = seed
-    job = sdk.fine_tuning.jobs.create(**kwargs)
+    job = _create_job(sdk, pending, kwargs)
     record = replace(pending, fine_tuned_model=job.fine_tuned_model or "", status=job.status,
                      job_id=job.id)
     save_record(Path(finetune_dir), record)
     return record
+
+
+def _create_job(sdk, pending: FineTuneRecord, kwargs: dict[str, Any], *,
+                sleep: Callable[[float], None] = time.sleep) -> Any:
+    """`fine_tuning.jobs.create`, retried by hand rather than by the SDK: a create whose
+    answer was lost (a timeout, a dropped connection, a 5xx after the server made the job)
+    may have made the job, and the SDK would simply post it again and pay for two. Before
+    each retry the account's latest jobs are searched for one over this upload
+    (`unrecorded_job`), and that one is taken instead."""
+    from openai import APIConnectionError, APIStatusError
+
+    retries = max(0, int(getattr(sdk, "max_retries", 2) or 0))
+    for attempt in range(retries + 1):
+        try:
+            sdk.max_retries = 0  # the SDK reads it per request: this one is tried once
+            return sdk.fine_tuning.jobs.create(**kwargs)
+        except (APIConnectionError, APIStatusError) as exc:  # timeouts are connection errors
+            status = getattr(exc, "status_code", None)
+            if attempt == retries or (status is not None and status < 500
+                                           and status not in (408, 409, 429)):
+                raise
+            made = unrecorded_job(sdk, pending)
+            if made is not None:
+                return made
+            sleep(min(8.0, 0.5 * 2 ** attempt))
+        finally:
+            sdk.max_retries = retries
+    raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
 
 def unrecorded_job(sdk, record: FineTuneRecord | None) -> Any | None:
