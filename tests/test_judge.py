@@ -167,10 +167,10 @@ def test_the_judges_cap_holds_over_every_session_of_a_run(tmp_path):
             "--variants", "prompt-only,rag", "--no-progress", *dirs)
         run_dir = (tmp_path / "reports" / "latest").resolve()
         before = len(server.chat_calls())
-        sessions = []
+        sessions, outs = [], []
         for _ in range(4):
-            cli("judge", "score", run_dir, "--base-url", server.base_url, "--max-cost-usd", cap,
-                "--cache-dir", tmp_path / "cache")
+            outs.append(cli("judge", "score", run_dir, "--base-url", server.base_url,
+                            "--max-cost-usd", cap, "--cache-dir", tmp_path / "cache").output)
             sessions.append(len(server.chat_calls()) - before - sum(sessions))
     paid = [p for p in read_jsonl(run_dir / JUDGE_JOURNAL) if not p["cached"]]
     spent = sum(p["cost_usd"] for p in paid)
@@ -178,3 +178,13 @@ def test_the_judges_cap_holds_over_every_session_of_a_run(tmp_path):
     assert 0 < sessions[0] < len(answers)  # the cap stopped the first session part-way
     assert spent <= cap, (sessions, spent)
     assert sessions[1:] == [0, 0, 0]  # the cap was reached: later sessions pay nothing
+    # and the judge says its scores cover only part of the answers, and why
+    judge = json.loads((run_dir / "judge.json").read_text())
+    left = sum(v["not_judged"] for v in judge["variants"].values())
+    graded = {(p["variant"], p["item_id"]) for p in read_jsonl(run_dir / JUDGE_JOURNAL)}
+    cases = {(p["variant"], p["item_id"]) for p in read_jsonl(run_dir / "predictions.jsonl")}
+    assert judge["stopped"]["reason"] == "budget" and left == len(cases - graded) > 0
+    assert "warning: the judge stopped early" in outs[0] and "not judged=" in outs[0]
+    cli("report", run_dir)  # and so does the report, above the judge's cost table
+    page = (run_dir / "index.html").read_text()
+    assert f"{left} answers were never judged" in page and "the judge stopped" in page

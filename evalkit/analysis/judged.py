@@ -42,7 +42,9 @@ def judge_section(judge_json: dict[str, Any] | None, scores: pd.DataFrame,
             "cost": j.get("judge_cost"),
             "groundedness_cost": j.get("groundedness_cost"),
             "agreement": agreement(scores, reference_metric(scores, metrics)),
-            "human_agreement": j.get("human_agreement")}
+            "human_agreement": j.get("human_agreement"),
+            "not_judged": sum(v.get("not_judged") or 0 for v in (j.get("variants") or {}).values()),
+            "stopped": j.get("stopped")}
 
 
 def reference_metric(scores: pd.DataFrame, metrics: Sequence[str]) -> str | None:

@@ -75,8 +75,13 @@ def judge_score(run_dir, variants, provider, base_url, model, config_path, rubri
         fail(str(exc))
     for name, v in summary["variants"].items():
         mean = "n/a" if v["mean"] is None else f"{v['mean']:.3f}"
+        left = f"  not judged={v['not_judged']}" if v.get("not_judged") else ""
         click.echo(f"{name:<16} judge {mean}  n={v['n']}  unparseable={v['unparseable']}  "
-                   f"errors={v['errors']}")
+                   f"errors={v['errors']}{left}")
+    if summary.get("stopped"):
+        click.echo(f"warning: the judge stopped early ({summary['stopped']['message']}): its "
+                   f"means cover only the answers it judged; run it again (a higher "
+                   f"judge.max_cost_usd) to judge the rest")
     c = summary["judge_cost"]
     click.echo(f"judge cost (apart from the variants'): ${c['notional_usd']:.4f} over "
                f"{c['calls']} calls, {c['input_tokens']} in / {c['output_tokens']} out tokens")

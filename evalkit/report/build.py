@@ -102,7 +102,9 @@ def _judge(summary: dict) -> dict[str, Any] | None:
     total = sum(c.get("notional_usd") or 0.0 for _, _, c in costs)
     agreement = j.get("agreement") if isinstance(j.get("agreement"), dict) else {}
     return {"model": j.get("model"), "rubric_sha256": j.get("rubric_sha256"), "costs": costs,
-            "total_usd": total, "agreement": agreement, "human": human}
+            "total_usd": total, "agreement": agreement, "human": human,
+            "not_judged": j.get("not_judged") or 0,
+            "stopped": j.get("stopped") if isinstance(j.get("stopped"), dict) else None}
 
 
 def _explorer(run_dir: Path, run: dict, items: list[dict], preds, scores: pd.DataFrame,

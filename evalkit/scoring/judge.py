@@ -241,15 +241,23 @@ def score_run(run_dir: Path | str, provider: Provider, *, model: str | None = No
                                         "verdict", "reason", "error"])
     table.to_csv(run_dir / "judge_scores.csv", index=False)
     per_variant = {}
-    for variant, group in table.groupby("variant", sort=False):
+    wanted: dict[str, int] = {}  # answers to judge per variant, judged or not
+    for c in cases:
+        wanted[c.variant] = wanted.get(c.variant, 0) + 1
+    for variant, n_cases in wanted.items():
+        group = table[table["variant"] == variant]
         values = group["value"].astype(float)
         per_variant[variant] = {"mean": float(values.mean()) if values.notna().any() else None,
                                 "n": int(values.notna().sum()), "n_nan": int(values.isna().sum()),
                                 "unparseable": int((group["error"].isna()
                                                     & values.isna()).sum()),
-                                "errors": int(group["error"].notna().sum())}
+                                "errors": int(group["error"].notna().sum()),
+                                # never asked: the judge's budget stop, an interrupt
+                                "not_judged": n_cases - len(group)}
     summary = {"model": model or (provider.model or None), "rubric": rubric,
-               "variants": per_variant, "judge_cost": _cost(preds, stats)}
+               "variants": per_variant, "judge_cost": _cost(preds, stats),
+               "stopped": ({"reason": stats.stop, "message": stats.stop_message}
+                           if stats.stop else None)}
     (run_dir / "judge.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
