@@ -349,6 +349,19 @@ def test_squad_json_answer_objects_are_read_as_answers(tmp_path):
     assert [it["expected"] for it in items] == [["1981", "in 1981"], None]
 
 
+def test_asqa_annotations_are_read_as_their_long_answers(tmp_path):
+    """ASQA keeps its long-form references as annotations [{"long_answer", "knowledge"}]:
+    read as those answers, not refused as objects."""
+    path = write_jsonl(tmp_path / "asqa.jsonl", [
+        {"id": "a", "ambiguous_question": "Who won?",
+         "annotations": [{"long_answer": "Ann won in 1990; Bob in 1991.", "knowledge": []},
+                         {"long_answer": "Both Ann (1990) and Bob (1991).", "knowledge": []}]}])
+    items = importers.from_qa_jsonl(path, question_key="ambiguous_question",
+                                    answer_key="annotations")
+    assert items[0]["expected"] == ["Ann won in 1990; Bob in 1991.",
+                                    "Both Ann (1990) and Bob (1991)."]
+
+
 def test_gold_doc_ids_without_their_documents_are_refused_before_anything_is_written(
         tmp_path):
     """Rows naming gold passages, and no --corpus: init wrote the folder, then its own load

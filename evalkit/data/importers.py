@@ -353,6 +353,9 @@ def _answers(row: dict, key: str, *, path: Path, lineno: int) -> list[str] | Non
     if isinstance(value, list) and value and all(isinstance(v, dict) and "text" in v
                                                  for v in value):
         value = [v["text"] for v in value]  # SQuAD's JSON: [{"text": ..., "answer_start": ...}]
+    elif isinstance(value, list) and value and all(isinstance(v, dict) and "long_answer" in v
+                                                   for v in value):
+        value = [v["long_answer"] for v in value]  # ASQA's annotations: [{"long_answer": ...}]
     if value is None or value == "" or value == []:
         return None
     values = value if isinstance(value, list) else [value]
