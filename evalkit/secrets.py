@@ -30,38 +30,45 @@ _QUERY_SECRET = re.compile(r"(?P<name>[?&;](?:[A-Za-z0-9.]*[_\-])?(?:api[_\-]?ke
 def register_key_env(name: str) -> None:
     """Scrub this environment variable's value too (a provider's `api_key_env`)."""
     _KEY_ENVS.add(name)
-    _ENCODED.pop("names", None)
+    _SEEN.names = None
 
 
 _GITHUB = re.compile(r"gh[pousr]_")
 
 
 def key_values() -> tuple[str, ...]:
-    """The values of the registered key variables now (those long enough to scrub).
+    """The values of the registered key variables now (those long enough to scrub), longest
+    first (a key inside another is then replaced after it, not through it).
 
     Read on every call, since a key may be set at any time, but cheaply: `os.environ.get`
     encodes the name and decodes the value each time (~0.5 us a variable, twice per
     journal line), so the raw values are looked up in the environment's own mapping and
     decoded only when they changed since the last call."""
-    data = getattr(os.environ, "_data", None)
-    encode = getattr(os.environ, "encodekey", None)
+    data, encode = getattr(os.environ, "_data", None), getattr(os.environ, "encodekey", None)
     if not isinstance(data, dict) or encode is None:  # not CPython's os._Environ
-        return tuple(sorted((key for key in (os.environ.get(name, "") for name in _KEY_ENVS)
-                             if len(key) >= 4), key=len, reverse=True))
-    if _ENCODED.get("names") is None:  # since the last register_key_env
-        _ENCODED["names"] = tuple(encode(name) for name in sorted(_KEY_ENVS))
-    raw = tuple(map(data.get, _ENCODED["names"]))
-    held = _DECODED.get("last")
-    if held is None or held[0] != raw:
-        decode = os.environ.decodevalue
-        held = _DECODED["last"] = (raw, tuple(sorted(  # longest first: a key inside
-            (key for key in (decode(v) for v in raw if v is not None) if len(key) >= 4),
-            key=len, reverse=True)))  # another is replaced after it, not through it
-    return held[1]
+        return _usable(os.environ.get(name) for name in _KEY_ENVS)
+    if _SEEN.names is None:  # since the last register_key_env
+        _SEEN.names = tuple(encode(name) for name in _KEY_ENVS)
+    raw = tuple(map(data.get, _SEEN.names))
+    if raw != _SEEN.raw:
+        _SEEN.raw, _SEEN.keys = raw, _usable(map(os.environ.decodevalue, filter(None, raw)))
+    return _SEEN.keys
 
 
-_ENCODED: dict[str, tuple | None] = {}  # "names": the registered names, as environ keys them
-_DECODED: dict[str, tuple] = {}        # "last": (raw values, their decoded keys)
+def _usable(values) -> tuple[str, ...]:
+    return tuple(sorted((v for v in values if v and len(v) >= 4), key=len, reverse=True))
+
+
+class _Seen:
+    """`key_values`' memo: the registered names as the environment keys them, the raw values
+    last read, and the keys made of them."""
+
+    names: tuple | None = None
+    raw: tuple | None = None
+    keys: tuple[str, ...] = ()
+
+
+_SEEN = _Seen()
 
 
 def _nothing_to_scrub(text: str, keys: tuple[str, ...]) -> bool:

@@ -369,6 +369,7 @@ def test_a_key_inside_another_key_leaves_nothing_of_either(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "abcd1234")
     monkeypatch.setenv("EVALKIT_TEST_LONG_KEY", "abcd1234WXYZ9876")
     secrets.register_key_env("EVALKIT_TEST_LONG_KEY")
+    assert secrets.key_values()[:2] == ("abcd1234WXYZ9876", "abcd1234")  # longest first
     text = secrets.scrub("a abcd1234WXYZ9876 b abcd1234 c")
     assert "abcd" not in text and "WXYZ" not in text and "9876" not in text
 

@@ -263,14 +263,17 @@ def test_a_cancel_during_a_call_stays_a_cancel_not_a_timeout():
         provider = OpenAIProvider(base_url=server.base_url, timeout_s=0.2, max_retries=0)
 
         async def cancelled_then_timed_out():
-            await provider._wire(server.base_url)
+            wire = await provider._wire(server.base_url)
             task = asyncio.ensure_future(provider.complete(QUESTION))
             await asyncio.sleep(0.05)
             task.cancel()  # a second Ctrl-C, before the deadline
             with pytest.raises(asyncio.CancelledError):
                 await task
-            # the deadline then passes for nothing: no stray cancel lands anywhere
+            assert not wire.deadlines._due  # disarmed by the cancel
+            # the deadline then passes for nothing: no stray cancel lands anywhere (it would
+            # raise out of this sleep)
             await asyncio.sleep(0.4)
+            assert not wire.deadlines._expired and wire.deadlines._handle is None
             await provider.aclose()
 
         asyncio.run(cancelled_then_timed_out())

@@ -291,8 +291,7 @@ class Deadlines:
         if task not in self._expired:
             return False
         self._expired.discard(task)
-        uncancel = getattr(task, "uncancel", None)  # Python 3.11+: cancels are counted
-        return uncancel is None or uncancel() == 0
+        return task.uncancel() == 0  # 0: no other cancel is pending on it
 
     def _check(self) -> None:
         loop = asyncio.get_running_loop()

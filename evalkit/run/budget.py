@@ -63,9 +63,9 @@ class Budget:
                                         <= self.cap_usd)
 
     def take(self, worst_usd: float) -> bool:
-        """Reserve `worst_usd` now if the call may go at once (what `reserve` does when it
-        need not wait); False: ask `reserve`, which waits or stops. Most calls go at once,
-        and this spares them a coroutine."""
+        """Reserve `worst_usd` now if the call may go at once (rules 2 and 5); False: it
+        must wait, or it is the stop, which `reserve` decides. Most calls go at once, and
+        calling this first spares them `reserve`'s coroutine."""
         if self.stopped or not (self.cap_usd is None or (
                 self.fits(worst_usd) and (self.calibrated or self.in_flight == 0))):
             return False
@@ -79,14 +79,11 @@ class Budget:
         before it showed (a server ignoring limits, a dearer call) raises it."""
         while True:
             worst_usd = worst_case()
+            if self.take(worst_usd):
+                return worst_usd
             if self.stopped:
                 return None
-            if self.cap_usd is None:
-                break
-            fits = self.fits(worst_usd)
-            if fits and (self.calibrated or self.in_flight == 0):
-                break
-            if not fits and self.in_flight == 0:
+            if not self.fits(worst_usd) and self.in_flight == 0:
                 self.stopped = True
                 self._wake()
                 return None
@@ -95,9 +92,6 @@ class Budget:
                 await self._changed.wait()  # no await between the check and here: no lost
             finally:                        # wake-up
                 self._waiting -= 1
-        self.reserved_usd += worst_usd
-        self.in_flight += 1
-        return worst_usd
 
     def settle(self, worst_usd: float, cost_usd: float, *, answered: bool) -> None:
         """A reserved call ended: it cost `cost_usd` (0 for a failure that was not billed)."""

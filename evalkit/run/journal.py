@@ -1,12 +1,11 @@
 """The run journal, `predictions.jsonl`: one line per finished (variant, item), appended.
 
-Each line reaches the kernel (is flushed) as soon as the item finishes — in the runner, at the
-end of the event loop's turn in which it finished (`append(..., defer=True)` then `flush`: the
-lines of every item finished in one turn go out in one write instead of one each) — so a
-killed run loses at most the items in flight and those finished in its last turn, whose calls
-are still open in the call ledger and so counted; `--resume` reads the journal back and skips
-what it holds. A torn last line (the
-process died mid-write) is ignored on read rather than failing the resume.
+Each line reaches the kernel as soon as its item finishes: `append` writes it at once, or,
+with `defer=True`, at the caller's next `flush`. The runner defers, and flushes before it
+sends any call (and at the end of each turn of its event loop), so the lines of a turn go out
+in one write and a killed run loses at most the items in flight, whose calls are open in the
+call ledger and so counted. `--resume` reads the journal back and skips what it holds. A torn
+last line (the process died mid-write) is ignored on read rather than failing the resume.
 
 A line's `prompt` names the messages its request carried, kept once each in `messages.jsonl`
 beside the journal (evalkit/run/sent.py); `append(..., messages=...)` records them first.
@@ -171,6 +170,8 @@ def shown(passages: Any) -> dict[str, list]:
     """What the journal keeps of the passages a request showed: the documents, ranked (for
     recall@k and MRR), and each passage as [doc_id, chunk], so scoring can find its text again
     (groundedness) without copying every passage into every line."""
+    if not passages:  # most requests: nothing to walk
+        return {"retrieved": [], "passages": []}
     return {"retrieved": list(dict.fromkeys(p.doc_id for p in passages)),
             "passages": [[p.doc_id, p.chunk] for p in passages]}
 

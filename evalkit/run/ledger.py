@@ -2,13 +2,13 @@
 
 A line `{"s": session, "n": call, "key": cache key, "worst_usd": ...}` goes out (flushed)
 before the call, and `{"s": session, "n": call, "cost_usd": ...}` once its answer or error is
-journaled (the runner defers these to its turn-end flush, written after the journal's lines:
-a close never reaches disk before the line it closes for). A call opened and never closed
-was in flight when its session was killed: it may have been paid without reaching the
-journal. The next session counts such calls as spent —
-at the cost of the answer if the response cache holds it (the provider's usage), else at the
-worst case that was reserved for it — so neither `--max-cost-usd` nor run.json's totals
-forget them. Those figures are labelled as estimates.
+journaled (the runner holds these back, `defer=True`, and writes them after the journal's
+lines, with the next call's open line or at the end of the loop's turn: a close never reaches
+disk before the line it closes for). A call opened and never closed was in flight when its
+session was killed: it may have been paid without reaching the journal. The next session
+counts such calls as spent — at the cost of the answer if the response cache holds it (the
+provider's usage), else at the worst case that was reserved for it — so neither
+`--max-cost-usd` nor run.json's totals forget them. Those figures are labelled as estimates.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def _number(value: float) -> str:
 class CallLedger:
     """Writes the ledger's lines. Two per call, so they are assembled as strings (what
     json.dumps would write, read back by json.loads) rather than through an encoder. The
-    runner defers both (`defer=True`) to its turn-end group commit (`_Run.flush`)."""
+    runner defers both (`defer=True`) and flushes them itself (`_Run.open_call`, `_Run.flush`)."""
 
     def __init__(self, path: Path | str, session: int):
         self.path = Path(path)

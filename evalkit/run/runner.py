@@ -385,7 +385,5 @@ def prediction(job: Job, request: Request, c: Completion, *,
         variant=job.variant, item_id=job.item.id, output=c.text, model=c.model,
         input_tokens=u.input_tokens, output_tokens=u.output_tokens,
         cached_input_tokens=u.cached_input_tokens, latency_s=c.latency_s, queue_s=queue_s,
-        cost_usd=c.cost_usd, cached=c.cached,
-        epoch=job.epoch, **(shown(request.passages) if request.passages
-                            else {"retrieved": [], "passages": []}),
+        cost_usd=c.cost_usd, cached=c.cached, epoch=job.epoch, **shown(request.passages),
     )

@@ -26,6 +26,7 @@ import math
 import random
 import re
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -241,9 +242,7 @@ def score_run(run_dir: Path | str, provider: Provider, *, model: str | None = No
                                         "verdict", "reason", "error"])
     table.to_csv(run_dir / "judge_scores.csv", index=False)
     per_variant = {}
-    wanted: dict[str, int] = {}  # answers to judge per variant, judged or not
-    for c in cases:
-        wanted[c.variant] = wanted.get(c.variant, 0) + 1
+    wanted = Counter(c.variant for c in cases)  # answers to judge per variant, judged or not
     for variant, n_cases in wanted.items():
         group = table[table["variant"] == variant]
         values = group["value"].astype(float)

@@ -54,10 +54,7 @@ class Request:
 
         Rendered once per Request (the runner's cache key and the provider both ask), kept
         beside the frozen fields; each call returns fresh dicts the caller may change."""
-        rendered = self.__dict__.get("_messages")
-        if rendered is None:
-            rendered = self.__dict__["_messages"] = self._render_messages()
-        return [dict(m) for m in rendered]
+        return [dict(m) for m in self.rendered()]
 
     def rendered(self) -> list[dict[str, str]]:
         """`messages()` without the copy, for readers on the hot path (the journal's
@@ -73,8 +70,7 @@ class Request:
         embed it, so the rendered prompt is serialised once, not once each."""
         text = self.__dict__.get("_messages_json")
         if text is None:
-            self.messages()  # rendered
-            text = self.__dict__["_messages_json"] = _messages_json(self.__dict__["_messages"])
+            text = self.__dict__["_messages_json"] = _messages_json(self.rendered())
         return text
 
     def _render_messages(self) -> list[dict[str, str]]:
