@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -400,3 +401,57 @@ def test_a_row_being_committed_is_still_a_hit(tmp_path):
     assert seen[0] is not None and seen[0].text == "t" and seen[1] is not None
     assert cache.get("k").text == "t"  # and from the database once committed
     cache.close()
+
+
+def test_the_messages_of_a_prepared_batch_go_out_in_one_write_before_its_lines(tmp_path):
+    """The runner records each batch's messages as it prepares it (PREPARE_BATCH jobs): one
+    write to messages.jsonl per batch, not one per journal line, and every journal line still
+    names a prompt that messages.jsonl held before the line was written."""
+    from evalkit.run import appender
+    from evalkit.run.runner import PREPARE_BATCH
+    from evalkit.run.sent import read_sent
+
+    journal_path = tmp_path / "predictions.jsonl"
+    writes: list[str] = []  # the file of each write, in order
+    real = appender.Appender.write
+
+    def write(self, text):
+        if self.path.name == "predictions.jsonl":
+            held = read_sent(tmp_path / "messages.jsonl")[1]
+            for line in text.splitlines():
+                assert json.loads(line)["prompt"] in held, "a line before its prompt"
+        real(self, text)
+        writes.append(self.path.name)
+
+    n = 2 * PREPARE_BATCH + 3  # three batches
+    try:
+        appender.Appender.write = write
+        stats = asyncio.run(run_jobs(_jobs(n), total=n, provider=_Answers(), cache=None,
+                                     journal=Journal(journal_path), concurrency=8,
+                                     progress=False))
+    finally:
+        appender.Appender.write = real
+    assert stats.calls == n and len(_lines(journal_path)) == n
+    assert writes.count("messages.jsonl") == 3
+    texts, prompts = read_sent(tmp_path / "messages.jsonl")
+    assert len(prompts) == n and len(texts) == n + 1  # each input, and the one system text
+
+
+def test_an_answer_the_cache_cannot_encode_is_left_out_and_the_rest_stored(tmp_path, capsys):
+    """Rows are encoded by the cache's writer: an answer that does not encode (a provider's
+    odd field type) is a miss later, said once, and neither the writer nor the other rows
+    are lost with it."""
+    cache = ResponseCache(tmp_path / "c.sqlite", flush_s=60)
+    good = Completion(text="t", usage=Usage(1, 1, 0), latency_s=0.1, cost_usd=0.1)
+    cache.put("odd", Completion(text="t", usage=Usage(1, 1, 0), latency_s=0.1,
+                                cost_usd=0.1, model=object()))  # type: ignore[arg-type]
+    cache.put("good", good)
+    assert cache.get("odd") is None and cache.get("good").text == "t"  # before the commit
+    cache.flush()
+    assert cache.get("odd") is None and cache.get("good") == replace(good, cached=True)
+    assert "could not be stored in the cache" in capsys.readouterr().err
+    cache.put("later", good)  # the writer still writes
+    cache.close()
+    reopened = ResponseCache(tmp_path / "c.sqlite")
+    assert reopened.get("later") is not None and reopened.get("odd") is None
+    reopened.close()

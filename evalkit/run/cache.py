@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -132,11 +133,12 @@ def cache_row(c: Completion) -> str:
 class ResponseCache:
     """A small SQLite key-value store of Completions. Safe to share across asyncio tasks.
 
-    Writes leave the event loop: `put` only queues the row, and one writer thread commits the
-    queue in a single transaction every `flush_s` (or at `close`), so no call waits for
-    SQLite. Until then `get` answers from the queue, so a repeat of a just-answered request
-    is a hit. A kill loses at most the last `flush_s` of cache rows — never an answer: the
-    journal, not the cache, is what `--resume` trusts.
+    Writes leave the event loop: `put` only queues the Completion, and one writer thread
+    encodes the queue (`cache_row`) and commits it in a single transaction every `flush_s`
+    (or at `close`), so no call waits for SQLite, and the rows are encoded together rather
+    than one between each call's other work. Until then `get` answers from the queue, so a
+    repeat of a just-answered request is a hit. A kill loses at most the last `flush_s` of
+    cache rows — never an answer: the journal, not the cache, is what `--resume` trusts.
 
     Damage never crashes a run (see `SqliteStore`): a damaged file is moved aside, a lock
     held too long or a bad row is a miss.
@@ -146,10 +148,11 @@ class ResponseCache:
         self.path = Path(path)
         self._store = SqliteStore(self.path, schema="CREATE TABLE IF NOT EXISTS responses "
                                   "(key TEXT PRIMARY KEY, completion TEXT NOT NULL)")
-        self._pending: dict[str, str] = {}
-        self._writing: dict[str, str] = {}  # rows the writer is committing now
-        # `prefetch`ed rows not yet asked for: key -> row, or None (not in the store then)
-        self._ahead: dict[str, str | None] = {}
+        self._pending: dict[str, Completion] = {}  # put, not yet taken by the writer
+        self._writing: dict[str, Completion] = {}  # what the writer is committing now
+        # `prefetch`ed rows not yet asked for: key -> row (or the Completion put since), or
+        # None (not in the store then)
+        self._ahead: dict[str, str | Completion | None] = {}
         self._pending_lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
@@ -162,19 +165,20 @@ class ResponseCache:
         with self._pending_lock:
             queued = self._pending.get(key) or self._writing.get(key)
         if queued is not None:
-            return completion_from_row(queued)
+            return _from_queue(queued)
         if key in self._ahead:  # looked up with its batch: no SELECT of its own
             ahead = self._ahead.pop(key)
-            return None if ahead is None else completion_from_row(ahead)
+            if ahead is None or type(ahead) is str:
+                return None if ahead is None else completion_from_row(ahead)
+            return _from_queue(ahead)
         row = self._store.fetchone("SELECT completion FROM responses WHERE key = ?", (key,))
         return None if row is None else completion_from_row(row[0])
 
     def put(self, key: str, completion: Completion) -> None:
-        row = cache_row(completion)
         with self._pending_lock:
-            self._pending[key] = row
+            self._pending[key] = completion
         if key in self._ahead:  # a prefetched miss answered since: the next get must hit,
-            self._ahead[key] = row  # even once the writer has moved the row out of the queue
+            self._ahead[key] = completion  # even once the writer has committed it
 
     def prefetch(self, keys: list[str]) -> None:
         """Look `keys` up now, in one SELECT per 500, so that each one's `get` is a dict
@@ -184,8 +188,8 @@ class ResponseCache:
         SELECT cannot see it, and once the writer commits it `get` no longer finds it queued."""
         unique = [key for key in dict.fromkeys(keys) if key not in self._ahead]
         with self._pending_lock:
-            queued = {key: row for key in unique
-                      if (row := self._pending.get(key) or self._writing.get(key)) is not None}
+            queued = {key: c for key in unique
+                      if (c := self._pending.get(key) or self._writing.get(key)) is not None}
         self._ahead.update(queued)
         unique = [key for key in unique if key not in queued]
         self._ahead.update(dict.fromkeys(unique))
@@ -203,7 +207,7 @@ class ResponseCache:
             # the rows stay visible to `get` and `prefetch` (in `_writing`) until committed:
             # taken out of the queue before that, a repeat asked meanwhile was a miss
             self._writing, self._pending = self._pending, {}
-        self._store.insert_many("responses", list(self._writing.items()))
+        self._store.insert_many("responses", _rows(self._writing))
         with self._pending_lock:
             self._writing = {}
 
@@ -218,3 +222,30 @@ class ResponseCache:
         while not self._closed:
             self._wake.wait(self._flush_s)
             self.flush()
+
+
+def _from_queue(completion: Completion) -> Completion | None:
+    """A queued answer as `get` would read it back once stored: through its row, so a hit
+    is the same whether the writer has committed it yet or not."""
+    try:
+        return completion_from_row(cache_row(completion))
+    except (TypeError, ValueError):
+        return None
+
+
+def _rows(queued: dict[str, Completion]) -> list[tuple[str, str]]:
+    """(key, row) for each queued answer that encodes; one that cannot (a provider's odd
+    field type) is left out, a miss later, said once, rather than ending the writer."""
+    rows = []
+    for key, completion in queued.items():
+        try:
+            rows.append((key, cache_row(completion)))
+        except (TypeError, ValueError) as exc:
+            if not _UNENCODABLE:
+                _UNENCODABLE.append(key)
+                print(f"evalkit: warning: an answer could not be stored in the cache ({exc}); "
+                      f"it will be asked again next time", file=sys.stderr, flush=True)
+    return rows
+
+
+_UNENCODABLE: list[str] = []  # the first key whose answer could not be encoded, once said

@@ -109,12 +109,14 @@ PREPARE_BATCH = 64  # jobs built and looked up together: one cache query, ~2 ms 
 
 @dataclass(frozen=True)
 class _Prepared:
-    """A job with its request and cache key, or the exception building them raised."""
+    """A job with its request, cache key and prompt id (its messages, recorded in
+    messages.jsonl), or the exception building them raised."""
 
     job: Job
     request: Request | None
     key: str
     error: Exception | None
+    prompt: str = ""
 
 
 class _Run:
@@ -132,6 +134,7 @@ class _Run:
         self.label, self.shown = label, ""  # the variant the bar names
         self.flush_due = False  # a `flush` is scheduled for the end of this loop turn
         self.flush_error: Exception | None = None  # what a scheduled flush raised
+        self.loop = asyncio.get_running_loop()  # built inside run_jobs: the run's loop
 
     def halt(self, reason: str, message: str) -> None:
         """End the session early; an interrupt outranks a budget stop already recorded."""
@@ -142,7 +145,10 @@ class _Run:
     def prepared(self, jobs) -> Iterator[_Prepared]:
         """`jobs` with their request and cache key, built `PREPARE_BATCH` at a time so the
         cache looks the batch up in one query (`ResponseCache.prefetch`) instead of one per
-        job. A build or render error travels with its job, to be journaled in its turn."""
+        job, and their messages recorded (messages.jsonl) so that the batch's records go out
+        in one write, with the first journal line after them, instead of one per line; a
+        job left unjournaled by a stop leaves an unreferenced record, as a kill may. A build
+        or render error travels with its job, to be journaled in its turn."""
         while True:
             batch = []
             for job in itertools.islice(jobs, PREPARE_BATCH):
@@ -155,7 +161,8 @@ class _Run:
                 except Exception as exc:  # a variant that cannot build or render this item
                     batch.append(_Prepared(job, None, "", exc))
                     continue
-                batch.append(_Prepared(job, request, key, None))
+                prompt = self.journal.sent.record(request.rendered())
+                batch.append(_Prepared(job, request, key, None, prompt))
             if not batch:
                 return
             if self.cache:
@@ -187,11 +194,11 @@ class _Run:
         if completion is None and key in self.inflight:
             completion = await self.shared(key)
         if completion is None:
-            await self.call(job, request, key, taken)
+            await self.call(prep, taken)
             return
         self.stats.cache_hits += 1
         self.stats.notional_usd += completion.cost_usd
-        self.journaled(prediction(job, request, completion), request)
+        self.journaled(prediction(job, request, completion), prep.prompt)
 
     async def shared(self, key: str) -> Completion | None:
         """The same request already on its way (e.g. two variants rendering alike): share
@@ -203,8 +210,9 @@ class _Run:
         except Exception:
             return None  # that call failed: make our own attempt
 
-    async def call(self, job: Job, request: Request, key: str, taken: float) -> None:
+    async def call(self, prep: _Prepared, taken: float) -> None:
         """Reserve the call's worst case, make it, journal it, settle the budget."""
+        job, request, key = prep.job, prep.request, prep.key
         def worst_case() -> float:  # a provider with no bound: the dearest call seen stands in
             worst = self.llm(job).estimate_cost(request)
             return self.budget.dearest_call_usd if worst is None else worst
@@ -234,15 +242,15 @@ class _Run:
             self.budget.settle(worst, 0.0, answered=False)
             completion = completion or await self.shared(key)
             if completion is None:
-                return await self.call(job, request, key, taken)
+                return await self.call(prep, taken)
             self.stats.cache_hits += 1
             self.stats.notional_usd += completion.cost_usd
-            self.journaled(prediction(job, request, completion), request)
+            self.journaled(prediction(job, request, completion), prep.prompt)
             return
-        await self.paid_call(job, request, key, worst, taken)
+        await self.paid_call(prep, worst, taken)
 
-    async def paid_call(self, job: Job, request: Request, key: str, worst: float,
-                        taken: float) -> None:
+    async def paid_call(self, prep: _Prepared, worst: float, taken: float) -> None:
+        job, request, key = prep.job, prep.request, prep.key
         try:
             n = self.open_call(key, worst) if self.ledger else 0
         except Exception as exc:  # the journal or the ledger cannot be written: not sent
@@ -250,7 +258,7 @@ class _Run:
             self.failed(exc)
             raise
         self.stats.calls += 1
-        shared = self.inflight[key] = asyncio.get_running_loop().create_future()
+        shared = self.inflight[key] = self.loop.create_future()
         completion = None
         try:
             completion = await self.llm(job).complete(request)
@@ -261,7 +269,7 @@ class _Run:
         except Exception as exc:
             shared.set_exception(exc)
             shared.exception()  # retrieved: no "never retrieved" warning without waiters
-            self.error(job, exc, request)  # sent (perhaps), and failed: show what was sent
+            self.error(job, exc, prep.prompt)  # sent (perhaps), and failed: show what was sent
             if self.ledger:
                 self.ledger.close_call(n, 0.0, defer=True)
             if isinstance(exc, ServerUnreachable):
@@ -278,21 +286,22 @@ class _Run:
         self.stats.notional_usd += completion.cost_usd
         if self.cache:
             self.cache.put(key, completion)
-        self.journaled(prediction(job, request, completion, queue_s=waited), request)
+        self.journaled(prediction(job, request, completion, queue_s=waited), prep.prompt)
         if self.ledger:  # after the journal line: a kill in between counts it twice, not never
             self.ledger.close_call(n, completion.cost_usd, defer=True)
 
-    def error(self, job: Job, exc: Exception, request: Request | None = None) -> None:
+    def error(self, job: Job, exc: Exception, prompt: str = "") -> None:
         self.stats.errors += 1
         self.journaled(Prediction(variant=job.variant, item_id=job.item.id, output=None,
                                   error_class=type(exc).__name__, error=str(exc)[:500],
-                                  epoch=job.epoch), request)
+                                  epoch=job.epoch), prompt)
 
-    def journaled(self, pred: Prediction, request: Request | None) -> None:
-        """Journal `pred` (with the messages `request` sent, if any), flushed at the end of
-        this turn of the event loop with every other line of the turn (`flush`)."""
-        self.journal.append(pred, messages=None if request is None else request.rendered(),
-                            defer=True)
+    def journaled(self, pred: Prediction, prompt: str) -> None:
+        """Journal `pred`, naming the messages its request sent (`prompt`, recorded when it
+        was prepared; "": none), flushed at the end of this turn of the event loop with every
+        other line of the turn (`flush`)."""
+        pred.prompt = prompt
+        self.journal.append(pred, defer=True)
         self.flush_soon()
 
     def open_call(self, key: str, worst: float) -> int:
@@ -310,7 +319,7 @@ class _Run:
     def flush_soon(self) -> None:
         if not self.flush_due:
             self.flush_due = True
-            asyncio.get_running_loop().call_soon(self.flush)
+            self.loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """The turn's journal lines (after their messages), then the ledger's close lines
@@ -381,9 +390,12 @@ def prediction(job: Job, request: Request, c: Completion, *,
                queue_s: float | None = None) -> Prediction:
     """The journal line of one answered job (live, cached or from a batch)."""
     u = c.usage
-    return Prediction(
+    p = Prediction(
         variant=job.variant, item_id=job.item.id, output=c.text, model=c.model,
         input_tokens=u.input_tokens, output_tokens=u.output_tokens,
         cached_input_tokens=u.cached_input_tokens, latency_s=c.latency_s, queue_s=queue_s,
-        cost_usd=c.cost_usd, cached=c.cached, epoch=job.epoch, **shown(request.passages),
-    )
+        cost_usd=c.cost_usd, cached=c.cached, epoch=job.epoch)
+    if request.passages:  # most requests show none: the empty lists stand
+        seen = shown(request.passages)
+        p.retrieved, p.passages = seen["retrieved"], seen["passages"]
+    return p
