@@ -44,11 +44,17 @@ def key_values() -> tuple[str, ...]:
     encodes the name and decodes the value each time (~0.5 us a variable, twice per
     journal line), so the raw values are looked up in the environment's own mapping and
     decoded only when they changed since the last call."""
-    data, encode = getattr(os.environ, "_data", None), getattr(os.environ, "encodekey", None)
-    if not isinstance(data, dict) or encode is None:  # not CPython's os._Environ
+    env = os.environ
+    if env is not _SEEN.environ:  # the first call (or os.environ was replaced)
+        data, encode = getattr(env, "_data", None), getattr(env, "encodekey", None)
+        _SEEN.environ, _SEEN.names, _SEEN.raw = env, None, None
+        _SEEN.data = data if isinstance(data, dict) and encode is not None else None
+        _SEEN.encode = encode
+    data = _SEEN.data
+    if data is None:  # not CPython's os._Environ
         return _usable(os.environ.get(name) for name in _KEY_ENVS)
     if _SEEN.names is None:  # since the last register_key_env
-        _SEEN.names = tuple(encode(name) for name in _KEY_ENVS)
+        _SEEN.names = tuple(_SEEN.encode(name) for name in _KEY_ENVS)
     raw = tuple(map(data.get, _SEEN.names))
     if raw != _SEEN.raw:
         _SEEN.raw, _SEEN.keys = raw, _usable(map(os.environ.decodevalue, filter(None, raw)))
@@ -63,6 +69,9 @@ class _Seen:
     """`key_values`' memo: the registered names as the environment keys them, the raw values
     last read, and the keys made of them."""
 
+    environ: object = None  # the os.environ these were read from
+    data: dict | None = None  # its mapping of encoded names to encoded values
+    encode: object = None  # how it encodes a name
     names: tuple | None = None
     raw: tuple | None = None
     keys: tuple[str, ...] = ()
@@ -78,7 +87,10 @@ def _nothing_to_scrub(text: str, keys: tuple[str, ...]) -> bool:
         return False
     if "_" in text and _GITHUB.search(text):
         return False
-    return not any(key in text for key in keys)
+    for key in keys:  # a loop, not any(...): no generator made per text, most have no key
+        if key in text:
+            return False
+    return True
 
 
 def scrub(text: str, *, keys: tuple[str, ...] | None = None) -> str:

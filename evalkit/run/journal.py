@@ -118,9 +118,9 @@ def journal_line(p: Prediction) -> str:
             and type(p.item_id) is str and (p.output is None or type(p.output) is str)
             and type(p.model) is str and type(p.input_tokens) is int
             and type(p.output_tokens) is int and type(p.cached_input_tokens) is int
-            and type(p.latency_s) is float and p.latency_s - p.latency_s == 0.0
+            and type(p.latency_s) is float and type(p.cost_usd) is float
+            and p.latency_s - p.latency_s + p.cost_usd - p.cost_usd == 0.0
             and (p.queue_s is None or type(p.queue_s) is float and p.queue_s - p.queue_s == 0.0)
-            and type(p.cost_usd) is float and p.cost_usd - p.cost_usd == 0.0
             and type(p.cached) is bool
             and (p.error_class is None or type(p.error_class) is str)
             and (p.error is None or type(p.error) is str) and type(p.epoch) is int
@@ -131,7 +131,7 @@ def journal_line(p: Prediction) -> str:
     output = "null" if p.output is None else _string(scrub(p.output, keys=keys))
     error = "null" if p.error is None else _string(scrub(p.error, keys=keys))
     line = (f'{{"variant": {_string(p.variant)}, "item_id": {_string(p.item_id)}, '
-            f'"output": {output}, "model": {_string(scrub(p.model, keys=keys))}, '
+            f'"output": {output}, "model": {_model(p.model, keys)}, '
             f'"input_tokens": {p.input_tokens!r}, "output_tokens": {p.output_tokens!r}, '
             f'"cached_input_tokens": {p.cached_input_tokens!r}, '
             f'"latency_s": {p.latency_s!r}, '
@@ -146,6 +146,19 @@ def journal_line(p: Prediction) -> str:
     if p.prompt:
         line += f', "prompt": {_string(p.prompt)}'
     return line + "}"
+
+
+def _model(model: str, keys: tuple[str, ...]) -> str:
+    """`_string(scrub(model))`, remembered: a run names one model or a few, line after line."""
+    held = _MODELS.get(model)
+    if held is None or held[0] is not keys:
+        if len(_MODELS) >= 64:
+            _MODELS.clear()
+        held = _MODELS[model] = (keys, _string(scrub(model, keys=keys)))
+    return held[1]
+
+
+_MODELS: dict[str, tuple[tuple[str, ...], str]] = {}  # model -> (the keys then, its JSON)
 
 
 def as_record(p: Prediction) -> dict[str, Any]:

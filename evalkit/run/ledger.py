@@ -43,6 +43,8 @@ _string = json.encoder.encode_basestring  # a JSON string literal
 
 def _number(value: float) -> str:
     """`value` as json.dumps writes it (repr for finite floats; Infinity/NaN otherwise)."""
+    if type(value) is float and value - value == 0.0:  # finite: the usual case, at once
+        return repr(value)
     value = float(value)
     return repr(value) if math.isfinite(value) else json.dumps(value)
 
@@ -58,20 +60,20 @@ class CallLedger:
         self._n = 0
         self._out = Appender(self.path)
         self._deferred: list[str] = []  # lines held for `flush`, in order
+        self._prefix = f'{{"s":{int(session)},"n":'  # how every line of this session starts
 
     def open_call(self, key: str, worst_usd: float, *, defer: bool = False) -> int:
         """Number the call about to be made and write it down. `defer`: hold the line for
         `flush`, which the caller must make before it sends the call."""
         self._n += 1
-        self._line(f'{{"s":{int(self.session)},"n":{self._n},"key":{_string(key)},'
+        self._line(f'{self._prefix}{self._n},"key":{_string(key)},'
                    f'"worst_usd":{_number(worst_usd)}}}', defer)
         return self._n
 
     def close_call(self, n: int, cost_usd: float, *, defer: bool = False) -> None:
         """Call `n` ended, costing `cost_usd`. `defer`: hold the line for `flush`, which the
         caller makes after the journal line it answers is flushed."""
-        self._line(f'{{"s":{int(self.session)},"n":{int(n)},"cost_usd":{_number(cost_usd)}}}',
-                   defer)
+        self._line(f'{self._prefix}{int(n)},"cost_usd":{_number(cost_usd)}}}', defer)
 
     def flush(self) -> None:
         """Write the deferred lines, in their order, in one write."""
