@@ -66,25 +66,49 @@ class HttpMeter:
     async def attempt(self, send, *args, **kwargs):
         """`await send(*args, **kwargs)`, one HTTP attempt, counted and watched: the SDK's
         client's `send`, or the provider's own prebuilt-request send (evalkit.providers.
-        openai_wire), which raises the same httpx2 errors."""
+        openai_wire, which makes these calls itself rather than through one more coroutine
+        per call), which raises the same httpx2 errors."""
+        self.attempts += 1
+        try:
+            response = await send(*args, **kwargs)
+        except self.connect_errors() as exc:
+            return await self.after_connect_failure(exc, send, *args, **kwargs)
+        self.answered()
+        return response
+
+    @staticmethod
+    def connect_errors() -> tuple[type, ...]:
+        """The failures that are a connection not made (refused, reset, timed out)."""
         httpx = _httpx()
+        return (httpx.ConnectError, httpx.ConnectTimeout)
+
+    def answered(self) -> None:
+        """An attempt got a response (any status): the server is there."""
+        self.reached = True
+        self.failures_in_a_row = 0
+
+    async def after_connect_failure(self, exc: BaseException, send, *args, **kwargs):
+        """After `send` failed to connect (`exc`): count it, and raise `Unreachable` after
+        `connect_attempts` in a row; re-raise it for the SDK's own retry and backoff once the
+        server has answered before (or on a connect timeout), as for any transient failure;
+        else, never answered yet, retry fast, right here, until it answers or gives up."""
         pause = _FIRST_PAUSE_S
         while True:
+            self.connect_failures += 1
+            self.failures_in_a_row += 1
+            if self.failures_in_a_row >= self.connect_attempts:
+                raise _unreachable_class()(str(exc) or type(exc).__name__) from exc
+            if self.reached or isinstance(exc, _httpx().ConnectTimeout):
+                raise exc
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _MAX_PAUSE_S)
             self.attempts += 1
             try:
                 response = await send(*args, **kwargs)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                self.connect_failures += 1
-                self.failures_in_a_row += 1
-                if self.failures_in_a_row >= self.connect_attempts:
-                    raise _unreachable_class()(str(exc) or type(exc).__name__) from exc
-                if self.reached or isinstance(exc, httpx.ConnectTimeout):
-                    raise  # the SDK's own retry and backoff, as for any transient failure
-                await asyncio.sleep(pause)  # never answered yet: retry fast, right here
-                pause = min(pause * 2, _MAX_PAUSE_S)
+            except self.connect_errors() as again:
+                exc = again
                 continue
-            self.reached = True
-            self.failures_in_a_row = 0
+            self.answered()
             return response
 
 

@@ -140,11 +140,18 @@ class ChatWire:
         client = self.client
         key = client._idempotency_key() if client._idempotency_header else None
         max_retries = self.options.get_max_retries(client.max_retries)
+        meter = self.meter
         for retries_taken in range(max_retries + 1):
             remaining = max_retries - retries_taken
+            meter.attempts += 1  # `meter.attempt(self._send, ...)`, inline: no coroutine more
             try:
-                status, headers, body, latency = await self.meter.attempt(
-                    self._send, content, retries_taken, key)
+                try:
+                    status, headers, body, latency = await self._send(content, retries_taken, key)
+                except meter.connect_errors() as exc:
+                    status, headers, body, latency = await meter.after_connect_failure(
+                        exc, self._send, content, retries_taken, key)
+                else:
+                    meter.answered()
             except self._timeouts as err:
                 if remaining > 0:
                     await self._sleep(remaining, None)
