@@ -22,12 +22,13 @@ Cost on the hot path (benchmarks/bench_sent.py: 1,000 synthetic items, the same 
 journaled with and without their messages, median of 7 interleaved rounds, 2-core box):
 | rung | messages | CPU added per item | journal line | messages.jsonl per item |
 |---|---|---|---|---|
-| prompt-only | 2 | 8.6 µs (0.6 % of evalkit's 1.38 ms per item on the wire) | +34 B | 283 B |
-| few-shot, k = 4 | 10 | 12.9 µs (0.9 %) | +34 B | 574 B |
-Most of it is the one new text per item (the user message: scrubbed, hashed, escaped, written)
-and one flush; before `secrets.scrub` learned to skip texts holding none of the literals its
-patterns need, its regexes alone were 12 µs on such a text. Texts already seen are found by a
-dict lookup on the string (the system prompt and the few-shot examples are
+| prompt-only | 2 | 5.6 µs (3.1 % of evalkit's 0.18 ms per item on the wire) | +34 B | 283 B |
+| few-shot, k = 4 | 10 | 9.4 µs (5.2 %) | +34 B | 574 B |
+Most of it is the one new text per item (the user message: scrubbed, hashed, escaped); the
+runner records a batch of prepared requests together, so messages.jsonl gets one write per
+batch, not one per journal line. Before `secrets.scrub` learned to skip texts holding none of
+the literals its patterns need, its regexes alone were 12 µs on such a text. Texts already
+seen are found by a dict lookup on the string (the system prompt and the few-shot examples are
 the same str objects item after item, so Python's cached hash makes that nearly free); the
 dict is bounded (`MEMO`) and cleared when full, so a 100,000-item run keeps its RSS flat, and
 a text seen again after a clear is only written twice, never shown wrong.
