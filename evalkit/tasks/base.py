@@ -64,7 +64,11 @@ class ItemContext:
 
 @dataclass(frozen=True)
 class RunContext:
-    """What a per-run metric sees: the scorable items' expected values and parsed outputs."""
+    """What a per-run metric sees: the scorable items' expected values and parsed outputs.
+
+    In a step's paired comparison a failed call counts as a wrong answer, so `parsed` holds
+    None for it (as for an output that did not parse): a run metric must read None as an
+    answer that is wrong, never fail on it."""
 
     task: Task
     expected: list[Any]

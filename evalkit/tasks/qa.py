@@ -160,7 +160,9 @@ def _abstention(which: str):
         import numpy as np
 
         truth = np.array([e is None for e in ctx.expected], dtype=bool)
-        said = np.array([abstains(o, ctx.task) for o in ctx.parsed], dtype=bool)
+        # a failed call (None) said nothing: not an abstention, so wrong where one was due
+        said = np.array([o is not None and abstains(o, ctx.task) for o in ctx.parsed],
+                        dtype=bool)
 
         def statistic(ix: np.ndarray) -> float:
             t, s = truth[ix], said[ix]
