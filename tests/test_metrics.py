@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import re
@@ -262,3 +263,37 @@ def test_macro_f1_bootstrap_interval_holds_its_estimate_on_many_small_labels():
         assert stat(np.arange(52)) == pytest.approx(ref)  # the estimate is unchanged
         boot = stats.bootstrap_ci(stat, 52, seed=0)
         assert boot.ci_low <= ref <= boot.ci_high
+
+
+def test_an_exact_label_wins_over_one_that_differs_only_in_case():
+    """Real label sets hold `Refund` beside `refund`, `Change_PIN` beside `change_pin`: an
+    answer spelling one exactly is that one (it was read as the last of them, so a right
+    answer scored 0), and one that matches several only case-insensitively is none."""
+    from evalkit.tasks.classification import parse_label
+
+    labels = ["Change_PIN", "change pin", "change_pin", "card_arrival"]
+    assert parse_label("Change_PIN", labels) == "Change_PIN"
+    assert parse_label("change_pin", labels) == "change_pin"
+    assert parse_label(" 'change pin'. ", labels) == "change pin"
+    assert parse_label("CHANGE_PIN", labels) is None  # which of them? no guess
+    assert parse_label("Card_Arrival", labels) == "card_arrival"  # one label: case is free
+    assert parse_label("Refund", ["Refund", "refund"]) == "Refund"
+    assert parse_label("refund", ["Refund", "refund"]) == "refund"
+
+
+def test_check_warns_of_labels_that_differ_only_in_case_or_separators(tmp_path):
+    from evalkit.data.testset import load_testset
+    from evalkit.pipeline.preflight import balance_notes
+
+    (tmp_path / "task.yaml").write_text(
+        "name: t\ntype: classification\ninstructions: Classify.\nlabels:\n"
+        "  Change_PIN: change the PIN\n  change pin: change the PIN\n  Refund: money back\n"
+        "  refund: money back\n  card_arrival: where is my card\n")
+    rows = [("Change_PIN", "new pin please"), ("change pin", "pin change"),
+            ("Refund", "money back"), ("refund", "refund me"), ("card_arrival", "my card?")]
+    (tmp_path / "test.jsonl").write_text("".join(
+        json.dumps({"id": f"t{i}", "input": text, "expected": label}) + "\n"
+        for i, (label, text) in enumerate(rows)))
+    notes = [n for n in balance_notes(load_testset(tmp_path)) if "differ only" in n]
+    assert len(notes) == 2
+    assert "'Change_PIN' / 'change pin'" in notes[0] and "'Refund' / 'refund'" in notes[1]

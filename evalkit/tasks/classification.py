@@ -36,10 +36,15 @@ def parse_label(output: str, labels: Sequence[str]) -> str | None:
     spaces) read as any of them: small models write `refund_request` as "Refund Request" or
     "refund-request", and that answer names the label. A label found only inside a longer
     label's mention ("refund" in "refund request") is not mentioned apart from it."""
-    text = output.strip().strip("`'\".").lower()
-    by_lower = {label.lower(): label for label in labels}
-    if text in by_lower:
-        return by_lower[text]
+    bare = output.strip().strip("`'\".")
+    if bare in labels:  # exactly a label: that one, even beside another differing in case
+        return bare
+    text = bare.lower()
+    by_lower: dict[str, list[str]] = {}
+    for label in labels:
+        by_lower.setdefault(label.lower(), []).append(label)
+    if len(by_lower.get(text, ())) == 1:  # labels equal but for case: no guessing among them
+        return by_lower[text][0]
     lowered = output.lower()
     spans = {label: [m.span() for m in _mention(label).finditer(lowered)] for label in labels}
     taken = [s for found in spans.values() for s in found]
