@@ -174,3 +174,26 @@ def test_a_donut_style_ground_truth_is_scored_on_its_gt_parse(tmp_path):
                                 "ground_truth": json.dumps(truth)}) + "\n")
     items = from_extraction_jsonl(path, target_key="ground_truth")
     assert items[0]["expected"] == truth["gt_parse"]
+
+
+def test_a_row_with_more_cells_than_the_header_is_refused_not_shifted(tmp_path):
+    """`500,hi, my card is late,card_arrival` under `id,text,category`: the unquoted comma
+    made csv.DictReader read the text as "hi" and the label as " my card is late" (a new
+    label, the real one dropped) without a word. Every such row is named in one error, for
+    `init` (read_csv_rows) and `import-csv` (from_csv) alike; a quoted comma and a trailing
+    empty cell are fine."""
+    from evalkit.data.importers import read_csv_rows
+
+    path = tmp_path / "banking.csv"
+    path.write_text('id,text,category\n1,"hi, quoted",card_arrival\n2,trailing,card_arrival,\n'
+                    "500,hi, my card is late,card_arrival\n3,fine,card_arrival\n"
+                    "7,a,b,c,d\n")
+    for read in (lambda: from_csv(path, label_column="category"), lambda: read_csv_rows(path)):
+        with pytest.raises(TestsetError) as info:
+            read()
+        message = str(info.value)
+        assert message.startswith(f"{path}:4:") and "2 rows with more cells" in message
+        assert "line 4: 4 cells; line 6: 5 cells" in message
+    path.write_text('id,text,category\n1,"hi, quoted",card_arrival\n2,trailing,card_arrival,\n')
+    assert [it["input"] for it in from_csv(path, label_column="category")] == ["hi, quoted",
+                                                                               "trailing"]

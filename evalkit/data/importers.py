@@ -30,8 +30,7 @@ def from_csv(path: Path | str, *, text_column: str = "text", label_column: str =
                 raise TestsetError(path, f"column not found; header has {', '.join(header)}",
                                    line=1, field=col)
         items, empty = [], []
-        for row in reader:
-            line = reader.line_num
+        for line, row in _checked(path, reader):
             if _blank(row):  # Excel's used range: a row of delimiters only holds nothing
                 continue
             text = (row.get(text_column) or "").strip()
@@ -102,8 +101,32 @@ def read_csv_rows(path: Path | str) -> list[dict[str, str]]:
     empty cells left out, as from_csv leaves them)."""
     text = _read_text(Path(path))
     with io.StringIO(text, newline="") as fh:
-        return [row for row in csv.DictReader(fh, delimiter=_delimiter(text))
-                if not _blank(row)]
+        reader = csv.DictReader(fh, delimiter=_delimiter(text))
+        return [row for _, row in _checked(Path(path), reader) if not _blank(row)]
+
+
+def _checked(path: Path, reader: csv.DictReader) -> list[tuple[int, dict]]:
+    """`reader`'s rows with their lines (a record's last), once every row is known to fit
+    its header: a row with more cells than the header has columns (an unquoted delimiter
+    inside a text: `hi, my card is late`) would otherwise shift into the wrong columns
+    without a word, its text cut and the rest read as the label. Cells past the header that
+    are empty (a trailing delimiter, as Excel writes) are no harm. One error lists every
+    such row."""
+    rows, wide = [], []
+    width = len(reader.fieldnames or [])
+    for row in reader:
+        extra = row.get(None)
+        if isinstance(extra, list) and any((c or "").strip() for c in extra):
+            wide.append((reader.line_num, width + len(extra)))
+        rows.append((reader.line_num, row))
+    if wide:
+        shown = "; ".join(f"line {line}: {cells} cells" for line, cells in wide[:10])
+        more = f" (and {len(wide) - 10} more rows)" if len(wide) > 10 else ""
+        raise TestsetError(path, f"{len(wide)} row{'s' if len(wide) != 1 else ''} with more "
+                           f"cells than the header's {width} columns: {shown}{more}; a text "
+                           f"holding the delimiter must be quoted (\"hi, my card is late\")",
+                           line=wide[0][0])
+    return rows
 
 
 def _read_text(path: Path) -> str:
