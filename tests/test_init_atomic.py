@@ -132,3 +132,65 @@ def test_a_folder_that_cannot_be_made_is_one_error_naming_it_not_a_traceback(tmp
     assert f"cannot write {out}: " in result.output and "nothing was written" in result.output
     assert "Traceback" not in result.output
     assert (tmp_path / "taken").read_text() == "a file, not a folder\n"
+
+
+def test_the_written_set_has_the_mode_a_mkdir_gives_not_mkdtemps(tmp_path):
+    """init builds the set in a mkdtemp folder (private, 0700) and renames it in: a CI
+    account or a colleague could not read it. It now gets the umask's mode, or, written over
+    an existing set, the mode that set had."""
+    import os
+    import stat
+
+    source, out = _source(tmp_path), tmp_path / "tickets"
+    old = os.umask(0o022)
+    try:
+        assert CliRunner().invoke(main, ["init", str(source), str(out), "--yes"]).exit_code == 0
+        assert stat.S_IMODE(out.stat().st_mode) == 0o755
+        out.chmod(0o750)
+        again = CliRunner().invoke(main, ["init", str(source), str(out), "--yes", "--force"])
+        assert again.exit_code == 0, again.output
+        assert stat.S_IMODE(out.stat().st_mode) == 0o750
+    finally:
+        os.umask(old)
+
+
+def _qa_rows(tmp_path: Path, doc_ids: list[str]) -> Path:
+    return write_jsonl(tmp_path / "qa.jsonl", [
+        {"id": f"q{i}", "question": f"what is fact {i}?", "answers": [f"fact {i}"],
+         "doc_ids": [doc_ids[i % len(doc_ids)]]} for i in range(12)])
+
+
+def test_docs_sharing_a_name_are_refused_not_written_one_over_the_other(tmp_path):
+    """eiffel.md and eiffel.txt both had the id 'eiffel': init said '5 docs', wrote both to
+    docs/eiffel.md (the second over the first: a gold document lost) and the loader took
+    both. Now one error names both files, and nothing is written."""
+    docs = tmp_path / "mydocs"
+    docs.mkdir()
+    (docs / "eiffel.md").write_text("The Eiffel Tower is in Paris. fact 0 fact 2")
+    (docs / "eiffel.txt").write_text("Tokyo Tower trivia. fact 1")
+    out = tmp_path / "qa"
+    result = CliRunner().invoke(main, ["init", str(_qa_rows(tmp_path, ["eiffel"])), str(out),
+                                       "--docs", str(docs), "--yes"])
+    assert result.exit_code != 0 and not out.exists()
+    assert f"{docs / 'eiffel.txt'}: a second document with the id 'eiffel'" in result.output
+    assert "eiffel.md" in result.output
+
+
+def test_docs_init_cannot_read_are_said_and_empty_ones_named_where_they_are(tmp_path):
+    """Upper-case suffixes are read; .html files and subfolders, which are not, are listed
+    (they were dropped without a word); every empty document is named in the user's folder
+    (the error named docs/blank.md in the set, a file that never existed)."""
+    docs = tmp_path / "mydocs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "ROME.MD").write_text("Rome is in Italy. fact 0")
+    (docs / "tokyo.txt").write_text("Tokyo is in Japan. fact 1")
+    (docs / "page.html").write_text("<p>fact 2</p>")
+    (docs / "sub" / "nested.md").write_text("fact 3")
+    d = scaffold.draft(_qa_rows(tmp_path, ["ROME", "tokyo"]), docs_dir=docs)
+    assert sorted(doc_id for doc_id, _ in d.docs) == ["ROME", "tokyo"]
+    assert "skipped" in d.summary() and "page.html, sub/" in d.summary()
+    (docs / "blank.txt").write_text("   \n\n")
+    (docs / "empty.md").write_text("")
+    with pytest.raises(TestsetError) as info:
+        scaffold.draft(_qa_rows(tmp_path, ["ROME", "tokyo"]), docs_dir=docs)
+    assert str(info.value).startswith(f"{docs / 'blank.txt'}: document is empty; also empty.md")

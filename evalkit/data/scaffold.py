@@ -30,6 +30,7 @@ import os
 import random
 import re
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,7 @@ from pathlib import Path
 import yaml
 
 from evalkit.data import importers
-from evalkit.data.testset import DOC_SUFFIXES, Testset, TestsetError, load_testset
+from evalkit.data.testset import Testset, TestsetError, load_docs, load_testset, skipped_docs
 from evalkit.tasks import TASK_TYPES, Scaffold, metric, scaffolded_types, task_type
 
 
@@ -247,8 +248,12 @@ def draft(source: Path, *, name: str | None = None, kind: str | None = None,
         sources[corpus.name] = corpus
     elif docs_dir is not None:
         out.docs_from = docs_dir
-        out.docs = [(p.stem, p.read_text(encoding="utf-8-sig")) for p in sorted(docs_dir.iterdir())
-                    if p.is_file() and p.suffix in DOC_SUFFIXES]
+        # read as a test set's docs/ is: two files with one id, or an empty one, refused here
+        out.docs = [(doc.id, doc.text) for doc in load_docs(docs_dir)]
+        skipped = skipped_docs(docs_dir)
+        if skipped:
+            out.docs_note = (f"skipped, not .md or .txt files directly in {docs_dir.name}/: "
+                             f"{', '.join(skipped[:8])}{', ...' if len(skipped) > 8 else ''}")
     _check_doc_ids((*test, *train), out.docs, source)
     out.sources = {n: hashlib.sha256(p.read_bytes()).hexdigest() for n, p in sources.items()}
     return out
@@ -431,6 +436,9 @@ def write_testset(d: Draft, out: Path, *, force: bool = False) -> Testset:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.init-", dir=dest.parent))
     try:
+        # mkdtemp makes it private (0700): the set gets the mode a mkdir would give it (or
+        # the one it had), so a CI account or a colleague can read it
+        os.chmod(tmp, stat.S_IMODE(dest.stat().st_mode) if dest.is_dir() else _dir_mode())
         if dest.is_dir():
             shutil.copytree(dest, tmp, symlinks=True, dirs_exist_ok=True)
         try:
@@ -466,6 +474,13 @@ def _write_into(d: Draft, out: Path, *, force: bool, docs_in_place: bool) -> Non
             (docs / f"{doc_id}.md").write_text(text, encoding="utf-8")
     if not (out / "README.md").exists() or force:
         (out / "README.md").write_text(_data_card(d), encoding="utf-8")
+
+
+def _dir_mode() -> int:
+    """What `mkdir` makes under this process's umask (read by setting it, then back)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o777 & ~umask
 
 
 def _swap_in(tmp: Path, dest: Path) -> None:

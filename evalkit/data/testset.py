@@ -537,19 +537,47 @@ def _expected(raw: dict, kind: tasks.TaskType, *, path: Path, lineno: int) -> An
 
 
 def load_docs(folder: Path) -> tuple[Document, ...]:
+    """The documents of a docs/ folder: each .md or .txt file directly in it (the suffix in
+    any case), its id the file's name without the suffix. Two files with one id (`x.md`
+    and `x.txt`: init wrote both to x.md, one over the other) and empty files are refused,
+    every one of them in one error; `skipped_docs` names what is not read."""
     if not folder.is_dir():
         return ()
-    docs = []
-    for p in sorted(folder.iterdir()):
-        if p.suffix in DOC_SUFFIXES and p.is_file():
-            try:
-                text = p.read_text(encoding="utf-8-sig")
-            except UnicodeDecodeError as exc:
-                raise TestsetError(p, f"not valid UTF-8 (byte {exc.start + 1})") from None
-            if not text.strip():
-                raise TestsetError(p, "document is empty")
-            docs.append(Document(p.stem, text))
+    docs, paths, empty = [], {}, []
+    for p in doc_files(folder):
+        try:
+            text = p.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise TestsetError(p, f"not valid UTF-8 (byte {exc.start + 1})") from None
+        if p.stem in paths:
+            raise TestsetError(p, f"a second document with the id {p.stem!r} (the first is "
+                               f"{paths[p.stem].name}): a document's id is its file name "
+                               f"without the suffix; rename one of them")
+        paths[p.stem] = p
+        if not text.strip():
+            empty.append(p)
+            continue
+        docs.append(Document(p.stem, text))
+    if empty:
+        more = f"; also {', '.join(e.name for e in empty[1:])}" if len(empty) > 1 else ""
+        raise TestsetError(empty[0], f"document is empty{more} (delete empty documents or "
+                           f"give them text)")
     return tuple(docs)
+
+
+def doc_files(folder: Path) -> list[Path]:
+    """The files of `folder` read as documents, sorted: .md and .txt, in any case."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in DOC_SUFFIXES)
+
+
+def skipped_docs(folder: Path) -> list[str]:
+    """What in `folder` is not read as a document: other files (.html, .pdf) and folders
+    (documents are not looked for below the folder itself), by name, sorted."""
+    if not folder.is_dir():
+        return []
+    read = set(doc_files(folder))
+    return sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir()
+                  if p not in read and not p.name.startswith("."))
 
 
 def _check_doc_ids(root: Path, test, train, docs) -> None:
