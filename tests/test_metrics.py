@@ -297,3 +297,14 @@ def test_check_warns_of_labels_that_differ_only_in_case_or_separators(tmp_path):
     notes = [n for n in balance_notes(load_testset(tmp_path)) if "differ only" in n]
     assert len(notes) == 2
     assert "'Change_PIN' / 'change pin'" in notes[0] and "'Refund' / 'refund'" in notes[1]
+
+
+def test_init_warns_of_labels_that_differ_only_in_case_or_separators(tmp_path):
+    from evalkit.data import scaffold
+
+    rows = [{"text": f"text {i} {label}", "label": label}
+            for label in ("Refund", "refund", "card_arrival") for i in range(8)]
+    path = tmp_path / "banking.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = scaffold.draft(path).summary()
+    assert "labels that differ only in case or separators: 'Refund' / 'refund'" in summary

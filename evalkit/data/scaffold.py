@@ -40,6 +40,7 @@ import yaml
 from evalkit.data import importers
 from evalkit.data.testset import Testset, TestsetError, load_docs, load_testset, skipped_docs
 from evalkit.tasks import TASK_TYPES, Scaffold, metric, scaffolded_types, task_type
+from evalkit.tasks.classification import alike_labels
 
 
 @dataclass
@@ -396,6 +397,10 @@ def _label_warnings(labels: dict[str, str], items) -> list[str]:
         out.append(f"warning: {len(clashes)} {verb} with more than one label, e.g. "
                    f"{text[:60]!r} as {' and '.join(found)}; no model can get both right "
                    f"(fix the labels, or keep one row)")
+    for group in alike_labels(labels):
+        out.append(f"warning: labels that differ only in case or separators: "
+                   f"{' / '.join(map(repr, group))}; an answer counts as one of them only "
+                   f"when it spells it exactly (merge them in the file if they are one)")
     rare = sorted((n, label) for label, n in counts.items() if n < RARE_LABEL)
     if rare:
         shown = ", ".join(f"{label} ({n})" for n, label in rare[:8])

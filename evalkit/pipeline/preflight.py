@@ -30,7 +30,6 @@ and the price tables shipped with evalkit, and no request is sent.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -43,6 +42,7 @@ from evalkit.data.testset import Testset
 from evalkit.pipeline.routing import Providers, Route, fine_tune_provider
 from evalkit.providers import Provider, embeddings, provider_class
 from evalkit.strategies.variants import MissingCorpus, Variant, VariantContext, resolve
+from evalkit.tasks.classification import alike_labels
 
 LEAKS_LISTED = 20  # pairs shown in a refusal; `testset check --show-all` lists every one
 
@@ -292,19 +292,11 @@ def balance_notes(testset: Testset) -> list[str]:
         missing = [label for label in testset.task.labels if not counts.get(label)]
         if present and missing:
             lines.append(f"warning: labels with no {split} items: {', '.join(missing)}")
-    for group in _alike_labels(testset.task.labels):
+    for group in alike_labels(testset.task.labels):
         lines.append(f"warning: labels that differ only in case or separators: "
                      f"{' / '.join(map(repr, group))} (an answer counts as one of them only "
                      f"when it spells it exactly; merge them if they are one intent)")
     return lines
-
-
-def _alike_labels(labels) -> list[list[str]]:
-    """Groups of labels equal once lower-cased with `_`, `-` and spaces read alike."""
-    groups: dict[str, list[str]] = {}
-    for label in labels:
-        groups.setdefault(" ".join(re.split(r"[\s_-]+", label.lower())).strip(), []).append(label)
-    return [group for group in groups.values() if len(group) > 1]
 
 
 def _counts(items) -> dict[str, int]:

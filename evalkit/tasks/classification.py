@@ -57,6 +57,17 @@ def parse_label(output: str, labels: Sequence[str]) -> str | None:
 _SEPARATORS = re.compile(r"[\s_-]+")
 
 
+def alike_labels(labels) -> list[list[str]]:
+    """Groups of labels equal once lower-cased with `_`, `-` and spaces read alike
+    (`Change_PIN`, `change pin`): `parse_label` reads an answer as one of them only when it
+    spells that one exactly, which a user merging them by mistake should be told."""
+    groups: dict[str, list[str]] = {}
+    for label in labels:
+        key = " ".join(p for p in _SEPARATORS.split(label.lower()) if p)
+        groups.setdefault(key, []).append(label)
+    return [group for group in groups.values() if len(group) > 1]
+
+
 @lru_cache(maxsize=1024)
 def _mention(label: str) -> re.Pattern[str]:
     """`label` as whole words in lower-cased text, any run of separators matching any other."""
