@@ -189,3 +189,28 @@ def test_tcos_are_paired_only_under_the_same_stated_economics(two_runs, tmp_path
     assert all(r.tco_usd_a is None and r.tco_usd_b is None and "TCO" not in r.sentence
                for r in c.pairs)
     assert "different" not in economics_line(c) and "no TCO is compared" in economics_line(c)
+
+
+def test_a_variants_items_are_those_its_mean_is_over_with_failed_calls_apart(two_runs,
+                                                                             tmp_path):
+    """A run whose calls failed on some items: its table row gave the mean over the items
+    scored but counted every item ('0.647 ... 71' for 44 of 68), so it did not add up with
+    the pairs, which count a failed call as a wrong answer. The row now says the items the
+    mean is over and the failed calls beside them."""
+    a, _ = two_runs
+    common = ["--variants", "prompt-only,few-shot", "--limit", LIMIT, "--no-progress",
+              "--cache-dir", tmp_path / "cache", "--finetune-dir", tmp_path / "ft"]
+    with FakeOpenAI(permanent_400=["forgot-password", "Lucas Petit"]) as server:
+        cli("run", BUNDLED / "support-intents", "--provider", "openai", "--base-url",
+            server.base_url, "--reports-dir", tmp_path / "failing", *common)
+    b = _latest(tmp_path / "failing")
+    summary = json.loads((b / "summary.json").read_text())["variants"]["few-shot"]
+    n, failed = summary["metrics"]["accuracy"]["n"], summary["calls"]["errors"]
+    assert failed >= 2 and n + failed == int(LIMIT)
+    c = compare_runs(a, b)
+    row = next(t for t in c.variants if t.key == "B:few-shot")
+    assert (row.items, row.failed) == (n, failed)
+    out = tmp_path / "cmp"
+    md = cli("compare", a, b, "--out", out).output
+    assert f"| {n} (+{failed} failed) |" in md
+    assert f"{n} (+{failed} failed)" in (out / "compare.html").read_text()

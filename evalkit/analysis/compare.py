@@ -18,7 +18,9 @@ test-set hashes differ, and counts items only one run holds and shared items who
 expected answer changed; only unchanged shared items are paired.
 
 Cost beside quality: per variant of each run (`VariantTotals`), from its summary.json, the
-metric's mean over that run's items, the measured $/query, the run's total for the variant
+metric's mean over the items it scored and how many those were (a failed call is not scored
+there, and is said apart; a pair counts it as a wrong answer, as a step does), the measured
+$/query, the run's total for the variant
 (`total_notional_usd`: what its answers cost, a cached one at its notional price) and, where
 the analysis priced it, setup, fixed monthly cost and TCO at the run's own economics (volume V
 a month over H months: setup + H·(fixed + V·per_query)). A pair's row and sentence quote both
@@ -86,12 +88,13 @@ class VariantTotals:
     mean: float | None
     ci_low: float | None
     ci_high: float | None
-    items: int | None
+    items: int | None  # the items the mean is over (scored)
     per_query_usd: float | None
     total_usd: float | None  # the run's answers for this variant, cached ones at notional cost
     setup_usd: float | None
     fixed_monthly_usd: float | None
     tco_usd: float | None
+    failed: int | None = None  # items whose call failed: not in the mean
 
 
 @dataclass(frozen=True)
@@ -178,14 +181,23 @@ def totals(side: Side, metric: str) -> list[VariantTotals]:
         entry = (side.summary.get("variants") or {}).get(v) or {}
         stat = (entry.get("metrics") or {}).get(metric) or {}
         cost = entry.get("cost") or {}
-        items = (entry.get("calls") or {}).get("items")
+        calls = entry.get("calls") or {}
+        items = stat.get("n") if isinstance(stat.get("n"), int) else calls.get("items")
+        failed = calls.get("errors")
         out.append(VariantTotals(
             side.key(v), _number(stat.get("mean")), _number(stat.get("ci_low")),
             _number(stat.get("ci_high")), items if isinstance(items, int) else None,
             _number(cost.get("per_query_usd")), _number(cost.get("total_notional_usd")),
             _number(cost.get("setup_usd")), _number(cost.get("fixed_monthly_usd")),
-            _number(cost.get("tco_usd"))))
+            _number(cost.get("tco_usd")), failed if isinstance(failed, int) else None))
     return out
+
+
+def scored(t: VariantTotals) -> str:
+    """The items a variant's mean is over, and its failed calls beside them (not in it)."""
+    if t.items is None:
+        return "n/a"
+    return f"{t.items} (+{t.failed} failed)" if t.failed else str(t.items)
 
 
 def _baseline(spec: str, a: Side, b: Side) -> tuple[Side, str]:
@@ -337,12 +349,12 @@ def to_markdown(c: RunComparison) -> str:
                      f"| {usd(r.per_query_usd_a)} → {usd(r.per_query_usd_b)} | {tco_pair(r)} |")
     lines += ["", *[f"- {r.sentence}" for r in c.pairs], "", "## Variants and their cost", "",
               economics_line(c), "",
-              f"| variant | {c.metric} | 95% CI | items | $/query | run total | setup "
+              f"| variant | {c.metric} | 95% CI | items scored | $/query | run total | setup "
               "| fixed/month | TCO |",
               "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     for t in c.variants:
         lines.append(f"| {t.key} | {fmt(t.mean)} | [{fmt(t.ci_low)}, {fmt(t.ci_high)}] "
-                     f"| {'n/a' if t.items is None else t.items} | {usd(t.per_query_usd)} "
+                     f"| {scored(t)} | {usd(t.per_query_usd)} "
                      f"| {usd(t.total_usd)} | {usd(t.setup_usd)} | {usd(t.fixed_monthly_usd)} "
                      f"| {usd(t.tco_usd)} |")
     lines.append("")

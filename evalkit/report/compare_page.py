@@ -6,7 +6,14 @@ from pathlib import Path
 
 import jinja2
 
-from evalkit.analysis.compare import RunComparison, economics_line, fmt, tco_pair, to_markdown
+from evalkit.analysis.compare import (
+    RunComparison,
+    economics_line,
+    fmt,
+    scored,
+    tco_pair,
+    to_markdown,
+)
 from evalkit.money import usd
 from evalkit.report import charts
 from evalkit.report.build import TEMPLATES, _num, _usd
@@ -27,7 +34,8 @@ def render_compare(c: RunComparison, out_dir: Path | str) -> tuple[Path, Path]:
                                ) if c.pairs else None
     # the Markdown's own formatters, so the page and compare.md print the same figures
     html = env.get_template("compare.html.j2").render(
-        c=c, chart=chart, tco_pair=tco_pair, fmt=fmt, economics_line=economics_line, money=usd)
+        c=c, chart=chart, tco_pair=tco_pair, fmt=fmt, economics_line=economics_line, money=usd,
+        scored=scored)
     page, md = out_dir / "compare.html", out_dir / "compare.md"
     page.write_text(html, encoding="utf-8")
     md.write_text(to_markdown(c), encoding="utf-8")
