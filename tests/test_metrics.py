@@ -244,8 +244,9 @@ def test_macro_f1_bootstrap_interval_holds_its_estimate_on_many_small_labels():
     """CLINC150-shaped: 31 labels with one or two test items each. A resample drops about a
     third of the labels, and each dropped label counted as F1 0, so every resample fell far
     below the estimate: an all-right rung read macro_f1 1.000 [0.613, 0.871], an interval
-    that excludes its own point. A label the resample lacks is left out of its mean (scaled
-    so a label the whole set never saw still counts 0, as the estimate counts it)."""
+    that excludes its own point. A label the resample lacks is left out of its mean, as a
+    label the whole set never has nor predicts is left out of the estimate (scikit-learn's
+    default label set: `never_seen` would otherwise cap a perfect rung below 1)."""
     import numpy as np
 
     from evalkit.analysis import stats
@@ -257,10 +258,12 @@ def test_macro_f1_bootstrap_interval_holds_its_estimate_on_many_small_labels():
                 labels={label: label for label in labels})
     expected = [labels[i % 31] for i in range(52)]
     rng = random.Random(3)
+    perfect = metric("macro_f1").compute(RunContext(task, expected, list(expected)))
+    assert perfect(np.arange(52)) == 1.0  # not 31/32, for the label no item has
     for parsed in (list(expected), [e if rng.random() < 0.9 else "oos" for e in expected]):
         stat = metric("macro_f1").compute(RunContext(task, expected, parsed))
-        ref = f1_score(expected, parsed, labels=labels, average="macro", zero_division=0)
-        assert stat(np.arange(52)) == pytest.approx(ref)  # the estimate is unchanged
+        ref = f1_score(expected, parsed, average="macro", zero_division=0)
+        assert stat(np.arange(52)) == pytest.approx(ref)  # scikit-learn's, labels by default
         boot = stats.bootstrap_ci(stat, 52, seed=0)
         assert boot.ci_low <= ref <= boot.ci_high
 
