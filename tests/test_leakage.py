@@ -291,3 +291,42 @@ def test_labels_train_never_shows_are_warned_of_on_the_console_summary_and_repor
     summary = json.loads((reports / "latest" / "summary.json").read_text())
     assert said in summary["notes"]
     assert f"<li>{said}</li>" in (reports / "latest" / "index.html").read_text()
+
+
+def _weights_set(root: Path) -> Path:
+    """A pair whose cosine is 0.83 under the whole set's TF-IDF weights (the test set says
+    the words of its first item thirty times more) and 0.96 under the first five items'."""
+    import json
+
+    root.mkdir()
+    (root / "task.yaml").write_text("name: w\ntype: classification\ninstructions: Classify.\n"
+                                    "labels: {declined: a declined card, other: anything else}\n")
+    base = "hello my card payment was declined"
+    test = ([(base, "declined")] + [(f"zz{i} qq{i}", "other") for i in range(1, 5)]
+            + [(f"{base} again {i}", "declined") for i in range(30)])
+    train = [(f"{base} - thanks", "declined")] + [(f"thanks for item {i}", "other")
+                                                  for i in range(1, 40)]
+    for name, rows in (("test.jsonl", test), ("train.jsonl", train)):
+        (root / name).write_text("".join(json.dumps({"id": f"{name[:2]}{i}", "input": text,
+                                                     "expected": label}) + "\n"
+                                         for i, (text, label) in enumerate(rows)))
+    return root
+
+
+def test_a_subset_run_sees_the_pairs_the_whole_sets_check_sees(tmp_path, run_dirs):
+    """`testset check` passed and `run --limit 5` refused the same set: the scan of the
+    five items alone fitted other TF-IDF weights, and a pair crossed the threshold. The scan
+    is now the whole set's, cut to the items kept, so a subset never refuses (or passes)
+    what the whole set's check does not."""
+    ts = _weights_set(tmp_path / "w")
+    whole = load_testset(ts)
+    five = tuple(whole.test[:5])
+    assert find_leaks(five, whole.train) and not find_leaks(whole.test, whole.train)
+    check = CliRunner().invoke(main, ["testset", "check", str(ts), "--variants", "prompt-only"])
+    assert check.exit_code == 0, check.output
+    run = CliRunner().invoke(main, ["run", str(ts), "--variants", "prompt-only", "--limit", "5",
+                                    "--no-progress", "--no-report",
+                                    *[a for k, v in run_dirs.items()
+                                      for a in (f"--{k.replace('_', '-')}", v)]])
+    assert run.exit_code == 0, run.output
+    assert "leakage check of 5 test x 40 train items: none" in run.output

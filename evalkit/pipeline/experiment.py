@@ -176,10 +176,11 @@ def _load(config: RunConfig, cfg: ExperimentConfig, run_dir: Path | None, say: _
     """The test set (cut to --limit/--sample), refused by pre-flight or a changed resume, and
     the leaking pairs --allow-leakage let through."""
     with say.stage() as note:
-        testset, subset = subsets.apply(load_testset(config.testset), config.subset_spec())
+        whole = load_testset(config.testset)
+        testset, subset = subsets.apply(whole, config.subset_spec())
         note(f"{testset.name}: loaded {len(testset.test)} test, {len(testset.train)} train, "
              f"{len(testset.docs)} docs")
-    leaks = refuse_to_start(testset, config, cfg, say=say)
+    leaks = refuse_to_start(testset, config, cfg, say=say, whole=whole)
     if run_dir is not None:
         recorded = json.loads((run_dir / "run.json").read_text())["testset"]["hash"]
         if recorded != testset.hash:
@@ -339,10 +340,11 @@ class _Stages:
 
 
 def refuse_to_start(testset: Testset, config: RunConfig, cfg: ExperimentConfig, *,
-                    say: _Stages | None = None) -> list:
+                    say: _Stages | None = None, whole: Testset | None = None) -> list:
     """Raise RunRefused with every cheap refusal, else LeakageRefused if the split leaks: the
     rules `evalkit testset check` reports (evalkit.pipeline.preflight), before any call.
-    Returns the leaking pairs that --allow-leakage let through (none: [])."""
+    Returns the leaking pairs that --allow-leakage let through (none: []). `whole`: the
+    set before --limit/--sample cut it, whose scan decides (see `leakage_refusal`)."""
     say = say or _Stages(None)
     refusals = preflight.cheap_refusals(testset, config.variants, provider=config.provider,
                                         finetune_dir=config.finetune_dir, config=cfg,
@@ -355,7 +357,8 @@ def refuse_to_start(testset: Testset, config: RunConfig, cfg: ExperimentConfig, 
     with say.stage() as note:
         leaks, leak = preflight.leakage_refusal(testset, threshold=config.leakage_threshold,
                                                 allow=config.allow_leakage,
-                                                memo_dir=Path(config.cache_dir) / "leakage")
+                                                memo_dir=Path(config.cache_dir) / "leakage",
+                                                whole=whole)
         note(f"{testset.name}: leakage check of {len(testset.test)} test x "
              f"{len(testset.train)} train items: "
              + (preflight.leak_counts(leaks) if leaks else "none"))

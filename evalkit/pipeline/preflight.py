@@ -242,20 +242,31 @@ def _price_refusal(variant: Variant, provider: Provider, testset: Testset,
 
 
 def leakage_refusal(testset: Testset, *, threshold: float, allow: bool,
-                    memo_dir: Path | None = None) -> tuple[list[LeakPair], Refusal | None]:
+                    memo_dir: Path | None = None, whole: Testset | None = None
+                    ) -> tuple[list[LeakPair], Refusal | None]:
     """The leaking pairs (most similar first), and the refusal they make unless allowed.
+
+    With `whole` (the set before --limit or --sample cut `testset`), the scan is the whole
+    set's, and its pairs of the items kept are the answer: the TF-IDF weights the cosine
+    rests on come from the texts scanned, so a subset scanned alone found pairs the whole
+    set did not (`check` passed, `run --sample 30` refused) and could miss others.
 
     With `memo_dir` (`<cache-dir>/leakage`), a scan of the same items at the same threshold
     with the same code and libraries is read back instead of run again (evalkit/data/
     leakage.py says what the key covers), so `testset check` then `run`, or a second run of
     a set, start their calls without the seconds of scikit-learn a scan takes."""
-    memo = (leakage.memo_path(memo_dir, testset.test, testset.train, threshold=threshold)
-            if memo_dir is not None and testset.test and testset.train else None)
+    scanned = whole if whole is not None else testset
+    memo = (leakage.memo_path(memo_dir, scanned.test, scanned.train, threshold=threshold)
+            if memo_dir is not None and scanned.test and scanned.train else None)
     leaks = leakage.read_memo(memo) if memo is not None else None
     if leaks is None:
-        leaks = find_leaks(testset.test, testset.train, threshold=threshold)
+        leaks = find_leaks(scanned.test, scanned.train, threshold=threshold)
         if memo is not None:
             leakage.write_memo(memo, leaks)
+    if scanned is not testset:
+        kept = {it.id for it in testset.test}
+        train = {it.id for it in testset.train}
+        leaks = [p for p in leaks if p.test_id in kept and p.train_id in train]
     if not leaks or allow:
         return leaks, None
     listing = "\n".join(f"  {p.test_id} ~ {p.train_id} (cosine {p.similarity:.3f})"
