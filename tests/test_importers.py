@@ -197,3 +197,42 @@ def test_a_row_with_more_cells_than_the_header_is_refused_not_shifted(tmp_path):
     path.write_text('id,text,category\n1,"hi, quoted",card_arrival\n2,trailing,card_arrival,\n')
     assert [it["input"] for it in from_csv(path, label_column="category")] == ["hi, quoted",
                                                                                "trailing"]
+
+
+def test_a_pretty_printed_json_file_is_read_as_its_rows(tmp_path):
+    """SQuAD's file saved with indent=2 was 'malformed JSON ... (column 2)' on line 1, and a
+    JSON array of records 'each line must be a JSON object': a file that is one JSON value
+    is now read as one (an array's elements numbered by the line each starts on), and an
+    object that holds no rows says what it holds."""
+    from evalkit.data.importers import read_jsonl
+
+    squad = {"version": "v2.0", "data": [{"title": "Paris", "paragraphs": [{
+        "context": "The Eiffel Tower is in Paris.",
+        "qas": [{"id": "q1", "question": "Where is the tower?", "is_impossible": False,
+                 "answers": [{"text": "Paris", "answer_start": 23}]},
+                {"id": "q2", "question": "Who built it?", "is_impossible": True,
+                 "answers": []}]}]}]}
+    path = tmp_path / "dev-v2.0.json"
+    path.write_text(json.dumps(squad, indent=2))
+    rows = read_jsonl(path)
+    assert [r["id"] for _, r in rows] == ["q1", "q2"]
+    path.write_text(json.dumps(squad))  # on one line, as before
+    assert [r["id"] for _, r in read_jsonl(path)] == ["q1", "q2"]
+    records = [{"text": "card arrived?", "label": "card_arrival"},
+               {"text": "pin change", "label": "change_pin"}]
+    path = tmp_path / "records.json"
+    path.write_text(json.dumps(records, indent=2))
+    assert read_jsonl(path) == [(2, records[0]), (6, records[1])]
+    path.write_text(json.dumps(records))
+    assert [r for _, r in read_jsonl(path)] == records
+    path.write_text(json.dumps([records[0], 5], indent=2))
+    with pytest.raises(TestsetError, match=r"records.json:6: each element of the array"):
+        read_jsonl(path)
+    path = tmp_path / "clinc.json"
+    path.write_text(json.dumps({"train": [["hi", "greet"]], "test": [["yo", "greet"]]},
+                               indent=1))
+    with pytest.raises(TestsetError, match=r"clinc.json:1: one JSON object \(keys: train, test"):
+        read_jsonl(path)
+    path.write_text('{"text": "a", "label": "b"}\n{"text": broken\n')
+    with pytest.raises(TestsetError, match=r":2: malformed JSON"):
+        read_jsonl(path)  # JSONL with a bad line is still that line's error

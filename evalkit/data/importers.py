@@ -203,15 +203,20 @@ def read_jsonl(path: Path | str) -> list[tuple[int, dict]]:
     error naming its line."""
     path = Path(path)
     rows = []
-    for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
+    text = _read_text(path)
+    for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
+            if not rows and (document := _json_document(path, text)) is not None:
+                return document  # not JSONL: one JSON value over many lines
             raise TestsetError(path, f"malformed JSON: {exc.msg} (column {exc.colno})",
                                line=lineno) from None
         if not isinstance(row, dict):
+            if not rows and (document := _json_document(path, text)) is not None:
+                return document
             raise TestsetError(path, "each line must be a JSON object", line=lineno)
         if "\\u" in line:
             no_lone_surrogate(row, path=path, lineno=lineno)
@@ -220,6 +225,41 @@ def read_jsonl(path: Path | str) -> list[tuple[int, dict]]:
         raise TestsetError(path, "no rows")
     if len(rows) == 1 and _is_squad_file(rows[0][1]):
         return [(rows[0][0], row) for row in _squad_questions(rows[0][1])]
+    return rows
+
+
+def _json_document(path: Path, text: str) -> list[tuple[int, dict]] | None:
+    """The rows of a file that is one JSON value rather than JSONL, or None if it is not
+    one: an array of objects (each numbered by the line it starts on), or SQuAD's file
+    pretty-printed (`json.dump(..., indent=2)`); any other object is refused, naming what
+    it holds, rather than reported as malformed JSON on its first line."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if isinstance(value, dict) and _is_squad_file(value):
+        return [(1, row) for row in _squad_questions(value)]
+    if isinstance(value, dict):
+        keys = ", ".join(list(value)[:6]) + (", ..." if len(value) > 6 else "")
+        raise TestsetError(path, f"one JSON object (keys: {keys}), not rows: evalkit reads "
+                           f"JSONL (one object per line), a JSON array of objects, or "
+                           f"SQuAD's file; write one object per item, e.g. "
+                           f'{{"text": ..., "label": ...}}', line=1)
+    if not isinstance(value, list):
+        return None
+    rows, decoder, at = [], json.JSONDecoder(), text.index("[") + 1
+    for item in value:
+        while text[at] in " \t\r\n,":
+            at += 1
+        lineno = text.count("\n", 0, at) + 1
+        _, at = decoder.raw_decode(text, at)
+        if not isinstance(item, dict):
+            raise TestsetError(path, "each element of the array must be a JSON object",
+                               line=lineno)
+        no_lone_surrogate(item, path=path, lineno=lineno)
+        rows.append((lineno, item))
+    if not rows:
+        raise TestsetError(path, "no rows")
     return rows
 
 
