@@ -632,3 +632,20 @@ def test_the_summary_says_a_type_given_with_type_was_given_not_inferred(tmp_path
         "type: generation (inferred; --type to override)")
     given = scaffold.draft(path, text_column="title", kind="qa").summary()
     assert given.startswith("type: qa (given with --type)")
+
+
+def test_asqa_shaped_rows_are_found_and_inferred_long_form(tmp_path):
+    """ASQA's rows have their references only under `annotations`: init refused them ('no
+    answer field on any row'), and with --label-column annotations inferred short-answer QA
+    (SQuAD F1 and 'reply unknown' on 30-word answers), since the type's fit skipped answer
+    objects. Both now read the long answers, so the type is generation."""
+    long = ("The first prize went to Ann in 1990 and then to Bob in 1991 after the rules "
+            "changed, which is why sources disagree about who won the contest first.")
+    path = write_jsonl(tmp_path / "asqa.jsonl", [
+        {"sample_id": f"s{i}", "question": f"Who won contest {i}?",
+         "annotations": [{"long_answer": f"{long} ({i})", "knowledge": []}]}
+        for i in range(12)])
+    for column in (None, "annotations"):
+        d = scaffold.draft(path, label_column=column)
+        assert d.type == "generation", column
+        assert all(it["expected"][0].endswith(")") for it in (*d.test, *d.train))

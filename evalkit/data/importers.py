@@ -193,7 +193,7 @@ def write_jsonl(items: list[dict], path: Path | str) -> None:
 
 TEXT_KEYS = ("input", "text", "question", "query", "utterance", "utt", "sentence", "prompt")
 LABEL_KEYS = ("label", "category", "intent", "class", "expected")
-ANSWER_KEYS = ("answers", "answer", "expected", "reference")
+ANSWER_KEYS = ("answers", "answer", "expected", "reference", "annotations")  # ASQA's last
 DOC_ID_KEYS = ("doc_ids", "gold_passages", "passage_ids", "context_ids", "doc_id")
 TARGET_KEYS = ("target", "expected", "output", "json", "record")
 

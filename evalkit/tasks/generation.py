@@ -191,6 +191,8 @@ def fit(rows: Rows) -> float:
         if isinstance(value, dict):
             value = value.get("text", value.get("value"))
         refs = value if isinstance(value, list) else [value]
+        # answer objects, as QA reads them: SQuAD's {"text"}, ASQA's {"long_answer"}
+        refs = [r.get("long_answer", r.get("text")) if isinstance(r, dict) else r for r in refs]
         lengths += [len(r.split()) for r in refs if isinstance(r, str) and r.strip()]
     if not lengths:
         return 0.0
