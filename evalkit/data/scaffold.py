@@ -351,11 +351,15 @@ def _unique_ids(test: list[dict], train: list[dict], source: Path) -> None:
             if raw is not None and str(raw) in counts and counts[str(raw)] > 1:
                 lines.setdefault(str(raw), []).append(lineno)
         repeated.sort(key=lambda i: lines.get(i, [0])[0])  # in the file's order
+    # a file that is one JSON value (SQuAD's) numbers every row by the line it starts on:
+    # one line for all of them says nothing, so it is left out
+    lines = {i: found for i, found in lines.items() if len(set(found)) > 1}
     shown = "; ".join(f"{i!r}" + (f" on lines {', '.join(map(str, lines[i]))}" if i in lines
                                   else "") for i in repeated[:5])
     more = f" and {len(repeated) - 5} more" if len(repeated) > 5 else ""
     first = lines.get(repeated[0], [None])[0]
-    raise TestsetError(source, f"{len(repeated)} id{'s' if len(repeated) != 1 else ''} appear "
+    verb = "appears" if len(repeated) == 1 else "appear"
+    raise TestsetError(source, f"{len(repeated)} id{'s' if len(repeated) != 1 else ''} {verb} "
                        f"more than once: {shown}{more}; ids must be unique (drop the id "
                        f"key to have init number the rows)", line=first, field="id")
 
