@@ -257,3 +257,34 @@ def test_list_and_object_values_match_as_their_scalars_do():
     assert not values_match(["1"], "1")  # a list is not its element
     assert field_accuracy({"names": ["Ann", "Bob"], "city": "Leeds"},
                           {"names": ["Bob", "Ann"], "city": "leeds"}) == 1.0
+
+
+@pytest.mark.parametrize("gold, answer", [
+    ("RM 12.00", "RM 1200"), ("$12.34", "$1,234"), ("$5.00", "$500"), ("5.5%", "55%"),
+    ("1/12/2023", "11/2/2023"), ("2023-11-5", "2023-1-15"), ("02134", "2134"), ("007", 7),
+    ("9007199254740993", "9007199254740992"), (9007199254740993, 9007199254740992),
+    ("1.234,50 €", "123450 €"), ("12.00", "$12.00"), ("5.5%", "5.5")])
+def test_values_that_differ_in_their_digits_do_not_match(gold, answer):
+    """Receipts, invoices and dates: punctuation between digits is the value (a decimal
+    point, a date's separators), a leading zero is part of an id, a long id is compared
+    exactly, a unit is part of an amount. Each of these scored as a match (a helper's
+    SROIE/CORD-shaped run showed 'field_accuracy 1 (right)' for RM 12.00 against RM 1200)."""
+    assert not values_match(gold, answer)
+
+
+@pytest.mark.parametrize("gold, answer", [
+    ("12.00", "12"), ("$12.00", "$12"), ("RM12.00", "RM 12"), ("12 kg", "12kg"),
+    ("5.5%", "5.5 %"), ("1,234.50", 1234.5), ("$1,000.50", "$1000.5"), (2, "2.0"),
+    ("A-12345", "a12345"), ("INV-0042", "inv0042"), (9007199254740993, "9007199254740993"),
+    ("don’t", "dont"), ("ＡＢＣ", "abc"), ("1e3", 1000), ("0.5", ".5")])
+def test_values_written_differently_still_match(gold, answer):
+    assert values_match(gold, answer)
+
+
+def test_null_keys_added_to_an_answer_do_not_raise_its_field_accuracy():
+    """A missing key and a null are the same thing: a wrong answer padded with null keys
+    read 0.75 (and 'right' in the report) where it read 0 without them."""
+    assert field_accuracy({"total": "5"}, {"total": "6"}) == 0.0
+    assert field_accuracy({"total": "5"}, {"total": "6", "a": None, "b": "", "c": []}) == 0.0
+    assert field_accuracy({"total": "5", "date": None}, {"total": "5"}) == 1.0
+    assert field_accuracy({"total": "5"}, {"total": "5", "extra": "9"}) == 0.5

@@ -9,9 +9,15 @@ The rules a reviewer must check:
 - **Empty** values are null, "", whitespace, [] and {}; an empty value and a missing key are
   the same thing.
 - **Values match** after normalisation: strings case-, whitespace- and punctuation-
-  insensitively ("A-12345" = "a12345"); numbers as numbers (2 = 2.0 = "2"); lists and
-  objects element by element, normalised the same way, a list as a multiset (order free:
-  an entity list or a receipt's lines) and an object without its empty members.
+  insensitively ("A-12345" = "a12345"), except punctuation between two digits, which is
+  the value ("12.00" is not "1200", "1/12/2023" not "11/2/2023", "5.5%" not "55%"); numbers
+  as numbers (2 = 2.0 = "2", "1,234.50" = 1234.5), exactly (a 16-digit id is not rounded
+  into its neighbour), but a digit string with a leading zero is text ("02134" is a
+  postcode, not 2134); an amount or quantity with a currency or unit of up to three
+  letters or one symbol ("$12", "RM 12.00", "12 kg") as that unit and its number
+  ("$12" = "$12.00", not "12"); lists and objects element by element, normalised the same
+  way, a list as a multiset (order free: an entity list or a receipt's lines) and an
+  object without its empty members.
 - **Slot metrics** (the usual span-extraction precision/recall/F1) count (field, value)
   pairs, micro-averaged over the set: an empty gold field contributes no gold pair; a
   non-empty predicted value is a predicted pair, a true positive when the gold value of that
@@ -20,8 +26,10 @@ The rules a reviewer must check:
   R = TP/(TP+FN), F1 = 2TP/(2TP+FP+FN); with a zero denominator (nothing predicted, nothing
   gold) the score is 1.0, since there was nothing to get wrong.
 - **field_accuracy** (per item, the default primary): the share of fields, over the gold
-  record's keys and the prediction's, whose values match (both empty counts as a match); an
-  item whose gold and predicted records are both empty scores 1.0.
+  record's keys and the keys the prediction gives a value, whose values match (both empty
+  counts as a match, so a gold null is right when the answer leaves the field out or null);
+  a predicted key that is null is no field, so padding an answer with null keys does not
+  raise its score; an item whose gold and predicted records are both empty scores 1.0.
 - **schema_valid**: the parsed object validates against task.yaml's `json_schema` (the
   `jsonschema` library, the draft the schema's `$schema` names, else the latest); without a
   schema it equals json_valid (every object is valid against the empty schema).
@@ -55,7 +63,12 @@ if TYPE_CHECKING:
     from evalkit.data.testset import Task
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
-_PUNCT = str.maketrans("", "", string.punctuation)
+_PUNCTUATION = frozenset(string.punctuation)
+# an amount or a quantity: a currency symbol or up to three letters ("RM", "USD", "kg")
+# before or after an unsigned number, or a percent sign after it, with or without a space
+_UNIT_AMOUNT = re.compile(r"(?:(?P<pre>[^\W\d_]{1,3}|[$\u00a2-\u00a5\u20a0-\u20cf])\s*)?"
+                          r"(?P<num>[\d.,]+(?:[eE][+-]?\d+)?)"
+                          r"(?:\s*(?P<post>[^\W\d_]{1,3}|[$%\u00a2-\u00a5\u20a0-\u20cf]))?")
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 # a number with thousands separators (1,234,567) or Indian grouping (12,34,567); a comma
 # anywhere else ("1,5", a decimal comma) is not dropped, which read "1,5" as 15 and scored it
@@ -122,18 +135,63 @@ def _scalar(value: Any) -> Any:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (int, float)):
-        return float(value)
+        return _exact(value)
     if isinstance(value, str):
         stripped = unicodedata.normalize("NFKC", value).strip()  # fullwidth forms, ligatures
-        if _NUMBER.fullmatch(stripped):
-            return float(stripped)
-        if _GROUPED.fullmatch(stripped):  # "1,234.50": commas between groups of three only
-            return float(stripped.replace(",", ""))
-        text = stripped.lower().translate(_PUNCT)
-        if not text.isascii():  # curly quotes, dashes, «», 。: Unicode punctuation goes too
-            text = "".join(c for c in text if not unicodedata.category(c).startswith("P"))
-        return " ".join(text.split())
+        number = _numeric(stripped)
+        if number is not None:
+            return number
+        text = " ".join(_unpunctuated(stripped.lower()).split())
+        # as written ("$12.00", "RM 12"), else once unpunctuated ("A-12345" as "a12345" is)
+        return _unit_amount(stripped) or _unit_amount(text) or text
     return value
+
+
+def _unit_amount(text: str) -> str | None:
+    """`text` as "<unit> <number>" if it is a number with one unit ("$12.00" and "$12"
+    alike, "RM 12.00", "12 kg"), else None."""
+    found = _UNIT_AMOUNT.fullmatch(text)
+    if found is None or bool(found["pre"]) == bool(found["post"]):
+        return None  # no unit (a plain number is not this), or one on both sides
+    amount = _numeric(found["num"])
+    return None if amount is None else f"{(found['pre'] or found['post']).lower()} {amount!r}"
+
+
+def _numeric(text: str) -> int | float | None:
+    """`text` as a number if it is one ("12", "-0.5", "1e3", "1,234.50"), exactly; None for
+    anything else, and for a digit string with a leading zero (an id, a postcode)."""
+    if _GROUPED.fullmatch(text):  # "1,234.50": commas between groups of three only
+        text = text.replace(",", "")
+    elif not _NUMBER.fullmatch(text):
+        return None
+    digits = text.lstrip("+-")
+    if len(digits) > 1 and digits[0] == "0" and digits[1].isdigit():
+        return None  # "02134", "007": the zeros are part of it
+    if digits.isdigit():
+        return _exact(int(text))
+    return _exact(float(text))
+
+
+def _exact(number: int | float) -> int | float:
+    """A number as a float when the float is exactly it (2 and 2.0 and "2" compare and
+    serialise alike), else the int itself: a 16-digit id is not rounded into another."""
+    as_float = float(number)
+    return as_float if as_float == number else number
+
+
+def _unpunctuated(text: str) -> str:
+    """`text` without punctuation (ASCII and Unicode: curly quotes, dashes, «», 。), except
+    where it stands between two digits: a decimal point, a date's or a time's separator."""
+    if text.isascii() and not any(c in _PUNCTUATION for c in text):
+        return text
+    out = []
+    for i, c in enumerate(text):
+        if c in _PUNCTUATION or (not c.isascii() and unicodedata.category(c).startswith("P")):
+            if 0 < i < len(text) - 1 and text[i - 1].isdigit() and text[i + 1].isdigit():
+                out.append(c)
+            continue
+        out.append(c)
+    return "".join(out)
 
 
 def _canonical(value: Any) -> Any:
@@ -186,7 +244,7 @@ def field_accuracy(expected: dict[str, Any], predicted: dict[str, Any] | None) -
     """Share of fields (gold keys and predicted keys) whose values match; 0 when invalid."""
     if predicted is None:
         return 0.0
-    keys = set(expected) | set(predicted)
+    keys = set(expected) | {k for k, v in predicted.items() if not is_empty(v)}
     if not keys:
         return 1.0
     return sum(values_match(expected.get(k), predicted.get(k)) for k in keys) / len(keys)
