@@ -582,3 +582,86 @@ def test_junit_xml_stays_well_formed_whatever_text_a_check_carries():
                                               "fast\\x1b[31m\\x00\\x07\\ud83d error rate"]
     assert root.find(".//failure").get("message") == "dropped fast\\x1b[31m\\x00\\x07\\ud83d"
     assert root.find(".//system-out").text == "pass: ok fast\\x1b[31m\\x00\\x07\\ud83d"
+
+
+def test_the_test_set_hash_is_of_its_inputs_only(tmp_path):
+    """README.md (the data card init asks you to fill in), and a .evalkit-cache/ or reports/
+    made by running from inside the folder, changed the test-set hash: the gate failed an
+    unchanged set ('other files of the test set changed') and compare warned. Only the
+    files the set is read from count, each of them does, and so does a schema file."""
+    from evalkit.data.testset import load_testset
+
+    ts = tmp_path / "tiny-intents"
+    shutil.copytree(FIXTURES / "tiny-intents", ts)
+    before = load_testset(ts).hash
+    (ts / "README.md").write_text("# Data card\nfilled in later\n")
+    (ts / ".evalkit-cache" / "leakage").mkdir(parents=True)
+    (ts / ".evalkit-cache" / "responses.sqlite").write_bytes(b"SQLite format 3\0")
+    (ts / "reports" / "r1").mkdir(parents=True)
+    (ts / "reports" / "r1" / "index.html").write_text("<html></html>")
+    (ts / "docs" / "notes.html").write_text("<p>not a document evalkit reads</p>")
+    assert load_testset(ts).hash == before
+    assert set(load_testset(ts).file_hashes) == {
+        "task.yaml", "test.jsonl", "train.jsonl",
+        *(f"docs/{p.name}" for p in (ts / "docs").glob("*.md"))}
+    for name in ("task.yaml", "test.jsonl", "train.jsonl", "docs/" + next(
+            p.name for p in (ts / "docs").glob("*.md"))):
+        copy = tmp_path / f"edit-{name.replace('/', '-')}"
+        shutil.copytree(ts, copy)
+        with (copy / name).open("a") as fh:
+            fh.write("\n" if name.endswith(".jsonl") else "\n# edited\n")
+        assert load_testset(copy).hash != before, name
+
+
+def test_a_set_run_from_inside_passes_its_own_baseline_and_an_old_baseline_warns(tmp_path):
+    """Two runs of an unchanged set, each from inside the folder (its cache and reports
+    there too): the second passes the first's baseline. A baseline recorded before the hash
+    covered only the inputs (no testset_hash_of) cannot compare the other files: a warning
+    that says to re-record it, not a failure, when its items are the same."""
+    import os
+
+    ts = tmp_path / "tiny-intents"
+    shutil.copytree(FIXTURES / "tiny-intents", ts)
+    runner = CliRunner()
+    here = os.getcwd()
+    try:
+        os.chdir(ts)
+        for _ in range(2):
+            result = runner.invoke(main, ["run", ".", "--variants", "prompt-only",
+                                          "--no-progress", "--no-report"])
+            assert result.exit_code == 0, result.output
+    finally:
+        os.chdir(here)
+    first, second = sorted(p for p in (ts / "reports").iterdir()
+                           if p.is_dir() and not p.is_symlink())
+    to = tmp_path / "base.json"
+    assert runner.invoke(main, ["baseline", "update", str(first), "--to", str(to)]
+                         ).exit_code == 0
+    ok = gate(str(second), "--baseline", str(to), *NO_LATENCY_CHECK)
+    assert ok.exit_code == 0, ok.output
+    assert "test set" not in " ".join(failed(ok))
+    doc = json.loads(to.read_text())
+    source = doc["testsets"]["tiny-intents"]["source"]
+    assert source.pop("testset_hash_of") == "inputs"
+    source["testset_hash"] = "0" * 64  # as an older evalkit recorded it: every file
+    to.write_text(json.dumps(doc))
+    old = gate(str(second), "--baseline", str(to), *NO_LATENCY_CHECK)
+    assert old.exit_code == 0, old.output
+    assert "baseline's test-set hash is of every file in the folder" in old.output
+    assert "re-record the baseline (evalkit baseline update)" in old.output
+
+
+def test_a_run_recorded_with_the_old_hash_still_resumes(tmp_path):
+    """run.json written before the hash covered only the inputs has no hash_of: --resume
+    compares it with the hash of every file, as it was then computed."""
+    from evalkit.data.testset import HASH_OF, all_files_hash, load_testset
+    from evalkit.pipeline.experiment import same_testset
+
+    ts = tmp_path / "tiny-intents"
+    shutil.copytree(FIXTURES / "tiny-intents", ts)
+    loaded = load_testset(ts)
+    assert same_testset({"hash": loaded.hash, "hash_of": HASH_OF}, loaded)
+    assert same_testset({"hash": all_files_hash(ts)}, loaded)
+    (ts / "README.md").write_text("edited")  # an old record counted it; a new one does not
+    assert same_testset({"hash": loaded.hash, "hash_of": HASH_OF}, load_testset(ts))
+    assert not same_testset({"hash": loaded.hash}, load_testset(ts))

@@ -57,6 +57,7 @@ class Side:
     per_query_usd: dict[str, float | None]
     about: str = ""  # "provider openai, model gpt-4o-mini, 2026-12-02" for the page header
     summary: dict[str, Any] = field(default_factory=dict)
+    testset_hash_of: str | None = None  # what the hash covers (None: every file, as before)
 
     def key(self, variant: str) -> str:
         return f"{self.label}:{variant}"
@@ -161,8 +162,9 @@ def _side(label: str, run_dir: Path | str) -> Side:
             for v in data.ladder}
     config = record.get("config") or {}
     about = ", ".join(f"{k} {config[k]}" for k in ("provider", "model") if config.get(k))
-    return Side(label, run_dir, data, (record.get("testset") or {}).get("hash"), items, cost,
-                about, summary)
+    recorded = record.get("testset") or {}
+    return Side(label, run_dir, data, recorded.get("hash"), items, cost, about, summary,
+                recorded.get("hash_of"))
 
 
 def _number(x: Any) -> float | None:
@@ -234,7 +236,9 @@ def _judged(side: Side, variant: str, metric: str, ids: list[str]) -> tuple[np.n
 
 def _testset_warnings(a: Side, b: Side, shared: list[str], changed: int) -> list[str]:
     out = []
-    if a.testset_hash != b.testset_hash:
+    # two kinds of hash (one run's from before the hash covered only the set's inputs) say
+    # nothing of each other: the items are compared below either way
+    if a.testset_hash_of == b.testset_hash_of and a.testset_hash != b.testset_hash:
         out.append(f"the test sets differ (hash {str(a.testset_hash)[:12]} in A, "
                    f"{str(b.testset_hash)[:12]} in B)")
     only_a, only_b = len(a.data.item_ids) - len(shared), len(b.data.item_ids) - len(shared)

@@ -163,7 +163,8 @@ class Testset:
 
     @property
     def hash(self) -> str:
-        """One hash over every file, so a run records exactly which data it saw."""
+        """One hash over the files the set is read from (`input_hashes`), so a run records
+        exactly which data it saw."""
         h = hashlib.sha256()
         for name in sorted(self.file_hashes):
             h.update(f"{name}:{self.file_hashes[name]}\n".encode())
@@ -188,7 +189,7 @@ def load_testset(path: str | Path) -> Testset:
     docs = load_docs(root / "docs")
     _check_doc_ids(root, test, train, docs)
     notes = _size_warnings(root, test, train, limit=task.max_input_chars)
-    return Testset(root, task, test, train, docs, _hash_files(root), notes)
+    return Testset(root, task, test, train, docs, input_hashes(root, task), notes)
 
 
 def _size_warnings(root: Path, test, train, *, limit: int) -> tuple[str, ...]:
@@ -590,9 +591,34 @@ def _check_doc_ids(root: Path, test, train, docs) -> None:
                                        f"(item {item.id!r})", line=item.line, field="doc_ids")
 
 
-def _hash_files(root: Path) -> dict[str, str]:
+HASH_OF = "inputs"  # what `Testset.hash` covers (run.json's testset.hash_of)
+
+
+def input_hashes(root: Path, task: Task) -> dict[str, str]:
+    """SHA-256 of each file the test set is read from: task.yaml, test.jsonl, train.jsonl,
+    the documents of docs/, and the JSON schema task.yaml gives (inline or in a file, as
+    `task.yaml#json_schema`). Nothing else in the folder: its README.md (the data card init
+    asks you to fill in), or a `.evalkit-cache/` and `reports/` made by running from inside
+    it, changed the hash, so the gate failed an unchanged set and compare warned."""
     out = {}
+    for name in ("task.yaml", "test.jsonl", "train.jsonl"):
+        if (root / name).is_file():
+            out[name] = hashlib.sha256((root / name).read_bytes()).hexdigest()
+    if (root / "docs").is_dir():
+        for p in doc_files(root / "docs"):
+            out[f"docs/{p.name}"] = hashlib.sha256(p.read_bytes()).hexdigest()
+    if task.json_schema is not None:
+        schema = json.dumps(task.json_schema, sort_keys=True, ensure_ascii=False)
+        out["task.yaml#json_schema"] = hashlib.sha256(schema.encode()).hexdigest()
+    return out
+
+
+def all_files_hash(root: Path) -> str:
+    """The hash evalkit recorded before `input_hashes` (every file under the folder), to
+    resume a run that recorded it."""
+    h = hashlib.sha256()
     for p in sorted(root.rglob("*")):
         if p.is_file():
-            out[p.relative_to(root).as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
+            digest = hashlib.sha256(p.read_bytes()).hexdigest()
+            h.update(f"{p.relative_to(root).as_posix()}:{digest}\n".encode())
+    return h.hexdigest()

@@ -72,6 +72,9 @@ class Snapshot:
     source: str  # the file it was read from, for messages
     run_id: str | None = None
     testset_hash: str | None = None
+    # what testset_hash covers: "inputs" (evalkit.data.testset.HASH_OF), or None for a hash
+    # of every file under the folder, as evalkit recorded before
+    testset_hash_of: str | None = None
     summary_schema_version: int | None = None
     has_item_scores: bool = False
     clusters: dict[str, str | None] = field(default_factory=dict)  # item -> cluster (run only)
@@ -116,16 +119,18 @@ def snapshot_from_run(run_dir: Path | str) -> Snapshot:
     variants = {name: _variant(v, path, f"variants.{name}", per_item.get(name, {}))
                 for name, v in variants_raw.items()}
     run_json = run_dir / "run.json"
-    testset_hash, subset = None, None
+    testset_hash, hash_of, subset = None, None, None
     if run_json.is_file():
         meta = _read_json(run_json)
         if isinstance(meta, dict):
             testset_hash = (meta.get("testset") or {}).get("hash")
+            hash_of = (meta.get("testset") or {}).get("hash_of")
             subset = meta.get("subset") if isinstance(meta.get("subset"), dict) else None
     items = _read_items(run_dir / "items.jsonl")
     return Snapshot(testset=testset, variants=variants, source=str(path),
                     run_id=raw.get("run_id"), testset_hash=testset_hash,
-                    summary_schema_version=version, has_item_scores=bool(per_item),
+                    testset_hash_of=hash_of, summary_schema_version=version,
+                    has_item_scores=bool(per_item),
                     clusters={str(it["id"]): None if it.get("cluster") is None
                               else str(it["cluster"]) for it in items},
                     item_hashes={str(it["id"]): item_hash(it) for it in items}, subset=subset)
@@ -204,6 +209,7 @@ def load_baseline(path: Path | str) -> dict[str, Snapshot]:
             testset=name, variants=variants, source=str(path),
             run_id=source.get("run_id") if isinstance(source, dict) else None,
             testset_hash=source.get("testset_hash") if isinstance(source, dict) else None,
+            testset_hash_of=source.get("testset_hash_of") if isinstance(source, dict) else None,
             summary_schema_version=entry.get("summary_schema_version"),
             has_item_scores=any(v.scores for v in variants.values()),
             item_hashes=_baseline_item_hashes(source, path, f"{where}.source.item_hashes"),
@@ -246,6 +252,7 @@ def _entry_json(s: Snapshot, run_dir: Path, now: str) -> dict[str, Any]:
         "updated_at": now,
         "source": {"run_id": s.run_id, "git_commit": meta.get("git_commit"),
                    "testset_hash": s.testset_hash,
+                   **({"testset_hash_of": s.testset_hash_of} if s.testset_hash_of else {}),
                    "item_hashes": dict(sorted(s.item_hashes.items())),
                    **({"subset": s.subset} if s.subset else {})},
         "summary_schema_version": s.summary_schema_version,

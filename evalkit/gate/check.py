@@ -177,13 +177,25 @@ class TestsetChange:
     removed: int
     changed: set[str]  # ids present in both whose content differs
     counted_changes: bool  # False for an old baseline that kept no item hashes
+    # the two hashes cover different files (a baseline recorded before the hash covered only
+    # the set's inputs): only the items can be compared
+    hash_kinds_differ: bool = False
+
+    @property
+    def items_same(self) -> bool:
+        return (self.counted_changes and self.added == self.removed == 0
+                and not self.changed)
 
     def sentence(self) -> str:
         parts = [f"{self.added} item(s) added", f"{self.removed} removed"]
         parts.append(f"{len(self.changed)} changed" if self.counted_changes
                      else "changes inside items not counted (the baseline keeps no item "
                           "hashes; re-record it)")
-        if self.added == self.removed == len(self.changed) == 0 and self.counted_changes:
+        if self.items_same and self.hash_kinds_differ:
+            return ("the test items are the same, but the baseline's test-set hash is of "
+                    "every file in the folder (as evalkit recorded it before), so task.yaml, "
+                    "train.jsonl and docs/ cannot be compared")
+        if self.items_same:
             return ("the test items are the same but other files of the test set changed "
                     "(train.jsonl, docs/ or task.yaml)")
         return ", ".join(parts)
@@ -191,13 +203,16 @@ class TestsetChange:
 
 def testset_change(run: Snapshot, base: Snapshot) -> TestsetChange | None:
     """None when the run saw the baseline's test set (same hash), else what differs."""
-    if not (base.testset_hash and run.testset_hash) or base.testset_hash == run.testset_hash:
+    kinds_differ = base.testset_hash_of != run.testset_hash_of
+    if not (base.testset_hash and run.testset_hash) or (
+            base.testset_hash == run.testset_hash and not kinds_differ):
         return None
     run_ids, base_ids = run.item_ids(), base.item_ids()
     counted = bool(run.item_hashes and base.item_hashes)
     changed = ({i for i in run_ids & base_ids if run.item_hashes[i] != base.item_hashes[i]}
                if counted else set())
-    return TestsetChange(len(run_ids - base_ids), len(base_ids - run_ids), changed, counted)
+    return TestsetChange(len(run_ids - base_ids), len(base_ids - run_ids), changed, counted,
+                         kinds_differ)
 
 
 def subset_check(run: Snapshot, base: Snapshot, *, allow: bool) -> Check | None:
@@ -237,9 +252,13 @@ def compare(run: Snapshot, base: Snapshot, tol: Tolerances, *,
         checks += dropped
     change = testset_change(run, base)
     if change is not None:
-        status = "warn" if allow_testset_change else "fail"
+        # hashes of two kinds over the same items: nothing seen to differ, so a warning
+        status = ("warn" if allow_testset_change or (change.hash_kinds_differ
+                                                     and change.items_same) else "fail")
         hint = ("; paired tests use the unchanged items both runs hold" if allow_testset_change
                 else "; re-record the baseline, or pass --allow-testset-change to gate anyway")
+        if change.hash_kinds_differ and change.items_same:
+            hint = "; re-record the baseline (evalkit baseline update) to compare them again"
         checks.append(Check(ts, "*", "test set", "testset", status,
                             f"the test set differs from the baseline's: {change.sentence()}"
                             f"{hint}"))

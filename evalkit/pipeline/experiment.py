@@ -33,7 +33,7 @@ from evalkit import DISTRIBUTION
 from evalkit.config import ExperimentConfig, load_config
 from evalkit.data import subset as subsets
 from evalkit.data.subset import SubsetSpec
-from evalkit.data.testset import Testset, load_testset
+from evalkit.data.testset import HASH_OF, Testset, all_files_hash, load_testset
 from evalkit.paths import check_name, inside
 from evalkit.pipeline import preflight
 from evalkit.pipeline.preflight import LeakageRefused  # noqa: F401  re-exported for callers
@@ -182,8 +182,8 @@ def _load(config: RunConfig, cfg: ExperimentConfig, run_dir: Path | None, say: _
              f"{len(testset.docs)} docs")
     leaks = refuse_to_start(testset, config, cfg, say=say, whole=whole)
     if run_dir is not None:
-        recorded = json.loads((run_dir / "run.json").read_text())["testset"]["hash"]
-        if recorded != testset.hash:
+        recorded = json.loads((run_dir / "run.json").read_text())["testset"]
+        if not same_testset(recorded, testset):
             raise ValueError(f"{run_dir / 'run.json'}: field 'testset.hash': the test set in "
                              f"{testset.path} changed since this run started; resuming would "
                              f"mix answers to two versions of it. Start a new run instead.")
@@ -339,6 +339,15 @@ class _Stages:
             self.echo(f"{said[-1]} ({time.perf_counter() - start:.2f} s)")
 
 
+def same_testset(recorded: dict, testset: Testset) -> bool:
+    """Whether run.json's `testset` record is of `testset` as it is now: its hash, or for a
+    run recorded before the hash covered only the set's inputs (no `hash_of`), the hash of
+    every file under the folder, as it was then computed."""
+    if recorded.get("hash_of") == HASH_OF:
+        return recorded.get("hash") == testset.hash
+    return recorded.get("hash") == all_files_hash(Path(testset.path))
+
+
 def refuse_to_start(testset: Testset, config: RunConfig, cfg: ExperimentConfig, *,
                     say: _Stages | None = None, whole: Testset | None = None) -> list:
     """Raise RunRefused with every cheap refusal, else LeakageRefused if the split leaks: the
@@ -450,7 +459,7 @@ def rescorable(run_dir: Path | str) -> tuple[RunConfig, Testset]:
     record = json.loads((run_dir / "run.json").read_text())
     config = RunConfig(**record["config"])
     testset, _ = subsets.apply(load_testset(config.testset), config.subset_spec())
-    if testset.hash != record["testset"]["hash"]:
+    if not same_testset(record["testset"], testset):
         raise ValueError(f"{run_dir / 'run.json'}: field 'testset.hash': the test set in "
                          f"{testset.path} changed since this run; its scores would mix two "
                          f"versions of it")
@@ -508,7 +517,7 @@ def _write_run_json(folder: _Folder, stats: RunStats | None,
         "config": asdict(config),
         "experiment_config": folder.experiment.sections,
         "testset": {"name": testset.name, "path": str(testset.path), "hash": testset.hash,
-                    "n_test": len(testset.test), "n_train": len(testset.train),
+                    "hash_of": HASH_OF, "n_test": len(testset.test), "n_train": len(testset.train),
                     "n_docs": len(testset.docs), "files": testset.file_hashes},
         "subset": folder.subset,  # n_test above counts the items this run holds
         "epochs": {"k": config.epochs, "sampling": folder.samples},
