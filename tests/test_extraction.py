@@ -288,3 +288,41 @@ def test_null_keys_added_to_an_answer_do_not_raise_its_field_accuracy():
     assert field_accuracy({"total": "5"}, {"total": "6", "a": None, "b": "", "c": []}) == 0.0
     assert field_accuracy({"total": "5", "date": None}, {"total": "5"}) == 1.0
     assert field_accuracy({"total": "5"}, {"total": "5", "extra": "9"}) == 0.5
+
+
+def test_a_record_short_of_full_marks_says_which_fields_and_why():
+    """The report's explorer showed the gold JSON, the raw answer and 'field_accuracy 0':
+    nothing said which field differed, or that the answer was not JSON at all."""
+    from evalkit.tasks.extraction import explain
+
+    task = None  # the record's own rules need no task
+    gold = {"total": "$12.00", "date": "2023-01-05", "vendor": None}
+    assert explain(gold, '{"total": "$12", "date": "2023-01-05"}', task) is None
+    assert explain(gold, '```json\n{"total": "$12.50", "date": null, "tip": "1"}\n```',
+                   task) == ('3 fields wrong: total: expected "$12.00", answered "$12.50"; '
+                             'date: expected "2023-01-05", answered nothing; tip: expected '
+                             'nothing, answered "1" (not a field of the record)')
+    assert explain(gold, '[{"total": "$12"}]', task) == "not a JSON record: a JSON array, " \
+                                                         "not an object"
+    assert explain(gold, "{'total': '$12'}", task).startswith(
+        "not a JSON record: no JSON object could be read")
+    assert explain(gold, "", task) == "no answer: the reply was empty"
+
+
+def test_the_explorer_carries_the_task_types_explanation_for_answers_short_of_full_marks():
+    import pandas as pd
+
+    from evalkit.report.explorer import explorer_data
+    from evalkit.run.journal import Prediction
+    from evalkit.tasks.extraction import explain
+
+    items = [{"id": "a", "input": "x", "expected": {"total": "5"}},
+             {"id": "b", "input": "y", "expected": {"total": "6"}}]
+    preds = [Prediction("v", "a", '{"total": "5"}'), Prediction("v", "b", '{"total": "7"}')]
+    scores = pd.DataFrame({"run": "r", "variant": "v", "item_id": ["a", "b"],
+                           "metric": "field_accuracy", "value": [1.0, 0.0]})
+    data = explorer_data(items, preds, scores, ["v"], "field_accuracy",
+                         explain=lambda e, o: explain(e, o, None))
+    right, wrong = (row["o"][0] for row in data["items"])
+    assert len(right) < 10  # nothing to say: the slot is dropped with the empty ones
+    assert wrong[9] == '1 field wrong: total: expected "6", answered "7"'

@@ -249,3 +249,38 @@ def test_flaky_view_counts_what_epoch_scores_say(sampled_run, chromium):
     page.evaluate("document.getElementById('count').scrollIntoView()")
     screenshot(page, "report-flaky.png", docs=False)
     assert problems == []
+
+
+def test_a_wrong_answer_says_why_in_the_explorer(bundled, chromium):
+    """Each failure explained: a classification answer that scored 0 says the label it was
+    read as (or that it named none or several), as the task type's explain says it."""
+    from evalkit.data.testset import load_testset
+    from evalkit.tasks.classification import explain
+
+    run_dir = bundled["support-intents"]
+    task = load_testset(ROOT / "testsets" / "support-intents").task
+    s = scores(run_dir, "accuracy")
+    item_id = s[s["prompt-only"] == 0].index[0]
+    journal = [json.loads(x) for x in (run_dir / "predictions.jsonl").read_text().splitlines()]
+    answer = next(p["output"] for p in journal
+                  if p["item_id"] == item_id and p["variant"] == "prompt-only")
+    expected = json.loads(next(x for x in (run_dir / "items.jsonl").read_text().splitlines()
+                               if json.loads(x)["id"] == item_id))["expected"]
+    from urllib.parse import urlencode
+
+    items = {json.loads(x)["id"]: json.loads(x)
+             for x in (run_dir / "items.jsonl").read_text().splitlines()}
+    page, problems = open_page(chromium, run_dir / "index.html")
+
+    def opened(item: str):
+        page.goto((run_dir / "index.html").resolve().as_uri() + "#" + urlencode(
+            {"view": "all", "q": items[item]["input"][:40], "open": item}))
+        page.reload()
+        return page.locator(f'tr.detail[data-detail="{item}"] .dv[data-variant="prompt-only"]')
+
+    why = opened(item_id).locator("[data-why]").inner_text()
+    assert why == explain(expected, answer, task) and why.startswith(("read as", "names"))
+    right = s[s["prompt-only"] == 1].index[0]
+    box = opened(right)
+    assert box.count() == 1 and box.locator("[data-why]").count() == 0  # nothing to explain
+    assert not problems, problems

@@ -8,6 +8,7 @@ escaped: the template autoescapes, and the item explorer's data is embedded as J
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from pathlib import Path
@@ -24,6 +25,7 @@ from evalkit.report.breakdowns import breakdowns_context
 from evalkit.report.explorer import embed_json, explorer_data, is_wrong, judge_reasons
 from evalkit.run.journal import Journal, latest
 from evalkit.run.runfolder import RunFolderError, read_items, read_json, read_scores
+from evalkit.tasks import TASK_TYPES
 from evalkit.tasks.judged import JUDGE_GROUNDED_METRIC, JUDGE_METRIC
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -113,10 +115,20 @@ def _explorer(run_dir: Path, run: dict, items: list[dict], preds, scores: pd.Dat
     each item's scores per epoch after --epochs."""
     by_epoch = run_data.epoch_scores if run_data is not None else None
     epochs = item_epochs(by_epoch, metric=primary) if by_epoch is not None else None
+    explain = None
+    if run_data is not None:
+        task = run_data.task_view()
+        kind = TASK_TYPES.find(task.type)
+        if kind is not None and kind.explain is not None:
+            explain = functools.partial(_explained, kind.explain, task=task)
     data = explorer_data(items, preds, scores, ladder, primary, reasons=judge_reasons(run_dir),
-                         epochs=epochs)
+                         epochs=epochs, explain=explain)
     data["msg"] = messages.recorded(run_dir, run, ladder, items, preds).as_json()
     return data
+
+
+def _explained(explain, expected, output, *, task):
+    return explain(expected, output, task)
 
 
 def _spec_rows(summary: dict, run: dict, ladder: list[str]) -> list[dict]:

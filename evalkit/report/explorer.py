@@ -6,7 +6,7 @@ for a `<script type="application/json">` element by writing `<`, `>` and `&` as 
 no `</script>` or `<!--` can appear in it, whatever an output says.
 
 Per item: id, input, expected, label or cluster, the gold document ids, and per variant a cell
-`[output, score, wrong, error, retrieved, reason, epochs, flaky, outputs]`:
+`[output, score, wrong, error, retrieved, reason, epochs, flaky, outputs, why]`:
 - `score` is the primary metric (null when unscored), `wrong` 1/0 by `is_wrong` (a failed call
   counts as wrong, as it does when steps are judged), null when neither is known;
 - `error` is "ErrorClass: message" for a failed call, `retrieved` the ranked doc ids the rung's
@@ -15,7 +15,11 @@ Per item: id, input, expected, label or cluster, the gold document ids, and per 
 - after `--epochs K` (epoch_scores.csv): `epochs` the primary metric in each epoch (null where
   an epoch has no score), `flaky` 1 when two of them differ (`analysis.epochs.is_flaky`, the
   definition summary.json's `flaky_items` counts) and, for a flaky cell only, `outputs` the
-  answer of each epoch. `output` is the first epoch's answer; `score` the mean over epochs.
+  answer of each epoch. `output` is the first epoch's answer; `score` the mean over epochs;
+- `why`: for an answer that did not score full marks, the task type's sentence on why
+  (`TaskType.explain`: an extraction's fields that differ, gold beside answer, or that the
+  answer is no JSON record; the label a classification answer was read as, or that it names
+  none or several).
 Trailing empty fields are dropped to keep 60,000 cells light.
 """
 
@@ -95,7 +99,7 @@ def _score(x: float | None) -> float | None:
 
 def _cell(p: Prediction | None, score: float | None, wrong_if: Callable[[float], bool],
           reason: str | None, epochs: list[float] | None = None,
-          outputs: dict[int, str | None] | None = None) -> list[Any]:
+          outputs: dict[int, str | None] | None = None, why: str | None = None) -> list[Any]:
     failed = p is not None and p.error_class is not None
     if score is not None:
         wrong: int | None = int(wrong_if(score))
@@ -108,6 +112,9 @@ def _cell(p: Prediction | None, score: float | None, wrong_if: Callable[[float],
         flaky = is_flaky(epochs)
         cell += [[_score(x) for x in epochs], 1 if flaky else None,
                  [(outputs or {}).get(e) for e in range(len(epochs))] if flaky else None]
+    else:
+        cell += [None, None, None]
+    cell.append(why)
     while cell and cell[-1] is None:
         cell.pop()
     return cell
@@ -116,9 +123,11 @@ def _cell(p: Prediction | None, score: float | None, wrong_if: Callable[[float],
 def explorer_data(items: list[dict], preds: list[Prediction], scores: pd.DataFrame,
                   ladder: list[str], primary: str, *,
                   reasons: dict[tuple[str, str], str] | None = None,
-                  epochs: dict[tuple[str, str], list[float]] | None = None) -> dict[str, Any]:
+                  epochs: dict[tuple[str, str], list[float]] | None = None,
+                  explain: Callable[[Any, str], str | None] | None = None) -> dict[str, Any]:
     """The explorer's records (see the module docstring), in item order; `epochs`:
-    `analysis.epochs.item_epochs` of the primary metric, after a run with --epochs."""
+    `analysis.epochs.item_epochs` of the primary metric, after a run with --epochs;
+    `explain(expected, output)`: the task type's sentence on an answer short of full marks."""
     prim = scores[scores["metric"] == primary]
     score_of = {(v, i): s for v, i, s in zip(prim["variant"], prim["item_id"], prim["value"])}
     pred_of: dict[tuple[str, str], Prediction] = {}
@@ -131,24 +140,38 @@ def explorer_data(items: list[dict], preds: list[Prediction], scores: pd.DataFra
     reasons = reasons or {}
     epochs = epochs or {}
     wrong_if = wrong_test(primary)
+    spec = METRICS.find(primary)
+    lo, hi = bounds(primary) or (0.0, 1.0)
+    best = hi if spec is None or spec.higher_is_better else lo
     rows = []
     for it in items:
         cells = []
         for v in ladder:
             key = (v, it["id"])
-            cells.append(_cell(pred_of.get(key), _score(score_of.get(key)), wrong_if,
-                               reasons.get(key), epochs.get(key), outputs.get(key)))
+            p, score = pred_of.get(key), _score(score_of.get(key))
+            why = (_why(explain, it["expected"], p.output)
+                   if explain is not None and p is not None and p.error_class is None
+                   and p.output is not None and score is not None and score != best else None)
+            cells.append(_cell(p, score, wrong_if, reasons.get(key), epochs.get(key),
+                               outputs.get(key), why))
         row = {"id": it["id"], "in": it["input"], "exp": _expected_text(it["expected"]),
                "grp": _group(it), "o": cells}
         if it.get("doc_ids"):
             row["gold"] = list(it["doc_ids"])
         rows.append(row)
-    spec = METRICS.find(primary)
-    lo, hi = bounds(primary) or (0.0, 1.0)
     return {"variants": ladder, "metric": primary, "lo": lo, "hi": hi,
             "higher": spec is None or spec.higher_is_better,
             "grouping": "cluster" if any(it.get("cluster") for it in items) else "label",
             "epochs": max((len(e) for e in epochs.values()), default=0), "items": rows}
+
+
+def _why(explain: Callable[[Any, str], str | None], expected: Any, output: str) -> str | None:
+    """`explain(expected, output)`, or None if it fails: a sentence the page can do without
+    never stops a report."""
+    try:
+        return explain(expected, output)
+    except Exception:
+        return None
 
 
 def embed_json(data: Any) -> str:

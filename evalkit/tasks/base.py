@@ -194,6 +194,10 @@ class TaskType:
     default_output_tokens: int | None = None
     scaffold: Scaffold | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # why an answer scored what it did, in a sentence for the report's item explorer
+    # (expected, the answer's text, the task): "total: expected '5', answered '6'"; None
+    # when there is nothing to say beyond the score (or the type cannot say it)
+    explain: Callable[[Any, str, Task], str | None] | None = None
 
     def allowed_metrics(self) -> tuple[str, ...]:
         """The quality metrics task.yaml may name for this type: the declared ones, then any

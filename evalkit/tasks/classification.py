@@ -176,8 +176,28 @@ def _label(item: Mapping[str, Any]) -> Any:
     return item["expected"]
 
 
+def explain(expected: str, output: str, task: Task) -> str | None:
+    """Why an answer scored 0: the label it was read as, or that it named no label of the
+    task or several (the parse takes an exact label, else the only one mentioned)."""
+    if not output.strip():
+        return "no answer: the reply was empty"
+    labels = list(task.labels)
+    parsed = parse_label(output, labels)
+    if parsed == expected:
+        return None
+    if parsed is not None:
+        return f"read as the label {parsed!r}, not {expected!r}"
+    lowered = output.lower()
+    named = [label for label in labels if _mention(label).search(lowered)]
+    if len(named) > 1:
+        shown = ", ".join(map(repr, named[:5])) + (", ..." if len(named) > 5 else "")
+        return f"names {len(named)} labels ({shown}), so it is read as none of them"
+    return "names no label of the task, so it is read as none"
+
+
 register_task_type(TaskType(
     "classification", check_expected=check_expected, metrics=("accuracy", "macro_f1"),
+    explain=explain,
     parse=_parse, uses_labels=True, description="one label per item from task.yaml's labels",
     default_output_tokens=16,  # a label (the provider raises it to fit the longest one)
     scaffold=Scaffold(

@@ -382,8 +382,36 @@ register_metric(Metric("schema_valid", "item", _schema_valid, task_types=(TYPE,)
 for _i, _name in enumerate(("slot_precision", "slot_recall", "slot_f1")):
     register_metric(Metric(_name, "run", _slot_metric(_i), task_types=(TYPE,),
                            description=f"micro-averaged {_name[5:]} over (field, value) pairs"))
+def explain(expected: dict[str, Any], output: str, task: Task) -> str | None:
+    """Why a record scored what it did: the answer is not a JSON object (and what it is
+    instead), or which fields differ, each with the gold value and the answer's; None when
+    every field matches."""
+    if not output.strip():
+        return "no answer: the reply was empty"
+    record = extract_json(output)
+    if record is None:
+        whole = _loads(output.strip())
+        what = ("a JSON array, not an object" if isinstance(whole, list)
+                else f"a JSON {type(whole).__name__}, not an object" if whole is not None
+                else "no JSON object could be read from it (broken JSON, single quotes or a "
+                     "trailing comma?)")
+        return f"not a JSON record: {what}"
+    wrong = [k for k in [*expected, *(k for k in record if k not in expected)]
+             if not values_match(expected.get(k), record.get(k))]
+    if not wrong:
+        return None
+
+    def shown(value: Any) -> str:
+        return "nothing" if is_empty(value) else json.dumps(value, ensure_ascii=False)[:80]
+
+    parts = [f"{k}: expected {shown(expected.get(k))}, answered {shown(record.get(k))}"
+             + ("" if k in expected else " (not a field of the record)") for k in wrong[:6]]
+    more = f"; and {len(wrong) - 6} more" if len(wrong) > 6 else ""
+    return f"{len(wrong)} field{'s' if len(wrong) != 1 else ''} wrong: " + "; ".join(parts) + more
+
+
 register_task_type(TaskType(
-    TYPE, check_expected=check_expected,
+    TYPE, check_expected=check_expected, explain=explain,
     metrics=("field_accuracy", "slot_f1", "slot_precision", "slot_recall", "json_valid",
              "schema_valid"),
     parse=_parse, response_format=response_format,
