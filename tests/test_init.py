@@ -649,3 +649,30 @@ def test_asqa_shaped_rows_are_found_and_inferred_long_form(tmp_path):
         d = scaffold.draft(path, label_column=column)
         assert d.type == "generation", column
         assert all(it["expected"][0].endswith(")") for it in (*d.test, *d.train))
+
+
+def test_a_first_row_without_a_record_does_not_make_a_set_of_records_qa(tmp_path):
+    """Twenty rows of {text, target: {...}}, the first with target null: the type was
+    guessed from the first row alone (QA), and the error spoke of an answer field no row
+    has. Now most rows decide, and the row at fault is named."""
+    rows = [{"id": f"r{i}", "text": f"invoice {i} total {i}",
+             "target": None if i == 0 else {"total": str(i)}} for i in range(20)]
+    path = write_jsonl(tmp_path / "firstnull.jsonl", rows)
+    with pytest.raises(TestsetError) as info:
+        scaffold.draft(path)
+    assert str(info.value) == (f"{path}:1: field 'target': must be a JSON object "
+                               f"(fields -> values)")
+    rows[0]["target"] = {"total": "0"}
+    assert scaffold.draft(write_jsonl(tmp_path / "ok.jsonl", rows)).type == "extraction"
+
+
+def test_a_split_that_leaves_no_test_items_is_said_not_a_missing_file(tmp_path):
+    """A CSV whose every 'label' is a one-row JSON text: the split put each in train, init
+    printed '0 test' and then failed on 'test.jsonl: file not found', a file it was to write."""
+    path = tmp_path / "inv.csv"
+    path.write_text("text,target\n" + "".join(
+        f'invoice {i},"{{""total"": ""{i}""}}"\n' for i in range(20)))
+    with pytest.raises(TestsetError, match=r"the split left no test items out of 20"):
+        scaffold.draft(path, label_column="target")
+    with pytest.raises(TestsetError, match=r"give extraction items as JSONL"):
+        scaffold.draft(path, kind="extraction")

@@ -634,6 +634,18 @@ def record_key(row: dict) -> str | None:
                  if (key := pick_key(row, (k,))) and as_record(row.get(key)) is not None), None)
 
 
+def rows_record_key(rows: list[dict], *, sample: int = 50) -> tuple[str | None, float]:
+    """The record key most of the first `sample` rows have (see `record_key`), and the share
+    of those rows that have it: one row's null or "n/a" target (the first, say) no longer
+    makes a set of JSON records look like something else."""
+    keys = [record_key(row) for row in rows[:sample]]
+    found = [k for k in keys if k is not None]
+    if not found:
+        return None, 0.0
+    best = max(dict.fromkeys(found), key=found.count)
+    return best, found.count(best) / len(keys)
+
+
 def from_extraction_jsonl(path: Path | str, *, text_key: str | None = None,
                           target_key: str | None = None) -> list[dict]:
     """Extraction items: a text and its JSON target record (an object, or a string holding
@@ -641,7 +653,8 @@ def from_extraction_jsonl(path: Path | str, *, text_key: str | None = None,
     path = Path(path)
     rows = read_jsonl(path)
     text = _need(path, rows, TEXT_KEYS, text_key, "text")
-    target = _need(path, rows, TARGET_KEYS, target_key or record_key(rows[0][1]), "JSON target")
+    target = _need(path, rows, TARGET_KEYS,
+                   target_key or rows_record_key([r for _, r in rows])[0], "JSON target")
     _texts_present(path, rows, text)
     items = []
     for lineno, row in rows:

@@ -127,8 +127,10 @@ def read_source(path: Path, kind: str | None, *, text_column: str | None = None,
         items, system = importers.from_openai_chat(path)
         return kind or infer_type(_as_items(items)), items, system
     if kind is not None and fmt not in _scaffold(kind).formats:
+        other = "JSONL (one JSON object per line)" if fmt == "csv" else "another format"
         raise TestsetError(path, f"a {fmt.upper()} file imports as "
-                           f"{' or '.join(scaffolded_types(fmt))}, not {kind}")
+                           f"{' or '.join(scaffolded_types(fmt))}, not {kind}; give {kind} "
+                           f"items as {other}")
     kind = kind or infer_type(_named_target(rows, label_column), fmt=fmt)
     items = _scaffold(kind).read(path, text_key=text_column, target_key=label_column)
     return kind, items, None
@@ -224,6 +226,12 @@ def draft(source: Path, *, name: str | None = None, kind: str | None = None,
                                            key=_stratum(kind), groups=groups)
             split = (f"one file split {1 - test_size:.0%}/{test_size:.0%} train/test, "
                      f"stratified by {_stratum_name(kind)}, seed {seed}{_grouped(groups)}")
+            if not test:  # init's own load would then refuse test.jsonl as missing
+                raise TestsetError(source, f"the split left no test items out of "
+                                   f"{len(items)}: each {_stratum_name(kind)} with one item "
+                                   f"goes to train, and here every one has too few (a "
+                                   f"{_stratum_name(kind)} per row? check --type and "
+                                   f"--label-column, or give the test split as its own file)")
     _unique_ids(test, train, source)
     spec = task_type(kind)
     out = Draft(name=_name(name or source.stem), type=kind, given=given, test=test, train=train,

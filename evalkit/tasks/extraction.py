@@ -357,11 +357,12 @@ def _slot_metric(which: int):
 
 
 def fit(rows: Rows) -> float:
-    """1.0 when the first row's target (target, expected, output, json, record, or a label
-    key) is a JSON object or a string holding one, else 0."""
-    from evalkit.data.importers import record_key
+    """1.0 when most of the first rows' targets (target, expected, output, json, record, or
+    a label key) are JSON objects or strings holding one, else 0: a first row with a null
+    target read the whole set as QA, with an error about answers it never had."""
+    from evalkit.data.importers import rows_record_key
 
-    return 1.0 if record_key(rows[0]) else 0.0
+    return 1.0 if rows_record_key(list(rows))[1] > 0.5 else 0.0
 
 
 def read(path: Path, *, text_key: str | None = None,
