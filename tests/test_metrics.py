@@ -305,8 +305,11 @@ def test_check_warns_of_labels_that_differ_only_in_case_or_separators(tmp_path):
 def test_init_warns_of_labels_that_differ_only_in_case_or_separators(tmp_path):
     from evalkit.data import scaffold
 
-    rows = [{"text": f"text {i} {label}", "label": label}
-            for label in ("Refund", "refund", "card_arrival") for i in range(8)]
+    words = ["money", "back", "order", "card", "late", "where", "parcel", "return", "please",
+             "help", "lost", "week"]
+    rows = [{"text": " ".join(words[(i * 7 + k * 5 + j) % 12] for j in range(4))
+             + f" {label} {i}", "label": label}
+            for k, label in enumerate(("Refund", "refund", "card_arrival")) for i in range(8)]
     path = tmp_path / "banking.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     summary = scaffold.draft(path).summary()
