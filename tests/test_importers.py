@@ -236,3 +236,22 @@ def test_a_pretty_printed_json_file_is_read_as_its_rows(tmp_path):
     path.write_text('{"text": "a", "label": "b"}\n{"text": broken\n')
     with pytest.raises(TestsetError, match=r":2: malformed JSON"):
         read_jsonl(path)  # JSONL with a bad line is still that line's error
+
+
+def test_init_keeps_a_csvs_own_ids_as_it_keeps_a_jsonls(tmp_path):
+    """A CSV with an id column had its ids replaced by banking-00001, ...: a user could not
+    join the results back to their rows. They are kept now (an empty cell is numbered), and
+    a repeated one is refused as in JSONL."""
+    from evalkit.data import scaffold
+
+    path = tmp_path / "banking.csv"
+    rows = [f"{1000 + i},text number {i} about {label},{label}"
+            for i, label in enumerate(["card_arrival", "change_pin"] * 10)]
+    path.write_text("id,text,category\n" + "\n".join(rows) + "\n,no id here,change_pin\n")
+    d = scaffold.draft(path)
+    ids = sorted(it["id"] for it in (*d.test, *d.train))
+    assert ids[:3] == ["1000", "1001", "1002"] and ids[-1] == "banking-00021"
+    path.write_text("id,text,category\n7,a b c,card_arrival\n7,d e f,change_pin\n"
+                    + "\n".join(rows) + "\n")
+    with pytest.raises(TestsetError, match=r"'7'"):
+        scaffold.draft(path)

@@ -40,7 +40,8 @@ def from_csv(path: Path | str, *, text_column: str = "text", label_column: str =
             if missing:
                 empty.append((line, missing))
                 continue
-            item_id = row[id_column] if id_column else f"{prefix}-{len(items) + 1:05d}"
+            item_id = (row.get(id_column) or "").strip() if id_column else ""
+            item_id = item_id or f"{prefix}-{len(items) + 1:05d}"  # an empty id cell: numbered
             items.append({"id": item_id, "input": text, "expected": label})
     if empty:
         _empty_cells(path, empty)

@@ -169,7 +169,8 @@ def read(path: Path, *, text_key: str | None = None,
     columns = dict.fromkeys(header)
     text = importers.pick_key(columns, importers.TEXT_KEYS, text_key) or "text"
     label = importers.pick_key(columns, importers.LABEL_KEYS, target_key) or "label"
-    return importers.from_csv(path, text_column=text, label_column=label)
+    ids = importers.pick_key(columns, ("id", "_id"))  # the file's own ids, as JSONL keeps them
+    return importers.from_csv(path, text_column=text, label_column=label, id_column=ids)
 
 
 def _label(item: Mapping[str, Any]) -> Any:
