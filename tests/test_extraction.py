@@ -326,3 +326,12 @@ def test_the_explorer_carries_the_task_types_explanation_for_answers_short_of_fu
     right, wrong = (row["o"][0] for row in data["items"])
     assert len(right) < 10  # nothing to say: the slot is dropped with the empty ones
     assert wrong[9] == '1 field wrong: total: expected "6", answered "7"'
+
+
+def test_nan_and_infinity_make_an_answer_invalid_json():
+    """Python's json reads NaN and Infinity; JSON has neither, so {"total": NaN} counted as
+    valid JSON (json_valid 1, schema_valid 1) where any other parser refuses it."""
+    assert extract_json('{"total": NaN}') is None
+    assert extract_json('Here: {"total": Infinity} done') is None
+    assert extract_json('```json\n{"total": -Infinity}\n```') is None
+    assert extract_json('{"total": 1e308}') == {"total": 1e308}

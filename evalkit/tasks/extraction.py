@@ -3,7 +3,8 @@
 The rules a reviewer must check:
 - **Parsing** is tolerant of real small models: the whole output as JSON, else the first
   fenced block (```json ... ```), else the first `{...}` in the text that decodes to an
-  object. Anything else (no object, a JSON array, broken JSON) is *invalid*: json_valid 0,
+  object. Anything else (no object, a JSON array, broken JSON, NaN or Infinity, which
+  Python's json reads and JSON does not have) is *invalid*: json_valid 0,
   schema_valid 0, field_accuracy 0, and for the slot metrics every gold pair is missed and
   nothing is predicted (all false negatives, no false positives).
 - **Empty** values are null, "", whitespace, [] and {}; an empty value and a missing key are
@@ -90,11 +91,11 @@ def extract_json(output: str | None) -> dict[str, Any] | None:
         found = _loads(block.strip())
         if isinstance(found, dict):
             return found
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(parse_constant=_not_json)
     for match in re.finditer(r"\{", text):
         try:
             found, _ = decoder.raw_decode(text, match.start())
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, ValueError):
             continue
         if isinstance(found, dict):
             return found
@@ -103,9 +104,15 @@ def extract_json(output: str | None) -> dict[str, Any] | None:
 
 def _loads(text: str) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_not_json)
     except (json.JSONDecodeError, ValueError):
         return None
+
+
+def _not_json(name: str) -> Any:
+    """NaN, Infinity and -Infinity, which Python's json reads and JSON does not have: an
+    answer holding one is not valid JSON (json_valid 0), as any other parser would say."""
+    raise ValueError(f"{name} is not JSON")
 
 
 # --- values -----------------------------------------------------------------------------------
@@ -394,8 +401,8 @@ def explain(expected: dict[str, Any], output: str, task: Task) -> str | None:
         whole = _loads(output.strip())
         what = ("a JSON array, not an object" if isinstance(whole, list)
                 else f"a JSON {type(whole).__name__}, not an object" if whole is not None
-                else "no JSON object could be read from it (broken JSON, single quotes or a "
-                     "trailing comma?)")
+                else "no JSON object could be read from it (broken JSON, single quotes, a "
+                     "trailing comma, NaN?)")
         return f"not a JSON record: {what}"
     wrong = [k for k in [*expected, *(k for k in record if k not in expected)]
              if not values_match(expected.get(k), record.get(k))]
