@@ -676,3 +676,11 @@ def test_a_split_that_leaves_no_test_items_is_said_not_a_missing_file(tmp_path):
         scaffold.draft(path, label_column="target")
     with pytest.raises(TestsetError, match=r"give extraction items as JSONL"):
         scaffold.draft(path, kind="extraction")
+
+
+def test_init_warns_of_a_field_spelled_two_ways(tmp_path):
+    rows = [{"id": f"r{i}", "text": f"invoice {i} for {i * 3} dollars, ref {i * 7}",
+             "target": {("Total" if i == 0 else "total"): str(i * 3)}} for i in range(20)]
+    summary = scaffold.draft(write_jsonl(tmp_path / "inv.jsonl", rows)).summary()
+    assert "fields that differ only in case or separators: 'Total' / 'total'" in summary \
+        or "fields that differ only in case or separators: 'total' / 'Total'" in summary

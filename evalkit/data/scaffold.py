@@ -77,6 +77,10 @@ class Draft:
             lines.append(f"unanswerable: {none} items (expected: null)")
         if self.fields:
             lines.append(f"fields: {', '.join(self.fields)}")
+            for group in alike_labels(self.fields):  # "Total" in one row, "total" in others
+                lines.append(f"warning: fields that differ only in case or separators: "
+                             f"{' / '.join(map(repr, group))}; keys are compared exactly, so "
+                             f"an answer's 'total' is not the record's 'Total' (make them one)")
         lines.append(f"docs: {len(self.docs)}" + (f" ({self.docs_note})" if self.docs_note
                                                    else ""))
         kind = task_type(self.type)
