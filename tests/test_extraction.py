@@ -335,3 +335,29 @@ def test_nan_and_infinity_make_an_answer_invalid_json():
     assert extract_json('Here: {"total": Infinity} done') is None
     assert extract_json('```json\n{"total": -Infinity}\n```') is None
     assert extract_json('{"total": 1e308}') == {"total": 1e308}
+
+
+@pytest.mark.parametrize("gold, answer", [
+    ("v1.10", "v1.1"), ("Rev 2.10", "Rev 2.1"), ("AB1.10", "AB1.1"), ("A1E5", "A100000"),
+    ("A12", "A12.0"), ("-RM 5.00", "RM 5.00"), ("-12 kg", "12 kg"), ("-5%", "+5%"),
+    ("1e400", "1e401"), ("temp -5", "temp 5")])
+def test_codes_versions_and_signs_are_not_read_as_amounts(gold, answer):
+    """A review of the amount rule: a letter prefix that is no currency code made version
+    numbers and part numbers amounts (v1.10 = v1.1), and a minus sign was dropped (a
+    discount matched a charge); a number too large for a float matched any other."""
+    assert not values_match(gold, answer)
+
+
+@pytest.mark.parametrize("gold, answer", [
+    ("$12.00.", "$12.00"), ("($12.00)", "$12.00"), ('"12.50"', 12.5), ("12.50,", 12.5),
+    ("rm 12.00", "RM 12"), ("USD 5", "5 usd"), ("-5", "-5.0"), ("9" * 5000, "9" * 5000)])
+def test_amounts_in_quotes_or_with_a_full_stop_still_match(gold, answer):
+    assert values_match(gold, answer)
+
+
+def test_a_digit_string_too_long_for_a_float_is_scored_not_raised():
+    """An answer holding 400 nines raised OverflowError out of the scoring, and a run lost
+    its scores.csv and summary.json after every call was paid."""
+    record = {"invoice_no": "9" * 400, "total": 10 ** 400}
+    assert field_accuracy({"invoice_no": "INV-1", "total": 1}, record) == 0.0
+    assert field_accuracy(record, dict(record)) == 1.0

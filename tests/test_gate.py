@@ -665,3 +665,22 @@ def test_a_run_recorded_with_the_old_hash_still_resumes(tmp_path):
     (ts / "README.md").write_text("edited")  # an old record counted it; a new one does not
     assert same_testset({"hash": loaded.hash, "hash_of": HASH_OF}, load_testset(ts))
     assert not same_testset({"hash": loaded.hash}, load_testset(ts))
+
+
+def test_the_old_hash_is_recomputed_in_the_order_it_was_made(tmp_path):
+    """The old hash sorted files by their path string: `docs-src/` before `docs/`. Sorting
+    Path objects put them the other way, so such a run could not be resumed."""
+    import hashlib
+
+    from evalkit.data.testset import all_files_hash
+
+    ts = tmp_path / "tiny-qa"
+    shutil.copytree(FIXTURES / "tiny-qa", ts)
+    (ts / "docs-src").mkdir()
+    (ts / "docs-src" / "a.html").write_text("<p>source</p>")
+    h = hashlib.sha256()
+    for p in sorted(ts.rglob("*"), key=lambda p: p.relative_to(ts).as_posix()):
+        if p.is_file():  # as evalkit 685575b computed it
+            digest = hashlib.sha256(p.read_bytes()).hexdigest()
+            h.update(f"{p.relative_to(ts).as_posix()}:{digest}\n".encode())
+    assert all_files_hash(ts) == h.hexdigest()

@@ -314,3 +314,17 @@ def test_init_warns_of_labels_that_differ_only_in_case_or_separators(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     summary = scaffold.draft(path).summary()
     assert "labels that differ only in case or separators: 'Refund' / 'refund'" in summary
+
+
+def test_a_label_spelled_exactly_in_a_sentence_beats_one_alike_but_for_case():
+    from evalkit.data.testset import Task
+    from evalkit.tasks.classification import explain, parse_label
+
+    labels = ["Change_PIN", "change_pin", "card_arrival"]
+    assert parse_label("Label: Change_PIN", labels) == "Change_PIN"
+    assert parse_label("label: CHANGE_PIN", labels) is None
+    task = Task(name="t", type="classification", instructions="",
+                labels={"refund": "", "refund request": "", "cancel": ""})
+    # the parser's rule: "refund" inside "refund request" is not a mention of its own
+    assert explain("refund", "refund request or cancel", task) == (
+        "names 2 labels ('refund request', 'cancel'), so it is read as none of them")

@@ -616,9 +616,8 @@ def input_hashes(root: Path, task: Task) -> dict[str, str]:
 def all_files_hash(root: Path) -> str:
     """The hash evalkit recorded before `input_hashes` (every file under the folder), to
     resume a run that recorded it."""
+    files = {p.relative_to(root).as_posix(): p for p in root.rglob("*") if p.is_file()}
     h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            digest = hashlib.sha256(p.read_bytes()).hexdigest()
-            h.update(f"{p.relative_to(root).as_posix()}:{digest}\n".encode())
+    for name in sorted(files):  # by name, as the old hash sorted them ("docs-src/" < "docs/")
+        h.update(f"{name}:{hashlib.sha256(files[name].read_bytes()).hexdigest()}\n".encode())
     return h.hexdigest()

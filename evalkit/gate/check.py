@@ -177,9 +177,10 @@ class TestsetChange:
     removed: int
     changed: set[str]  # ids present in both whose content differs
     counted_changes: bool  # False for an old baseline that kept no item hashes
-    # the two hashes cover different files (a baseline recorded before the hash covered only
-    # the set's inputs): only the items can be compared
+    # the two hashes cover different files (one recorded before the hash covered only the
+    # set's inputs): only the items can be compared; `old_side` says whose hash is the old one
     hash_kinds_differ: bool = False
+    old_side: str = "baseline"
 
     @property
     def items_same(self) -> bool:
@@ -192,9 +193,9 @@ class TestsetChange:
                      else "changes inside items not counted (the baseline keeps no item "
                           "hashes; re-record it)")
         if self.items_same and self.hash_kinds_differ:
-            return ("the test items are the same, but the baseline's test-set hash is of "
-                    "every file in the folder (as evalkit recorded it before), so task.yaml, "
-                    "train.jsonl and docs/ cannot be compared")
+            return (f"the test items are the same, but the {self.old_side}'s test-set hash "
+                    f"is of every file in the folder (as evalkit recorded it before), so "
+                    f"task.yaml, train.jsonl and docs/ cannot be compared")
         if self.items_same:
             return ("the test items are the same but other files of the test set changed "
                     "(train.jsonl, docs/ or task.yaml)")
@@ -212,7 +213,7 @@ def testset_change(run: Snapshot, base: Snapshot) -> TestsetChange | None:
     changed = ({i for i in run_ids & base_ids if run.item_hashes[i] != base.item_hashes[i]}
                if counted else set())
     return TestsetChange(len(run_ids - base_ids), len(base_ids - run_ids), changed, counted,
-                         kinds_differ)
+                         kinds_differ, "baseline" if base.testset_hash_of is None else "run")
 
 
 def subset_check(run: Snapshot, base: Snapshot, *, allow: bool) -> Check | None:
@@ -258,7 +259,9 @@ def compare(run: Snapshot, base: Snapshot, tol: Tolerances, *,
         hint = ("; paired tests use the unchanged items both runs hold" if allow_testset_change
                 else "; re-record the baseline, or pass --allow-testset-change to gate anyway")
         if change.hash_kinds_differ and change.items_same:
-            hint = "; re-record the baseline (evalkit baseline update) to compare them again"
+            hint = ("; re-record the baseline (evalkit baseline update) to compare them again"
+                    if change.old_side == "baseline" else
+                    "; run the set again with this evalkit to compare them again")
         checks.append(Check(ts, "*", "test set", "testset", status,
                             f"the test set differs from the baseline's: {change.sentence()}"
                             f"{hint}"))

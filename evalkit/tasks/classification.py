@@ -45,13 +45,24 @@ def parse_label(output: str, labels: Sequence[str]) -> str | None:
         by_lower.setdefault(label.lower(), []).append(label)
     if len(by_lower.get(text, ())) == 1:  # labels equal but for case: no guessing among them
         return by_lower[text][0]
+    mentioned = mentioned_labels(output, labels)
+    if len(mentioned) > 1:  # labels alike but for case: the one spelled exactly, if only one
+        exact = [label for label in mentioned
+                 if re.search(r"(?<!\w)" + re.escape(label) + r"(?!\w)", output)]
+        if len(exact) == 1 and len({label.lower() for label in mentioned}) == 1:
+            return exact[0]
+    return mentioned[0] if len(mentioned) == 1 else None
+
+
+def mentioned_labels(output: str, labels: Sequence[str]) -> list[str]:
+    """The labels `output` mentions (see `parse_label`), a label found only inside a longer
+    label's mention left out."""
     lowered = output.lower()
     spans = {label: [m.span() for m in _mention(label).finditer(lowered)] for label in labels}
     taken = [s for found in spans.values() for s in found]
-    mentioned = [label for label, found in spans.items()
-                 if any(not any(a <= start and end <= b and (a, b) != (start, end)
-                                for a, b in taken) for start, end in found)]
-    return mentioned[0] if len(mentioned) == 1 else None
+    return [label for label, found in spans.items()
+            if any(not any(a <= start and end <= b and (a, b) != (start, end)
+                           for a, b in taken) for start, end in found)]
 
 
 _SEPARATORS = re.compile(r"[\s_-]+")
@@ -188,8 +199,7 @@ def explain(expected: str, output: str, task: Task) -> str | None:
         return None
     if parsed is not None:
         return f"read as the label {parsed!r}, not {expected!r}"
-    lowered = output.lower()
-    named = [label for label in labels if _mention(label).search(lowered)]
+    named = mentioned_labels(output, labels)
     if len(named) > 1:
         shown = ", ".join(map(repr, named[:5])) + (", ..." if len(named) > 5 else "")
         return f"names {len(named)} labels ({shown}), so it is read as none of them"

@@ -14,11 +14,13 @@ The rules a reviewer must check:
   the value ("12.00" is not "1200", "1/12/2023" not "11/2/2023", "5.5%" not "55%"); numbers
   as numbers (2 = 2.0 = "2", "1,234.50" = 1234.5), exactly (a 16-digit id is not rounded
   into its neighbour), but a digit string with a leading zero is text ("02134" is a
-  postcode, not 2134); an amount or quantity with a currency or unit of up to three
-  letters or one symbol ("$12", "RM 12.00", "12 kg") as that unit and its number
-  ("$12" = "$12.00", not "12"); lists and objects element by element, normalised the same
-  way, a list as a multiset (order free: an entity list or a receipt's lines) and an
-  object without its empty members.
+  postcode, not 2134); an amount or quantity with a currency or a unit ("$12",
+  "RM 12.00", "12 kg") as that unit and its signed number ("$12" = "$12.00", not "12";
+  "-RM 5" is not "RM 5"): currencies are symbols and common codes, units common ones
+  (`_CURRENCY_CODES`, `_UNITS`), so a version or part number ("v1.10", "AB1.10") stays
+  text; lists and objects element by element, normalised the same way, a list as a
+  multiset (order free: an entity list or a receipt's lines) and an object without its
+  empty members.
 - **Slot metrics** (the usual span-extraction precision/recall/F1) count (field, value)
   pairs, micro-averaged over the set: an empty gold field contributes no gold pair; a
   non-empty predicted value is a predicted pair, a true positive when the gold value of that
@@ -39,6 +41,7 @@ The rules a reviewer must check:
 from __future__ import annotations
 
 import json
+import math
 import re
 import string
 import unicodedata
@@ -65,11 +68,31 @@ if TYPE_CHECKING:
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
 _PUNCTUATION = frozenset(string.punctuation)
-# an amount or a quantity: a currency symbol or up to three letters ("RM", "USD", "kg")
-# before or after an unsigned number, or a percent sign after it, with or without a space
-_UNIT_AMOUNT = re.compile(r"(?:(?P<pre>[^\W\d_]{1,3}|[$\u00a2-\u00a5\u20a0-\u20cf])\s*)?"
-                          r"(?P<num>[\d.,]+(?:[eE][+-]?\d+)?)"
-                          r"(?:\s*(?P<post>[^\W\d_]{1,3}|[$%\u00a2-\u00a5\u20a0-\u20cf]))?")
+# an amount or a quantity: a sign, then a currency (a symbol, or a code such as USD or RM)
+# before or after an unsigned number, or a unit or a percent sign after it, with or without a
+# space ("-RM 5.00", "$12", "12 kg", "5.5%"); a letter prefix that is no currency code ("v1.10",
+# "Rev 2.1", "AB1.10") is not one: those are codes, compared as text
+_CURRENCY_CODES = ("usd", "eur", "gbp", "jpy", "cny", "rmb", "inr", "myr", "rm", "sgd", "aud",
+                   "cad", "nzd", "chf", "hkd", "krw", "idr", "rp", "php", "thb", "vnd", "brl",
+                   "mxn", "zar", "sek", "nok", "dkk", "pln", "czk", "huf", "try", "rub", "aed",
+                   "sar", "qar", "kwd", "egp", "ngn", "kes", "pkr", "bdt", "lkr", "twd", "ils",
+                   "kr", "rs")
+_UNITS = ("kg", "g", "mg", "lb", "lbs", "oz", "km", "m", "cm", "mm", "ml", "l", "pcs", "pc",
+          "pkt", "h", "hrs", "min", "s")
+_SYMBOL = r"[$\u00a2-\u00a5\u20a0-\u20cf]"
+
+
+def _alternation(words) -> str:
+    return "|".join(sorted(words, key=len, reverse=True))
+
+
+_UNIT_AMOUNT = re.compile(
+    rf"(?P<sign>[+-])?\s*(?:(?P<pre>{_SYMBOL}|{_alternation(_CURRENCY_CODES)})\s*)?"
+    rf"(?P<sign2>[+-])?(?P<num>\d[\d.,]*)"
+    rf"(?:\s*(?P<post>{_SYMBOL}|%|{_alternation(_CURRENCY_CODES + _UNITS)}))?",
+    re.IGNORECASE)
+# quotes and brackets around a value, a full stop or comma after it: '"12.50"', "$12.00."
+_LEADING, _TRAILING = "\"'\u201c\u201d\u2018\u2019([{", "\"'\u201c\u201d\u2018\u2019)]}.,;:!?"
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 # a number with thousands separators (1,234,567) or Indian grouping (12,34,567); a comma
 # anywhere else ("1,5", a decimal comma) is not dropped, which read "1,5" as 15 and scored it
@@ -145,23 +168,26 @@ def _scalar(value: Any) -> Any:
         return _exact(value)
     if isinstance(value, str):
         stripped = unicodedata.normalize("NFKC", value).strip()  # fullwidth forms, ligatures
-        number = _numeric(stripped)
+        core = stripped.lstrip(_LEADING).rstrip(_TRAILING).strip()
+        number = _numeric(core)
         if number is not None:
             return number
-        text = " ".join(_unpunctuated(stripped.lower()).split())
-        # as written ("$12.00", "RM 12"), else once unpunctuated ("A-12345" as "a12345" is)
-        return _unit_amount(stripped) or _unit_amount(text) or text
+        return _unit_amount(core) or " ".join(_unpunctuated(stripped.lower()).split())
     return value
 
 
 def _unit_amount(text: str) -> str | None:
-    """`text` as "<unit> <number>" if it is a number with one unit ("$12.00" and "$12"
-    alike, "RM 12.00", "12 kg"), else None."""
+    """`text` as "<unit> <signed number>" if it is a number with one currency or unit
+    ("$12.00" and "$12" alike, "RM 12.00", "-RM 5", "12 kg", "5.5%"), else None."""
     found = _UNIT_AMOUNT.fullmatch(text)
-    if found is None or bool(found["pre"]) == bool(found["post"]):
-        return None  # no unit (a plain number is not this), or one on both sides
+    if (found is None or bool(found["pre"]) == bool(found["post"])
+            or (found["sign"] and found["sign2"])):
+        return None  # no unit (a plain number is not this), one on both sides, two signs
     amount = _numeric(found["num"])
-    return None if amount is None else f"{(found['pre'] or found['post']).lower()} {amount!r}"
+    if amount is None:
+        return None
+    sign = "-" if "-" in (found["sign"], found["sign2"]) and amount != 0 else ""
+    return f"{(found['pre'] or found['post']).lower()} {sign}{amount!r}"
 
 
 def _numeric(text: str) -> int | float | None:
@@ -174,15 +200,23 @@ def _numeric(text: str) -> int | float | None:
     digits = text.lstrip("+-")
     if len(digits) > 1 and digits[0] == "0" and digits[1].isdigit():
         return None  # "02134", "007": the zeros are part of it
-    if digits.isdigit():
-        return _exact(int(text))
-    return _exact(float(text))
+    try:
+        number = int(text) if digits.isdigit() else float(text)
+    except ValueError:  # more digits than Python reads as an int: an id, compared as text
+        return None
+    if number != number or number in (math.inf, -math.inf):
+        return None  # "1e400": no float holds it, so "1e401" would equal it
+    return _exact(number)
 
 
 def _exact(number: int | float) -> int | float:
     """A number as a float when the float is exactly it (2 and 2.0 and "2" compare and
-    serialise alike), else the int itself: a 16-digit id is not rounded into another."""
-    as_float = float(number)
+    serialise alike), else the int itself: a 16-digit id is not rounded into another, and
+    one too long for any float stays the int it is."""
+    try:
+        as_float = float(number)
+    except OverflowError:
+        return number
     return as_float if as_float == number else number
 
 
@@ -194,7 +228,9 @@ def _unpunctuated(text: str) -> str:
     out = []
     for i, c in enumerate(text):
         if c in _PUNCTUATION or (not c.isascii() and unicodedata.category(c).startswith("P")):
-            if 0 < i < len(text) - 1 and text[i - 1].isdigit() and text[i + 1].isdigit():
+            after = i < len(text) - 1 and text[i + 1].isdigit()
+            if after and (0 < i and text[i - 1].isdigit()  # 12.00, 1/12/2023, 10:30
+                          or c in "+-" and (i == 0 or text[i - 1].isspace())):  # a sign
                 out.append(c)
             continue
         out.append(c)
