@@ -128,3 +128,19 @@ def test_a_deterministic_provider_shows_zero_spread_and_says_why(tmp_path):
     assert len(read_jsonl(run_dir / "predictions.jsonl")) == 2 * 8 * 3
     cli("report", run_dir)
     assert 'id="epochs-note"' in (run_dir / "index.html").read_text()
+
+
+def test_a_variants_total_cost_sums_every_epochs_answers(sampled_run):
+    """summary.json's total_notional_usd summed scores.csv's per-item means over the
+    epochs: one epoch's worth, so after --epochs 3 the variants added up to a third of
+    run.json's total (a helper's run: $0.00372 against $0.01115)."""
+    run_dir = sampled_run[0]
+    preds = read_jsonl(run_dir / "predictions.jsonl")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for name in ("sampled", "greedy"):
+        paid = sum(p["cost_usd"] for p in preds if p["variant"] == name)
+        assert paid > 0
+        assert summary["variants"][name]["cost"]["total_notional_usd"] == pytest.approx(paid)
+    run = json.loads((run_dir / "run.json").read_text())
+    assert sum(v["cost"]["total_notional_usd"] for v in summary["variants"].values()) == \
+        pytest.approx(run["totals"]["notional_usd"])

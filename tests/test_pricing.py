@@ -138,3 +138,20 @@ def test_a_flat_price_is_computed_directly_and_equals_genai_prices_to_the_last_b
         i = rng.randint(0, 400_000)
         c, o = rng.randint(0, i), rng.randint(0, 70_000)
         assert price.cost(Usage(i, o, c)) == float(_genai_total(price._genai, i, c, o))
+
+
+def test_estimate_takes_the_configs_variants_as_run_does(tmp_path):
+    """Without --variants, `run` starts the config's declared variants and `estimate`
+    priced the default ladder instead (a helper's config: $0.0026 estimated, $0.0058 for
+    what the run would start)."""
+    config = tmp_path / "exp.yaml"
+    config.write_text("provider: {model: gpt-4o-mini}\nvariants:\n"
+                      "  - {name: p-v1, base: prompt-only, instructions: Classify it.}\n"
+                      "  - {name: p-hot, base: prompt-only, temperature: 0.9}\n")
+    est = json.loads(cli("estimate", FIXTURES / "tiny-intents", "--provider", "openai",
+                         "--config", config, "--json", "--cache-dir", tmp_path / "c").output)
+    assert [v["variant"] for v in est["variants"]] == ["p-v1", "p-hot"]
+    given = json.loads(cli("estimate", FIXTURES / "tiny-intents", "--provider", "openai",
+                           "--config", config, "--variants", "prompt-only", "--json",
+                           "--cache-dir", tmp_path / "c").output)
+    assert [v["variant"] for v in given["variants"]] == ["prompt-only"]

@@ -567,13 +567,25 @@ def summarize_variant(data: RunData, name: str, *, seed: int) -> tuple[dict, Var
                    "per_query_retrieval_usd": cost.per_query_retrieval_usd,
                    "setup_usd": cost.setup_usd,
                    "fixed_monthly_usd": cost.fixed_monthly_usd, "tco_usd": cost.tco_usd,
-                   "total_notional_usd": float(np.nansum(cost_values)),
+                   "total_notional_usd": _total_cost(data, name, cost_values),
                    "setup_items": [asdict(i) for i in cost.setup_items],
                    "monthly_items": [asdict(i) for i in cost.monthly_items]}
     preds = [p for p in data.predictions if p.variant == name]
     out["calls"] = {"items": len(preds), "errors": sum(p.error_class is not None for p in preds),
                     "cached": sum(p.cached for p in preds)}
     return out, cost
+
+
+def _total_cost(data: RunData, name: str, per_item: np.ndarray) -> float:
+    """What the variant's answers cost in all: after --epochs the sum over every epoch's
+    answers (epoch_scores.csv), not over scores.csv's per-item means, which is one epoch's
+    worth and left the variants' totals a third of run.json's after --epochs 3."""
+    by_epoch = data.epoch_scores
+    if by_epoch is not None and {"variant", "metric", "value"} <= set(by_epoch.columns):
+        rows = by_epoch[(by_epoch["variant"] == name) & (by_epoch["metric"] == "cost_usd")]
+        if len(rows):
+            return float(np.nansum(rows["value"].to_numpy(dtype=float)))
+    return float(np.nansum(per_item))
 
 
 # ---- steps -----------------------------------------------------------------------------------

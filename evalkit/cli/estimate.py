@@ -14,7 +14,9 @@ from evalkit.strategies.ladder import LADDER
 
 @main.command()
 @click.argument("testset_dir", type=click.Path(file_okay=False))
-@click.option("--variants", default=",".join(LADDER), show_default=True)
+@click.option("--variants", default=",".join(LADDER),
+              help="Comma-separated ladder, as `run` takes it [default: the config's variants, "
+                   f"else {','.join(LADDER)}].")
 @provider_option
 @click.option("--base-url", default=None)
 @click.option("--model", default=None)
@@ -27,11 +29,15 @@ def estimate(testset_dir, variants, provider, base_url, model, config_path, cach
     """Expected tokens and cost of `evalkit run` on TESTSET_DIR, before any call."""
     from evalkit.config import load_config
     from evalkit.run.estimate import estimate_run, format_estimate
+    given = click.get_current_context().get_parameter_source("variants")
     try:
-        est = estimate_run(testset_dir, variants=variants.split(","), provider=provider,
+        config = load_config(config_path)
+        names = variants.split(",")
+        if given is click.core.ParameterSource.DEFAULT and config.variants:
+            names = [d.name for d in config.variants]  # what `run` would start, as run does
+        est = estimate_run(testset_dir, variants=names, provider=provider,
                            provider_options=provider_options(provider, base_url, model),
-                           config=load_config(config_path), cache_dir=cache_dir,
-                           finetune_dir=finetune_dir)
+                           config=config, cache_dir=cache_dir, finetune_dir=finetune_dir)
     except (TestsetError, ValueError) as exc:
         fail(str(exc))
     click.echo(json.dumps(est.to_dict(), indent=2) if as_json else format_estimate(est))
