@@ -309,3 +309,24 @@ def test_unknown_provider_option_in_the_config_names_the_field(tmp_path):
     result = cli("run", INTENTS, "--provider", "openai", "--base-url", "http://127.0.0.1:9/v1",
                  "--variants", "prompt-only", "--config", config, *_dirs(tmp_path), ok=False)
     assert result.exit_code == 2 and "field 'provider.temprature'" in result.output
+
+
+def test_a_capped_run_that_would_pay_for_embeddings_is_refused_before_any(tmp_path):
+    """The index and the query vectors are embedded at setup, before the budget that keeps
+    --max-cost-usd starts, and it never counted them: a helper's run spent $0.0102 under a
+    $0.002 cap that said it held. Such a run is refused before any embedding call; once the
+    embeddings were made (a run without the cap), the capped run goes ahead, paying for its
+    calls only."""
+    config = _config(tmp_path, "provider: {embedding_model: text-embedding-3-small}\n")
+    with FakeOpenAI(api_key=KEY) as server:
+        refused = _run(server, tmp_path, "--config", config, "--max-cost-usd", "1",
+                       testset=QA, variants="prompt-only,rag", ok=False)
+        assert refused.exit_code == 2, refused.output
+        assert "would first embed its corpus and questions (up to $" in refused.output
+        assert [r for r in server.requests if r.path == "/v1/embeddings"] == []
+        assert server.chat_calls() == []
+        _run(server, tmp_path, "--config", config, testset=QA, variants="prompt-only,rag")
+        made = len([r for r in server.requests if r.path == "/v1/embeddings"])
+        _run(server, tmp_path, "--config", config, "--max-cost-usd", "1",
+             testset=QA, variants="prompt-only,rag")
+        assert len([r for r in server.requests if r.path == "/v1/embeddings"]) == made

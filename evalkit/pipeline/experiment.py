@@ -40,6 +40,7 @@ from evalkit.pipeline.preflight import LeakageRefused  # noqa: F401  re-exported
 from evalkit.pipeline.routing import Providers, fine_tune_provider
 from evalkit.providers import Provider, embeddings, provider_class
 from evalkit.run.batch import BatchSettings, run_batches
+from evalkit.run.budget import usd4
 from evalkit.run.cache import ResponseCache
 from evalkit.run.journal import Journal, Prediction, latest
 from evalkit.run.ledger import CallLedger, OpenCall, Unjournaled, open_calls, unjournaled
@@ -251,6 +252,8 @@ def _context(config: RunConfig, cfg: ExperimentConfig, testset: Testset,
                          index_factory=retriever.build if retriever else None,
                          embeddings=embedding_index if retriever else None)
     specs = list(dict.fromkeys(v.index_spec(ctx) for v in variants if v.rag_k))
+    if specs and retriever is not None and config.max_cost_usd is not None:
+        _refuse_uncapped_embeddings(retriever, testset, specs, cap=config.max_cost_usd)
     if specs:
         t0 = time.perf_counter()
         with say.stage() as note:
@@ -264,6 +267,27 @@ def _context(config: RunConfig, cfg: ExperimentConfig, testset: Testset,
             # indexing cost is setup; query embeddings are a per-query cost
             setup["retrieval"] = ctx.index.embed_queries([it.input for it in testset.test])
     return ctx
+
+
+def _refuse_uncapped_embeddings(retriever: Any, testset: Testset, specs: list, *,
+                                cap: float) -> None:
+    """Refuse a capped run that would pay for embeddings: the index and the queries are
+    embedded at setup, before the budget that keeps the cap starts, and it does not count
+    them (a helper's run: $0.0102 spent under a $0.002 cap that said it held). Texts already
+    in the vector store cost nothing, so a run whose embeddings were made before (by a run
+    without the cap) goes ahead."""
+    from evalkit.strategies.retrieval import chunk_document
+
+    texts = [p.text for spec in specs if spec.retriever == "embeddings" for d in testset.docs
+             for p in chunk_document(d, size=spec.chunk_size, overlap=spec.chunk_overlap)]
+    texts += [it.input for it in testset.test]
+    worst = retriever.embedder.worst_usd(texts)
+    if worst > 0:
+        raise ValueError(
+            f"--max-cost-usd {cap:g}: this run would first embed its corpus and questions "
+            f"(up to {usd4(worst)}), which the cap does not cover yet; build them once without "
+            f"--max-cost-usd (`evalkit estimate` says what that costs), then the capped run "
+            f"reads them from the cache and pays for its calls only")
 
 
 @dataclass(frozen=True)

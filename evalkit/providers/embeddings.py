@@ -92,6 +92,13 @@ class Embedder:
         ident = f"{self.settings.model}\n{redact_url(self.settings.base_url)}\n{text}"
         return hashlib.sha256(ident.encode()).hexdigest()
 
+    def worst_usd(self, texts: list[str]) -> float:
+        """The most embedding `texts` can cost now: those not in the vector store yet, at a
+        token per UTF-8 byte (no byte-level tokenizer counts more) at the input price."""
+        fresh = [t for t in dict.fromkeys(texts) if self.store.get(self._key(t)) is None]
+        tokens = sum(len(t.encode("utf-8", "surrogatepass")) + 1 for t in fresh)
+        return self.prices.price(self.settings.model).cost(Usage(input_tokens=tokens))
+
     def embed(self, texts: list[str]) -> tuple[np.ndarray, dict[str, float]]:
         """Unit vectors for `texts`; the dict says tokens and USD, notional and spent now."""
         import numpy as np
