@@ -330,3 +330,24 @@ def test_a_capped_run_that_would_pay_for_embeddings_is_refused_before_any(tmp_pa
         _run(server, tmp_path, "--config", config, "--max-cost-usd", "1",
              testset=QA, variants="prompt-only,rag")
         assert len([r for r in server.requests if r.path == "/v1/embeddings"]) == made
+
+
+def test_a_tfidf_rung_is_not_charged_for_the_embedding_index(tmp_path):
+    """setup.retrieval is the embedding index of task.yaml's chunking, and its query
+    embeddings; every retrieving rung was charged both, a TF-IDF one too (a helper's run)."""
+    config = _config(tmp_path, "provider: {embedding_model: text-embedding-3-small}\n"
+                               "variants:\n  - {name: rag-tfidf, base: rag, "
+                               "rag: {retriever: tfidf}}\n  - {name: rag, base: rag}\n")
+    with FakeOpenAI(api_key=KEY) as server:
+        _run(server, tmp_path, "--config", config, testset=QA, variants="rag-tfidf,rag")
+    run_dir = _latest_run(tmp_path)
+    assert json.loads((run_dir / "run.json").read_text())["setup"]["retrieval"]["chunk_size"]
+    costs = {v: s["cost"] for v, s in
+             json.loads((run_dir / "summary.json").read_text())["variants"].items()}
+    sources = {v: {i["source"] for i in c["setup_items"] if i["item"] == "indexing"}
+               for v, c in costs.items()}
+    assert sources["rag"] == {"run.json setup.retrieval.indexing_usd"}
+    assert sources["rag-tfidf"] == {
+        "run.json setup.indexing_time_s x economics.compute_usd_per_hour"}
+    assert costs["rag"]["per_query_retrieval_usd"] > 0
+    assert costs["rag-tfidf"]["per_query_retrieval_usd"] == 0

@@ -516,7 +516,22 @@ def _variant_cost(data: RunData, name: str) -> VariantCost:
     return variant_cost(name, _mean(data.values(name, "cost_usd")), data.economics,
                         fine_tuned=kind.fine_tuned, retrieves=kind.retrieves,
                         few_shot=kind.few_shot, self_hosted=kind.self_hosted,
-                        run_setup=data.setup)
+                        run_setup=_setup_for(data, name))
+
+
+def _setup_for(data: RunData, name: str) -> dict[str, Any]:
+    """run.json's setup as it applies to one variant. `setup.retrieval` is the embedding
+    index of task.yaml's chunking (and its query embeddings): a variant that retrieved with
+    TF-IDF, or from another chunking, did not use it, so its cost is not that variant's (a
+    TF-IDF rung was charged the embedding index and the per-query embeddings)."""
+    retrieval = data.setup.get("retrieval")
+    spec = data.variant_specs.get(name) or {}
+    if not isinstance(retrieval, dict) or not isinstance(spec, dict):
+        return data.setup
+    same = spec.get("retriever") in (None, retrieval.get("retriever")) and all(
+        spec.get(k) is None or retrieval.get(k) is None or spec.get(k) == retrieval.get(k)
+        for k in ("chunk_size", "chunk_overlap"))
+    return data.setup if same else {k: v for k, v in data.setup.items() if k != "retrieval"}
 
 
 def _not_applicable(data: RunData, variant: str, task: Task) -> dict[str, str]:

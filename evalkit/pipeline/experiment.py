@@ -266,6 +266,10 @@ def _context(config: RunConfig, cfg: ExperimentConfig, testset: Testset,
         if retriever and ctx.default_index_spec in ctx.indexes:
             # indexing cost is setup; query embeddings are a per-query cost
             setup["retrieval"] = ctx.index.embed_queries([it.input for it in testset.test])
+            # which index the record is of: a variant on another chunking (or TF-IDF) did
+            # not use it, and is not charged for it (analysis/summary.py)
+            setup["retrieval"].update(chunk_size=ctx.default_index_spec.chunk_size,
+                                      chunk_overlap=ctx.default_index_spec.chunk_overlap)
     return ctx
 
 
