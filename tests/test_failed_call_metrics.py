@@ -19,15 +19,15 @@ from evalkit.data.testset import Task
 from evalkit.run.journal import Prediction
 from evalkit.tasks import RunContext, metric, metric_names
 
-# per task type: a Task, then (expected, answer text, parsed answer) for good items
+# per task type: a Task, then (expected, answer text, parsed answer) for right answers
 CASES = {
     "classification": (Task(name="t", type="classification", instructions="",
                             labels={"a": "the a", "b": "the b"}),
                        [("a", "a", "a"), ("b", "b", "b")]),
     "extraction": (Task(name="t", type="extraction", instructions="",
                         primary_metric="field_accuracy", fields={"x": "an x"}),
-                   [({"x": "1"}, '{"x": "1"}', {"x": "1"}), ({"x": "2"}, '{"x": "3"}',
-                                                            {"x": "3"})]),
+                   [({"x": "1"}, '{"x": "1"}', {"x": "1"}), ({"x": "2"}, '{"x": "2"}',
+                                                            {"x": "2"})]),
     "qa": (Task(name="t", type="qa", instructions="", primary_metric="token_f1"),
            [(["paris"], "paris", "paris"), (None, "unknown", "unknown")]),
 }
@@ -39,13 +39,26 @@ def test_every_run_metric_reads_a_failed_call_as_an_answer_not_an_error(task_typ
     names = metric_names(task_type=task_type, level="run")
     assert names, f"{task_type} has no per-run metric to check"
     expected = [e for e, _, _ in good] * 5
-    parsed = [p for _, _, p in good] * 5
-    parsed[1] = None  # a failed call where an abstention (or a label) was due
+    right = [p for _, _, p in good] * 5
+    failed = list(right)
+    failed[1] = None  # a failed call where an abstention (or a label, a record) was due
+    lower = []
     for name in names:
-        statistic = metric(name).compute(RunContext(task, expected, parsed))
-        if statistic is not None:
+        spec = metric(name)
+        values = []
+        for parsed in (right, failed):
+            statistic = spec.compute(RunContext(task, expected, parsed))
+            assert statistic is not None, name
             value = statistic(np.arange(len(expected)))
             assert isinstance(value, float) and (math.isnan(value) or 0 <= value <= 1), name
+            values.append(value)
+        with_answer, with_failure = values
+        # a failed call is a wrong answer: never better than the right one, and some metric
+        # of the type says it is worse (read as right, every one would be equal)
+        assert not with_failure > with_answer, name
+        if with_failure < with_answer:
+            lower.append(name)
+    assert lower, f"no per-run metric of {task_type} counts the failed call as wrong"
 
 
 def test_a_qa_step_with_a_failed_call_is_summarised_with_it_counted_wrong():

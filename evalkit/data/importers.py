@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
 from pathlib import Path
 from typing import NoReturn
 
@@ -640,11 +641,11 @@ def rows_record_key(rows: list[dict], *, sample: int = 50) -> tuple[str | None, 
     of those rows that have it: one row's null or "n/a" target (the first, say) no longer
     makes a set of JSON records look like something else."""
     keys = [record_key(row) for row in rows[:sample]]
-    found = [k for k in keys if k is not None]
+    found = Counter(k for k in keys if k is not None)
     if not found:
         return None, 0.0
-    best = max(dict.fromkeys(found), key=found.count)
-    return best, found.count(best) / len(keys)
+    best, n = found.most_common(1)[0]
+    return best, n / len(keys)
 
 
 def from_extraction_jsonl(path: Path | str, *, text_key: str | None = None,

@@ -165,17 +165,11 @@ class Testset:
     def hash(self) -> str:
         """One hash over the files the set is read from (`input_hashes`), so a run records
         exactly which data it saw."""
-        h = hashlib.sha256()
-        for name in sorted(self.file_hashes):
-            h.update(f"{name}:{self.file_hashes[name]}\n".encode())
-        return h.hexdigest()
+        return _combined(self.file_hashes)
 
     @property
     def corpus_hash(self) -> str:
-        h = hashlib.sha256()
-        for name in sorted(k for k in self.file_hashes if k.startswith("docs/")):
-            h.update(f"{name}:{self.file_hashes[name]}\n".encode())
-        return h.hexdigest()
+        return _combined({k: v for k, v in self.file_hashes.items() if k.startswith("docs/")})
 
 
 def load_testset(path: str | Path) -> Testset:
@@ -616,8 +610,14 @@ def input_hashes(root: Path, task: Task) -> dict[str, str]:
 def all_files_hash(root: Path) -> str:
     """The hash evalkit recorded before `input_hashes` (every file under the folder), to
     resume a run that recorded it."""
-    files = {p.relative_to(root).as_posix(): p for p in root.rglob("*") if p.is_file()}
+    return _combined({p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                      for p in root.rglob("*") if p.is_file()})
+
+
+def _combined(hashes: dict[str, str]) -> str:
+    """One SHA-256 over `name:hash` lines, sorted by name (so "docs-src/" comes before
+    "docs/", as every hash evalkit recorded has it)."""
     h = hashlib.sha256()
-    for name in sorted(files):  # by name, as the old hash sorted them ("docs-src/" < "docs/")
-        h.update(f"{name}:{hashlib.sha256(files[name].read_bytes()).hexdigest()}\n".encode())
+    for name in sorted(hashes):
+        h.update(f"{name}:{hashes[name]}\n".encode())
     return h.hexdigest()

@@ -280,10 +280,11 @@ def _refuse_uncapped_embeddings(retriever: Any, testset: Testset, specs: list, *
     them (a helper's run: $0.0102 spent under a $0.002 cap that said it held). Texts already
     in the vector store cost nothing, so a run whose embeddings were made before (by a run
     without the cap) goes ahead."""
-    from evalkit.strategies.retrieval import chunk_document
+    from evalkit.strategies.retrieval import chunk_corpus
 
-    texts = [p.text for spec in specs if spec.retriever == "embeddings" for d in testset.docs
-             for p in chunk_document(d, size=spec.chunk_size, overlap=spec.chunk_overlap)]
+    texts = [p.text for spec in specs if spec.retriever == "embeddings"
+             for p in chunk_corpus(testset.docs, size=spec.chunk_size,
+                                   overlap=spec.chunk_overlap)]
     texts += [it.input for it in testset.test]
     worst = retriever.embedder.worst_usd(texts)
     if worst > 0:

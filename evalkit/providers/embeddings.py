@@ -29,7 +29,7 @@ from evalkit.providers.base import Usage
 from evalkit.providers.openai import NO_KEY_PLACEHOLDER, redact_url
 from evalkit.providers.pricing import PriceBook, UnknownPrice
 from evalkit.providers.sqlite_store import SqliteStore
-from evalkit.strategies.retrieval import CHUNKER_VERSION, Passage, chunk_document
+from evalkit.strategies.retrieval import CHUNKER_VERSION, Passage, chunk_corpus
 
 if TYPE_CHECKING:
     import numpy as np
@@ -232,8 +232,7 @@ class EmbeddingRetriever:
             indexing = {**saved["indexing"], "usd_spent": 0.0}  # paid when it was built
             return EmbeddingIndex(passages, np.load(npy), self.embedder, indexing)
         c = self.testset.task.corpus
-        passages = [p for d in self.testset.docs
-                    for p in chunk_document(d, size=c.chunk_size, overlap=c.chunk_overlap)]
+        passages = chunk_corpus(self.testset.docs, size=c.chunk_size, overlap=c.chunk_overlap)
         if not passages:
             raise ValueError(f"{self.testset.path}: cannot index an empty corpus")
         matrix, cost = self.embedder.embed([p.text for p in passages])

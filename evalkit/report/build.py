@@ -8,7 +8,6 @@ escaped: the template autoescapes, and the item explorer's data is embedded as J
 
 from __future__ import annotations
 
-import functools
 import math
 from collections import Counter
 from pathlib import Path
@@ -120,15 +119,12 @@ def _explorer(run_dir: Path, run: dict, items: list[dict], preds, scores: pd.Dat
         task = run_data.task_view()
         kind = TASK_TYPES.find(task.type)
         if kind is not None and kind.explain is not None:
-            explain = functools.partial(_explained, kind.explain, task=task)
+            def explain(expected, output):  # the task type's, for this run's task
+                return kind.explain(expected, output, task)
     data = explorer_data(items, preds, scores, ladder, primary, reasons=judge_reasons(run_dir),
                          epochs=epochs, explain=explain)
     data["msg"] = messages.recorded(run_dir, run, ladder, items, preds).as_json()
     return data
-
-
-def _explained(explain, expected, output, *, task):
-    return explain(expected, output, task)
 
 
 def _spec_rows(summary: dict, run: dict, ladder: list[str]) -> list[dict]:

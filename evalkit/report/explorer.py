@@ -6,7 +6,7 @@ for a `<script type="application/json">` element by writing `<`, `>` and `&` as 
 no `</script>` or `<!--` can appear in it, whatever an output says.
 
 Per item: id, input, expected, label or cluster, the gold document ids, and per variant a cell
-`[output, score, wrong, error, retrieved, reason, epochs, flaky, outputs, why]`:
+`[output, score, wrong, error, retrieved, reason, epochs, flaky, outputs, explained]`:
 - `score` is the primary metric (null when unscored), `wrong` 1/0 by `is_wrong` (a failed call
   counts as wrong, as it does when steps are judged), null when neither is known;
 - `error` is "ErrorClass: message" for a failed call, `retrieved` the ranked doc ids the rung's
@@ -16,7 +16,7 @@ Per item: id, input, expected, label or cluster, the gold document ids, and per 
   an epoch has no score), `flaky` 1 when two of them differ (`analysis.epochs.is_flaky`, the
   definition summary.json's `flaky_items` counts) and, for a flaky cell only, `outputs` the
   answer of each epoch. `output` is the first epoch's answer; `score` the mean over epochs;
-- `why`: for an answer that did not score full marks, the task type's sentence on why
+- `explained`: for an answer that did not score full marks, the task type's sentence on why
   (`TaskType.explain`: an extraction's fields that differ, gold beside answer, or that the
   answer is no JSON record; the label a classification answer was read as, or that it names
   none or several).
@@ -99,7 +99,8 @@ def _score(x: float | None) -> float | None:
 
 def _cell(p: Prediction | None, score: float | None, wrong_if: Callable[[float], bool],
           reason: str | None, epochs: list[float] | None = None,
-          outputs: dict[int, str | None] | None = None, why: str | None = None) -> list[Any]:
+          outputs: dict[int, str | None] | None = None,
+          explained: str | None = None) -> list[Any]:
     failed = p is not None and p.error_class is not None
     if score is not None:
         wrong: int | None = int(wrong_if(score))
@@ -114,7 +115,7 @@ def _cell(p: Prediction | None, score: float | None, wrong_if: Callable[[float],
                  [(outputs or {}).get(e) for e in range(len(epochs))] if flaky else None]
     else:
         cell += [None, None, None]
-    cell.append(why)
+    cell.append(explained)
     while cell and cell[-1] is None:
         cell.pop()
     return cell
@@ -149,11 +150,12 @@ def explorer_data(items: list[dict], preds: list[Prediction], scores: pd.DataFra
         for v in ladder:
             key = (v, it["id"])
             p, score = pred_of.get(key), _score(score_of.get(key))
-            why = (_why(explain, it["expected"], p.output)
-                   if explain is not None and p is not None and p.error_class is None
-                   and p.output is not None and score is not None and score != best else None)
+            explained = (_explained(explain, it["expected"], p.output)
+                         if explain is not None and p is not None and p.error_class is None
+                         and p.output is not None and score is not None and score != best
+                         else None)
             cells.append(_cell(p, score, wrong_if, reasons.get(key), epochs.get(key),
-                               outputs.get(key), why))
+                               outputs.get(key), explained))
         row = {"id": it["id"], "in": it["input"], "exp": _expected_text(it["expected"]),
                "grp": _group(it), "o": cells}
         if it.get("doc_ids"):
@@ -165,7 +167,8 @@ def explorer_data(items: list[dict], preds: list[Prediction], scores: pd.DataFra
             "epochs": max((len(e) for e in epochs.values()), default=0), "items": rows}
 
 
-def _why(explain: Callable[[Any, str], str | None], expected: Any, output: str) -> str | None:
+def _explained(explain: Callable[[Any, str], str | None], expected: Any,
+               output: str) -> str | None:
     """`explain(expected, output)`, or None if it fails: a sentence the page can do without
     never stops a report."""
     try:

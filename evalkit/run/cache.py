@@ -156,6 +156,7 @@ class ResponseCache:
         self._pending_lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
+        self._said_unencodable = False  # an answer that would not encode: warned of once
         self._flush_s = flush_s
         self._writer = threading.Thread(target=self._write_loop, name="evalkit-cache-writer",
                                         daemon=True)
@@ -168,9 +169,9 @@ class ResponseCache:
             return _from_queue(queued)
         if key in self._ahead:  # looked up with its batch: no SELECT of its own
             ahead = self._ahead.pop(key)
-            if ahead is None or type(ahead) is str:
-                return None if ahead is None else completion_from_row(ahead)
-            return _from_queue(ahead)
+            if ahead is None:
+                return None
+            return completion_from_row(ahead) if type(ahead) is str else _from_queue(ahead)
         row = self._store.fetchone("SELECT completion FROM responses WHERE key = ?", (key,))
         return None if row is None else completion_from_row(row[0])
 
@@ -207,7 +208,7 @@ class ResponseCache:
             # the rows stay visible to `get` and `prefetch` (in `_writing`) until committed:
             # taken out of the queue before that, a repeat asked meanwhile was a miss
             self._writing, self._pending = self._pending, {}
-        self._store.insert_many("responses", _rows(self._writing))
+        self._store.insert_many("responses", self._rows(self._writing))
         with self._pending_lock:
             self._writing = {}
 
@@ -217,6 +218,21 @@ class ResponseCache:
         self._writer.join()
         self.flush()
         self._store.close()
+
+    def _rows(self, queued: dict[str, Completion]) -> list[tuple[str, str]]:
+        """(key, row) for each queued answer that encodes; one that cannot (a provider's odd
+        field type) is left out, a miss later, said once, rather than ending the writer."""
+        rows = []
+        for key, completion in queued.items():
+            try:
+                rows.append((key, cache_row(completion)))
+            except (TypeError, ValueError) as exc:
+                if not self._said_unencodable:
+                    self._said_unencodable = True
+                    print(f"evalkit: warning: an answer could not be stored in the cache "
+                          f"({exc}); it will be asked again next time", file=sys.stderr,
+                          flush=True)
+        return rows
 
     def _write_loop(self) -> None:
         while not self._closed:
@@ -232,20 +248,3 @@ def _from_queue(completion: Completion) -> Completion | None:
     except (TypeError, ValueError):
         return None
 
-
-def _rows(queued: dict[str, Completion]) -> list[tuple[str, str]]:
-    """(key, row) for each queued answer that encodes; one that cannot (a provider's odd
-    field type) is left out, a miss later, said once, rather than ending the writer."""
-    rows = []
-    for key, completion in queued.items():
-        try:
-            rows.append((key, cache_row(completion)))
-        except (TypeError, ValueError) as exc:
-            if not _UNENCODABLE:
-                _UNENCODABLE.append(key)
-                print(f"evalkit: warning: an answer could not be stored in the cache ({exc}); "
-                      f"it will be asked again next time", file=sys.stderr, flush=True)
-    return rows
-
-
-_UNENCODABLE: list[str] = []  # the first key whose answer could not be encoded, once said

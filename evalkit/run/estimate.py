@@ -26,7 +26,7 @@ from evalkit.providers.openai import approx_tokens
 from evalkit.providers.pricing import PriceBook, UnknownPrice
 from evalkit.run.cache import ResponseCache, request_key
 from evalkit.strategies import finetune
-from evalkit.strategies.retrieval import chunk_document
+from evalkit.strategies.retrieval import chunk_corpus
 from evalkit.strategies.variants import VariantContext, resolve
 from evalkit.tasks import task_type
 
@@ -153,8 +153,8 @@ def _embedding_setup(config: ExperimentConfig, testset: Testset, prices: PriceBo
     if not model:
         return {}
     c = testset.task.corpus
-    chunks = [p.text for d in testset.docs
-              for p in chunk_document(d, size=c.chunk_size, overlap=c.chunk_overlap)]
+    chunks = [p.text for p in chunk_corpus(testset.docs, size=c.chunk_size,
+                                           overlap=c.chunk_overlap)]
     corpus_tokens = sum(math.ceil(len(t) / 4) for t in chunks)
     query_tokens = sum(math.ceil(len(it.input) / 4) for it in testset.test)
     try:

@@ -17,7 +17,7 @@ import pandas as pd
 from evalkit import tasks
 from evalkit.data.testset import Document, Item, Task
 from evalkit.run.journal import Prediction
-from evalkit.strategies.retrieval import chunk_document
+from evalkit.strategies.retrieval import chunk_corpus
 
 SCORE_COLUMNS = ["run", "variant", "item_id", "metric", "value"]
 COST_METRICS = tasks.metrics_in("cost")  # latency_s, input_tokens, output_tokens, cost_usd
@@ -27,8 +27,8 @@ def passage_texts(task: Task, docs: Sequence[Document]) -> dict[tuple[str, int],
     """(doc id, chunk) -> passage text, chunked with the task's corpus settings (what the
     TF-IDF and embedding indexes are built from)."""
     c = task.corpus
-    return {(p.doc_id, p.chunk): p.text for d in docs
-            for p in chunk_document(d, size=c.chunk_size, overlap=c.chunk_overlap)}
+    return {(p.doc_id, p.chunk): p.text
+            for p in chunk_corpus(docs, size=c.chunk_size, overlap=c.chunk_overlap)}
 
 
 def _unasked(task: Task) -> tuple[str, ...]:

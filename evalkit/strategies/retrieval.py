@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,12 @@ CHUNKER_VERSION = 2
 
 _HEADING = re.compile(r"^ {0,3}#{1,6}(\s|$)")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
+
+
+def chunk_corpus(docs: Sequence[Document], *, size: int, overlap: int) -> list[Passage]:
+    """Every document's passages (`chunk_document`), in document order: what an index over
+    the corpus holds."""
+    return [p for d in docs for p in chunk_document(d, size=size, overlap=overlap)]
 
 
 def chunk_document(doc: Document, *, size: int, overlap: int) -> list[Passage]:
@@ -169,8 +176,7 @@ def build_index(docs: tuple[Document, ...] | list[Document], *, chunk_size: int,
         with path.open("rb") as fh:
             index = pickle.load(fh)
     else:
-        passages = [p for d in docs for p in chunk_document(d, size=chunk_size,
-                                                            overlap=chunk_overlap)]
+        passages = chunk_corpus(docs, size=chunk_size, overlap=chunk_overlap)
         index = TfidfIndex(passages)
         if path:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -426,6 +426,8 @@ register_metric(Metric("schema_valid", "item", _schema_valid, task_types=(TYPE,)
 for _i, _name in enumerate(("slot_precision", "slot_recall", "slot_f1")):
     register_metric(Metric(_name, "run", _slot_metric(_i), task_types=(TYPE,),
                            description=f"micro-averaged {_name[5:]} over (field, value) pairs"))
+
+
 def explain(expected: dict[str, Any], output: str, task: Task) -> str | None:
     """Why a record scored what it did: the answer is not a JSON object (and what it is
     instead), or which fields differ, each with the gold value and the answer's; None when
